@@ -1,0 +1,250 @@
+"""The `rectify` command line.
+
+Exit codes scripts can trust:
+  0  the command ran (a run with quarantined lines still ran: see the summary)
+  1  `rectify validate` found invalid lines, or an internal error
+  2  usage error (bad option, missing file)
+  3  configuration error (an invalid rule pack, a plugin conflict, an unknown option)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+import yaml
+from tqdm import tqdm
+
+from engine.logs import configure, get_logger
+from engine.pipeline import Engine
+from engine.plugins import PluginConflict
+from engine.records import Finding, Quarantined, RunSummary
+from engine.rules import RulePackError
+from engine.sinks import JsonlSink
+from engine.sources import count_lines, read_jsonl
+
+EXIT_INVALID = 1
+EXIT_CONFIG = 3
+
+
+def _load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
+    if path is None:
+        return None
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--params") from None
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise click.BadParameter(f"{path}: expected {{pack: {{parameter: value}}}}", param_hint="--params")
+    return document
+
+
+def _build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool) -> Engine:
+    log = get_logger()
+    try:
+        engine = Engine(disable=disable, options=options, parameters=_load_parameters(params), strict=strict)
+    except (RulePackError, PluginConflict) as exc:
+        click.echo(f"rectify: configuration error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    for failure in engine.plugins.failures:
+        log.warning("plugin_failed", plugin=failure.name, cause=failure.cause)
+    log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
+             rules=len(engine.rules), inactive_rules=len(engine.inactive_rules), ruleset=engine.ruleset)
+    return engine
+
+
+def engine_options(function: Any) -> Any:
+    """The options every command that builds an engine takes."""
+    function = click.option("--strict", is_flag=True, help="Quarantine events of unknown types instead of counting them.")(function)
+    function = click.option("--params", "params", type=click.Path(exists=True, dir_okay=False),
+                            help="YAML {pack: {parameter: value}} set by the deploying authority (values marked NF).")(function)
+    function = click.option("--option", "options", multiple=True, metavar="NAME",
+                            help="Switch on a rule-pack option (e.g. dyeing.gb4287.table3). Repeatable.")(function)
+    function = click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
+                            help="Do not load this plugin (also: RECTIFY_DISABLE_PLUGINS=a,b). Repeatable.")(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
+@click.version_option(package_name="ningbo-rectify", prog_name="rectify")
+def cli(log_level: str) -> None:
+    """rectify: findings from enterprise event logs, by industry rule packs."""
+    configure(log_level)
+
+
+def _progress(total: int | None, enabled: bool) -> tqdm:
+    return tqdm(total=total, unit="ev", unit_scale=True, disable=not enabled or not sys.stderr.isatty(),
+                file=sys.stderr, mininterval=0.5, desc="events")
+
+
+def execute(engine: Engine, inputs: Iterable[Any], out: JsonlSink, quarantine: JsonlSink | None,
+            total: int | None = None, progress: bool = True) -> RunSummary:
+    """Run an engine over inputs, routing findings and quarantine records to their sinks."""
+    bar = _progress(total, progress)
+    try:
+        for number, item in enumerate(inputs, start=1):
+            for record in engine.process_line(item, number):
+                if isinstance(record, Quarantined) and quarantine is not None:
+                    quarantine.write(record.to_dict())
+                else:
+                    out.write(record.to_dict())
+            bar.update(1)
+        for finding in engine.flush():
+            out.write(finding.to_dict())
+    finally:
+        bar.close()
+    return engine.summary
+
+
+def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
+    data = summary.to_dict()
+    lines = [
+        f"read {data['read']}  processed {data['processed']}  duplicate {data['duplicate']}  quarantined {data['quarantined']}"
+        + ("" if summary.balanced() else "  (COUNTS DO NOT ADD UP)"),
+        f"findings {data['findings_total']}: " + (", ".join(f"{k} {v}" for k, v in data["findings"].items()) or "none"),
+    ]
+    extras = []
+    if data["unknown_types"]:
+        extras.append("unknown types " + ", ".join(f"{k} {v}" for k, v in data["unknown_types"].items()))
+    if data["unregistered_events"]:
+        extras.append(f"events of unregistered enterprises {data['unregistered_events']}")
+    if data["unavailable_readings"]:
+        extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
+    if data["late_readings"]:
+        extras.append(f"late minute readings {data['late_readings']}")
+    if extras:
+        lines.append("; ".join(extras))
+    if seconds is not None and seconds > 0:
+        lines.append(f"{data['read'] / seconds:,.0f} events/s ({seconds:.2f} s)")
+    return "\n".join(lines)
+
+
+def _open_out(path: str) -> IO[bytes]:
+    return sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115 - closed by caller
+
+
+@cli.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Findings as JSON lines ('-' = stdout).")
+@click.option("--quarantine", type=click.Path(dir_okay=False), help="Quarantined lines as JSON lines (default: in --out).")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@engine_options
+def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
+        disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+    """Run EVENTS (JSONL files, '-' for stdin) through the rules; write findings."""
+    engine = _build_engine(disable, options, params, strict)
+    started = time.perf_counter()  # for the throughput line only, never for a decision
+    out_stream = _open_out(out)
+    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
+    try:
+        with JsonlSink(out_stream) as out_sink:
+            q_sink = JsonlSink(q_stream) if q_stream else None
+            summary = execute(engine, read_jsonl(events), out_sink, q_sink, count_lines(events), progress)
+            if q_sink:
+                q_sink.close()
+    finally:
+        if out_stream is not sys.stdout.buffer:
+            out_stream.close()
+        if q_stream:
+            q_stream.close()
+    click.echo(summary_text(summary, time.perf_counter() - started), err=True)
+    if summary_json:
+        Path(summary_json).write_bytes(orjson.dumps({"ruleset": engine.ruleset, **summary.to_dict()}, option=orjson.OPT_INDENT_2))
+    get_logger().info("run_finished", ruleset=engine.ruleset, **summary.to_dict())
+
+
+@cli.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@engine_options
+def validate(events: tuple[str, ...], disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+    """Check EVENTS without writing findings; print each bad line's reason. Exit 1 if any."""
+    engine = _build_engine(disable, options, params, strict)
+    for item in read_jsonl(events):
+        for record in engine.process_line(item, item.number):
+            if isinstance(record, Quarantined):
+                click.echo(f"{record.source}:{record.line}: {record.error}")
+    summary = engine.summary
+    click.echo(f"read {summary.read}  valid {summary.processed}  duplicate {summary.duplicate}  invalid {summary.quarantined}", err=True)
+    if summary.quarantined:
+        raise SystemExit(EXIT_INVALID)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
+@engine_options
+def rules(as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+    """List every rule: id, plugin, basis, verified, and whether it is active (and why not)."""
+    engine = _build_engine(disable, options, params, strict)
+    for row in engine.rules_table():
+        if as_json:
+            click.echo(orjson.dumps(row).decode())
+            continue
+        basis = " ".join(v for v in (row["basis"].get("standard"), row["basis"].get("table")) if v)
+        state = "active" if row["active"] else f"inactive: {row['reason']}"
+        verified = "verified" if row["verified"] else "UNVERIFIED"
+        click.echo(f"{row['id']}\t{row['plugin']}\t{basis}\t{verified}\t{state}")
+
+
+@cli.command()
+@engine_options
+def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+    """List loaded, blocked and failed plugins."""
+    engine = _build_engine(disable, options, params, strict)
+    counts: dict[str, int] = {}
+    for rule in engine.rules:
+        counts[rule.plugin] = counts.get(rule.plugin, 0) + 1
+    for info in engine.plugins.infos:
+        click.echo(f"{info.name}\t{info.version}\t{counts.get(info.name, 0)} active rules\t{info.title}")
+    for name in engine.plugins.blocked:
+        click.echo(f"{name}\tblocked")
+    for failure in engine.plugins.failures:
+        click.echo(f"{failure.name}\tFAILED\t{failure.cause}")
+
+
+@cli.command()
+@click.option("--enterprises", default=3000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--days", default=2, show_default=True, type=click.IntRange(1, 366))
+@click.option("--seed", default=2024, show_default=True, type=int)
+@click.option("--out-dir", default="rectify-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--progress/--no-progress", default=True)
+def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -> None:
+    """Generate a synthetic city, run it through every plugin, print a summary."""
+    from engine.demo import generate_city, write_jsonl
+
+    started = time.perf_counter()
+    city = generate_city(seed=seed, enterprises=enterprises, days=days)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    events_path = folder / "events.jsonl"
+    write_jsonl(city.events, events_path)
+    engine = _build_engine((), (), None, False)
+    findings_path = folder / "findings.jsonl"
+    with open(findings_path, "wb") as handle, open(folder / "quarantine.jsonl", "wb") as q_handle:
+        summary = execute(engine, read_jsonl([events_path]), JsonlSink(handle), JsonlSink(q_handle),
+                          len(city.events), progress)
+    seconds = time.perf_counter() - started
+    found: dict[str, set[str]] = {}
+    for line in findings_path.read_bytes().splitlines():
+        record = orjson.loads(line)
+        found.setdefault(record["enterprise"], set()).add(record["rule"])
+    planted = sum(1 for code in city.violators if code in found)
+    click.echo(f"demo city: {enterprises} enterprises, {days} day(s), {len(city.events)} events -> {folder}/")
+    click.echo(summary_text(summary, seconds))
+    click.echo(f"planted violators with findings: {planted} of {len(city.violators)}")
+    click.echo(f"findings: {findings_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="rectify", standalone_mode=True)
+    except BrokenPipeError:  # `rectify run ... | head` is fine
+        sys.exit(0)

@@ -1,0 +1,367 @@
+"""The safe condition language of rule packs: parsed and compiled to closures, never eval'd.
+
+Rule text is data written by regulators; it must not be able to run code. This module
+tokenises and parses an expression into a small tree and compiles the tree into nested
+Python closures over a fixed set of operators, so an expression can only read values
+from its context and compare or combine them. Grammar and null semantics are documented
+in docs/rule-packs.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Scope = Mapping[str, Any]
+Compiled = Callable[[Scope], Any]
+
+
+class ExpressionError(ValueError):
+    """An expression that does not parse or names something that does not exist."""
+
+    def __init__(self, text: str, position: int, message: str) -> None:
+        pointer = " " * position + "^"
+        super().__init__(f"{message} at column {position + 1}\n  {text}\n  {pointer}")
+        self.text = text
+        self.position = position
+        self.reason = message
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+      | (?P<string>'[^'\\]*'|"[^"\\]*")
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+      | (?P<op><=|>=|==|!=|<|>|\+|-|\*|/|\(|\)|\[|\]|,)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
+_FUNCTIONS = {"min", "max", "abs", "present"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # number, string, name, op, keyword, end
+    value: Any
+    position: int
+
+
+def _tokenise(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(text):
+        if text[position:].strip() == "":
+            break
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            start = position + (len(text[position:]) - len(text[position:].lstrip()))
+            raise ExpressionError(text, start, f"unexpected character {text[start]!r}")
+        kind = match.lastgroup
+        assert kind is not None
+        raw = match.group(kind)
+        start = match.start(kind)
+        if kind == "number":
+            tokens.append(_Token("number", float(raw) if any(c in raw for c in ".eE") else int(raw), start))
+        elif kind == "string":
+            tokens.append(_Token("string", raw[1:-1], start))
+        elif kind == "name" and raw in _KEYWORDS:
+            tokens.append(_Token("keyword", raw, start))
+        else:
+            tokens.append(_Token(kind, raw, start))
+        position = match.end()
+    tokens.append(_Token("end", None, len(text)))
+    return tokens
+
+
+# The tree: tuples whose first element says what the node is.
+Node = tuple[Any, ...]
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenise(text)
+        self.index = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.index]
+
+    def take(self) -> _Token:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def accept(self, kind: str, value: Any) -> bool:
+        token = self.peek()
+        if token.kind == kind and token.value == value:
+            self.index += 1
+            return True
+        return False
+
+    def expect(self, kind: str, value: Any) -> None:
+        if not self.accept(kind, value):
+            token = self.peek()
+            found = "the end" if token.kind == "end" else repr(token.value)
+            raise ExpressionError(self.text, token.position, f"expected {value!r}, found {found}")
+
+    def parse(self) -> Node:
+        node = self.or_()
+        token = self.peek()
+        if token.kind != "end":
+            raise ExpressionError(self.text, token.position, f"unexpected {token.value!r}")
+        return node
+
+    def or_(self) -> Node:
+        node = self.and_()
+        while self.accept("keyword", "or"):
+            node = ("or", node, self.and_())
+        return node
+
+    def and_(self) -> Node:
+        node = self.not_()
+        while self.accept("keyword", "and"):
+            node = ("and", node, self.not_())
+        return node
+
+    def not_(self) -> Node:
+        if self.accept("keyword", "not"):
+            return ("not", self.not_())
+        return self.comparison()
+
+    def comparison(self) -> Node:
+        node = self.additive()
+        token = self.peek()
+        if token.kind == "op" and token.value in ("<", "<=", ">", ">=", "==", "!="):
+            self.take()
+            return ("compare", token.value, node, self.additive())
+        if token.kind == "keyword" and token.value == "in":
+            self.take()
+            return ("in", node, self.list_literal())
+        if token.kind == "keyword" and token.value == "not":
+            following = self.tokens[self.index + 1]
+            if following.kind == "keyword" and following.value == "in":
+                self.index += 2
+                return ("not", ("in", node, self.list_literal()))
+        return node
+
+    def list_literal(self) -> Node:
+        start = self.peek()
+        self.expect("op", "[")
+        items: list[Any] = []
+        if not self.accept("op", "]"):
+            while True:
+                token = self.take()
+                if token.kind in ("number", "string"):
+                    items.append(token.value)
+                elif token.kind == "keyword" and token.value in ("true", "false", "null"):
+                    items.append({"true": True, "false": False, "null": None}[token.value])
+                else:
+                    raise ExpressionError(self.text, token.position, "a list holds only literals")
+                if self.accept("op", "]"):
+                    break
+                self.expect("op", ",")
+        if not items:
+            raise ExpressionError(self.text, start.position, "an empty list never matches")
+        return ("list", tuple(items))
+
+    def additive(self) -> Node:
+        node = self.multiplicative()
+        while True:
+            token = self.peek()
+            if token.kind == "op" and token.value in ("+", "-"):
+                self.take()
+                node = ("arith", token.value, node, self.multiplicative())
+            else:
+                return node
+
+    def multiplicative(self) -> Node:
+        node = self.unary()
+        while True:
+            token = self.peek()
+            if token.kind == "op" and token.value in ("*", "/"):
+                self.take()
+                node = ("arith", token.value, node, self.unary())
+            else:
+                return node
+
+    def unary(self) -> Node:
+        if self.accept("op", "-"):
+            return ("neg", self.unary())
+        return self.atom()
+
+    def atom(self) -> Node:
+        token = self.take()
+        if token.kind in ("number", "string"):
+            return ("const", token.value)
+        if token.kind == "keyword" and token.value in ("true", "false", "null"):
+            return ("const", {"true": True, "false": False, "null": None}[token.value])
+        if token.kind == "op" and token.value == "(":
+            node = self.or_()
+            self.expect("op", ")")
+            return node
+        if token.kind == "name":
+            if self.accept("op", "("):
+                if token.value not in _FUNCTIONS:
+                    raise ExpressionError(self.text, token.position, f"unknown function {token.value!r}")
+                args: list[Node] = []
+                if not self.accept("op", ")"):
+                    while True:
+                        args.append(self.or_())
+                        if self.accept("op", ")"):
+                            break
+                        self.expect("op", ",")
+                return ("call", token.value, tuple(args), token.position)
+            return ("name", tuple(token.value.split(".")), token.position)
+        found = "the end" if token.kind == "end" else repr(token.value)
+        raise ExpressionError(self.text, token.position, f"expected a value, found {found}")
+
+
+def parse(text: str) -> Node:
+    """Parse an expression into its tree (raises ExpressionError with the column)."""
+    return _Parser(text).parse()
+
+
+def names(node: Node) -> list[tuple[str, ...]]:
+    """Every dotted name an expression reads, in order of appearance."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(n: Node) -> None:
+        if n[0] == "name":
+            found.append(n[1])
+        for part in n[1:]:
+            if isinstance(part, tuple) and part and isinstance(part[0], str) and part[0] in _NODE_KINDS:
+                walk(part)
+            elif isinstance(part, tuple):
+                for item in part:
+                    if isinstance(item, tuple) and item and item[0] in _NODE_KINDS:
+                        walk(item)
+
+    walk(node)
+    return found
+
+
+_NODE_KINDS = {"or", "and", "not", "compare", "in", "list", "arith", "neg", "const", "name", "call"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if op == "==":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if left is None or right is None:
+        return False
+    if _number(left) != _number(right):
+        return False
+    try:
+        if op == "<":
+            return bool(left < right)
+        if op == "<=":
+            return bool(left <= right)
+        if op == ">":
+            return bool(left > right)
+        return bool(left >= right)
+    except TypeError:
+        return False
+
+
+def _arith(op: str, left: Any, right: Any) -> Any:
+    if not (_number(left) and _number(right)):
+        return None
+    if op == "+":
+        result = left + right
+    elif op == "-":
+        result = left - right
+    elif op == "*":
+        result = left * right
+    else:
+        if right == 0:
+            return None
+        result = left / right
+    return result if math.isfinite(result) else None
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    if name == "present":
+        return args[0] is not None
+    if name == "abs":
+        return abs(args[0]) if _number(args[0]) else None
+    if not args or not all(_number(a) for a in args):
+        return None
+    return min(args) if name == "min" else max(args)
+
+
+def compile_expression(text: str, known_roots: frozenset[str]) -> Compiled:
+    """Compile `text` into a closure over a scope mapping root names to values.
+
+    `known_roots` are the names a scope provides (e.g. data, enterprise, judged, limit);
+    any other name is an error here, at rule-pack load time, not at event time.
+    """
+    tree = parse(text)
+    return _compile(tree, text, known_roots)
+
+
+def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
+    kind = node[0]
+    if kind == "const":
+        value = node[1]
+        return lambda scope: value
+    if kind == "name":
+        path, position = node[1], node[2]
+        root = path[0]
+        if root not in roots:
+            raise ExpressionError(text, position, f"unknown name {root!r} (known: {', '.join(sorted(roots))})")
+        rest = path[1:]
+        if not rest:
+            return lambda scope: scope.get(root)
+
+        def lookup(scope: Scope) -> Any:
+            value = scope.get(root)
+            for key in rest:
+                if not isinstance(value, Mapping):
+                    return None
+                value = value.get(key)
+            return value
+
+        return lookup
+    if kind == "or":
+        left, right = _compile(node[1], text, roots), _compile(node[2], text, roots)
+        return lambda scope: bool(left(scope)) or bool(right(scope))
+    if kind == "and":
+        left, right = _compile(node[1], text, roots), _compile(node[2], text, roots)
+        return lambda scope: bool(left(scope)) and bool(right(scope))
+    if kind == "not":
+        inner = _compile(node[1], text, roots)
+        return lambda scope: not inner(scope)
+    if kind == "compare":
+        op = node[1]
+        left, right = _compile(node[2], text, roots), _compile(node[3], text, roots)
+        return lambda scope: _compare(op, left(scope), right(scope))
+    if kind == "in":
+        inner = _compile(node[1], text, roots)
+        options = node[2][1]
+        return lambda scope: inner(scope) in options
+    if kind == "arith":
+        op = node[1]
+        left, right = _compile(node[2], text, roots), _compile(node[3], text, roots)
+        return lambda scope: _arith(op, left(scope), right(scope))
+    if kind == "neg":
+        inner = _compile(node[1], text, roots)
+        return lambda scope: _arith("*", -1, inner(scope))
+    if kind == "call":
+        name, arg_nodes, position = node[1], node[2], node[3]
+        expected = 1 if name in ("abs", "present") else None
+        if expected is not None and len(arg_nodes) != expected:
+            raise ExpressionError(text, position, f"{name}() takes exactly one argument")
+        if expected is None and not arg_nodes:
+            raise ExpressionError(text, position, f"{name}() needs at least one argument")
+        args = [_compile(a, text, roots) for a in arg_nodes]
+        return lambda scope: _call(name, [a(scope) for a in args])
+    raise AssertionError(f"unknown node {kind}")  # pragma: no cover - parser emits only the kinds above

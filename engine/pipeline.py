@@ -1,0 +1,374 @@
+"""The Engine: one visible pipeline from a raw line to findings.
+
+    parse ─► validate (schemas) ─► normalise (units) ─► de-duplicate (id) ─► state
+          ─► windows (hourly means) ─► rules (indexed by type and pollutant) ─► findings
+
+Each stage is a small method with one job. Bad input is data: `run` turns it into a
+`Quarantined` record and goes on; `process` (for embedders handing over one event) raises
+`InvalidEvent` with the same message. Event time drives everything; the wall clock is
+never read. Hooks are called once, in the constructor, never per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from engine.contributions import Metric
+from engine.normalise import Reading, reading_from_event
+from engine.plugins import PluginSet, load_plugins
+from engine.records import Finding, Quarantined, RunSummary
+from engine.rules import READING_TYPES, InactiveRule, Rule, RuleIndex, compile_rules, fingerprint, parse_pack
+from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_factor
+from engine.validation import EventValidator
+from engine.version import __version__
+
+Record = Finding | Quarantined
+_DIGITS = 9
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be processed; the message says which field and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputLine:
+    """One line of input and where it came from (for quarantine records)."""
+
+    source: str
+    number: int
+    text: str | bytes
+
+
+class _MetricView(Mapping[str, Any]):
+    """`metric.NAME` in expressions: computed on first use for the current event only."""
+
+    __slots__ = ("_metrics", "_data", "_type", "_cache")
+
+    def __init__(self, metrics: Mapping[str, Metric], event_type: str, data: Mapping[str, Any]) -> None:
+        self._metrics, self._type, self._data, self._cache = metrics, event_type, data, {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._cache:
+            metric = self._metrics.get(name)
+            if metric is None or metric.event_type != self._type:
+                self._cache[name] = None
+            else:
+                value = metric.compute(self._data)
+                self._cache[name] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return self._cache[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._metrics))
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), _DIGITS)
+
+
+class Engine:
+    """A compliance engine built from the installed plugins.
+
+    Not thread-safe: one Engine per thread (or per shard of enterprises). Rules, the
+    index and the validators are immutable after construction and could be shared.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugins: PluginSet | None = None,
+        disable: Iterable[str] = (),
+        extra_plugins: Iterable[tuple[str, object]] = (),
+        options: Iterable[str] = (),
+        parameters: Mapping[str, Mapping[str, Any]] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.plugins = plugins if plugins is not None else load_plugins(disable=disable, extra=extra_plugins)
+        self.options = tuple(sorted(set(options)))
+        self.parameters = {k: dict(v) for k, v in (parameters or {}).items()}
+        packs = [parse_pack(source) for source in self.plugins.rule_packs]
+        self.rules: tuple[Rule, ...]
+        self.inactive_rules: tuple[InactiveRule, ...]
+        rules, inactive = compile_rules(packs, options=self.options, parameters=self.parameters)
+        self.rules, self.inactive_rules = tuple(rules), tuple(inactive)
+        self.ruleset = fingerprint(
+            packs, [(i.name, i.version) for i in self.plugins.infos], __version__, self.options, self.parameters
+        )
+        self.validator = EventValidator(self.plugins.infos, self.plugins.event_schemas)
+        self.strict = strict
+        self.summary = RunSummary()
+        self._index = RuleIndex(self.rules)
+        self._metrics = {m.name: m for m in self.plugins.metrics}
+        self._registry: dict[str, Mapping[str, Any]] = {}
+        self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
+        self._seen: dict[str, bytes] = {}
+        self._hours = _new_averager()
+
+    # ---- public API -------------------------------------------------------------------
+
+    def process(self, event: Mapping[str, Any]) -> list[Finding]:
+        """Validate and evaluate one event; its findings, in rule-id order.
+
+        Raises InvalidEvent for a bad event (counted as quarantined). A duplicate (same id,
+        same content) returns [] and is counted as duplicate.
+        """
+        self.summary.read += 1
+        return self._accept(event)
+
+    def run(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]]) -> Iterator[Record]:
+        """Stream input (lines of JSON or event mappings); yield findings and quarantine records.
+
+        Ends by closing the open windows (end of input), so every finding is yielded.
+        """
+        for number, item in enumerate(lines, start=1):
+            yield from self.process_line(item, number)
+        yield from self.flush()
+
+    def process_line(self, item: InputLine | str | bytes | Mapping[str, Any], number: int = 0) -> list[Record]:
+        """One input line (or mapping) to records: findings, or one quarantine record."""
+        self.summary.read += 1
+        source, line = "<input>", number
+        if isinstance(item, InputLine):
+            source, line, item = item.source, item.number, item.text
+        if isinstance(item, Mapping):
+            event: Any = item
+        else:
+            try:
+                event = orjson.loads(item)
+            except orjson.JSONDecodeError as exc:
+                return [self._quarantine(item, source, line, f"invalid JSON: {exc}")]
+        try:
+            return list(self._accept(event))
+        except InvalidEvent as exc:
+            return [self._quarantine(item, source, line, str(exc), counted=True)]
+
+    def flush(self) -> list[Finding]:
+        """End of input: close every open hourly window and judge it."""
+        findings: list[Finding] = []
+        for reading in self._hours.flush():
+            findings.extend(self._judge(reading, "hour"))
+        self._count(findings)
+        return findings
+
+    def rules_table(self) -> list[dict[str, Any]]:
+        """Every loaded rule, active or not, for `rectify rules`."""
+        rows = [
+            {"id": r.id, "version": r.version, "plugin": r.plugin, "title": r.title_en, "basis": dict(r.basis),
+             "verified": r.verified, "active": True, "reason": None}
+            for r in self.rules
+        ]
+        rows += [
+            {"id": r.id, "version": r.version, "plugin": r.plugin, "title": r.title, "basis": dict(r.basis),
+             "verified": r.verified, "active": False, "reason": r.reason}
+            for r in self.inactive_rules
+        ]
+        return sorted(rows, key=lambda row: row["id"])
+
+    # ---- stages -----------------------------------------------------------------------
+
+    def _quarantine(self, raw: Any, source: str, line: int, error: str, counted: bool = False) -> Quarantined:
+        if not counted:
+            self.summary.quarantined += 1
+        if isinstance(raw, bytes):
+            text = raw.decode("utf-8", errors="replace")
+        elif isinstance(raw, str):
+            text = raw
+        else:
+            text = orjson.dumps(raw, default=str).decode()
+        return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)
+
+    def _accept(self, event: Any) -> list[Finding]:
+        problem = self.validator.problem(event)
+        if problem is None and not self.validator.known(event["type"]) and self.strict:
+            problem = f"type: unknown event type {event['type']!r} (strict mode)"
+        reading: Reading | None = None
+        if problem is None and event["type"] in READING_TYPES:
+            try:
+                reading = reading_from_event(event)
+            except UnitError as exc:
+                problem = f"data.unit: {exc}"
+        if problem is not None:
+            self.summary.quarantined += 1
+            raise InvalidEvent(problem)
+        digest = hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=12).digest()
+        previous = self._seen.get(event["id"])
+        if previous is not None:
+            if previous == digest:
+                self.summary.duplicate += 1
+                return []
+            self.summary.quarantined += 1
+            raise InvalidEvent(f"id: {event['id']!r} was already used by a different event (ids are idempotency keys)")
+        self._seen[event["id"]] = digest
+        self.summary.processed += 1
+        findings = self._apply(event, reading)
+        self._count(findings)
+        return findings
+
+    def _count(self, findings: list[Finding]) -> None:
+        for finding in findings:
+            self.summary.findings[finding.plugin] += 1
+
+    def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
+        event_type, subject, data = event["type"], event["subject"], event["data"]
+        if event_type == "enterprise.registered":
+            self._registry[subject] = data
+        elif subject not in self._registry:
+            self.summary.unregistered += 1
+        if event_type == "equipment.declared":
+            self._equipment.setdefault(subject, {})[data["equipment_id"]] = data
+        if not self.validator.known(event_type):
+            self.summary.unknown_types[event_type] += 1
+            return []
+        if reading is None:
+            return self._evaluate_fact(event)
+        if reading.flag != "N":
+            self.summary.unavailable += 1
+            return []
+        if reading.period == "minute":
+            closed, late = self._hours.add(reading)
+            if late:
+                self.summary.late += 1
+            findings = [f for hour in closed for f in self._judge(hour, "hour")]
+            return findings + self._judge(reading, "instant")
+        return self._judge(reading, reading.period)
+
+    def _applicable(self, rule: Rule, registration: Mapping[str, Any] | None, day: str, *, process: str | None = None,
+                    point: str | None = None, destination: str | None = None, kind: str | None = None) -> bool:
+        if rule.industries is not None and (registration is None or registration.get("industry") not in rule.industries):
+            return False
+        if rule.processes is not None and process not in rule.processes:
+            return False
+        if rule.points is not None and point not in rule.points:
+            return False
+        if rule.destinations is not None and destination not in rule.destinations:
+            return False
+        if rule.kinds is not None and kind not in rule.kinds:
+            return False
+        eia = registration.get("eia_approved_on") if registration is not None else None
+        return rule.applies_on(day, eia)
+
+    def _scope(self, rule: Rule, event: Mapping[str, Any], data: Mapping[str, Any],
+               registration: Mapping[str, Any] | None, judged: Any, measured: Any) -> dict[str, Any]:
+        enterprise: Mapping[str, Any] | None = registration
+        if rule.uses_facility and registration is not None:
+            enterprise = {**registration, "facility": rule.facility(registration.get("eia_approved_on"))}
+        scope: dict[str, Any] = dict(rule.parameters)
+        scope.update(
+            judged=judged, measured=measured, data=data, event=event, enterprise=enterprise,
+            params=rule.pack_parameters, metric=_MetricView(self._metrics, event.get("type", ""), data),
+        )
+        return scope
+
+    def _judge(self, reading: Reading, period: str) -> list[Finding]:
+        registration = self._registry.get(reading.enterprise)
+        day = reading.time[:10]
+        findings: list[Finding] = []
+        for rule in self._index.candidates(reading.type, reading.pollutant):
+            if rule.period != period or not self._applicable(
+                rule, registration, day, process=reading.process, point=reading.point, destination=reading.destination
+            ):
+                continue
+            assert rule.unit is not None
+            measured = convert(reading.value, reading.unit, rule.unit)
+            judged = measured
+            corrections: list[dict[str, Any]] = []
+            if reading.raw_unit != rule.unit:
+                corrections.append({"kind": "unit", "from": reading.raw_unit, "to": rule.unit})
+            reference = rule.o2_reference.get(reading.process or "")
+            if reference is not None:
+                if reading.o2 is None:
+                    corrections.append({"kind": "o2", "reference": reference, "measured": None, "applied": False})
+                else:
+                    factor = o2_factor(reading.o2, reference)
+                    judged *= factor
+                    corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
+            if rule.benchmark is not None:
+                ratio, note = _benchmark_ratio(rule, reading.data)
+                if ratio is not None and ratio > 1:
+                    judged *= ratio
+                note["kind"] = "benchmark_volume"
+                if ratio is not None or note.get("reason"):
+                    corrections.append(note)
+            event = {"type": reading.type, "time": reading.time, "subject": reading.enterprise}
+            scope = self._scope(rule, event, reading.data, registration, _round(judged), _round(measured))
+            if rule.measure is not None:
+                scope["judged"] = _round(rule.measure(scope)) if rule.measure(scope) is not None else None
+            if rule.condition(scope) is True:
+                findings.append(self._finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
+                                              {"value": _round(measured), "unit": rule.unit}, scope["judged"], corrections))
+        return findings
+
+    def _evaluate_fact(self, event: Mapping[str, Any]) -> list[Finding]:
+        subject, data = event["subject"], event["data"]
+        registration = self._registry.get(subject)
+        day = event["time"][:10]
+        findings: list[Finding] = []
+        for rule in self._index.candidates(event["type"], None):
+            if not self._applicable(rule, registration, day, kind=data.get("kind")):
+                continue
+            scope = self._scope(rule, event, data, registration, None, None)
+            if rule.measure is not None:
+                value = rule.measure(scope)
+                scope["judged"] = scope["measured"] = _round(value) if value is not None else None
+            if rule.condition(scope) is True:
+                judged = scope["judged"]
+                measured = None if judged is None else {"value": judged, "unit": rule.unit}
+                findings.append(self._finding(rule, subject, event["time"], (event["id"],), None, measured, judged, []))
+        return findings
+
+    def _finding(self, rule: Rule, enterprise: str, time: str, events: tuple[str, ...], pollutant: str | None,
+                 measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]]) -> Finding:
+        key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events)))
+        return Finding(
+            id="F-" + hashlib.sha256(key.encode()).hexdigest()[:24],
+            rule=rule.id,
+            rule_version=rule.version,
+            plugin=rule.plugin,
+            enterprise=enterprise,
+            time=time,
+            event=events,
+            pollutant=pollutant,
+            measured=measured,
+            judged=judged,
+            limit=rule.limit,
+            basis=rule.basis,
+            verified=rule.verified,
+            ruleset=self.ruleset,
+            corrections=tuple(corrections),
+        )
+
+
+def _benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """GB 4287 / GB 21900: actual volume ÷ benchmark volume for the production, when data carry both."""
+    volume, production = data.get("volume_m3"), data.get("production")
+    if volume is None or production is None:
+        return None, {}
+    assert rule.benchmark is not None and rule.benchmark_unit is not None
+    category = production.get("category")
+    per_unit = rule.benchmark.get(category) if category is not None else None
+    product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
+    if per_unit is None:
+        return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
+    if production.get("unit") != product_unit:
+        return None, {"applied": False, "reason": f"production unit {production.get('unit')!r}, benchmark is per {product_unit}"}
+    benchmark_m3 = production["quantity"] * per_unit * to_m3
+    if benchmark_m3 <= 0:
+        return None, {"applied": False, "reason": "no production in the accounting period"}
+    ratio = volume / benchmark_m3
+    return ratio, {"applied": ratio > 1, "actual_m3": _round(volume), "benchmark_m3": _round(benchmark_m3), "ratio": _round(ratio)}
+
+
+def _new_averager() -> Any:
+    from engine.windows import HourlyAverager
+
+    return HourlyAverager()

@@ -1,0 +1,99 @@
+"""Output records: findings, quarantined lines and the run summary.
+
+Field order and spelling are the output contract of DESIGN.md "Outputs" and
+schemas/finding.schema.json / quarantine.schema.json. `to_dict` gives the record exactly as
+it is written, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule was broken, with the evidence and the legal basis."""
+
+    id: str
+    rule: str
+    rule_version: int
+    plugin: str
+    enterprise: str
+    time: str
+    event: tuple[str, ...]
+    pollutant: str | None
+    measured: Mapping[str, Any] | None
+    judged: float | None
+    limit: Mapping[str, Any] | None
+    basis: Mapping[str, str]
+    verified: bool
+    ruleset: str
+    corrections: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "finding",
+            "id": self.id,
+            "rule": self.rule,
+            "rule_version": self.rule_version,
+            "plugin": self.plugin,
+            "enterprise": self.enterprise,
+            "time": self.time,
+            "event": list(self.event),
+            "pollutant": self.pollutant,
+            "measured": dict(self.measured) if self.measured is not None else None,
+            "judged": self.judged,
+            "limit": dict(self.limit) if self.limit is not None else None,
+            "basis": dict(self.basis),
+            "verified": self.verified,
+            "ruleset": self.ruleset,
+            "corrections": [dict(c) for c in self.corrections],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An input line that could not be processed: where it was, what it was, what is wrong."""
+
+    line: int
+    source: str
+    raw: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record": "quarantine", "line": self.line, "source": self.source, "raw": self.raw, "error": self.error}
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """Counts of a run. read == processed + duplicate + quarantined, always."""
+
+    read: int = 0
+    processed: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+    unknown_types: Counter[str] = field(default_factory=Counter)
+    unregistered: int = 0
+    unavailable: int = 0
+    late: int = 0
+
+    def balanced(self) -> bool:
+        return self.read == self.processed + self.duplicate + self.quarantined
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "processed": self.processed,
+            "duplicate": self.duplicate,
+            "quarantined": self.quarantined,
+            "findings": {k: self.findings[k] for k in sorted(self.findings)},
+            "findings_total": sum(self.findings.values()),
+            "unknown_types": {k: self.unknown_types[k] for k in sorted(self.unknown_types)},
+            "unregistered_events": self.unregistered,
+            "unavailable_readings": self.unavailable,
+            "late_readings": self.late,
+        }
