@@ -8,6 +8,7 @@ that is off, are kept aside as inactive with the reason, so `rectify rules` can 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -139,8 +140,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=128)
 def parse_pack(source: RulePackSource) -> RulePack:
-    """Parse and schema-check one YAML pack; errors name the pack and the field path."""
+    """Parse and schema-check one YAML pack; errors name the pack and the field path.
+
+    Cached by content: engines built in one process (tests, shards) parse a pack once.
+    The returned document is shared and never mutated.
+    """
     try:
         document = yaml.load(source.text, Loader=_YAML_LOADER)  # safe: no Python tags
     except yaml.YAMLError as exc:

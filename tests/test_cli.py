@@ -1,0 +1,140 @@
+"""The `rectify` command line, run as a real subprocess: outputs, summary, exit codes, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.demo import generate_city, write_jsonl
+
+RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
+
+
+def rectify(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*RECTIFY, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def city_log(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("city")
+    path = folder / "events.jsonl"
+    write_jsonl(generate_city(enterprises=150, days=1, seed=11).events, path)
+    with path.open("a", encoding="utf-8") as handle:  # a few bad lines among the good
+        handle.write("{not json\n")
+        handle.write(json.dumps({"specversion": "1.0", "id": "bad-1", "source": "t", "type": "emission.measured",
+                                 "subject": "91330200MA2AB12340", "time": "2024-03-04T10:00:00+08:00", "data": {}}) + "\n")
+    return path
+
+
+def test_run_writes_findings_and_quarantine_and_a_summary_that_adds_up(city_log, tmp_path):
+    out, bad, summary = tmp_path / "out.jsonl", tmp_path / "bad.jsonl", tmp_path / "summary.json"
+    result = rectify("run", str(city_log), "--out", str(out), "--quarantine", str(bad), "--summary-json", str(summary))
+    assert result.returncode == 0, result.stderr
+    findings = [json.loads(x) for x in out.read_text().splitlines()]
+    quarantined = [json.loads(x) for x in bad.read_text().splitlines()]
+    assert findings and all(f["record"] == "finding" for f in findings)
+    assert {f["plugin"] for f in findings} == {"foundry", "dyeing", "surface_treatment"}
+    assert [q["line"] for q in quarantined] == [len(city_log.read_text().splitlines()) - 1, len(city_log.read_text().splitlines())]
+    assert "check character" in quarantined[1]["error"]
+    counts = json.loads(summary.read_text())
+    assert counts["read"] == counts["processed"] + counts["duplicate"] + counts["quarantined"] == len(city_log.read_text().splitlines())
+    assert counts["quarantined"] == 2
+    assert f"quarantined {counts['quarantined']}" in result.stderr
+    expected_keys = ["record", "id", "rule", "rule_version", "plugin", "enterprise", "time", "event", "pollutant",
+                     "measured", "judged", "limit", "basis", "verified", "ruleset", "corrections"]
+    assert list(findings[0]) == expected_keys
+
+
+def test_output_is_valid_against_the_record_schemas(city_log, tmp_path):
+    import jsonschema
+
+    from engine.validation import FORMATS, load_core_schema
+
+    checker = jsonschema.FormatChecker(formats=())
+    for name, function in FORMATS.items():
+        checker.checks(name, raises=ValueError)(function)
+    out = tmp_path / "out.jsonl"
+    assert rectify("run", str(city_log), "--out", str(out)).returncode == 0
+    validators = {name: jsonschema.Draft202012Validator(load_core_schema(f"{name}.schema.json"), format_checker=checker)
+                  for name in ("finding", "quarantine")}
+    for text in out.read_text().splitlines():
+        record = json.loads(text)
+        validators[record["record"]].validate(record)
+
+
+def test_two_runs_give_identical_bytes(city_log, tmp_path):
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        assert rectify("run", str(city_log), "--out", str(out), "--quarantine", str(tmp_path / f"{name}.bad")).returncode == 0
+        digests.append((hashlib.sha256(out.read_bytes()).hexdigest(), hashlib.sha256((tmp_path / f"{name}.bad").read_bytes()).hexdigest()))
+    assert digests[0] == digests[1]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert rectify("run").returncode == 2
+    assert rectify("run", str(tmp_path / "missing.jsonl")).returncode == 2
+    assert rectify("frobnicate").returncode == 2
+
+
+def test_unknown_option_is_a_configuration_error_exit_3(city_log):
+    result = rectify("run", str(city_log), "--option", "dyeing.gb4287.table9")
+    assert result.returncode == 3
+    assert "unknown option(s) dyeing.gb4287.table9" in result.stderr
+
+
+def test_validate_exit_codes(city_log, tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(city_log.read_text().splitlines()[:50]) + "\n")
+    assert rectify("validate", str(good)).returncode == 0
+    result = rectify("validate", str(city_log))
+    assert result.returncode == 1
+    assert f"{city_log}:" in result.stdout and "invalid JSON" in result.stdout
+
+
+def test_rules_lists_basis_verified_and_inactive_reasons():
+    result = rectify("rules")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    cupola = next(x for x in lines if x.startswith("foundry.gb39726.t1.cupola.pm\t"))
+    assert "GB 39726" in cupola and "\tverified\t" in cupola and cupola.endswith("active")
+    energy = next(x for x in lines if "energy" in x and x.startswith("foundry."))
+    assert "needs parameter params.energy_kgce_per_t_castings" in energy
+    rows = [json.loads(x) for x in rectify("rules", "--json").stdout.splitlines()]
+    assert {r["plugin"] for r in rows} >= {"foundry", "dyeing", "surface_treatment"}
+
+
+def test_params_file_activates_an_nf_rule(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("foundry:\n  energy_kgce_per_t_castings: 550\n")
+    result = rectify("rules", "--params", str(params))
+    energy = next(x for x in result.stdout.splitlines() if "energy" in x and x.startswith("foundry."))
+    assert energy.endswith("\tactive")
+
+
+def test_disable_plugin_by_option_and_environment(tmp_path):
+    import os
+
+    listed = rectify("plugins", "--disable-plugin", "dyeing").stdout
+    assert "dyeing\tblocked" in listed and "foundry\t" in listed
+    env = {**os.environ, "RECTIFY_DISABLE_PLUGINS": "foundry,surface_treatment"}
+    listed = rectify("plugins", env=env).stdout
+    assert "foundry\tblocked" in listed and "surface_treatment\tblocked" in listed and "dyeing\t0.1.0" in listed
+
+
+def test_logs_are_json_when_not_on_a_terminal(city_log, tmp_path):
+    result = rectify("run", str(city_log), "--out", str(tmp_path / "o.jsonl"))
+    events = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
+    assert {"engine_ready", "run_finished"} <= {e["event"] for e in events}
+
+
+def test_demo_small_city_reports_all_three_plugins(tmp_path):
+    result = rectify("demo", "--enterprises", "300", "--days", "1", "--out-dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "foundry" in result.stdout and "dyeing" in result.stdout and "surface_treatment" in result.stdout
+    assert (tmp_path / "demo" / "findings.jsonl").stat().st_size > 0

@@ -1,0 +1,52 @@
+"""The compiled validator (hot path) and jsonschema (the reference) agree on every event."""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import Engine
+from engine.demo import generate_city
+
+VALIDATOR = Engine().validator
+CITY = generate_city(enterprises=60, days=1, seed=7)
+SAMPLE = CITY.events[:: max(1, len(CITY.events) // 400)]
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                         st.text(max_size=12))
+
+
+def _paths(event):
+    yield ("type",)
+    yield ("subject",)
+    yield ("time",)
+    yield ("id",)
+    for key in event["data"]:
+        yield ("data", key)
+
+
+def test_agree_on_the_demo_city():
+    validator = VALIDATOR
+    for event in CITY.events:
+        assert validator.fast_is_valid(event) is (validator.reference_problem(event) is None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SAMPLE), st.data())
+def test_agree_on_mutated_events(event, data):
+    validator = VALIDATOR
+    mutated = copy.deepcopy(event)
+    path = data.draw(st.sampled_from(list(_paths(event))))
+    action = data.draw(st.sampled_from(["set", "delete"]))
+    target = mutated
+    for key in path[:-1]:
+        target = target[key]
+    if action == "delete":
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = data.draw(JSON_SCALARS)
+    fast = validator.fast_is_valid(mutated)
+    reference = validator.reference_problem(mutated)
+    assert fast is (reference is None), (mutated, reference)
