@@ -15,12 +15,13 @@ from engine.expressions import ExpressionError
 from engine.hookspecs import hookimpl
 from engine.pipeline import Engine, InputLine, InvalidEvent, Record
 from engine.plugins import PluginConflict, PluginFailure, PluginSet, load_plugins
-from engine.records import Finding, Quarantined, RunSummary
+from engine.records import Decision, Finding, Quarantined, RunSummary
 from engine.rules import RulePackError
 from engine.uscc import is_uscc, make_uscc, uscc_problem
 from engine.version import __version__
 
 __all__ = [
+    "Decision",
     "Engine",
     "EventSchema",
     "ExpressionError",

@@ -84,7 +84,7 @@ def _progress(total: int | None, enabled: bool) -> tqdm:
 
 
 def execute(engine: Engine, inputs: Iterable[Any], out: JsonlSink, quarantine: JsonlSink | None,
-            total: int | None = None, progress: bool = True) -> RunSummary:
+            total: int | None = None, progress: bool = True, as_of: str | None = None) -> RunSummary:
     """Run an engine over inputs, routing findings and quarantine records to their sinks."""
     bar = _progress(total, progress)
     try:
@@ -95,8 +95,8 @@ def execute(engine: Engine, inputs: Iterable[Any], out: JsonlSink, quarantine: J
                 else:
                     out.write(record.to_dict())
             bar.update(1)
-        for finding in engine.flush():
-            out.write(finding.to_dict())
+        for record in engine.flush(as_of):
+            out.write(record.to_dict())
     finally:
         bar.close()
     return engine.summary
@@ -108,6 +108,8 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
         f"read {data['read']}  processed {data['processed']}  duplicate {data['duplicate']}  quarantined {data['quarantined']}"
         + ("" if summary.balanced() else "  (COUNTS DO NOT ADD UP)"),
         f"findings {data['findings_total']}: " + (", ".join(f"{k} {v}" for k, v in data["findings"].items()) or "none"),
+        f"decisions {data['decisions_total']}: " + (", ".join(f"{k} {v}" for k, v in data["decisions"].items()) or "none")
+        + f"; orders open {data['open_orders']}, closed by verification {data['orders_closed']}",
     ]
     extras = []
     if data["unknown_types"]:
@@ -125,21 +127,41 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _check_time(value: str | None, option: str) -> str | None:
+    from engine.validation import check_date_time
+
+    if value is None:
+        return None
+    try:
+        check_date_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}", param_hint=option) from None
+    return value
+
+
 def _open_out(path: str) -> IO[bytes]:
     return sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115 - closed by caller
 
 
 @cli.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="Findings as JSON lines ('-' = stdout).")
+@click.option("--hj212", "hj212", multiple=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="HJ 212 packet file, read after EVENTS (needs --registry). Repeatable.")
+@click.option("--registry", "hj212_registry", type=click.Path(exists=True, dir_okay=False),
+              help="HJ 212 registry (MN -> enterprise, outlet, process), YAML or CSV; for --hj212.")
 @click.option("--quarantine", type=click.Path(dir_okay=False), help="Quarantined lines as JSON lines (default: in --out).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@click.option("--as-of", "as_of", callback=lambda ctx, param, value: _check_time(value, "--as-of"),
+              help="Reference event time for a replay (RFC 3339): orders due before it escalate.")
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
-        disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
-    """Run EVENTS (JSONL files, '-' for stdin) through the rules; write findings."""
+        hj212: tuple[str, ...], hj212_registry: str | None,
+        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+    """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
+    stations = _hj212_run_registry(events, hj212, hj212_registry)
     engine = _build_engine(disable, options, params, strict)
     started = time.perf_counter()  # for the throughput line only, never for a decision
     out_stream = _open_out(out)
@@ -147,7 +169,8 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
     try:
         with JsonlSink(out_stream) as out_sink:
             q_sink = JsonlSink(q_stream) if q_stream else None
-            summary = execute(engine, read_jsonl(events), out_sink, q_sink, count_lines(events), progress)
+            summary = execute(engine, _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink), out_sink, q_sink,
+                              None if hj212 else count_lines(events), progress, as_of)
             if q_sink:
                 q_sink.close()
     finally:
@@ -210,6 +233,27 @@ def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | No
 
 
 @cli.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
+@click.option("--as-of", "as_of", callback=lambda ctx, param, value: _check_time(value, "--as-of"),
+              help="Reference event time (RFC 3339): orders due before it escalate.")
+@engine_options
+def report(events: tuple[str, ...], as_json: bool, as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...],
+           params: str | None, strict: bool) -> None:
+    """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress."""
+    from engine.report import programme_report, report_text
+    from engine.records import Decision
+
+    engine = _build_engine(disable, options, params, strict)
+    decisions = [r.to_dict() for r in engine.run(read_jsonl(events), as_of=as_of) if isinstance(r, Decision)]
+    summary = programme_report(decisions, engine.registry, engine.targets())
+    if as_json:
+        click.echo(orjson.dumps({"ruleset": engine.ruleset, **summary}, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(report_text(summary))
+
+
+@cli.command()
 @click.option("--enterprises", default=3000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--days", default=2, show_default=True, type=click.IntRange(1, 366))
 @click.option("--seed", default=2024, show_default=True, type=int)
@@ -231,15 +275,22 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
         summary = execute(engine, read_jsonl([events_path]), JsonlSink(handle), JsonlSink(q_handle),
                           len(city.events), progress)
     seconds = time.perf_counter() - started
-    found: dict[str, set[str]] = {}
+    from engine.report import programme_report, report_text
+
+    found: set[str] = set()
+    decisions = []
     for line in findings_path.read_bytes().splitlines():
         record = orjson.loads(line)
-        found.setdefault(record["enterprise"], set()).add(record["rule"])
+        found.add(record["enterprise"])
+        if record["record"] == "decision":
+            decisions.append(record)
     planted = sum(1 for code in city.violators if code in found)
     click.echo(f"demo city: {enterprises} enterprises, {days} day(s), {len(city.events)} events -> {folder}/")
     click.echo(summary_text(summary, seconds))
-    click.echo(f"planted violators with findings: {planted} of {len(city.violators)}")
-    click.echo(f"findings: {findings_path}")
+    click.echo(f"planted violators with findings or decisions: {planted} of {len(city.violators)}")
+    click.echo("programme summary:")
+    click.echo(report_text(programme_report(decisions, engine.registry, engine.targets())))
+    click.echo(f"findings and decisions: {findings_path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,3 +299,122 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="rectify", standalone_mode=True)
     except BrokenPipeError:  # `rectify run ... | head` is fine
         sys.exit(0)
+
+
+# ---- HJ 212 (issue 7): `rectify ingest hj212` and `rectify run --hj212` ---------------------
+
+def _load_hj212_registry(path: str) -> Any:
+    from engine.hj212 import Registry, RegistryError
+
+    try:
+        return Registry.load(path)
+    except RegistryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--registry") from None
+
+
+def _hj212_run_registry(events: tuple[str, ...], hj212: tuple[str, ...], registry: str | None) -> Any:
+    if not events and not hj212:
+        raise click.UsageError("give EVENTS and/or --hj212 FILE")
+    if hj212 and registry is None:
+        raise click.UsageError("--hj212 needs --registry")
+    return _load_hj212_registry(registry) if hj212 and registry else None
+
+
+def _chunks(handle: IO[bytes]) -> Iterable[bytes]:
+    return iter(lambda: handle.read(1 << 16), b"")
+
+
+def _with_hj212(engine: Engine, lines: Iterable[Any], files: Sequence[str], registry: Any, sink: JsonlSink) -> Iterable[Any]:
+    """EVENTS first (registrations), then each packet file's events; bad packets go to `sink`, counted."""
+    from engine.hj212 import ingest_numbered
+    from engine.pipeline import InputLine
+
+    yield from lines
+    for path in files:
+        handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+        try:
+            for number, item in ingest_numbered(_chunks(handle), registry, source=path):
+                if isinstance(item, Quarantined):
+                    engine.summary.read += 1
+                    engine.summary.quarantined += 1
+                    sink.write(item.to_dict())
+                else:
+                    yield InputLine(source=path, number=number, text=orjson.dumps(item))
+        finally:
+            if handle is not sys.stdin.buffer:
+                handle.close()
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
+    return host.strip("[]"), int(port)
+
+
+@cli.group()
+def ingest() -> None:
+    """Turn external monitoring data into CloudEvents JSON lines."""
+
+
+@ingest.command("hj212")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--registry", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="MN -> enterprise, PW, medium, outlet, process / point + destination (YAML or CSV).")
+@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Events as CloudEvents JSON lines ('-' = stdout).")
+@click.option("--quarantine", type=click.Path(dir_okay=False), help="Rejected packets as JSON lines (default: in --out).")
+@click.option("--listen", metavar="HOST:PORT", help="Accept data loggers over TCP instead of reading FILE (use 127.0.0.1).")
+@click.option("--max-connections", default=256, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--idle-timeout", default=300.0, show_default=True, type=click.FloatRange(0.01, 86_400), help="Seconds.")
+def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | None, listen: str | None,
+                 max_connections: int, idle_timeout: float) -> None:
+    """HJ 212 packets (FILE, '-' for stdin, or --listen) to emission/discharge events."""
+    from engine.hj212 import ingest as ingest_packets
+    from engine.hj212_listener import ListenerLimits, serve
+
+    if (file is None) == (listen is None):
+        raise click.UsageError("give FILE or --listen HOST:PORT (one of them)")
+    address = _parse_listen(listen) if listen else None
+    stations = _load_hj212_registry(registry)
+    out_stream = _open_out(out)
+    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
+    counts = {"events": 0, "quarantined": 0}
+    try:
+        out_sink = JsonlSink(out_stream)
+        q_sink = JsonlSink(q_stream) if q_stream else out_sink
+
+        def sink(record: Any) -> None:
+            if isinstance(record, Quarantined):
+                counts["quarantined"] += 1
+                q_sink.write(record.to_dict())
+            else:
+                counts["events"] += 1
+                out_sink.write(record)
+            if address is not None:  # an acknowledged packet is in the file, not in a buffer
+                out_sink.close()
+                q_sink.close()
+
+        if address is None:
+            handle = sys.stdin.buffer if file == "-" else open(str(file), "rb")  # noqa: SIM115
+            try:
+                for record in ingest_packets(_chunks(handle), stations, source=str(file)):
+                    sink(record)
+            finally:
+                if handle is not sys.stdin.buffer:
+                    handle.close()
+        else:
+            if address[0] not in ("127.0.0.1", "::1", "localhost"):
+                get_logger().warning("hj212_listen_not_loopback", host=address[0])
+            stats = serve(stations, sink, address[0], address[1],
+                          ListenerLimits(max_connections=max_connections, idle_timeout=idle_timeout),
+                          ready=lambda host, port: click.echo(f"listening on {host}:{port}", err=True))
+            get_logger().info("hj212_listener_stopped", **{k: getattr(stats, k) for k in stats.__slots__})
+        out_sink.close()
+        q_sink.close()
+    finally:
+        if out_stream is not sys.stdout.buffer:
+            out_stream.close()
+        if q_stream:
+            q_stream.close()
+    click.echo(f"events {counts['events']}  quarantined packets {counts['quarantined']}", err=True)

@@ -10,7 +10,8 @@ Ground truth is only useful if it is exact, so the generator keeps two promises:
   that is under the limit until it is corrected to reference O2, the Cr6+ that is under
   the limit until ug/L is converted to mg/L);
 - every other firm stays below 80 % of every limit in domain/standards.md, after O2
-  correction, so that no unplanted finding can appear. Special-process firms are all in
+  correction (and clear of the energy, water and minimum-capacity norms), so that no
+  unplanted finding can appear. Special-process firms are all in
   parks and hold a permit unless a tag says otherwise.
 
 Only `random.Random(seed)` drives the choices (no wall clock, no hash(), no set or dict
@@ -60,14 +61,16 @@ _NAME_SUFFIX = {
 }
 _OTHER_TRADES = ("机械", "电子", "塑业", "五金", "服饰", "食品", "包装", "家具")
 
-# Planted violation tags, each with its share of all firms (about 4 % of firms in all).
+# Planted violation tags, each with its share of all firms (about 5 % of firms in all).
 VIOLATION_TAGS: tuple[tuple[str, float], ...] = (
     ("cupola_pm_o2", 0.003),
     ("cupola_small", 0.003),
     ("induction_no_yoke", 0.003),
     ("clay_sand_dry", 0.003),
+    ("foundry_small_capacity", 0.003),
     ("dyeing_cod_direct", 0.004),
     ("dyeing_outside_park", 0.004),
+    ("dyeing_water", 0.004),
     ("plating_ni", 0.003),
     ("plating_cr6_ugl", 0.004),
     ("plating_cyanide", 0.003),
@@ -80,8 +83,10 @@ _ELIGIBLE: dict[str, tuple[str, ...]] = {  # tag -> firm kinds it can be planted
     "cupola_small": ("cupola",),
     "induction_no_yoke": ("induction",),
     "clay_sand_dry": ("cupola", "induction", "gas"),
+    "foundry_small_capacity": ("cupola", "induction", "gas"),
     "dyeing_cod_direct": ("dyeing",),
     "dyeing_outside_park": ("dyeing",),
+    "dyeing_water": ("dyeing",),
     "plating_ni": ("plating",),
     "plating_cr6_ugl": ("plating",),
     "plating_cyanide": ("plating",),
@@ -95,7 +100,8 @@ _INDUSTRY = {
     "cupola": "foundry", "induction": "foundry", "gas": "foundry", "dyeing": "dyeing",
     "plating": "surface_treatment", "spray": "surface_treatment", "other": "other",
 }
-# Zhejiang minimum annual capacity of an existing foundry (t); firms are kept above it.
+# Zhejiang minimum annual capacity of an existing foundry (t); firms are kept at 1.5 to 10
+# times it, except foundry_small_capacity, planted at 40-80 % of it.
 _MIN_CAPACITY = {"iron": 4000, "steel": 3000, "aluminium": 1000, "copper": 500}
 
 
@@ -283,7 +289,8 @@ def _register(
             )
             profile["process"] = "melting.gas_furnace"
         minimum = _MIN_CAPACITY[metal]
-        capacity_t = round(minimum * rng.uniform(1.5, 10.0), -1)
+        share = (0.4, 0.8) if "foundry_small_capacity" in tags else (1.5, 10.0)
+        capacity_t = round(minimum * rng.uniform(*share), -1)
         data["metal"] = metal
         data["annual_capacity_t"] = capacity_t
         profile["monthly_t"] = capacity_t / 12
@@ -294,6 +301,8 @@ def _register(
         profile["moulding"] = any(kind_ == "moulding_line" for _, kind_, _ in equipment)
     elif kind == "dyeing":
         data["sub_sector"] = rng.choices(("cotton_woven", "knitted", "silk_woven"), (50, 35, 15))[0]
+        if "dyeing_water" in tags:  # the water benchmark is for cotton woven fabric
+            data["sub_sector"] = "cotton_woven"
         for number in range(1, rng.randint(1, 3) + 1):
             equipment.append((
                 f"DYE{number:02d}",
@@ -483,7 +492,10 @@ def _energy(
         }
     elif kind == "dyeing":  # <= 30 kgce and <= 1.6 t water per 100 m, reuse >= 40 %
         fabric = rng.uniform(3000, 40000) * (1.0 if profile["scale"] == "above" else 0.3)
-        water = fabric * rng.uniform(0.8, 1.3)
+        # dyeing_water: 2.0-2.6 t of fresh water per 100 m (over 1.6); energy and reuse stay
+        # within the norms, so the water benchmark is the only energy-category finding
+        per_100m = (2.0, 2.6) if "dyeing_water" in firm.tags else (0.8, 1.25)
+        water = fabric * rng.uniform(*per_100m)
         data |= {
             "energy_tce": round(fabric * rng.uniform(0.012, 0.022), 1),
             "electricity_kwh": round(fabric * rng.uniform(15, 35)),

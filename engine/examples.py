@@ -96,7 +96,7 @@ def all_examples(plugins: PluginSet) -> list[tuple[str, str, Mapping[str, Any]]]
     pairs = []
     for source in plugins.rule_packs:
         pack = parse_pack(source)
-        for rule in pack.document["rules"]:
+        for rule in pack.document.get("rules", []):
             pairs.extend((pack.plugin, rule["id"], example) for example in rule["examples"])
     return sorted(pairs, key=lambda item: (item[1], item[2]["name"]))
 

@@ -1,7 +1,8 @@
 """The Engine: one visible pipeline from a raw line to findings.
 
-    parse ─► validate (schemas) ─► normalise (units) ─► de-duplicate (id) ─► state
-          ─► windows (hourly means) ─► rules (indexed by type and pollutant) ─► findings
+    parse ─► validate (schemas) ─► normalise (units) ─► de-duplicate (id) ─► clock
+          ─► state ─► windows (hourly means) ─► rules (indexed by type and pollutant)
+          ─► findings ─► decision layer (lists, routes, deadlines, escalation)
 
 Each stage is a small method with one job. Bad input is data: `run` turns it into a
 `Quarantined` record and goes on; `process` (for embedders handing over one event) raises
@@ -18,16 +19,17 @@ from typing import Any
 
 import orjson
 
-from engine.contributions import Metric
-from engine.normalise import Reading, reading_from_event
+from engine.contributions import Metric, RulePackSource
+from engine.decisions import DecisionLayer, DecisionRule, InactiveDecision, compile_decisions
+from engine.normalise import Reading, epoch_of, reading_from_event
 from engine.plugins import PluginSet, load_plugins
-from engine.records import Finding, Quarantined, RunSummary
+from engine.records import Decision, Finding, Quarantined, RunSummary
 from engine.rules import READING_TYPES, InactiveRule, Rule, RuleIndex, compile_rules, fingerprint, parse_pack
 from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_factor
 from engine.validation import EventValidator
 from engine.version import __version__
 
-Record = Finding | Quarantined
+Record = Finding | Decision | Quarantined
 _DIGITS = 9
 
 
@@ -97,6 +99,7 @@ class Engine:
         self.options = tuple(sorted(set(options)))
         self.parameters = {k: dict(v) for k, v in (parameters or {}).items()}
         packs = [parse_pack(source) for source in self.plugins.rule_packs]
+        packs.append(parse_pack(POLICY_PACK))
         self.rules: tuple[Rule, ...]
         self.inactive_rules: tuple[InactiveRule, ...]
         rules, inactive = compile_rules(packs, options=self.options, parameters=self.parameters)
@@ -113,11 +116,19 @@ class Engine:
         self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._seen: dict[str, bytes] = {}
         self._hours = _new_averager()
+        self.decision_rules: tuple[DecisionRule, ...]
+        self.inactive_decisions: tuple[InactiveDecision, ...]
+        decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
+        self.decision_rules, self.inactive_decisions = tuple(decision_rules), tuple(inactive_decisions)
+        self._decisions = DecisionLayer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
+                                        self._registry.get)
 
     # ---- public API -------------------------------------------------------------------
 
-    def process(self, event: Mapping[str, Any]) -> list[Finding]:
-        """Validate and evaluate one event; its findings, in rule-id order.
+    def process(self, event: Mapping[str, Any]) -> list[Finding | Decision]:
+        """Validate and evaluate one event: its findings (in rule-id order), then the decisions.
+
+        Decisions that fell due because this event moved the event-time clock come first.
 
         Raises InvalidEvent for a bad event (counted as quarantined). A duplicate (same id,
         same content) returns [] and is counted as duplicate.
@@ -125,14 +136,14 @@ class Engine:
         self.summary.read += 1
         return self._accept(event)
 
-    def run(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]]) -> Iterator[Record]:
-        """Stream input (lines of JSON or event mappings); yield findings and quarantine records.
+    def run(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], as_of: str | None = None) -> Iterator[Record]:
+        """Stream input (lines of JSON or event mappings); yield findings, decisions, quarantine records.
 
-        Ends by closing the open windows (end of input), so every finding is yielded.
+        Ends with `flush(as_of)` (end of input), so every finding and due decision is yielded.
         """
         for number, item in enumerate(lines, start=1):
             yield from self.process_line(item, number)
-        yield from self.flush()
+        yield from self.flush(as_of)
 
     def process_line(self, item: InputLine | str | bytes | Mapping[str, Any], number: int = 0) -> list[Record]:
         """One input line (or mapping) to records: findings, or one quarantine record."""
@@ -152,13 +163,36 @@ class Engine:
         except InvalidEvent as exc:
             return [self._quarantine(item, source, line, str(exc), counted=True)]
 
-    def flush(self) -> list[Finding]:
-        """End of input: close every open hourly window and judge it."""
+    def flush(self, as_of: str | None = None) -> list[Finding | Decision]:
+        """End of input: close open hourly windows, decide on them, escalate what is due.
+
+        `as_of` (RFC 3339) is the reference time of a replay: orders whose deadline lies
+        before it escalate. Without it, the clock is the latest event time seen.
+        """
         findings: list[Finding] = []
         for reading in self._hours.flush():
             findings.extend(self._judge(reading, "hour"))
-        self._count(findings)
-        return findings
+        out: list[Finding | Decision] = list(findings)
+        out.extend(self._decisions.on_findings(findings))
+        out.extend(self._decisions.finish(epoch_of(as_of) if as_of else None))
+        self._count(out)
+        self.summary.open_orders = self._decisions.open_orders
+        self.summary.orders_closed = self._decisions.orders_closed
+        return out
+
+    @property
+    def registry(self) -> Mapping[str, Mapping[str, Any]]:
+        """The latest registration of every enterprise seen (read-only view)."""
+        from types import MappingProxyType
+
+        return MappingProxyType(self._registry)
+
+    def targets(self) -> dict[str, Any]:
+        """The programme targets (policy-pack parameters, after the authority's overrides)."""
+        document = parse_pack(POLICY_PACK).document
+        values = {name: spec["value"] for name, spec in document.get("parameters", {}).items() if name.startswith("target_")}
+        values.update({k: v for k, v in self.parameters.get("programme", {}).items() if k.startswith("target_")})
+        return values
 
     def rules_table(self) -> list[dict[str, Any]]:
         """Every loaded rule, active or not, for `rectify rules`."""
@@ -187,7 +221,7 @@ class Engine:
             text = orjson.dumps(raw, default=str).decode()
         return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)
 
-    def _accept(self, event: Any) -> list[Finding]:
+    def _accept(self, event: Any) -> list[Finding | Decision]:
         problem = self.validator.problem(event)
         if problem is None and not self.validator.known(event["type"]) and self.strict:
             problem = f"type: unknown event type {event['type']!r} (strict mode)"
@@ -210,13 +244,20 @@ class Engine:
             raise InvalidEvent(f"id: {event['id']!r} was already used by a different event (ids are idempotency keys)")
         self._seen[event["id"]] = digest
         self.summary.processed += 1
+        epoch = reading.epoch if reading is not None else epoch_of(event["time"])
+        out: list[Finding | Decision] = list(self._decisions.advance(epoch))
         findings = self._apply(event, reading)
-        self._count(findings)
-        return findings
+        out.extend(findings)
+        out.extend(self._decisions.on_event(event, epoch, findings))
+        self._count(out)
+        return out
 
-    def _count(self, findings: list[Finding]) -> None:
-        for finding in findings:
-            self.summary.findings[finding.plugin] += 1
+    def _count(self, records: list[Finding | Decision]) -> None:
+        for record in records:
+            if isinstance(record, Finding):
+                self.summary.findings[record.plugin] += 1
+            else:
+                self.summary.decisions[f"{record.list}/{record.action}"] += 1
 
     def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
         event_type, subject, data = event["type"], event["subject"], event["data"]
@@ -366,6 +407,9 @@ def _benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None,
         return None, {"applied": False, "reason": "no production in the accounting period"}
     ratio = volume / benchmark_m3
     return ratio, {"applied": ratio > 1, "actual_m3": _round(volume), "benchmark_m3": _round(benchmark_m3), "ratio": _round(ratio)}
+
+
+POLICY_PACK = RulePackSource.from_package("programme", "engine.policy", "programme.yaml")
 
 
 def _new_averager() -> Any:

@@ -80,6 +80,9 @@ class RunSummary:
     unregistered: int = 0
     unavailable: int = 0
     late: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    open_orders: int = 0
+    orders_closed: int = 0
 
     def balanced(self) -> bool:
         return self.read == self.processed + self.duplicate + self.quarantined
@@ -96,4 +99,44 @@ class RunSummary:
             "unregistered_events": self.unregistered,
             "unavailable_readings": self.unavailable,
             "late_readings": self.late,
+            "decisions": {k: self.decisions[k] for k in sorted(self.decisions)},
+            "decisions_total": sum(self.decisions.values()),
+            "open_orders": self.open_orders,
+            "orders_closed": self.orders_closed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A rectification decision: which list, which route, by when, on what basis, from what evidence."""
+
+    id: str
+    rule: str
+    rule_version: int
+    enterprise: str
+    time: str
+    list: str | None
+    action: str
+    deadline: str | None
+    basis: Mapping[str, str]
+    findings: tuple[str, ...]
+    events: tuple[str, ...]
+    supersedes: str | None
+    ruleset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "decision",
+            "id": self.id,
+            "rule": self.rule,
+            "rule_version": self.rule_version,
+            "enterprise": self.enterprise,
+            "time": self.time,
+            "list": self.list,
+            "action": self.action,
+            "deadline": self.deadline,
+            "basis": dict(self.basis),
+            "evidence": {"findings": list(self.findings), "events": list(self.events)},
+            "supersedes": self.supersedes,
+            "ruleset": self.ruleset,
         }

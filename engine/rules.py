@@ -158,7 +158,7 @@ def parse_pack(source: RulePackSource) -> RulePack:
         raise RulePackError(f"{source.origin}{where}: {describe(error)}")
     if document["pack"] != source.plugin:
         raise RulePackError(f"{source.origin}: pack {document['pack']!r} is shipped by plugin {source.plugin!r}; they must match")
-    for rule in document["rules"]:
+    for rule in document.get("rules", []):
         if not rule["id"].startswith(document["pack"] + "."):
             raise RulePackError(f"{source.origin}: rule {rule['id']!r} must start with {document['pack'] + '.'!r}")
     return RulePack(plugin=source.plugin, origin=source.origin, document=document)
@@ -214,7 +214,7 @@ def compile_rules(
             if name not in pack_params:
                 raise RulePackError(f"pack {document['pack']!r} has no parameter {name!r} to set")
             pack_params[name] = value
-        for spec in document["rules"]:
+        for spec in document.get("rules", []):
             if spec["id"] in seen:
                 raise RulePackError(
                     f"duplicate rule id {spec['id']!r}: defined by plugin {seen[spec['id']]!r} and by plugin {pack.plugin!r}"

@@ -35,7 +35,9 @@ def test_run_writes_findings_and_quarantine_and_a_summary_that_adds_up(city_log,
     out, bad, summary = tmp_path / "out.jsonl", tmp_path / "bad.jsonl", tmp_path / "summary.json"
     result = rectify("run", str(city_log), "--out", str(out), "--quarantine", str(bad), "--summary-json", str(summary))
     assert result.returncode == 0, result.stderr
-    findings = [json.loads(x) for x in out.read_text().splitlines()]
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    findings = [r for r in records if r["record"] == "finding"]
+    assert {r["record"] for r in records} == {"finding", "decision"}
     quarantined = [json.loads(x) for x in bad.read_text().splitlines()]
     assert findings and all(f["record"] == "finding" for f in findings)
     assert {f["plugin"] for f in findings} == {"foundry", "dyeing", "surface_treatment"}
@@ -60,11 +62,14 @@ def test_output_is_valid_against_the_record_schemas(city_log, tmp_path):
         checker.checks(name, raises=ValueError)(function)
     out = tmp_path / "out.jsonl"
     assert rectify("run", str(city_log), "--out", str(out)).returncode == 0
+    seen = set()
     validators = {name: jsonschema.Draft202012Validator(load_core_schema(f"{name}.schema.json"), format_checker=checker)
-                  for name in ("finding", "quarantine")}
+                  for name in ("finding", "decision", "quarantine")}
     for text in out.read_text().splitlines():
         record = json.loads(text)
         validators[record["record"]].validate(record)
+        seen.add(record["record"])
+    assert seen == {"finding", "decision", "quarantine"}  # no --quarantine: bad lines stay in --out
 
 
 def test_two_runs_give_identical_bytes(city_log, tmp_path):
@@ -131,6 +136,22 @@ def test_logs_are_json_when_not_on_a_terminal(city_log, tmp_path):
     result = rectify("run", str(city_log), "--out", str(tmp_path / "o.jsonl"))
     events = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
     assert {"engine_ready", "run_finished"} <= {e["event"] for e in events}
+
+
+def test_report_summarises_lists_routes_and_progress(city_log):
+    result = rectify("report", str(city_log), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["decisions"] == sum(report["by_list_action"].values())
+    assert report["progress"]["scattered_polluted"]["target"] == 5000
+    assert report["progress"]["land_freed_mu"]["target"] == 45000
+    assert set(report["by_industry"]) <= {"foundry", "dyeing", "surface_treatment", "other"}
+    text = rectify("report", str(city_log)).stdout
+    assert "progress against the programme targets" in text
+
+
+def test_as_of_must_be_a_time(city_log):
+    assert rectify("run", str(city_log), "--as-of", "next tuesday").returncode == 2
 
 
 def test_demo_small_city_reports_all_three_plugins(tmp_path):

@@ -1,8 +1,9 @@
 """The demo city generator: reproducible, well-formed, and an exact answer key.
 
 The answer key is checked by a small independent oracle written from standards.md (O2
-correction, ug/L -> mg/L, municipal = direct limits): every planted tag is visible in the
-events, and no firm outside the key comes near a limit.
+correction, ug/L -> mg/L, municipal = direct limits, the dyeing water and energy norms per
+100 m of cotton woven fabric, the Zhejiang minimum foundry capacity): every planted tag is
+visible in the events, and no firm outside the key comes near a limit.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ DYEING = {
     "park_plant": {"w01018": 500, "w01017": 150, "w21003": 20},
 }
 PLATING = {"w20121": 0.5, "w20117": 0.2, "w01018": 80, "w20122": 0.5}  # GB 21900 T2, mg/L
+# Zhejiang minimum annual capacity of a foundry by cast metal, t/a
+MIN_CAPACITY = {"iron": 4000, "steel": 3000, "aluminium": 1000, "copper": 500}
+# dyeing industry norms (2017), cotton woven fabric: t water and kgce per 100 m; reuse %
+DYEING_WATER_T, DYEING_ENERGY_KGCE, DYEING_REUSE_PCT = 1.6, 30, 40
 
 
 def _oracle(city: DemoCity) -> tuple[dict[str, set[str]], dict[str, float]]:
@@ -146,6 +151,7 @@ def _oracle(city: DemoCity) -> tuple[dict[str, set[str]], dict[str, float]]:
     found: dict[str, set[str]] = defaultdict(set)
     worst: dict[str, float] = defaultdict(float)
     industry: dict[str, str] = {}
+    sub_sector: dict[str, str | None] = {}
 
     def judge(subject: str, ratio: float, tag: str) -> None:
         worst[subject] = max(worst[subject], ratio)
@@ -157,14 +163,18 @@ def _oracle(city: DemoCity) -> tuple[dict[str, set[str]], dict[str, float]]:
         kind = event["type"]
         if kind == "enterprise.registered":
             industry[s] = d["industry"]
+            sub_sector[s] = d.get("sub_sector")
             if not d["permits"]["emission_permit"]:
                 found[s].add("no_permit")
             if d["industry"] in SPECIAL and not d["in_park"]:
                 prefix = {"surface_treatment": "plating"}.get(d["industry"], d["industry"])
                 found[s].add(f"{prefix}_outside_park")
             if d["industry"] == "foundry":
-                assert d["annual_capacity_t"] >= 1.5 * {"iron": 4000, "steel": 3000,
-                                                        "aluminium": 1000, "copper": 500}[d["metal"]]
+                minimum = MIN_CAPACITY[d["metal"]]
+                if d["annual_capacity_t"] < minimum:
+                    found[s].add("foundry_small_capacity")
+                else:  # clear of the minimum, not just at it
+                    assert d["annual_capacity_t"] >= 1.5 * minimum
         elif kind == "equipment.declared":
             a = d["attributes"]
             if d["kind"] == "cupola" and a["melt_rate_t_h"] < 5:
@@ -193,6 +203,17 @@ def _oracle(city: DemoCity) -> tuple[dict[str, set[str]], dict[str, float]]:
             else:
                 tag = {"w20121": "plating_ni", "w20117": "plating_cr6_ugl"}.get(d["pollutant"], "water")
                 judge(s, value / PLATING[d["pollutant"]], tag)
+        elif kind == "energy.reported" and d.get("output", {}).get("unit") == "100m_fabric":
+            fabric = d["output"]["quantity"]
+            # the per-100 m benchmarks are for cotton woven fabric (or an unknown sub-sector);
+            # other dyers are held to them too, under another name, so none comes near them
+            cotton = sub_sector[s] in (None, "cotton_woven")
+            judge(s, d["water_t"] / fabric / DYEING_WATER_T,
+                  "dyeing_water" if cotton else "water_norm_other_fabric")
+            judge(s, d["energy_tce"] * 1000 / fabric / DYEING_ENERGY_KGCE, "energy_norm")
+            reuse = d["water_reused_t"] / (d["water_t"] + d["water_reused_t"]) * 100
+            if reuse < DYEING_REUSE_PCT:  # a minimum: checked, not scaled into `worst`
+                found[s].add("water_reuse")
         elif kind == "inspection.recorded" and d["result"] == "fail":
             found[s].add("inspection_fail")
     return found, worst

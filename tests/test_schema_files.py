@@ -185,7 +185,7 @@ FINDING = {
 }
 
 DECISION = {
-    "record": "decision", "id": "d-1", "enterprise": SUBJECT,
+    "record": "decision", "id": "d-1", "rule": "programme.scattered.repeat_exceedance", "rule_version": 1, "enterprise": SUBJECT,
     "time": "2024-03-01T10:00:00+08:00", "list": "scattered_polluted", "action": "rectify",
     "deadline": "2024-06-01T00:00:00+08:00",
     "basis": {"standard": "GB 39726-2020", "clause": "8.3"},

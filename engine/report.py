@@ -1,0 +1,84 @@
+"""The programme summary: decisions counted per list and route, by industry and district,
+land freed, and progress against the programme's targets (parameters of the policy pack)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+LISTS = ("backward_capacity", "high_consumption_low_efficiency", "scattered_polluted")
+LAND_ACTIONS = ("vacate", "close_by_law", "eliminate")
+
+
+def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]],
+                     targets: Mapping[str, Any]) -> dict[str, Any]:
+    """Aggregate decision records (as written) with the registry they refer to.
+
+    Enterprises are counted once per list (an order and its escalation are one enterprise);
+    land is counted once per enterprise with a vacate, close_by_law or eliminate decision.
+    """
+    by_list_action: Counter[str] = Counter()
+    by_industry: dict[str, Counter[str]] = {}
+    by_district: dict[str, Counter[str]] = {}
+    on_list: dict[str, set[str]] = {name: set() for name in LISTS}
+    eliminated: set[str] = set()
+    land_enterprises: set[str] = set()
+    for record in decisions:
+        enterprise, action, listed = record["enterprise"], record["action"], record["list"]
+        key = f"{listed}/{action}"
+        by_list_action[key] += 1
+        registration = registry.get(enterprise, {})
+        by_industry.setdefault(registration.get("industry", "unregistered"), Counter())[key] += 1
+        by_district.setdefault(registration.get("district", "unregistered"), Counter())[key] += 1
+        if listed in on_list:
+            on_list[listed].add(enterprise)
+        if listed == "backward_capacity" and action == "eliminate":
+            eliminated.add(enterprise)
+        if action in LAND_ACTIONS:
+            land_enterprises.add(enterprise)
+    land = sum(float(registry.get(e, {}).get("land_area_mu") or 0.0) for e in sorted(land_enterprises))
+    progress = {
+        "backward_capacity_eliminated": _progress(len(eliminated), targets.get("target_backward_capacity")),
+        "high_consumption_low_efficiency": _progress(len(on_list["high_consumption_low_efficiency"]),
+                                                     targets.get("target_high_consumption_low_efficiency")),
+        "scattered_polluted": _progress(len(on_list["scattered_polluted"]), targets.get("target_scattered_polluted")),
+        "land_freed_mu": _progress(round(land, 3), targets.get("target_land_mu")),
+    }
+    return {
+        "decisions": sum(by_list_action.values()),
+        "by_list_action": _sorted(by_list_action),
+        "enterprises_per_list": {name: len(on_list[name]) for name in LISTS},
+        "by_industry": {k: _sorted(v) for k, v in sorted(by_industry.items())},
+        "by_district": {k: _sorted(v) for k, v in sorted(by_district.items())},
+        "land_freed_mu": round(land, 3),
+        "progress": progress,
+    }
+
+
+def _sorted(counter: Counter[str]) -> dict[str, int]:
+    return {k: counter[k] for k in sorted(counter)}
+
+
+def _progress(value: float, target: Any) -> dict[str, Any]:
+    share = round(100.0 * value / target, 2) if isinstance(target, (int, float)) and target else None
+    return {"value": value, "target": target, "percent": share}
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    """The summary as a few readable lines (the --json form has everything)."""
+    lines = [f"decisions {report['decisions']}"]
+    for key, count in report["by_list_action"].items():
+        lines.append(f"  {key:<52}{count:>7}")
+    lines.append("enterprises per list: " + ", ".join(f"{k} {v}" for k, v in report["enterprises_per_list"].items()))
+    lines.append("progress against the programme targets:")
+    for name, item in report["progress"].items():
+        percent = "n/a" if item["percent"] is None else f"{item['percent']:.2f} %"
+        lines.append(f"  {name:<40}{item['value']:>10} of {item['target']}  ({percent})")
+    lines.append("by industry:")
+    for industry, counts in report["by_industry"].items():
+        lines.append(f"  {industry:<20}" + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines.append("by district:")
+    for district, counts in report["by_district"].items():
+        lines.append(f"  {district:<20}" + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines)
