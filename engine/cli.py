@@ -44,10 +44,11 @@ def _load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
     return document
 
 
-def _build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool) -> Engine:
+def _build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
+                  backend: str = "compiled") -> Engine:
     log = get_logger()
     try:
-        engine = Engine(disable=disable, options=options, parameters=_load_parameters(params), strict=strict)
+        engine = Engine(disable=disable, options=options, parameters=_load_parameters(params), strict=strict, backend=backend)
     except (RulePackError, PluginConflict) as exc:
         click.echo(f"rectify: configuration error: {exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -60,6 +61,8 @@ def _build_engine(disable: Sequence[str], options: Sequence[str], params: str | 
 
 def engine_options(function: Any) -> Any:
     """The options every command that builds an engine takes."""
+    function = click.option("--backend", type=click.Choice(["compiled", "rete"]), default="compiled", show_default=True,
+                            help="Where decision correlations run: plain Python, or durable_rules (same output).")(function)
     function = click.option("--strict", is_flag=True, help="Quarantine events of unknown types instead of counting them.")(function)
     function = click.option("--params", "params", type=click.Path(exists=True, dir_okay=False),
                             help="YAML {pack: {parameter: value}} set by the deploying authority (values marked NF).")(function)
@@ -159,10 +162,10 @@ def _open_out(path: str) -> IO[bytes]:
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
         hj212: tuple[str, ...], hj212_registry: str | None,
-        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
     stations = _hj212_run_registry(events, hj212, hj212_registry)
-    engine = _build_engine(disable, options, params, strict)
+    engine = _build_engine(disable, options, params, strict, backend)
     started = time.perf_counter()  # for the throughput line only, never for a decision
     out_stream = _open_out(out)
     q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
@@ -187,9 +190,9 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
 @cli.command()
 @click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @engine_options
-def validate(events: tuple[str, ...], disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+def validate(events: tuple[str, ...], disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Check EVENTS without writing findings; print each bad line's reason. Exit 1 if any."""
-    engine = _build_engine(disable, options, params, strict)
+    engine = _build_engine(disable, options, params, strict, backend)
     for item in read_jsonl(events):
         for record in engine.process_line(item, item.number):
             if isinstance(record, Quarantined):
@@ -203,9 +206,9 @@ def validate(events: tuple[str, ...], disable: tuple[str, ...], options: tuple[s
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
 @engine_options
-def rules(as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+def rules(as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """List every rule: id, plugin, basis, verified, and whether it is active (and why not)."""
-    engine = _build_engine(disable, options, params, strict)
+    engine = _build_engine(disable, options, params, strict, backend)
     for row in engine.rules_table():
         if as_json:
             click.echo(orjson.dumps(row).decode())
@@ -218,9 +221,9 @@ def rules(as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], par
 
 @cli.command()
 @engine_options
-def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool) -> None:
+def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """List loaded, blocked and failed plugins."""
-    engine = _build_engine(disable, options, params, strict)
+    engine = _build_engine(disable, options, params, strict, backend)
     counts: dict[str, int] = {}
     for rule in engine.rules:
         counts[rule.plugin] = counts.get(rule.plugin, 0) + 1
@@ -239,12 +242,12 @@ def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | No
               help="Reference event time (RFC 3339): orders due before it escalate.")
 @engine_options
 def report(events: tuple[str, ...], as_json: bool, as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...],
-           params: str | None, strict: bool) -> None:
+           params: str | None, strict: bool, backend: str) -> None:
     """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress."""
     from engine.report import programme_report, report_text
     from engine.records import Decision
 
-    engine = _build_engine(disable, options, params, strict)
+    engine = _build_engine(disable, options, params, strict, backend)
     decisions = [r.to_dict() for r in engine.run(read_jsonl(events), as_of=as_of) if isinstance(r, Decision)]
     summary = programme_report(decisions, engine.registry, engine.targets())
     if as_json:

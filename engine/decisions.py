@@ -20,7 +20,6 @@ was noticed.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -159,8 +158,29 @@ def _plus_days(time: str, days: float) -> str:
     return (datetime.fromisoformat(time.replace("Z", "+00:00")) + timedelta(days=days)).isoformat()
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A counted finding in a window: event time, arrival order, ids."""
+
+    epoch: float
+    seq: int
+    finding: str
+    events: tuple[str, ...]
+
+
 class DecisionLayer:
-    """Per-enterprise decision state; fed by the Engine after each event's findings."""
+    """Per-enterprise decision state; fed by the Engine after each event's findings.
+
+    This class is the reference ("compiled") backend: it keeps the state and makes the
+    records, and detects correlations in plain Python. `engine.rete_decisions` overrides only
+    the `_detect_*` methods (and the `_track_*` hooks that mirror state into durable_rules),
+    so both backends share every other line and can only differ in detection.
+
+    A count window for (decision rule, enterprise) holds the counted findings since the last
+    reset; a finding with event time e fires the rule when at least `count` of them (itself
+    included) lie in [e - within, e]. Entries older than the newest time seen minus `within`
+    are dropped (without `within`, only the last `count`), so memory is bounded per enterprise.
+    """
 
     def __init__(self, rules: Iterable[DecisionRule], categories: Mapping[str, str], ruleset: str,
                  registration: Callable[[str], Mapping[str, Any] | None]) -> None:
@@ -170,17 +190,50 @@ class DecisionLayer:
         self._categories = categories
         self._ruleset = ruleset
         self._registration = registration
-        self._windows: dict[tuple[str, str], deque[tuple[float, str, tuple[str, ...]]]] = {}
+        self._windows: dict[tuple[str, str], list[_Entry]] = {}
+        self._newest: dict[tuple[str, str], float] = {}
         self._open: dict[str, _Order] = {}
         self._open_key: dict[tuple[str, str], str] = {}
         self._done: set[tuple[str, str]] = set()
         self._closed_by_law: set[str] = set()
+        self._seq = 0
         self.clock = float("-inf")
         self.orders_closed = 0
 
     @property
     def open_orders(self) -> int:
         return len(self._open)
+
+    # ---- detection (the part a backend may replace) -------------------------------------
+
+    def _detect_count(self, rule: DecisionRule, window: list[_Entry], entry: _Entry) -> bool:
+        low = entry.epoch - rule.within if rule.within is not None else float("-inf")
+        return sum(1 for e in window if low <= e.epoch <= entry.epoch) >= rule.count
+
+    def _detect_due(self, epoch: float) -> list[str]:
+        return [order_id for order_id, order in self._open.items() if order.deadline < epoch]
+
+    def _detect_verified(self, enterprise: str, decision: str, epoch: float) -> str | None:
+        order = self._open.get(decision)
+        if order is not None and order.decision.enterprise == enterprise and epoch <= order.deadline:
+            return decision
+        return None
+
+    def _detect_failed_inspection(self, enterprise: str, epoch: float) -> list[str]:
+        return [i for i, o in self._open.items() if o.decision.enterprise == enterprise and epoch <= o.deadline]
+
+    # hooks a backend uses to mirror state; the reference keeps it all in the dicts above
+    def _track_entry(self, rule: DecisionRule, enterprise: str, entry: _Entry) -> None:
+        pass
+
+    def _untrack_entries(self, rule: DecisionRule, enterprise: str, entries: list[_Entry]) -> None:
+        pass
+
+    def _track_order(self, order: _Order) -> None:
+        pass
+
+    def _untrack_order(self, order: _Order) -> None:
+        pass
 
     # ---- the clock ----------------------------------------------------------------------
 
@@ -189,7 +242,9 @@ class DecisionLayer:
         if epoch <= self.clock:
             return []
         self.clock = epoch
-        due = sorted((o for o in self._open.values() if o.deadline < epoch),
+        if not self._open:
+            return []
+        due = sorted((self._open[i] for i in self._detect_due(epoch)),
                      key=lambda o: (o.deadline, o.decision.enterprise, o.decision.id))
         return [self._escalate(order, order.decision.deadline or "", ()) for order in due]
 
@@ -199,14 +254,13 @@ class DecisionLayer:
         """Decisions caused by one event and its findings."""
         event_type, subject, data = event["type"], event["subject"], event["data"]
         out: list[Decision] = []
-        if event_type == "rectification.verified":
-            order = self._open.get(data["decision"])
-            if order is not None and order.decision.enterprise == subject and data["passed"] and epoch <= order.deadline:
-                self._close(order)
-        elif event_type == "inspection.recorded" and data["result"] == "fail":
-            for order in sorted((o for o in self._open.values() if o.decision.enterprise == subject), key=lambda o: o.decision.id):
-                if epoch <= order.deadline:
-                    out.append(self._escalate(order, event["time"], (event["id"],)))
+        if event_type == "rectification.verified" and data["passed"] and self._open:
+            closed = self._detect_verified(subject, data["decision"], epoch)
+            if closed is not None:
+                self._close(self._open[closed])
+        elif event_type == "inspection.recorded" and data["result"] == "fail" and self._open:
+            for order_id in sorted(self._detect_failed_inspection(subject, epoch)):
+                out.append(self._escalate(self._open[order_id], event["time"], (event["id"],)))
         elif event_type == "enterprise.registered":
             out.extend(self._on_registration(event))
         out.extend(self.on_findings(findings))
@@ -218,21 +272,36 @@ class DecisionLayer:
             category = self._categories.get(finding.rule, "")
             epoch = epoch_of(finding.time)
             for rule in self._by_findings:
-                if not rule.counts(finding, category):
+                if not rule.counts(finding, category) or not self._may_decide(rule, finding.enterprise):
+                    continue
+                if rule.where is not None and rule.where({"enterprise": self._registration(finding.enterprise), "params": rule.params}) is not True:
                     continue
                 key = (rule.id, finding.enterprise)
-                window = self._windows.setdefault(key, deque())
-                window.append((epoch, finding.id, finding.event))
-                if rule.within is not None:
-                    while window and window[0][0] < epoch - rule.within:
-                        window.popleft()
-                if len(window) >= rule.count and self._may_decide(rule, finding.enterprise):
-                    if rule.where is not None and rule.where({"enterprise": self._registration(finding.enterprise), "params": rule.params}) is not True:
-                        continue
-                    ids = tuple(entry[1] for entry in window)
-                    events = tuple(sorted({e for entry in window for e in entry[2]}))
+                self._seq += 1
+                entry = _Entry(epoch, self._seq, finding.id, finding.event)
+                window = self._windows.setdefault(key, [])
+                window.append(entry)
+                self._track_entry(rule, finding.enterprise, entry)
+                self._prune(rule, key, window, epoch)
+                if self._detect_count(rule, window, entry):
+                    low = epoch - rule.within if rule.within is not None else float("-inf")
+                    counted = [e for e in window if low <= e.epoch <= epoch]
+                    ids = tuple(e.finding for e in counted)
+                    events = tuple(sorted({i for e in counted for i in e.events}))
                     out.append(self._decide(rule, finding.enterprise, finding.time, ids, events))
         return out
+
+    def _prune(self, rule: DecisionRule, key: tuple[str, str], window: list[_Entry], epoch: float) -> None:
+        newest = max(self._newest.get(key, epoch), epoch)
+        self._newest[key] = newest
+        if rule.within is not None:
+            dropped = [e for e in window if e.epoch < newest - rule.within]
+        else:
+            dropped = window[: max(0, len(window) - rule.count)]
+        if dropped:
+            gone = {e.seq for e in dropped}
+            window[:] = [e for e in window if e.seq not in gone]
+            self._untrack_entries(rule, key[1], dropped)
 
     def _on_registration(self, event: Mapping[str, Any]) -> list[Decision]:
         out = []
@@ -261,33 +330,39 @@ class DecisionLayer:
     def _record(self, rule: DecisionRule, enterprise: str, time: str, action: str, deadline: str | None,
                 basis: Mapping[str, str], findings: tuple[str, ...], events: tuple[str, ...], supersedes: str | None) -> Decision:
         key = "|".join((rule.id, str(rule.version), enterprise, time, action, ",".join(findings), ",".join(events), supersedes or ""))
-        decision = Decision(
+        return Decision(
             id="D-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule.id, rule_version=rule.version,
             enterprise=enterprise, time=time, list=rule.list, action=action, deadline=deadline, basis=basis,
             findings=findings, events=events, supersedes=supersedes, ruleset=self._ruleset,
         )
-        return decision
 
     def _decide(self, rule: DecisionRule, enterprise: str, time: str, findings: tuple[str, ...], events: tuple[str, ...]) -> Decision:
         deadline = _plus_days(time, rule.deadline_days) if rule.deadline_days is not None else None
         decision = self._record(rule, enterprise, time, rule.action, deadline, rule.basis, findings, events, None)
+        key = (rule.id, enterprise)
+        if key in self._windows:  # the evidence is used up: counting starts again after this decision
+            self._untrack_entries(rule, enterprise, self._windows.pop(key))
         if rule.action == "rectify":
             assert deadline is not None
-            self._open[decision.id] = _Order(decision, rule, epoch_of(deadline))
-            self._open_key[(rule.id, enterprise)] = decision.id
+            order = _Order(decision, rule, epoch_of(deadline))
+            self._open[decision.id] = order
+            self._open_key[key] = decision.id
+            self._track_order(order)
         else:
-            self._done.add((rule.id, enterprise))
+            self._done.add(key)
         return decision
 
-    def _close(self, order: _Order) -> None:
+    def _end(self, order: _Order) -> None:
         del self._open[order.decision.id]
         del self._open_key[(order.rule.id, order.decision.enterprise)]
-        self._windows.pop((order.rule.id, order.decision.enterprise), None)
+        self._untrack_order(order)
+
+    def _close(self, order: _Order) -> None:
+        self._end(order)
         self.orders_closed += 1
 
     def _escalate(self, order: _Order, time: str, events: tuple[str, ...]) -> Decision:
-        del self._open[order.decision.id]
-        del self._open_key[(order.rule.id, order.decision.enterprise)]
+        self._end(order)
         self._closed_by_law.add(order.decision.enterprise)
         assert order.rule.escalation_basis is not None
         return self._record(order.rule, order.decision.enterprise, time, "close_by_law", None, order.rule.escalation_basis,

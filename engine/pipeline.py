@@ -30,6 +30,7 @@ from engine.validation import EventValidator
 from engine.version import __version__
 
 Record = Finding | Decision | Quarantined
+BACKENDS = ("compiled", "rete")
 _DIGITS = 9
 
 
@@ -81,6 +82,10 @@ def _round(value: float | None) -> float | None:
 class Engine:
     """A compliance engine built from the installed plugins.
 
+    `backend` chooses where the decision layer's correlations (count windows, deadlines vs
+    the event-time clock, sequences) run: "compiled" (plain Python, the reference) or
+    "rete" (durable_rules, through engine.rete). Both give identical output.
+
     Not thread-safe: one Engine per thread (or per shard of enterprises). Rules, the
     index and the validators are immutable after construction and could be shared.
     """
@@ -94,6 +99,7 @@ class Engine:
         options: Iterable[str] = (),
         parameters: Mapping[str, Mapping[str, Any]] | None = None,
         strict: bool = False,
+        backend: str = "compiled",
     ) -> None:
         self.plugins = plugins if plugins is not None else load_plugins(disable=disable, extra=extra_plugins)
         self.options = tuple(sorted(set(options)))
@@ -120,8 +126,16 @@ class Engine:
         self.inactive_decisions: tuple[InactiveDecision, ...]
         decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
         self.decision_rules, self.inactive_decisions = tuple(decision_rules), tuple(inactive_decisions)
-        self._decisions = DecisionLayer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
-                                        self._registry.get)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        layer = DecisionLayer
+        if backend == "rete":
+            from engine.rete_decisions import ReteDecisionLayer
+
+            layer = ReteDecisionLayer
+        self._decisions = layer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
+                                self._registry.get)
 
     # ---- public API -------------------------------------------------------------------
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import SUBJECT, registration
-from engine import Decision, Finding
+from engine import Decision, Engine, Finding
 from engine.uscc import make_uscc
 
 OTHER = make_uscc("91330200MA2CD5678")
+
+
+@pytest.fixture(params=["compiled", "rete"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def engine(plugins, backend) -> Engine:
+    """Every scenario runs on both backends."""
+    return Engine(plugins=plugins, backend=backend)
 
 
 def exceedance(make_event, day: str, subject: str = SUBJECT, value: float = 45):
@@ -127,23 +140,19 @@ def test_energy_norm_puts_a_firm_on_the_high_consumption_list(engine, make_event
     assert [(d.list, d.action) for d in made] == [("high_consumption_low_efficiency", "transform_upgrade")]
 
 
-def test_decision_parameters_are_set_by_the_authority(plugins, make_event):
-    from engine import Engine
-
-    engine = Engine(plugins=plugins, parameters={"programme": {"repeat_count": 2, "rectify_deadline_days": 10}})
+def test_decision_parameters_are_set_by_the_authority(plugins, backend, make_event):
+    engine = Engine(plugins=plugins, backend=backend, parameters={"programme": {"repeat_count": 2, "rectify_deadline_days": 10}})
     events = [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00", registration("foundry")),
               exceedance(make_event, "01"), exceedance(make_event, "05")]
     (order,) = decisions(engine.run(events))
     assert order.deadline == "2024-03-15T10:00:00+08:00"
 
 
-def test_decisions_are_deterministic(plugins, make_event):
-    from engine import Engine
-
+def test_decisions_are_deterministic(plugins, backend, make_event):
     def run():
         events = [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00", registration("foundry"), id="r"),
                   *[make_event("emission.measured", f"2024-03-0{d}T10:00:00+08:00", exceedance(make_event, "01")["data"], id=f"e{d}")
                     for d in range(1, 6)]]
-        return [r.to_dict() for r in Engine(plugins=plugins).run(events, as_of="2025-01-01T00:00:00+08:00")]
+        return [r.to_dict() for r in Engine(plugins=plugins, backend=backend).run(events, as_of="2025-01-01T00:00:00+08:00")]
 
     assert run() == run()
