@@ -45,11 +45,14 @@ def _load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
 
 
 def _build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
-                  backend: str = "compiled") -> Engine:
+                  backend: str = "compiled", method: str | None = None) -> Engine:
+    from engine.evaluation import MethodError
+
     log = get_logger()
     try:
-        engine = Engine(disable=disable, options=options, parameters=_load_parameters(params), strict=strict, backend=backend)
-    except (RulePackError, PluginConflict) as exc:
+        engine = Engine(disable=disable, options=options, parameters=_load_parameters(params), strict=strict, backend=backend,
+                        evaluation_method=method)
+    except (RulePackError, PluginConflict, MethodError) as exc:
         click.echo(f"rectify: configuration error: {exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
     for failure in engine.plugins.failures:
@@ -91,15 +94,14 @@ def execute(engine: Engine, inputs: Iterable[Any], out: JsonlSink, quarantine: J
     """Run an engine over inputs, routing findings and quarantine records to their sinks."""
     bar = _progress(total, progress)
     try:
-        for number, item in enumerate(inputs, start=1):
-            for record in engine.process_line(item, number):
-                if isinstance(record, Quarantined) and quarantine is not None:
-                    quarantine.write(record.to_dict())
-                else:
-                    out.write(record.to_dict())
-            bar.update(1)
-        for record in engine.flush(as_of):
-            out.write(record.to_dict())
+        for record in engine.run_batch(inputs, as_of=as_of):  # the batch path: same output as run()
+            if isinstance(record, Quarantined) and quarantine is not None:
+                quarantine.write(record.to_dict())
+            else:
+                out.write(record.to_dict())
+            if engine.summary.read - bar.n >= 4096:
+                bar.update(engine.summary.read - bar.n)
+        bar.update(engine.summary.read - bar.n)
     finally:
         bar.close()
     return engine.summary
@@ -159,19 +161,34 @@ def _open_out(path: str) -> IO[bytes]:
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @click.option("--as-of", "as_of", callback=lambda ctx, param, value: _check_time(value, "--as-of"),
               help="Reference event time for a replay (RFC 3339): orders due before it escalate.")
+@click.option("--store", "store", type=click.Path(dir_okay=False),
+              help="Write records to this SQLite store (crash-safe: checkpoints, resumes after a kill).")
+@click.option("--checkpoint-every", "checkpoint_every", default=5000, show_default=True, type=click.IntRange(1),
+              help="With --store: input lines per checkpoint (records and state in one transaction).")
+@click.option("--chain/--no-chain", default=True, show_default=True,
+              help="Hash-chain the output records (prev, hash): `rectify verify` checks them.")
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
         hj212: tuple[str, ...], hj212_registry: str | None,
-        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
+        store: str | None = None, checkpoint_every: int = 5000, chain: bool = True) -> None:
     """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
     stations = _hj212_run_registry(events, hj212, hj212_registry)
     engine = _build_engine(disable, options, params, strict, backend)
+    if store is not None:  # issue 5: crash-safe run into the SQLite store
+        from engine.audit_cli import run_store
+
+        return run_store(engine, events, store, checkpoint_every, as_of, summary_json, progress,
+                         dict(out=out, quarantine=quarantine, hj212=hj212, options=options, params=params, strict=strict))
     started = time.perf_counter()  # for the throughput line only, never for a decision
     out_stream = _open_out(out)
     q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
     try:
-        with JsonlSink(out_stream) as out_sink:
-            q_sink = JsonlSink(q_stream) if q_stream else None
+        with JsonlSink(out_stream) as plain_out:
+            from engine.audit import ChainedWriter
+
+            out_sink: Any = ChainedWriter(plain_out) if chain else plain_out
+            q_sink: Any = (ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)) if q_stream else None
             summary = execute(engine, _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink), out_sink, q_sink,
                               None if hj212 else count_lines(events), progress, as_of)
             if q_sink:
@@ -182,8 +199,11 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         if q_stream:
             q_stream.close()
     click.echo(summary_text(summary, time.perf_counter() - started), err=True)
+    heads = {"chain": {"records": out_sink.written, "head": out_sink.head}} if chain else {}
+    if chain:
+        click.echo(f"chain head {out_sink.head} ({out_sink.written} records)", err=True)
     if summary_json:
-        Path(summary_json).write_bytes(orjson.dumps({"ruleset": engine.ruleset, **summary.to_dict()}, option=orjson.OPT_INDENT_2))
+        Path(summary_json).write_bytes(orjson.dumps({"ruleset": engine.ruleset, **summary.to_dict(), **heads}, option=orjson.OPT_INDENT_2))
     get_logger().info("run_finished", ruleset=engine.ruleset, **summary.to_dict())
 
 
@@ -240,20 +260,67 @@ def plugins(disable: tuple[str, ...], options: tuple[str, ...], params: str | No
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 @click.option("--as-of", "as_of", callback=lambda ctx, param, value: _check_time(value, "--as-of"),
               help="Reference event time (RFC 3339): orders due before it escalate.")
+@click.option("--html", "html", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML page for officials (no network: inline CSS and SVG).")
+@click.option("--method", "method", type=click.Path(exists=True, dir_okay=False),
+              help="Mu-average evaluation method (YAML; default: the built-in one).")
 @engine_options
-def report(events: tuple[str, ...], as_json: bool, as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...],
-           params: str | None, strict: bool, backend: str) -> None:
+def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str | None, method: str | None,
+           disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress."""
-    from engine.report import programme_report, report_text
-    from engine.records import Decision
+    from collections import Counter
 
-    engine = _build_engine(disable, options, params, strict, backend)
-    decisions = [r.to_dict() for r in engine.run(read_jsonl(events), as_of=as_of) if isinstance(r, Decision)]
+    from engine.records import Decision, Finding
+    from engine.report import programme_report, report_text
+
+    engine = _build_engine(disable, options, params, strict, backend, method)
+    decisions = []
+    findings: Counter[str] = Counter()
+    for record in engine.run(read_jsonl(events), as_of=as_of):
+        if isinstance(record, Decision):
+            decisions.append(record.to_dict())
+        elif isinstance(record, Finding):
+            findings[record.enterprise] += 1
     summary = programme_report(decisions, engine.registry, engine.targets())
+    if html:
+        from engine.report_html import render_html
+
+        Path(html).write_text(render_html(summary, decisions, engine.registry, findings, ruleset=engine.ruleset),
+                              encoding="utf-8")
+        click.echo(f"report written to {html}", err=True)
     if as_json:
         click.echo(orjson.dumps({"ruleset": engine.ruleset, **summary}, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(report_text(summary))
+
+
+@cli.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--year", required=True, type=click.IntRange(1990, 2100), help="The evaluation year.")
+@click.option("--method", "method", type=click.Path(exists=True, dir_okay=False),
+              help="Mu-average evaluation method (YAML; default: the built-in one).")
+@click.option("--json", "as_json", is_flag=True, help="The ranking as one JSON object.")
+@engine_options
+def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bool, disable: tuple[str, ...],
+             options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+    """Mu-average ranking of YEAR from EVENTS: enterprise, indicators, score, class.
+
+    The ranking made at the year's `evaluation.closed`; without one in EVENTS, the ranking the
+    records for YEAR give at the end of input (provisional).
+    """
+    from engine.evaluation import ranking_json, ranking_text
+
+    engine = _build_engine(disable, options, params, strict, backend, method)
+    engine.evaluation.keep.add(year)
+    for _ in engine.run(read_jsonl(events)):
+        pass
+    closed = year in engine.evaluation.rankings
+    rows = engine.evaluation.rankings[year] if closed else engine.evaluation.rank(year)
+    if as_json:
+        document = {"ruleset": engine.ruleset, **ranking_json(engine.method, year, rows, closed)}
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(ranking_text(engine.method, year, rows, closed))
 
 
 @cli.command()
@@ -275,7 +342,9 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
     engine = _build_engine((), (), None, False)
     findings_path = folder / "findings.jsonl"
     with open(findings_path, "wb") as handle, open(folder / "quarantine.jsonl", "wb") as q_handle:
-        summary = execute(engine, read_jsonl([events_path]), JsonlSink(handle), JsonlSink(q_handle),
+        from engine.audit import ChainedWriter  # the demo log is chained like `rectify run --out`
+
+        summary = execute(engine, read_jsonl([events_path]), ChainedWriter(JsonlSink(handle)), JsonlSink(q_handle),
                           len(city.events), progress)
     seconds = time.perf_counter() - started
     from engine.report import programme_report, report_text
@@ -284,13 +353,14 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
     decisions = []
     for line in findings_path.read_bytes().splitlines():
         record = orjson.loads(line)
-        found.add(record["enterprise"])
+        if record["record"] == "finding" or record.get("list"):  # a class alone is not a violation
+            found.add(record["enterprise"])
         if record["record"] == "decision":
             decisions.append(record)
     planted = sum(1 for code in city.violators if code in found)
     click.echo(f"demo city: {enterprises} enterprises, {days} day(s), {len(city.events)} events -> {folder}/")
     click.echo(summary_text(summary, seconds))
-    click.echo(f"planted violators with findings or decisions: {planted} of {len(city.violators)}")
+    click.echo(f"planted violators with findings or list decisions: {planted} of {len(city.violators)}")
     click.echo("programme summary:")
     click.echo(report_text(programme_report(decisions, engine.registry, engine.targets())))
     click.echo(f"findings and decisions: {findings_path}")
@@ -421,3 +491,7 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
         if q_stream:
             q_stream.close()
     click.echo(f"events {counts['events']}  quarantined packets {counts['quarantined']}", err=True)
+
+
+# ---- audit (issue 5): verify, replay, decisions, explain, diff; `run --store` -----------------
+from engine import audit_cli as _audit_cli  # noqa: E402,F401  (registers its commands on `cli`)

@@ -9,7 +9,10 @@ engine/policy/programme.yaml). Three kinds of trigger:
 - escalation (built in for `rectify` orders): an order whose deadline passes with no passing
   `rectification.verified` becomes `close_by_law` at the deadline, superseding the order; a
   passing verification at or before the deadline closes the order; a failing inspection while
-  the order is open escalates at the inspection's time.
+  the order is open escalates at the inspection's time;
+- the yearly mu-average evaluation (engine/evaluation.py): a barrier at `evaluation.closed` that
+  ranks every enterprise with a `finance.reported` for the year (not a correlation: both
+  backends run the same code from `on_event`).
 
 Event time only. The clock is the latest event time seen; an order falls due when the clock
 passes its deadline (a later event of any enterprise, or the end of input / `as_of`), and the
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.evaluation import Evaluation
 from engine.expressions import Compiled, ExpressionError, compile_expression
 from engine.normalise import epoch_of
 from engine.records import Decision, Finding
@@ -199,6 +203,9 @@ class DecisionLayer:
         self._seq = 0
         self.clock = float("-inf")
         self.orders_closed = 0
+        # the yearly mu-average evaluation (engine/evaluation.py), attached by the Engine: a
+        # barrier over all enterprises at `evaluation.closed`, shared by both backends
+        self.evaluation: Evaluation | None = None
 
     @property
     def open_orders(self) -> int:
@@ -263,6 +270,8 @@ class DecisionLayer:
                 out.append(self._escalate(self._open[order_id], event["time"], (event["id"],)))
         elif event_type == "enterprise.registered":
             out.extend(self._on_registration(event))
+        elif event_type in ("finance.reported", "evaluation.closed") and self.evaluation is not None:
+            out.extend(self.evaluation.on_event(event, epoch, self._closed_by_law))
         out.extend(self.on_findings(findings))
         return out
 

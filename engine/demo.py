@@ -33,10 +33,12 @@ from typing import Any
 
 from engine.uscc import make_uscc
 
-__all__ = ["DemoCity", "VIOLATION_TAGS", "generate_city", "write_jsonl"]
+__all__ = ["AUTHORITY", "DemoCity", "VIOLATION_TAGS", "generate_city", "write_jsonl"]
 
 _CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _OFFSET = "+08:00"
+# the subject of `evaluation.closed`: the city's economy and information bureau (a state organ)
+AUTHORITY = make_uscc("11330200MB0000001")
 
 # district -> (administrative division code in the USCC, Chinese name for firm names)
 _DISTRICTS: tuple[tuple[str, str, str], ...] = (
@@ -173,11 +175,23 @@ def generate_city(
     eve = (first_day - timedelta(days=1)).isoformat()
     period = day_list[-1].strftime("%Y-%m")
     report_time = f"{day_list[-1].isoformat()}T23:30:00{_OFFSET}"
+    profiles = []
     for firm in firms:
         profile = _register(rng, log, firm, f"{eve}T08:00:00{_OFFSET}", f"{eve}T09:00:00{_OFFSET}")
         _monitor(rng, log, firm, profile, hours, day_list)
         _energy(rng, log, firm, profile, period, report_time)
         _inspect(rng, log, firm, day_list)
+        profiles.append((firm, profile))
+    # the mu-average year (the year before `start`): a finance.reported per firm, then the close.
+    # A separate generator, so the events above are the same as without the evaluation.
+    year = first_day.year - 1
+    finance_rng = random.Random(f"{seed}/finance/{year}")
+    finance_time = f"{day_list[-1].isoformat()}T23:45:00{_OFFSET}"
+    for firm, profile in profiles:
+        _finance(finance_rng, log, firm, profile, year, finance_time)
+    if firms:
+        log.add(f"{day_list[-1].isoformat()}T23:59:00{_OFFSET}", "demo/evaluation", "evaluation.closed", AUTHORITY,
+                {"year": year})
 
     violators = {f.code: sorted(f.tags) for f in sorted(firms, key=lambda f: f.code) if f.tags}
     return DemoCity(events=log.events(), violators=violators, enterprises=enterprises)
@@ -257,7 +271,7 @@ def _register(
         "permits": {"emission_permit": "no_permit" not in tags},
         "scale": "above" if rng.random() < (0.55 if special else 0.45) else "below",
     }
-    profile: dict[str, Any] = {"kind": kind, "scale": data["scale"]}
+    profile: dict[str, Any] = {"kind": kind, "scale": data["scale"], "land_area_mu": data["land_area_mu"]}
     equipment: list[tuple[str, str, dict[str, Any]]] = []
 
     if kind in ("cupola", "induction", "gas"):
@@ -546,6 +560,29 @@ def _inspect(rng: random.Random, log: _Log, firm: _Firm, days: Sequence[date]) -
     day = rng.choice(days)
     time = f"{day.isoformat()}T{rng.randint(9, 16):02d}:{rng.choice((0, 15, 30, 45)):02d}:00{_OFFSET}"
     log.add(time, "demo/inspection", "inspection.recorded", firm.code, data)
+
+
+def _finance(rng: random.Random, log: _Log, firm: _Firm, profile: dict[str, Any], year: int, time: str) -> None:
+    """finance.reported for the mu-average year: six indicators' inputs above size, tax and
+    electricity below size. Tax per mu is log-normal, so some plants of >= 3 mu pay < 40,000."""
+    land = profile["land_area_mu"]
+    if profile["scale"] == "above":
+        tax = land * rng.lognormvariate(11.7, 0.7)  # median about 120,000 yuan/mu
+        value_added = tax * rng.uniform(4, 10)
+        revenue = value_added * rng.uniform(3, 5)
+        energy = value_added / rng.uniform(10_000, 60_000)
+        data: dict[str, Any] = {
+            "year": year, "tax_yuan": round(tax), "value_added_yuan": round(value_added), "revenue_yuan": round(revenue),
+            "rd_expense_yuan": round(revenue * rng.uniform(0, 0.05)),
+            "employees_fte": max(5, round(value_added / rng.uniform(150_000, 400_000))),
+            "energy_tce": round(energy, 1), "electricity_kwh": round(energy * rng.uniform(2_000, 6_000)),
+            "emissions_kg": round(value_added / rng.uniform(20_000, 200_000), 1),
+        }
+    else:
+        tax = land * rng.lognormvariate(10.8, 0.8)  # median about 50,000 yuan/mu
+        data = {"year": year, "tax_yuan": round(tax), "revenue_yuan": round(tax * rng.uniform(15, 40)),
+                "electricity_kwh": round(tax * rng.uniform(0.5, 4))}
+    log.add(time, "demo/finance", "finance.reported", firm.code, data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engine.contributions import Metric, RulePackSource
+from engine.dedupe import DedupeIndex, Seen
 from engine.decisions import DecisionLayer, DecisionRule, InactiveDecision, compile_decisions
+from engine.evaluation import Evaluation, load_method
 from engine.normalise import Reading, epoch_of, reading_from_event
 from engine.plugins import PluginSet, load_plugins
 from engine.records import Decision, Finding, Quarantined, RunSummary
@@ -100,6 +103,8 @@ class Engine:
         parameters: Mapping[str, Mapping[str, Any]] | None = None,
         strict: bool = False,
         backend: str = "compiled",
+        evaluation_method: str | Path | Mapping[str, Any] | None = None,
+        dedupe_horizon_days: float | None = 7.0,
     ) -> None:
         self.plugins = plugins if plugins is not None else load_plugins(disable=disable, extra=extra_plugins)
         self.options = tuple(sorted(set(options)))
@@ -113,6 +118,11 @@ class Engine:
         self.ruleset = fingerprint(
             packs, [(i.name, i.version) for i in self.plugins.infos], __version__, self.options, self.parameters
         )
+        # the mu-average method (engine/policy/mu_average.yaml unless `evaluation_method`); the
+        # built-in one is part of the engine version, a custom one is mixed into the fingerprint
+        self.method = load_method(evaluation_method, self.parameters)
+        if evaluation_method is not None:
+            self.ruleset = "sha256:" + hashlib.sha256(f"{self.ruleset}|{self.method.digest}".encode()).hexdigest()
         self.validator = EventValidator(self.plugins.infos, self.plugins.event_schemas)
         self.strict = strict
         self.summary = RunSummary()
@@ -120,7 +130,7 @@ class Engine:
         self._metrics = {m.name: m for m in self.plugins.metrics}
         self._registry: dict[str, Mapping[str, Any]] = {}
         self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
-        self._seen: dict[str, bytes] = {}
+        self._seen = DedupeIndex(dedupe_horizon_days)
         self._hours = _new_averager()
         self.decision_rules: tuple[DecisionRule, ...]
         self.inactive_decisions: tuple[InactiveDecision, ...]
@@ -136,6 +146,7 @@ class Engine:
             layer = ReteDecisionLayer
         self._decisions = layer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
                                 self._registry.get)
+        self._decisions.evaluation = self.evaluation = Evaluation(self.method, self.ruleset, self._registry.get)
 
     # ---- public API -------------------------------------------------------------------
 
@@ -160,22 +171,33 @@ class Engine:
         yield from self.flush(as_of)
 
     def process_line(self, item: InputLine | str | bytes | Mapping[str, Any], number: int = 0) -> list[Record]:
-        """One input line (or mapping) to records: findings, or one quarantine record."""
-        self.summary.read += 1
+        """One input line (or mapping) to records: findings and decisions, or one quarantine record."""
         source, line = "<input>", number
         if isinstance(item, InputLine):
             source, line, item = item.source, item.number, item.text
         if isinstance(item, Mapping):
-            event: Any = item
-        else:
-            try:
-                event = orjson.loads(item)
-            except orjson.JSONDecodeError as exc:
-                return [self._quarantine(item, source, line, f"invalid JSON: {exc}")]
+            return self.process_parsed(item, item, source, line, from_json=False)
         try:
-            return list(self._accept(event))
+            event = orjson.loads(item)
+        except orjson.JSONDecodeError as exc:
+            self.summary.read += 1
+            return [self._quarantine(item, source, line, f"invalid JSON: {exc}")]
+        return self.process_parsed(event, item, source, line)
+
+    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
+        """A line already parsed (by the batch path): the stages after parsing."""
+        self.summary.read += 1
+        try:
+            return list(self._accept(event, from_json))
         except InvalidEvent as exc:
-            return [self._quarantine(item, source, line, str(exc), counted=True)]
+            return [self._quarantine(raw, source, line, str(exc), counted=True)]
+
+    def run_batch(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], as_of: str | None = None,
+                  batch_size: int = 4096) -> Iterator[Record]:
+        """The batch path for replays and bulk ingestion: same output as `run`, parsed in chunks."""
+        from engine.batch import run_batch
+
+        return run_batch(self, lines, as_of=as_of, batch_size=batch_size)
 
     def flush(self, as_of: str | None = None) -> list[Finding | Decision]:
         """End of input: close open hourly windows, decide on them, escalate what is due.
@@ -235,8 +257,8 @@ class Engine:
             text = orjson.dumps(raw, default=str).decode()
         return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)
 
-    def _accept(self, event: Any) -> list[Finding | Decision]:
-        problem = self.validator.problem(event)
+    def _accept(self, event: Any, from_json: bool = False) -> list[Finding | Decision]:
+        problem = self.validator.problem(event, from_json)
         if problem is None and not self.validator.known(event["type"]) and self.strict:
             problem = f"type: unknown event type {event['type']!r} (strict mode)"
         reading: Reading | None = None
@@ -249,16 +271,17 @@ class Engine:
             self.summary.quarantined += 1
             raise InvalidEvent(problem)
         digest = hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=12).digest()
-        previous = self._seen.get(event["id"])
-        if previous is not None:
-            if previous == digest:
-                self.summary.duplicate += 1
-                return []
+        epoch = reading.epoch if reading is not None else epoch_of(event["time"])
+        if self._seen.beyond_horizon(epoch):
+            self.summary.beyond_dedupe_horizon += 1
+        seen = self._seen.check(event["id"], digest, epoch)
+        if seen is Seen.DUPLICATE:
+            self.summary.duplicate += 1
+            return []
+        if seen is Seen.CONFLICT:
             self.summary.quarantined += 1
             raise InvalidEvent(f"id: {event['id']!r} was already used by a different event (ids are idempotency keys)")
-        self._seen[event["id"]] = digest
         self.summary.processed += 1
-        epoch = reading.epoch if reading is not None else epoch_of(event["time"])
         out: list[Finding | Decision] = list(self._decisions.advance(epoch))
         findings = self._apply(event, reading)
         out.extend(findings)
@@ -271,13 +294,13 @@ class Engine:
             if isinstance(record, Finding):
                 self.summary.findings[record.plugin] += 1
             else:
-                self.summary.decisions[f"{record.list}/{record.action}"] += 1
+                self.summary.decisions[f"{record.list or 'unlisted'}/{record.action}"] += 1
 
     def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
         event_type, subject, data = event["type"], event["subject"], event["data"]
         if event_type == "enterprise.registered":
             self._registry[subject] = data
-        elif subject not in self._registry:
+        elif subject not in self._registry and event_type != "evaluation.closed":  # a close is the authority's
             self.summary.unregistered += 1
         if event_type == "equipment.declared":
             self._equipment.setdefault(subject, {})[data["equipment_id"]] = data
@@ -326,41 +349,54 @@ class Engine:
 
     def _judge(self, reading: Reading, period: str) -> list[Finding]:
         registration = self._registry.get(reading.enterprise)
+        industry = registration.get("industry") if registration is not None else None
+        eia = registration.get("eia_approved_on") if registration is not None else None
         day = reading.time[:10]
         findings: list[Finding] = []
-        for rule in self._index.candidates(reading.type, reading.pollutant):
-            if rule.period != period or not self._applicable(
-                rule, registration, day, process=reading.process, point=reading.point, destination=reading.destination
-            ):
+        for rule in self._index.for_reading(reading.type, reading.pollutant, reading.process, reading.point,
+                                            reading.destination, period):
+            if rule.industries is not None and industry not in rule.industries:
+                continue
+            if rule.windows is not None and not rule.applies_on(day, eia):
                 continue
             assert rule.unit is not None
             measured = convert(reading.value, reading.unit, rule.unit)
             judged = measured
+            reference = rule.o2_reference.get(reading.process or "")
+            factor = None
+            if reference is not None and reading.o2 is not None:
+                factor = o2_factor(reading.o2, reference)
+                judged *= factor
+            ratio, note = (None, {}) if rule.benchmark is None else _benchmark_ratio(rule, reading.data)
+            if ratio is not None and ratio > 1:
+                judged *= ratio
+            rounded = _round(judged)
+            threshold = rule.threshold
+            if threshold is not None:  # specialised: the common `judged > limit` family, no scope built
+                kind = threshold[0]
+                fire = (rounded > threshold[1]) if kind == "gt" else (rounded >= threshold[1]) if kind == "ge" else (
+                    rounded < threshold[1] or rounded > threshold[2])
+            else:
+                event = {"type": reading.type, "time": reading.time, "subject": reading.enterprise}
+                scope = self._scope(rule, event, reading.data, registration, rounded, _round(measured))
+                if rule.measure is not None:
+                    value = rule.measure(scope)
+                    scope["judged"] = rounded = _round(value) if value is not None else None
+                fire = rule.condition(scope) is True
+            if not fire:
+                continue
             corrections: list[dict[str, Any]] = []
             if reading.raw_unit != rule.unit:
                 corrections.append({"kind": "unit", "from": reading.raw_unit, "to": rule.unit})
-            reference = rule.o2_reference.get(reading.process or "")
             if reference is not None:
-                if reading.o2 is None:
+                if factor is None:
                     corrections.append({"kind": "o2", "reference": reference, "measured": None, "applied": False})
                 else:
-                    factor = o2_factor(reading.o2, reference)
-                    judged *= factor
                     corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
-            if rule.benchmark is not None:
-                ratio, note = _benchmark_ratio(rule, reading.data)
-                if ratio is not None and ratio > 1:
-                    judged *= ratio
-                note["kind"] = "benchmark_volume"
-                if ratio is not None or note.get("reason"):
-                    corrections.append(note)
-            event = {"type": reading.type, "time": reading.time, "subject": reading.enterprise}
-            scope = self._scope(rule, event, reading.data, registration, _round(judged), _round(measured))
-            if rule.measure is not None:
-                scope["judged"] = _round(rule.measure(scope)) if rule.measure(scope) is not None else None
-            if rule.condition(scope) is True:
-                findings.append(self._finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
-                                              {"value": _round(measured), "unit": rule.unit}, scope["judged"], corrections))
+            if ratio is not None or note.get("reason"):
+                corrections.append({**note, "kind": "benchmark_volume"})
+            findings.append(self._finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
+                                          {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
         return findings
 
     def _evaluate_fact(self, event: Mapping[str, Any]) -> list[Finding]:

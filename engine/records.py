@@ -80,6 +80,7 @@ class RunSummary:
     unregistered: int = 0
     unavailable: int = 0
     late: int = 0
+    beyond_dedupe_horizon: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     open_orders: int = 0
     orders_closed: int = 0
@@ -99,6 +100,7 @@ class RunSummary:
             "unregistered_events": self.unregistered,
             "unavailable_readings": self.unavailable,
             "late_readings": self.late,
+            "beyond_dedupe_horizon": self.beyond_dedupe_horizon,
             "decisions": {k: self.decisions[k] for k in sorted(self.decisions)},
             "decisions_total": sum(self.decisions.values()),
             "open_orders": self.open_orders,
@@ -123,9 +125,11 @@ class Decision:
     events: tuple[str, ...]
     supersedes: str | None
     ruleset: str
+    evaluation: Mapping[str, Any] | None = None  # mu-average decisions only (engine/evaluation.py)
+    surcharge_yuan_per_kwh: float | None = None  # differentiated electricity surcharge, D class only
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "record": "decision",
             "id": self.id,
             "rule": self.rule,
@@ -140,3 +144,9 @@ class Decision:
             "supersedes": self.supersedes,
             "ruleset": self.ruleset,
         }
+        # optional fields are written only when set, so other decision records keep their bytes
+        if self.evaluation is not None:
+            record["evaluation"] = dict(self.evaluation)
+        if self.surcharge_yuan_per_kwh is not None:
+            record["surcharge_yuan_per_kwh"] = self.surcharge_yuan_per_kwh
+        return record

@@ -17,6 +17,10 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
 
     Enterprises are counted once per list (an order and its escalation are one enterprise);
     land is counted once per enterprise with a vacate, close_by_law or eliminate decision.
+    Mu-average class records (list null, action `classify`) count in `by_list_action` as
+    `unlisted/classify` but not by industry and district (those count lists and routes); every
+    mu-average decision counts in `evaluation`: classes per year and population, surcharges,
+    and the land-weighted tax per mu of the latest year (progress against `target_tax_per_mu`).
     """
     by_list_action: Counter[str] = Counter()
     by_industry: dict[str, Counter[str]] = {}
@@ -24,11 +28,25 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
     on_list: dict[str, set[str]] = {name: set() for name in LISTS}
     eliminated: set[str] = set()
     land_enterprises: set[str] = set()
+    classes: dict[int, dict[str, Counter[str]]] = {}
+    surcharges: dict[int, Counter[str]] = {}
+    tax_land: dict[int, list[tuple[str, float]]] = {}
     for record in decisions:
         enterprise, action, listed = record["enterprise"], record["action"], record["list"]
-        key = f"{listed}/{action}"
+        key = f"{listed or 'unlisted'}/{action}"
         by_list_action[key] += 1
         registration = registry.get(enterprise, {})
+        evaluation = record.get("evaluation")
+        if evaluation is not None:
+            year = evaluation["year"]
+            classes.setdefault(year, {}).setdefault(evaluation["population"], Counter())[evaluation["class"]] += 1
+            if record.get("surcharge_yuan_per_kwh") is not None:
+                surcharges.setdefault(year, Counter())[f"{record['surcharge_yuan_per_kwh']:g}"] += 1
+            tax = (evaluation["indicators"].get("tax_per_mu") or {}).get("value")
+            if tax is not None:
+                tax_land.setdefault(year, []).append((enterprise, tax))
+        if listed is None and action == "classify":
+            continue
         by_industry.setdefault(registration.get("industry", "unregistered"), Counter())[key] += 1
         by_district.setdefault(registration.get("district", "unregistered"), Counter())[key] += 1
         if listed in on_list:
@@ -38,6 +56,12 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
         if action in LAND_ACTIONS:
             land_enterprises.add(enterprise)
     land = sum(float(registry.get(e, {}).get("land_area_mu") or 0.0) for e in sorted(land_enterprises))
+    latest = max(tax_land) if tax_land else None
+    tax_per_mu = None
+    if latest is not None:  # sum of tax / sum of land = sum of (tax per mu x land) / sum of land
+        pairs = [(value, float(registry.get(e, {}).get("land_area_mu") or 0.0)) for e, value in sorted(tax_land[latest])]
+        area = sum(mu for _, mu in pairs)
+        tax_per_mu = round(sum(v * mu for v, mu in pairs) / area, 2) if area > 0 else None
     progress = {
         "backward_capacity_eliminated": _progress(len(eliminated), targets.get("target_backward_capacity")),
         "high_consumption_low_efficiency": _progress(len(on_list["high_consumption_low_efficiency"]),
@@ -45,6 +69,8 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
         "scattered_polluted": _progress(len(on_list["scattered_polluted"]), targets.get("target_scattered_polluted")),
         "land_freed_mu": _progress(round(land, 3), targets.get("target_land_mu")),
     }
+    if tax_per_mu is not None:
+        progress["tax_per_mu"] = _progress(tax_per_mu, targets.get("target_tax_per_mu"))
     return {
         "decisions": sum(by_list_action.values()),
         "by_list_action": _sorted(by_list_action),
@@ -53,6 +79,14 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
         "by_district": {k: _sorted(v) for k, v in sorted(by_district.items())},
         "land_freed_mu": round(land, 3),
         "progress": progress,
+        "evaluation": {
+            str(year): {
+                "classes": {pop: _sorted(counts) for pop, counts in sorted(classes[year].items())},
+                "surcharge_yuan_per_kwh": _sorted(surcharges.get(year, Counter())),
+                "tax_per_mu": tax_per_mu if year == latest else None,
+            }
+            for year in sorted(classes)
+        },
     }
 
 
@@ -75,6 +109,10 @@ def report_text(report: Mapping[str, Any]) -> str:
     for name, item in report["progress"].items():
         percent = "n/a" if item["percent"] is None else f"{item['percent']:.2f} %"
         lines.append(f"  {name:<40}{item['value']:>10} of {item['target']}  ({percent})")
+    for year, item in report.get("evaluation", {}).items():
+        classes = "; ".join(f"{pop} " + ", ".join(f"{k} {v}" for k, v in counts.items()) for pop, counts in item["classes"].items())
+        surcharge = ", ".join(f"{k} yuan/kWh {v}" for k, v in item["surcharge_yuan_per_kwh"].items()) or "none"
+        lines.append(f"mu-average {year}: {classes}; surcharges: {surcharge}")
     lines.append("by industry:")
     for industry, counts in report["by_industry"].items():
         lines.append(f"  {industry:<20}" + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -80,7 +80,11 @@ class Rule:
     status: str | None
     severity: str
     uses_facility: bool
+    threshold: tuple[Any, ...] | None
     examples: tuple[Mapping[str, Any], ...] = field(repr=False, compare=False)
+    # rule versions (issue 5): the dates (inclusive) this version is in force; folded into `windows`
+    valid_from: str | None = None
+    valid_until: str | None = None
 
     def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
         """Whether the rule is in force on a local date for a facility with this EIA date."""
@@ -197,6 +201,7 @@ def compile_rules(
     enabled = set(options)
     overrides = parameters or {}
     seen: dict[str, str] = {}
+    versions: dict[str, list[Mapping[str, Any]]] = {}
     active: list[Rule] = []
     inactive: list[InactiveRule] = []
     declared_options: set[str] = set()
@@ -215,11 +220,14 @@ def compile_rules(
                 raise RulePackError(f"pack {document['pack']!r} has no parameter {name!r} to set")
             pack_params[name] = value
         for spec in document.get("rules", []):
-            if spec["id"] in seen:
+            if spec["id"] in seen and not _another_version(spec, seen[spec["id"]], pack.plugin, versions):
                 raise RulePackError(
                     f"duplicate rule id {spec['id']!r}: defined by plugin {seen[spec['id']]!r} and by plugin {pack.plugin!r}"
+                    + (" (versions of one rule need distinct `version` numbers, each with valid_from / valid_until)"
+                       if seen[spec["id"]] == pack.plugin else "")
                 )
             seen[spec["id"]] = pack.plugin
+            versions.setdefault(spec["id"], []).append(spec)
             try:
                 rule, reason = _compile_rule(spec, pack, pack_params, pack_units, enabled)
             except ExpressionError as exc:
@@ -228,9 +236,50 @@ def compile_rules(
                 active.append(rule)
             else:
                 inactive.append(InactiveRule(rule.id, rule.version, rule.plugin, rule.title_en, rule.basis, rule.verified, reason))
-    active.sort(key=lambda r: r.id)
-    inactive.sort(key=lambda r: r.id)
+    _check_periods(versions)
+    active.sort(key=lambda r: (r.id, r.version))
+    inactive.sort(key=lambda r: (r.id, r.version))
     return active, inactive
+
+
+def _dated(spec: Mapping[str, Any]) -> bool:
+    return spec.get("valid_from") is not None or spec.get("valid_until") is not None
+
+
+def _another_version(spec: Mapping[str, Any], plugin: str, now: str, versions: Mapping[str, list[Mapping[str, Any]]]) -> bool:
+    """A repeated rule id is allowed as another version of the rule: same pack, new version
+    number, and every version dated (valid_from / valid_until)."""
+    earlier = versions.get(spec["id"], [])
+    return (plugin == now and _dated(spec) and all(_dated(e) for e in earlier)
+            and spec["version"] not in {e["version"] for e in earlier})
+
+
+def _check_periods(versions: Mapping[str, list[Mapping[str, Any]]]) -> None:
+    """Versions of one rule must not be in force on the same day, and must be ordered in time."""
+    for rule_id, specs in versions.items():
+        if len(specs) < 2:
+            continue
+        ordered = sorted(specs, key=lambda v: v.get("valid_from") or "")
+        for a, b in zip(ordered, ordered[1:]):
+            if a.get("valid_until") is None or b.get("valid_from") is None or a["valid_until"] >= b["valid_from"]:
+                raise RulePackError(f"rule {rule_id!r}: versions {a['version']} and {b['version']} are in force on the same "
+                                    "day (give each valid_from / valid_until, without overlap)")
+            if a["version"] > b["version"]:
+                raise RulePackError(f"rule {rule_id!r}: version {b['version']} is in force after version {a['version']}")
+
+
+def _in_force(windows: dict[str, Window] | None, start: str | None, end: str | None) -> dict[str, Window] | None:
+    """Facility windows narrowed to a rule version's period (both inclusive)."""
+    if start is None and end is None:
+        return windows
+    if windows is None:
+        windows = {"new": Window(None, None), "existing": Window(None, None)}
+    narrowed = {}
+    for facility, w in windows.items():
+        lo = max(x for x in (w.start, start) if x is not None) if (w.start or start) else None
+        hi = min(x for x in (w.end, end) if x is not None) if (w.end or end) else None
+        narrowed[facility] = Window(lo, hi)
+    return narrowed
 
 
 def _compile_rule(
@@ -287,6 +336,7 @@ def _compile_rule(
     windows = None
     if effective is not None:
         windows = {k: w for k, w in (("new", _window(effective.get("new"))), ("existing", _window(effective.get("existing")))) if w}
+    windows = _in_force(windows, spec.get("valid_from"), spec.get("valid_until"))
     rule = Rule(
         id=spec["id"],
         version=spec["version"],
@@ -322,7 +372,10 @@ def _compile_rule(
         status=spec.get("status"),
         severity=spec["severity"],
         uses_facility=any(p[:2] == ("enterprise", "facility") for p in read),
+        threshold=_threshold(spec["condition"], measure_text, rule_params),
         examples=tuple(spec["examples"]),
+        valid_from=spec.get("valid_from"),
+        valid_until=spec.get("valid_until"),
     )
     reason = None
     if rule.option and rule.option not in enabled:
@@ -332,6 +385,25 @@ def _compile_rule(
     elif missing:
         reason = "needs parameter " + ", ".join(sorted(set(missing))) + " (set by the deploying authority)"
     return rule, reason
+
+
+def _threshold(condition: str, measure: str | None, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The specialised form of the commonest conditions, evaluated without building a scope.
+
+    Only exact spellings qualify; anything else runs through the compiled expression, and
+    tests/test_rule_examples.py runs every rule's examples either way.
+    """
+    if measure is not None:
+        return None
+    text = " ".join(condition.split())
+    number = (int, float)
+    if text == "judged > limit" and isinstance(params.get("limit"), number):
+        return ("gt", params["limit"])
+    if text == "judged >= limit" and isinstance(params.get("limit"), number):
+        return ("ge", params["limit"])
+    if text == "judged < low or judged > high" and isinstance(params.get("low"), number) and isinstance(params.get("high"), number):
+        return ("range", params["low"], params["high"])
+    return None
 
 
 def fingerprint(packs: Iterable[RulePack], plugins: Iterable[tuple[str, str]], engine_version: str,
@@ -357,6 +429,23 @@ class RuleIndex:
                 buckets.setdefault((rule.type, pollutant), []).append(rule)
         self._buckets = {key: tuple(sorted(value, key=lambda r: r.id)) for key, value in buckets.items()}
         self._merged: dict[tuple[str, str | None], tuple[Rule, ...]] = {}
+        self._readings: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
+
+    def for_reading(self, event_type: str, pollutant: str, process: str | None, point: str | None,
+                    destination: str | None, period: str) -> tuple[Rule, ...]:
+        """Rules whose static filters (process, point, destination, period) admit a reading; cached."""
+        key = (event_type, pollutant, process, point, destination, period)
+        found = self._readings.get(key)
+        if found is None:
+            found = tuple(
+                r for r in self.candidates(event_type, pollutant)
+                if r.period == period
+                and (r.processes is None or process in r.processes)
+                and (r.points is None or point in r.points)
+                and (r.destinations is None or destination in r.destinations)
+            )
+            self._readings[key] = found
+        return found
 
     def candidates(self, event_type: str, pollutant: str | None) -> tuple[Rule, ...]:
         """Rules that could apply to an event of this type and pollutant, sorted by id."""

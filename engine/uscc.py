@@ -6,6 +6,8 @@ silently creating a second enterprise.
 
 from __future__ import annotations
 
+import functools
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
 _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -28,6 +30,12 @@ def uscc_problem(code: object) -> str | None:
     """Why `code` is not a valid unified social credit code, or None when it is."""
     if not isinstance(code, str):
         return "is not a string"
+    return _string_problem(code)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _string_problem(code: str) -> str | None:
+    """Cached: a city has a bounded set of enterprises and each code recurs in every event."""
     if len(code) != 18:
         return f"has {len(code)} characters, a unified social credit code has 18"
     for position, ch in enumerate(code, start=1):

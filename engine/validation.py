@@ -2,7 +2,7 @@
 
 Each event type gets one composed schema (envelope + core data schema + vocabulary
 narrowed to the loaded plugins + the plugins' own narrowing schemas). The hot path runs a
-compiled form of exactly that schema (fastjsonschema); jsonschema, the reference, runs
+compiled form of exactly that schema (jsonschema-rs, Rust); jsonschema, the reference, runs
 only on events the compiled form rejects, to produce the error message with its field
 path. tests/test_validation.py proves the two agree.
 """
@@ -18,8 +18,8 @@ from datetime import date, datetime
 from importlib import resources
 from typing import Any
 
-import fastjsonschema
 import jsonschema
+import jsonschema_rs
 
 from engine.contributions import EventSchema, PluginInfo
 from engine.uscc import uscc_problem
@@ -211,10 +211,12 @@ class EventValidator:
             checker.checks(name, raises=ValueError)(function)
         self._checker = checker
         fast_formats = {name: _bool_format(function) for name, function in FORMATS.items()}
-        self._fast: dict[str, Callable[[Any], Any]] = {
-            t: fastjsonschema.compile(s, formats=fast_formats, use_default=False) for t, s in self.schemas.items()
-        }
-        self._fast_envelope = fastjsonschema.compile(self.envelope_schema, formats=fast_formats, use_default=False)
+
+        def compiled(schema: Mapping[str, Any]) -> Any:
+            return jsonschema_rs.Draft202012Validator(schema, formats=fast_formats, validate_formats=True)
+
+        self._fast: dict[str, Any] = {t: compiled(s) for t, s in self.schemas.items()}
+        self._fast_envelope = compiled(self.envelope_schema)
         self._reference: dict[str, jsonschema.protocols.Validator] = {}
 
     def known(self, event_type: str) -> bool:
@@ -235,10 +237,9 @@ class EventValidator:
         event_type = event.get("type") if isinstance(event, dict) else None
         compiled = self._fast.get(event_type, self._fast_envelope) if isinstance(event_type, str) else self._fast_envelope
         try:
-            compiled(event)
-        except fastjsonschema.JsonSchemaValueException:
+            return bool(compiled.is_valid(event))
+        except (ValueError, OverflowError):  # a value the Rust side cannot represent (e.g. a huge integer)
             return False
-        return True
 
     def reference_problem(self, event: Any) -> str | None:
         """What jsonschema finds wrong with an event, or None."""
@@ -247,13 +248,20 @@ class EventValidator:
         error = jsonschema.exceptions.best_match(validator.iter_errors(event))
         return None if error is None else describe(error)
 
-    def problem(self, event: Any) -> str | None:
-        """Why an event is invalid ('field.path: reason'), or None when it is valid."""
+    def problem(self, event: Any, from_json: bool = False) -> str | None:
+        """Why an event is invalid ('field.path: reason'), or None when it is valid.
+
+        `from_json`: the event was parsed from JSON text by orjson, which refuses NaN and
+        infinities itself, so the finiteness walk is skipped.
+        """
         if not isinstance(event, dict):
             return f"(event): expected a JSON object, got {type(event).__name__}"
-        if self.fast_is_valid(event):
-            found = first_non_finite(event.get("data"))
-            return f"{found}: numbers must be finite (NaN and infinity are not data)" if found else None
+        valid = self.fast_is_valid(event)
+        found = None if from_json else first_non_finite(event.get("data"))
+        if found:  # NaN is a number to JSON Schema but not data; the Rust validator cannot even read it
+            return f"{found}: numbers must be finite (NaN and infinity are not data)"
+        if valid:
+            return None
         problem = self.reference_problem(event)
         if problem is None:  # the two validators disagree: a bug, never silently accept
             raise AssertionError(f"compiled schema rejects an event jsonschema accepts: {event!r}")

@@ -48,7 +48,8 @@ def test_run_writes_findings_and_quarantine_and_a_summary_that_adds_up(city_log,
     assert counts["quarantined"] == 2
     assert f"quarantined {counts['quarantined']}" in result.stderr
     expected_keys = ["record", "id", "rule", "rule_version", "plugin", "enterprise", "time", "event", "pollutant",
-                     "measured", "judged", "limit", "basis", "verified", "ruleset", "corrections"]
+                     "measured", "judged", "limit", "basis", "verified", "ruleset", "corrections",
+                     "prev", "hash"]  # the hash chain (engine/audit.py), added at the sink
     assert list(findings[0]) == expected_keys
 
 

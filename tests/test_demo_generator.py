@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import VIOLATION_TAGS, DemoCity, generate_city, write_jsonl
+from engine.demo import AUTHORITY, VIOLATION_TAGS, DemoCity, generate_city, write_jsonl
 from engine.uscc import is_uscc
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
@@ -72,6 +72,7 @@ def test_size_and_shape_of_the_default_city(city: DemoCity) -> None:
     assert 120_000 <= len(city.events) <= 200_000
     types = Counter(e["type"] for e in city.events)
     assert types["enterprise.registered"] == 3000
+    assert types["finance.reported"] == 3000 and types["evaluation.closed"] == 1
     monitoring = types["emission.measured"] + types["discharge.measured"]
     assert monitoring / len(city.events) > 0.9
     industries = Counter(
@@ -90,6 +91,8 @@ def test_registration_comes_first_and_hourly_data_spans_the_days() -> None:
         if event["type"] == "enterprise.registered":
             assert event["time"] == "2024-02-27T08:00:00+08:00"
             registered[event["subject"]] = event["time"]
+        elif event["type"] == "evaluation.closed":  # the authority's, not an enterprise's
+            assert event["subject"] == AUTHORITY and event["data"] == {"year": 2023}
         else:
             assert event["subject"] in registered
         if event["type"] == "emission.measured":
@@ -102,6 +105,12 @@ def test_registration_comes_first_and_hourly_data_spans_the_days() -> None:
         assert times[-1] == "2024-03-01T23:00:00+08:00"
     periods = {e["data"]["period"] for e in small.events if e["type"] == "energy.reported"}
     assert periods == {"2024-03"}
+    # the mu-average year: one finance.reported per firm for 2023, then one close, last of all
+    finance = [e for e in small.events if e["type"] == "finance.reported"]
+    assert sorted(e["subject"] for e in finance) == sorted(registered)
+    assert {e["data"]["year"] for e in finance} == {2023}
+    assert small.events[-1]["type"] == "evaluation.closed"
+    assert sum(e["type"] == "evaluation.closed" for e in small.events) == 1
 
 
 def test_every_tag_is_planted_with_defaults(city: DemoCity) -> None:
@@ -288,5 +297,5 @@ def test_events_validate_against_the_schemas() -> None:
         if kind not in by_type:
             by_type[kind] = validator(f"urn:rectify:schema:event:{kind}")
         by_type[kind].validate(event["data"])
-    assert {"enterprise.registered", "equipment.declared", "emission.measured",
-            "discharge.measured", "energy.reported", "inspection.recorded"} <= set(by_type)
+    assert {"enterprise.registered", "equipment.declared", "emission.measured", "discharge.measured",
+            "energy.reported", "inspection.recorded", "finance.reported", "evaluation.closed"} <= set(by_type)

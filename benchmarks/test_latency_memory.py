@@ -1,0 +1,93 @@
+"""Single-event latency of Engine.process (p50, p99) and memory of a 100,000-enterprise replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from engine import Engine
+
+
+def test_latency_p50_p99(benchmark, million_log, capsys):
+    engine = Engine()
+    events = []
+    with million_log.open("rb") as handle:
+        for number, line in enumerate(handle):
+            if number >= 200_000:
+                break
+            events.append(orjson.loads(line))
+
+    def run() -> list[int]:
+        timings = []
+        clock = time.perf_counter_ns
+        for event in events:
+            start = clock()
+            engine.process(event)
+            timings.append(clock() - start)
+        return timings
+
+    timings = sorted(benchmark.pedantic(run, rounds=1, iterations=1))
+    p50, p99 = timings[len(timings) // 2] / 1000, timings[int(len(timings) * 0.99)] / 1000
+    with capsys.disabled():
+        print(f"\nEngine.process latency over {len(timings):,} events: p50 {p50:.1f} µs, p99 {p99:.1f} µs")
+
+
+MEMORY_PROBE = r"""
+import json, resource, sys, tracemalloc
+from datetime import datetime, timedelta, timezone
+from engine import Engine
+start = datetime(2024, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
+from engine.uscc import make_uscc
+enterprises, days = int(sys.argv[1]), int(sys.argv[2])
+engine = Engine()
+def events():
+    n = 0
+    for e in range(enterprises):
+        code = make_uscc(f"9133{e:013d}")
+        n += 1
+        yield {"specversion": "1.0", "id": f"r{n}", "source": "m", "type": "enterprise.registered", "subject": code,
+               "time": "2024-01-01T00:00:00+08:00", "data": {"name": "x", "industry": "foundry", "district": "Beilun",
+               "in_park": True, "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "land_area_mu": 5}}
+    for d in range(days):
+        for e in range(enterprises):
+            code = make_uscc(f"9133{e:013d}")
+            n += 1
+            yield {"specversion": "1.0", "id": f"m{n}", "source": "m", "type": "emission.measured", "subject": code,
+                   "time": (start + timedelta(days=8 * d)).isoformat(),
+                   "data": {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013", "value": 12.5,
+                            "unit": "mg/m3", "period": "hour"}}
+tracemalloc.start()
+for event in events():
+    engine.process(event)
+engine.flush()
+current, peak = tracemalloc.get_traced_memory()
+print(json.dumps({"enterprises": enterprises, "events": engine.summary.read, "traced_bytes": current,
+                  "peak_traced_bytes": peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def _probe(enterprises: int, days: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(enterprises), str(days)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    return json.loads(out.stdout)
+
+
+def test_memory_100k_enterprises(benchmark, capsys):
+    def run() -> list[dict]:
+        # readings 8 days apart: the log grows past the 7-day dedupe horizon
+        return [_probe(100_000, 2), _probe(100_000, 4)]
+
+    short, long = benchmark.pedantic(run, rounds=1, iterations=1)
+    with capsys.disabled():
+        for probe in (short, long):
+            per = probe["traced_bytes"] / probe["enterprises"]
+            print(f"\nreplay of {probe['enterprises']:,} enterprises, {probe['events']:,} events: "
+                  f"state {probe['traced_bytes'] / 2**20:.0f} MiB traced ({per:,.0f} B per enterprise), "
+                  f"peak RSS {probe['max_rss_kb'] / 1024:.0f} MiB")
+        growth = (long["traced_bytes"] - short["traced_bytes"]) / (long["events"] - short["events"])
+        print(f"state growth with log length: {growth:,.0f} B per additional event")

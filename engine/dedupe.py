@@ -1,0 +1,56 @@
+"""Duplicate detection by event id (the CloudEvents idempotency key), with bounded memory.
+
+The same id with the same content is a duplicate; with other content it is an error. Ids
+are remembered for an event-time horizon behind the newest event seen (default 7 days), so
+memory follows the event rate and the number of enterprises, not the length of the log.
+An event older than the horizon cannot be checked against ids already forgotten: it is
+processed and counted (`beyond_dedupe_horizon` in the summary), never dropped silently.
+`horizon_days=None` keeps every id (memory grows with the log).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+DAY = 86400.0
+
+
+class Seen(Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+class DedupeIndex:
+    """Remembers (digest, event time) per id within the horizon; purges in event time."""
+
+    def __init__(self, horizon_days: float | None = 7.0) -> None:
+        self.horizon = None if horizon_days is None else horizon_days * DAY
+        self._ids: dict[str, tuple[bytes, float]] = {}
+        self._newest = float("-inf")
+        self._purged_at = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def beyond_horizon(self, epoch: float) -> bool:
+        """Whether an event this old may have had its duplicate forgotten already."""
+        return self.horizon is not None and epoch < self._newest - self.horizon
+
+    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
+        """Classify an id and remember it when new."""
+        previous = self._ids.get(event_id)
+        if previous is not None:
+            return Seen.DUPLICATE if previous[0] == digest else Seen.CONFLICT
+        self._ids[event_id] = (digest, epoch)
+        if epoch > self._newest:
+            self._newest = epoch
+            if self.horizon is not None and epoch - self._purged_at > self.horizon / 2:
+                self._purge()
+        return Seen.NEW
+
+    def _purge(self) -> None:
+        assert self.horizon is not None
+        oldest = self._newest - self.horizon
+        self._ids = {k: v for k, v in self._ids.items() if v[1] >= oldest}
+        self._purged_at = self._newest
