@@ -33,7 +33,7 @@ import yaml
 from engine.expressions import Compiled, ExpressionError, compile_expression
 from engine.normalise import epoch_of
 from engine.records import Decision
-from engine.validation import load_core_schema
+from engine.validation import core_validator
 
 ROOTS = frozenset({"enterprise", "finance", "indicator", "evaluation", "params", "closed_by_law"})
 DEFAULT_METHOD = ("engine.policy", "mu_average.yaml")
@@ -101,14 +101,8 @@ class Method:
         return self.id + ".classify"
 
 
-_VALIDATOR: jsonschema.Draft202012Validator | None = None
-
-
 def _validator() -> jsonschema.Draft202012Validator:
-    global _VALIDATOR
-    if _VALIDATOR is None:
-        _VALIDATOR = jsonschema.Draft202012Validator(load_core_schema("evaluation-method.schema.json"))
-    return _VALIDATOR
+    return core_validator("evaluation-method.schema.json")
 
 
 def _read(source: str | Path | Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:

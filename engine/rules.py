@@ -21,7 +21,7 @@ import yaml
 from engine.contributions import RulePackSource
 from engine.expressions import Compiled, ExpressionError, compile_expression, names, parse
 from engine.units import BENCHMARK_UNITS, UNITS
-from engine.validation import describe, load_core_schema
+from engine.validation import core_validator, describe
 
 READING_TYPES = ("emission.measured", "discharge.measured")
 SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric"})
@@ -123,14 +123,8 @@ class RulePack:
 
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RULEPACK_VALIDATOR: jsonschema.Draft202012Validator | None = None
-
-
 def _rulepack_validator() -> jsonschema.Draft202012Validator:
-    global _RULEPACK_VALIDATOR
-    if _RULEPACK_VALIDATOR is None:
-        _RULEPACK_VALIDATOR = jsonschema.Draft202012Validator(load_core_schema("rulepack.schema.json"))
-    return _RULEPACK_VALIDATOR
+    return core_validator("rulepack.schema.json")
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,6 +10,7 @@ path. tests/test_validation.py proves the two agree.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -99,6 +100,12 @@ def load_core_schema(name: str) -> dict[str, Any]:
     """Read a schema file shipped in the `schemas` package (e.g. 'envelope.schema.json')."""
     text = resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def core_validator(name: str) -> jsonschema.Draft202012Validator:
+    """A cached reference validator for a schema file shipped in `schemas` (rule packs, methods)."""
+    return jsonschema.Draft202012Validator(load_core_schema(name))
 
 
 def _inline_vocabulary(node: Any, vocabulary: Mapping[str, Any]) -> Any:

@@ -27,22 +27,9 @@ from engine.records import Quarantined
 DATA = Path(__file__).parent / "data" / "hj212"
 REGISTRY = DATA / "registry.yaml"
 MN, PW = "3302FDY00000000000000001", "123456"
+from test_hj212 import crc_reference as crc, frame  # one independent CRC for both test files
+
 TIMEOUT = 5.0
-
-
-def crc(data: bytes) -> int:
-    """The HJ 212 CRC, written here independently of engine.hj212."""
-    register = 0xFFFF
-    for byte in data:
-        register = (register >> 8) ^ byte
-        for _ in range(8):
-            register = (register >> 1) ^ 0xA001 if register & 1 else register >> 1
-    return register
-
-
-def frame(data: str) -> bytes:
-    body = data.encode()
-    return f"##{len(body):04d}".encode() + body + f"{crc(body):04X}\r\n".encode()
 
 
 def upload(qn: str, *, flag: int = 5, value: str = "35", mn: str = MN, pw: str = PW, split: tuple[int, int] | None = None,
