@@ -227,21 +227,18 @@ def parse(text: str) -> Node:
 
 def names(node: Node) -> list[tuple[str, ...]]:
     """Every dotted name an expression reads, in order of appearance."""
-    found: list[tuple[str, ...]] = []
-
-    def walk(n: Node) -> None:
-        if n[0] == "name":
-            found.append(n[1])
-        for part in n[1:]:
-            if isinstance(part, tuple) and part and isinstance(part[0], str) and part[0] in _NODE_KINDS:
-                walk(part)
-            elif isinstance(part, tuple):
-                for item in part:
-                    if isinstance(item, tuple) and item and item[0] in _NODE_KINDS:
-                        walk(item)
-
-    walk(node)
-    return found
+    kind = node[0]
+    if kind == "name":
+        return [node[1]]
+    if kind in ("const", "list"):
+        return []
+    if kind == "call":
+        children: tuple[Node, ...] = node[2]
+    elif kind in ("compare", "arith"):
+        children = (node[2], node[3])
+    else:  # or, and, not, in, neg: the operands follow the kind
+        children = tuple(part for part in node[1:] if isinstance(part, tuple) and part and part[0] in _NODE_KINDS)
+    return [name for child in children for name in names(child)]
 
 
 _NODE_KINDS = {"or", "and", "not", "compare", "in", "list", "arith", "neg", "const", "name", "call"}

@@ -30,6 +30,7 @@ from engine.records import Decision, Finding, Quarantined, RunSummary
 from engine.rules import READING_TYPES, InactiveRule, Rule, RuleIndex, compile_rules, fingerprint, parse_pack
 from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_factor
 from engine.validation import EventValidator
+from engine.windows import HourlyAverager
 from engine.version import __version__
 
 Record = Finding | Decision | Quarantined
@@ -131,7 +132,7 @@ class Engine:
         self._registry: dict[str, Mapping[str, Any]] = {}
         self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._seen = DedupeIndex(dedupe_horizon_days)
-        self._hours = _new_averager()
+        self._hours = HourlyAverager()
         self.decision_rules: tuple[DecisionRule, ...]
         self.inactive_decisions: tuple[InactiveDecision, ...]
         decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
@@ -460,9 +461,3 @@ def _benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None,
 
 
 POLICY_PACK = RulePackSource.from_package("programme", "engine.policy", "programme.yaml")
-
-
-def _new_averager() -> Any:
-    from engine.windows import HourlyAverager
-
-    return HourlyAverager()
