@@ -167,14 +167,28 @@ def _open_out(path: str) -> IO[bytes]:
               help="With --store: input lines per checkpoint (records and state in one transaction).")
 @click.option("--chain/--no-chain", default=True, show_default=True,
               help="Hash-chain the output records (prev, hash): `rectify verify` checks them.")
+@click.option("--cluster", type=click.Choice(["dask"]), default=None,
+              help="Distributed replay on Dask, same output as one machine (docs/distributed.md).")
+@click.option("--scheduler", metavar="ADDRESS", default=None, help="With --cluster dask: an existing scheduler (tcp://host:8786).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
         hj212: tuple[str, ...], hj212_registry: str | None,
         as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
-        store: str | None = None, checkpoint_every: int = 5000, chain: bool = True) -> None:
+        store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
+        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None) -> None:
     """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
     stations = _hj212_run_registry(events, hj212, hj212_registry)
     engine = _build_engine(disable, options, params, strict, backend)
+    if cluster is not None:  # issue 8: distributed replay on Dask (engine/distributed.py)
+        if hj212 or store is not None:
+            raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
+        from engine.distributed import cli_run
+
+        return cli_run(events, scheduler=scheduler, workers=workers, out=out, quarantine=quarantine, summary_json=summary_json,
+                       as_of=as_of, chain=chain, engine_kwargs=dict(disable=disable, options=options, strict=strict,
+                                                                    parameters=_load_parameters(params), backend=backend))
     if store is not None:  # issue 5: crash-safe run into the SQLite store
         from engine.audit_cli import run_store
 

@@ -1,0 +1,92 @@
+"""Distributed replay throughput: the single-process batch path vs Dask on 1 and 2 workers.
+
+All three run on the same generated log in one pytest run (`pytest benchmarks/test_distributed.py
+--benchmark-only -s`); the last test prints the events/s table and checks that the three
+outputs are the same bytes. RECTIFY_BENCH_DIST_EVENTS sets the log size (default 200,000).
+Each distributed figure includes starting a LocalCluster (about a second here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import Engine
+from engine.demo import generate_city, write_jsonl
+from engine.sinks import dumps
+from engine.sources import read_jsonl
+
+pytest.importorskip("dask.distributed")
+
+EVENTS = int(os.environ.get("RECTIFY_BENCH_DIST_EVENTS", "200000"))
+RESULTS: dict[str, dict[str, float | str]] = {}
+TIMINGS: dict[str, dict[str, float]] = {}  # driver-side seconds per phase of each distributed run
+
+
+@pytest.fixture(scope="module")
+def dist_log(tmp_path_factory) -> Path:
+    days = 1
+    while True:
+        city = generate_city(enterprises=1000, days=days, seed=2024)
+        if len(city.events) >= EVENTS or days >= 366:
+            break
+        days = max(days + 1, int(days * EVENTS / len(city.events)) + 1)
+    path = tmp_path_factory.mktemp("bench_dist") / "events.jsonl"
+    write_jsonl(city.events, path)
+    return path
+
+
+def _measure(benchmark, name: str, run) -> None:
+    def once():
+        started = time.perf_counter()
+        digest, events = run()
+        seconds = time.perf_counter() - started
+        RESULTS[name] = {"events": events, "seconds": seconds, "events_per_s": events / seconds, "sha256": digest}
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+
+
+def _digest(records) -> str:
+    h = hashlib.sha256()
+    for record in records:
+        h.update(dumps(record.to_dict()))
+    return h.hexdigest()
+
+
+def test_a_single_process_batch_path(benchmark, dist_log):
+    def run():
+        engine = Engine()
+        digest = _digest(engine.run_batch(read_jsonl([dist_log])))
+        return digest, engine.summary.read
+
+    _measure(benchmark, "single process (run_batch)", run)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_b_dask_workers(benchmark, dist_log, workers):
+    from engine.distributed import DistributedRun
+
+    def run():
+        job = DistributedRun([str(dist_log)], workers=workers)
+        digest = _digest(job)
+        TIMINGS[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = dict(job.timings)
+        return digest, job.summary.read
+
+    _measure(benchmark, f"dask, {workers} worker{'s' if workers > 1 else ''}", run)
+
+
+def test_z_report(benchmark):
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # so that --benchmark-only runs the report
+    base = RESULTS.get("single process (run_batch)")
+    print()
+    print(f"{'path':<30}{'events':>10}{'seconds':>10}{'events/s':>12}{'vs single':>11}")
+    for name, row in RESULTS.items():
+        ratio = row["events_per_s"] / base["events_per_s"] if base else float("nan")
+        print(f"{name:<30}{row['events']:>10}{row['seconds']:>10.2f}{row['events_per_s']:>12,.0f}{ratio:>10.2f}x")
+    for name, phases in TIMINGS.items():
+        print(f"{name}: " + ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in phases.items()))
+    assert len({row["sha256"] for row in RESULTS.values()}) == 1, "the outputs differ"

@@ -1,0 +1,534 @@
+"""Distributed replay on Dask: the single machine's output, byte for byte (docs/distributed.md).
+
+The log is split by enterprise (crc32 of `subject` modulo the number of partitions, never
+Python's `hash()`); each partition is a normal `Engine` living in one Dask actor on one
+worker, so its state is carried from chunk to chunk in time order. The driver reads the log
+and gives every line its global index. A chunk of lines goes through two rounds:
+
+1. probe (on the workers): each partition runs the Engine's own checks (parse, schema,
+   units) up to the de-duplication step and sends back (id, digest, event time) of the
+   valid lines. The driver runs ONE global `DedupeIndex` over them in line order, so every
+   line gets the verdict it gets on one machine (new, duplicate, conflict, beyond horizon;
+   an id reused by another enterprise is a conflict, whichever partition holds it), and
+   the global event-time clock follows: the "ticks" are the lines where it moves forward.
+2. run (on the workers): each partition processes its own lines with those verdicts and the
+   ticks of the whole log. Before each of its lines it applies the ticks up to that line;
+   a tick that passes the deadline of one of its open orders escalates it *at that tick's
+   line*, as on one machine (an order falls due when a later event of any enterprise
+   arrives).
+
+Every record is tagged (line index, phase, key) and the driver merges the partitions by the
+tag: escalations at a line (phase 0) in the single machine's order (deadline, enterprise,
+order id), then the line's own records (phase 1) in the order the engine made them. At the
+end of input the flush is split the same way (hour findings, their decisions, `as_of`
+escalations). Lines that do not parse, have no subject string, or are `evaluation.closed`
+stay with the driver (a local partition).
+
+`evaluation.closed` is a barrier: every partition first finishes the lines before it (and
+the tick at it), sends the year's finance records, the registrations and the closed-by-law
+flags of those enterprises; the driver ranks them with the one `Evaluation` that holds the
+consecutive-D history, places the decisions at the barrier's line, and tells the partitions
+the year is closed. The hash chain (engine/audit.py) is added at the sink, after the merge.
+
+Payloads are `Batch` objects (a list subclass) and `array.array`s, never plain lists of
+tuples (Dask would walk those element by element; DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.dedupe import DedupeIndex, Seen
+from engine.normalise import epoch_of
+from engine.pipeline import Engine, InputLine, InvalidEvent, Record
+from engine.records import Decision, Quarantined, RunSummary
+from engine.windows import _stream
+
+DRIVER = -1
+BARRIER_TYPES = frozenset({"evaluation.closed"})
+CHUNK = 50_000
+
+
+class Batch(list):  # type: ignore[type-arg]
+    """A list subclass: Dask pickles it as one object instead of walking it element by element."""
+
+    __slots__ = ()
+
+
+def partition_of(subject: str, partitions: int) -> int:
+    """The partition of an enterprise: crc32 of its code, stable across processes and runs."""
+    return zlib.crc32(subject.encode("utf-8", "surrogatepass")) % partitions
+
+
+class _ProbeDone(Exception):
+    def __init__(self, event_id: str, digest: bytes, epoch: float) -> None:
+        super().__init__(event_id)
+        self.key = (event_id, digest, epoch)
+
+
+class _Probe(DedupeIndex):
+    """Stops the Engine's `_accept` at the de-duplication step and reports what it would check."""
+
+    def beyond_horizon(self, epoch: float) -> bool:
+        return False
+
+    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
+        raise _ProbeDone(event_id, digest, epoch)
+
+
+class _Verdicts(DedupeIndex):
+    """The driver's global verdict for the line being processed, in place of a local index."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.verdict: tuple[bool, Seen] | None = None
+
+    def beyond_horizon(self, epoch: float) -> bool:
+        if self.verdict is None:
+            raise RuntimeError("distributed: a partition accepted a line the probe rejected")
+        return self.verdict[0]
+
+    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
+        verdict, self.verdict = self.verdict, None
+        if verdict is None:
+            raise RuntimeError("distributed: a partition accepted a line the probe rejected")
+        return verdict[1]
+
+
+class _Trusted:
+    """The engine's validator, told which parsed event the probe has just found valid (no second check)."""
+
+    def __init__(self, validator: Any) -> None:
+        self._validator = validator
+        self.event: Any = None
+
+    def problem(self, event: Any, from_json: bool = False) -> str | None:
+        if event is self.event and from_json:
+            return None
+        return self._validator.problem(event, from_json)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._validator, name)
+
+
+def _due_key(record: Decision) -> tuple[float, str, str]:
+    """The order `DecisionLayer.advance` sorts escalations in: deadline, enterprise, order id."""
+    return (epoch_of(record.time), record.enterprise, record.supersedes or "")
+
+
+class Partition:
+    """One partition's engine (a Dask actor on a worker; the driver keeps one for its own lines)."""
+
+    def __init__(self, engine_kwargs: Mapping[str, Any], number: int) -> None:
+        self.number = number
+        self.engine = Engine(**engine_kwargs)
+        self._verdicts = _Verdicts()
+        self.engine._seen = self._verdicts
+        self._trusted = _Trusted(self.engine.validator)
+        self.engine.validator = self._trusted
+        self._valid: dict[int, Any] = {}  # line index -> the event the probe parsed and found valid
+        self._prober = Engine(**engine_kwargs)
+        self._prober._seen = _Probe()
+
+    def info(self) -> dict[str, Any]:
+        return {"ruleset": self.engine.ruleset, "partition": self.number, "pid": os.getpid()}
+
+    def probe(self, lines: Batch) -> Batch:
+        """(index, id, digest, epoch) of each valid line of `lines` [(index, text)]."""
+        out = Batch()
+        engine = self._prober
+        for index, text in lines:
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                continue
+            try:
+                engine._accept(event, True)
+            except InvalidEvent:
+                continue
+            except _ProbeDone as done:
+                out.append((index, *done.key))
+                self._valid[index] = event
+        return out
+
+    def run(self, lines: Batch, tick_index: array, tick_epoch: array, upto: int,
+            closed_years: Iterable[int] = (), barrier_year: int | None = None) -> tuple[Batch, Any]:
+        """Process own lines [(index, source, number, text, verdict)] and the ticks before `upto`.
+
+        Returns the tagged records and, for a barrier, what the year's ranking needs.
+        """
+        for year in closed_years:
+            self._close_year(year)
+        engine = self.engine
+        out = Batch()
+        pos = 0
+        for index, source, number, text, verdict in lines:
+            pos = self._ticks(tick_index, tick_epoch, pos, bisect_right(tick_index, index), out)
+            event = self._valid.pop(index, None)
+            if verdict is None or event is None:
+                self._verdicts.verdict = None if verdict is None else (verdict[0], Seen(verdict[1]))
+                records = engine.process_line(InputLine(source, number, text))
+            else:  # valid: the probe's parse and schema check stand (same bytes, same engine configuration)
+                self._verdicts.verdict = (verdict[0], Seen(verdict[1]))
+                self._trusted.event = event
+                try:
+                    records = engine.process_parsed(event, text, source, number)
+                finally:
+                    self._trusted.event = None
+            if self._verdicts.verdict is not None:
+                raise RuntimeError(f"distributed: line {index} was valid in the probe but not in the engine")
+            out.extend((index, 1, (seq,), record) for seq, record in enumerate(records))
+        self._ticks(tick_index, tick_epoch, pos, bisect_left(tick_index, upto), out)
+        return out, (self._barrier_state(barrier_year) if barrier_year is not None else None)
+
+    def _ticks(self, index: array, epochs: array, pos: int, limit: int, out: Batch) -> int:
+        """Apply the global clock's ticks [pos, limit): escalate at the first tick past each deadline."""
+        if pos >= limit:
+            return pos
+        layer = self.engine._decisions
+        while pos < limit and layer._open:
+            due = min(order.deadline for order in layer._open.values())
+            t = bisect_right(epochs, due, pos, limit)
+            if t >= limit:
+                break
+            records = layer.advance(epochs[t])
+            self.engine._count(list(records))
+            out.extend((index[t], 0, _due_key(r), r) for r in records)
+            pos = t + 1
+        if pos < limit:
+            records = layer.advance(epochs[limit - 1])  # no deadline lies before it: only moves the clock
+            self.engine._count(list(records))
+            out.extend((index[limit - 1], 0, _due_key(r), r) for r in records)
+        return limit
+
+    def _barrier_state(self, year: int) -> dict[str, Any]:
+        engine = self.engine
+        closed = engine._decisions._closed_by_law
+        finance = engine.evaluation._finance.get(year, {})
+        return {e: (record, engine._registry.get(e), e in closed) for e, record in finance.items()}
+
+    def _close_year(self, year: int) -> None:
+        evaluation = self.engine.evaluation
+        evaluation._closed.add(year)
+        evaluation._finance.pop(year, None)
+
+    def barrier(self, line: tuple[Any, ...], year: int, states: Iterable[Mapping[str, Any]]) -> Batch:
+        """The driver's side of a barrier: rank with every partition's state, then process the close."""
+        merged: dict[str, Any] = {}
+        for state in states:
+            merged.update(state)
+        engine = self.engine
+        evaluation = engine.evaluation
+        if year not in evaluation._closed:
+            evaluation._finance[year] = {e: state[0] for e, state in merged.items()}
+        registrations = {e: state[1] for e, state in merged.items()}
+        evaluation._registration = registrations.get
+        engine._decisions._closed_by_law = {e for e, state in merged.items() if state[2]}
+        try:
+            out, _ = self.run(Batch([line]), array("q"), array("d"), 0)
+        finally:
+            evaluation._registration = engine._registry.get
+            engine._decisions._closed_by_law = set()
+        return out
+
+    def flush(self, end: int, as_of: str | None, closed_years: Iterable[int] = ()) -> tuple[Batch, RunSummary]:
+        """`Engine.flush`, tagged so the driver can interleave the partitions' parts."""
+        for year in closed_years:
+            self._close_year(year)
+        engine = self.engine
+        layer = engine._decisions
+        findings = []
+        for reading in engine._hours.flush():
+            base = (reading.epoch, _stream(reading))
+            findings.extend((base + (k,), f) for k, f in enumerate(engine._judge(reading, "hour")))
+        out = Batch((end, 1, key, f) for key, f in findings)
+        for key, finding in findings:
+            out.extend((end, 2, key + (j,), d) for j, d in enumerate(layer.on_findings([finding])))
+        out.extend((end, 3, _due_key(d), d) for d in layer.finish(epoch_of(as_of) if as_of else None))
+        engine._count([r[3] for r in out])
+        engine.summary.open_orders = layer.open_orders
+        engine.summary.orders_closed = layer.orders_closed
+        return out, engine.summary
+
+
+def _merge_summaries(summaries: Iterable[RunSummary]) -> RunSummary:
+    total = RunSummary()
+    for s in summaries:
+        for name in ("read", "processed", "duplicate", "quarantined", "unregistered", "unavailable", "late",
+                     "beyond_dedupe_horizon", "open_orders", "orders_closed"):
+            setattr(total, name, getattr(total, name) + getattr(s, name))
+        total.findings.update(s.findings)
+        total.unknown_types.update(s.unknown_types)
+        total.decisions.update(s.decisions)
+    return total
+
+
+def _lines(inputs: Any) -> Iterator[InputLine | str | bytes]:
+    """Paths (read as JSONL) or lines; a path is a `Path` or a string naming an existing file."""
+    from engine.sources import read_jsonl
+
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    iterator = iter(inputs)
+    first = next(iterator, None)
+    if first is None:
+        return
+    if isinstance(first, Path) or (isinstance(first, str) and (first == "-" or os.path.isfile(first))):
+        yield from read_jsonl([first, *iterator])
+        return
+    yield first
+    yield from iterator
+
+
+class DistributedRun:
+    """One distributed run: iterate it for the records (single-machine order); then read `summary`.
+
+    `scheduler`: the address of an existing Dask scheduler (e.g. "tcp://host:8786"); without
+    it a LocalCluster of `workers` processes (default 2) is started and closed. `client`: an
+    existing `dask.distributed.Client` to use instead. On an existing cluster `workers` caps
+    how many of its workers are used (default all). Engine keyword arguments are passed to
+    every partition's Engine (they must be picklable: no `plugins=` objects).
+    """
+
+    def __init__(self, inputs: Any, *, scheduler: str | None = None, workers: int | None = None, as_of: str | None = None,
+                 chunk_size: int = CHUNK, client: Any = None, **engine_kwargs: Any) -> None:
+        if "plugins" in engine_kwargs:
+            raise TypeError("distributed runs load the plugins on each worker: pass disable=/extra options, not plugins=")
+        self.inputs = inputs
+        self.scheduler, self.workers, self.as_of, self.chunk_size = scheduler, workers, as_of, chunk_size
+        self.client = client
+        self.engine_kwargs = engine_kwargs
+        self.summary = RunSummary()
+        self.ruleset: str | None = None
+        self.partitions = 0
+        self.timings: dict[str, float] = {}  # seconds per phase (wall clock, for reports only)
+
+    def __iter__(self) -> Iterator[Record]:
+        from dask.distributed import Client, LocalCluster
+
+        cluster = None
+        client = self.client
+        if client is None:
+            if self.scheduler is not None:
+                client = Client(self.scheduler)
+            else:
+                self.workers = self.workers or 2
+                cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,
+                                       dashboard_address=":0")
+                client = Client(cluster)
+        try:
+            yield from self._run(client)
+        finally:
+            if self.client is None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def _tick(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - since
+        return now
+
+    def _route(self, iterator: Iterator[Any], index: int, count: int) -> tuple[Any, ...] | None:
+        """The next chunk: every line gets its global index and a partition (None at the end of input)."""
+        chunk = list(islice(iterator, self.chunk_size))
+        if not chunk:
+            return None
+        entries: list[tuple[int, str, int, bytes, int]] = []
+        barriers: dict[int, int] = {}  # line index -> year (a barrier if the line turns out valid and new)
+        probes = [Batch() for _ in range(count + 1)]
+        for item in chunk:
+            index += 1
+            if isinstance(item, InputLine):
+                source, number, text = item.source, item.number, item.text
+            elif isinstance(item, (str, bytes)):
+                source, number, text = "<input>", index, item
+            else:
+                raise TypeError("distributed runs take JSON lines (str, bytes, InputLine) or paths, not mappings")
+            if isinstance(text, str):
+                text = text.encode("utf-8")
+            part = DRIVER
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                event = None
+            if type(event) is dict:
+                subject = event.get("subject")
+                if event.get("type") in BARRIER_TYPES:
+                    data = event.get("data")
+                    if isinstance(data, dict) and isinstance(data.get("year"), int):
+                        barriers[index] = data["year"]
+                elif isinstance(subject, str):
+                    part = partition_of(subject, count)
+            entries.append((index, source, number, text, part))
+            probes[part].append((index, text))
+        return entries, barriers, probes, index
+
+    def _run(self, client: Any) -> Iterator[Record]:
+        client.wait_for_workers(1 if self.workers is None else self.workers, timeout=60)
+        addresses = sorted(client.scheduler_info()["workers"])
+        count = len(addresses) if self.workers is None else max(1, min(self.workers, len(addresses)))
+        self.partitions = count
+        clock_started = time.perf_counter()
+        futures = [client.submit(Partition, self.engine_kwargs, p, workers=[addresses[p]], allow_other_workers=False,
+                                 actor=True, pure=False) for p in range(count)]
+        actors = [f.result() for f in futures]
+        local = Partition(self.engine_kwargs, DRIVER)
+        self.ruleset = local.engine.ruleset
+        for info in [a.info().result() for a in actors]:
+            if info["ruleset"] != self.ruleset:
+                raise RuntimeError(f"distributed: worker partition {info['partition']} has rule set {info['ruleset']}, "
+                                   f"the driver {self.ruleset}: install the same plugins everywhere")
+        clock_started = self._tick("engines", clock_started)
+        dedupe = DedupeIndex(self.engine_kwargs.get("dedupe_horizon_days", 7.0))
+        clock = float("-inf")
+        pending: list[list[int]] = [[] for _ in range(count + 1)]  # closed years to tell each partition (last: local)
+        iterator = _lines(self.inputs)
+        routed = self._route(iterator, 0, count)
+        calls = [actors[p].probe(routed[2][p]) for p in range(count)] if routed is not None else []
+        index = 0
+        while routed is not None:
+            entries, barriers, probes, index = routed
+            # ---- round 1: probes (sent before the previous chunk was merged), one global dedupe here
+            found: dict[int, tuple[str, bytes, float]] = {}
+            for result in [c.result() for c in calls] + [local.probe(probes[DRIVER])]:
+                for i, event_id, digest, epoch in result:
+                    found[i] = (event_id, digest, epoch)
+            clock_started = self._tick("probe", clock_started)
+            verdicts: dict[int, tuple[bool, str]] = {}
+            tick_index, tick_epoch = array("q"), array("d")
+            for entry in entries:
+                key = found.get(entry[0])
+                if key is None:
+                    continue
+                event_id, digest, epoch = key
+                beyond = dedupe.beyond_horizon(epoch)
+                seen = dedupe.check(event_id, digest, epoch)
+                verdicts[entry[0]] = (beyond, seen.value)
+                if seen is Seen.NEW and epoch > clock:
+                    clock = epoch
+                    tick_index.append(entry[0])
+                    tick_epoch.append(epoch)
+            real_barriers = sorted(i for i in barriers if verdicts.get(i, (False, ""))[1] == Seen.NEW.value)
+            clock_started = self._tick("dedupe", clock_started)
+            # ---- round 2: segments between barriers; the next chunk is read and routed meanwhile
+            out: list[tuple[int, int, tuple[Any, ...], Record]] = []
+            start = entries[0][0]
+            by_index = {e[0]: e for e in entries}
+            following = None
+            for stop in [*real_barriers, None]:
+                end = stop if stop is not None else index + 1
+                upto = end + 1 if stop is not None else end
+                lines = [Batch() for _ in range(count + 1)]
+                for i in range(start, end):
+                    e = by_index[i]
+                    lines[e[4]].append((i, e[1], e[2], e[3], verdicts.get(i)))
+                lo, hi = bisect_left(tick_index, start), bisect_left(tick_index, upto)
+                ticks = (tick_index[lo:hi], tick_epoch[lo:hi])
+                year = barriers[stop] if stop is not None else None
+                calls = [actors[p].run(lines[p], *ticks, upto, pending[p], year) for p in range(count)]
+                local_out, _ = local.run(lines[DRIVER], *ticks, upto, pending[DRIVER], None)
+                for p in range(count + 1):
+                    pending[p] = []
+                if stop is None:
+                    following = self._route(iterator, index, count)
+                results = [c.result() for c in calls]
+                out.extend(local_out)
+                for records, _ in results:
+                    out.extend(records)
+                if stop is not None:
+                    e = by_index[stop]
+                    already = year in local.engine.evaluation._closed
+                    out.extend(local.barrier((stop, e[1], e[2], e[3], verdicts.get(stop)), year,
+                                             [state for _, state in results]))
+                    if not already:
+                        for p in range(count):
+                            pending[p].append(year)
+                    start = stop + 1
+            routed = following
+            calls = [actors[p].probe(routed[2][p]) for p in range(count)] if routed is not None else []
+            clock_started = self._tick("run", clock_started)
+            out.sort(key=lambda r: (r[0], r[1], r[2]))
+            for tagged in out:
+                yield tagged[3]
+            clock_started = self._tick("merge+sink", clock_started)
+        # ---- end of input
+        end = index + 1
+        calls = [actors[p].flush(end, self.as_of, pending[p]) for p in range(count)]
+        local_out, local_summary = local.flush(end, self.as_of, ())
+        results = [c.result() for c in calls]
+        out = list(local_out)
+        for records, _ in results:
+            out.extend(records)
+        out.sort(key=lambda r: (r[0], r[1], r[2]))
+        self.summary = _merge_summaries([local_summary, *(s for _, s in results)])
+        del actors, futures
+        for tagged in out:
+            yield tagged[3]
+
+
+def run_distributed(paths_or_lines: Any, *, scheduler: str | None = None, workers: int | None = 2,
+                    as_of: str | None = None, **engine_kwargs: Any) -> Iterator[dict[str, Any]]:
+    """The records of a distributed run as dicts (what `Engine.run` gives, as `to_dict()`), in the same order.
+
+    `paths_or_lines`: JSONL paths, or lines (str, bytes, `InputLine`). `scheduler`: an existing
+    cluster's address; without it a LocalCluster of `workers` processes runs for this call.
+    """
+    for record in DistributedRun(paths_or_lines, scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs):
+        yield record.to_dict()
+
+
+def cli_run(events: Iterable[str], *, scheduler: str | None, workers: int | None, out: str, quarantine: str | None,
+            summary_json: str | None, as_of: str | None, chain: bool, engine_kwargs: Mapping[str, Any]) -> None:
+    """`rectify run --cluster dask`: the same sinks, chain and summary as a local run."""
+    import sys
+
+    import click
+
+    from engine.audit import ChainedWriter
+    from engine.cli import summary_text
+    from engine.sinks import JsonlSink
+
+    if not events:
+        raise click.UsageError("--cluster dask needs EVENTS files")
+    started = time.perf_counter()  # for the throughput line only
+    job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs)
+    out_stream = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
+    try:
+        plain: Any = JsonlSink(out_stream)
+        out_sink: Any = ChainedWriter(plain) if chain else plain
+        q_sink: Any = None
+        if q_stream is not None:
+            q_sink = ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)
+        for record in job:
+            if isinstance(record, Quarantined) and q_sink is not None:
+                q_sink.write(record.to_dict())
+            else:
+                out_sink.write(record.to_dict())
+        out_sink.close()
+        if q_sink is not None:
+            q_sink.close()
+    finally:
+        if out_stream is not sys.stdout.buffer:
+            out_stream.close()
+        if q_stream is not None:
+            q_stream.close()
+    click.echo(summary_text(job.summary, time.perf_counter() - started), err=True)
+    click.echo(f"distributed: {job.partitions} partitions", err=True)
+    heads = {"chain": {"records": out_sink.written, "head": out_sink.head}} if chain else {}
+    if chain:
+        click.echo(f"chain head {out_sink.head} ({out_sink.written} records)", err=True)
+    if summary_json:
+        Path(summary_json).write_bytes(orjson.dumps({"ruleset": job.ruleset, **job.summary.to_dict(), **heads},
+                                                    option=orjson.OPT_INDENT_2))
