@@ -47,6 +47,12 @@ def check_date_time(value: object) -> bool:
     """RFC 3339 date-time with an explicit offset; raises ValueError saying why not."""
     if not isinstance(value, str):
         return True  # format applies to strings only; `type` catches the rest
+    return _check_date_time(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _check_date_time(value: str) -> bool:
+    """Cached: a city's monitoring data share a handful of timestamps per hour."""
     if not _RFC3339.match(value):
         raise ValueError("is not an RFC 3339 date-time with offset, e.g. 2024-03-01T10:00:00+08:00")
     try:
