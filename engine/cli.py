@@ -9,9 +9,10 @@ Exit codes scripts can trust:
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -132,6 +133,20 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _output_files(out: str, quarantine: str | None) -> Iterator[tuple[IO[bytes], IO[bytes] | None]]:
+    """The --out stream ('-' = stdout) and the optional --quarantine file, closed afterwards."""
+    out_stream = _open_out(out)
+    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
+    try:
+        yield out_stream, q_stream
+    finally:
+        if out_stream is not sys.stdout.buffer:
+            out_stream.close()
+        if q_stream:
+            q_stream.close()
+
+
 def _check_time(value: str | None, option: str) -> str | None:
     from engine.validation import check_date_time
 
@@ -195,23 +210,15 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         return run_store(engine, events, store, checkpoint_every, as_of, summary_json, progress,
                          dict(out=out, quarantine=quarantine, hj212=hj212, options=options, params=params, strict=strict))
     started = time.perf_counter()  # for the throughput line only, never for a decision
-    out_stream = _open_out(out)
-    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
-    try:
-        with JsonlSink(out_stream) as plain_out:
-            from engine.audit import ChainedWriter
+    with _output_files(out, quarantine) as (out_stream, q_stream), JsonlSink(out_stream) as plain_out:
+        from engine.audit import ChainedWriter
 
-            out_sink: Any = ChainedWriter(plain_out) if chain else plain_out
-            q_sink: Any = (ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)) if q_stream else None
-            summary = execute(engine, _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink), out_sink, q_sink,
-                              None if hj212 else count_lines(events), progress, as_of)
-            if q_sink:
-                q_sink.close()
-    finally:
-        if out_stream is not sys.stdout.buffer:
-            out_stream.close()
-        if q_stream:
-            q_stream.close()
+        out_sink: Any = ChainedWriter(plain_out) if chain else plain_out
+        q_sink: Any = (ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)) if q_stream else None
+        summary = execute(engine, _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink), out_sink, q_sink,
+                          None if hj212 else count_lines(events), progress, as_of)
+        if q_sink:
+            q_sink.close()
     click.echo(summary_text(summary, time.perf_counter() - started), err=True)
     heads = {"chain": {"records": out_sink.written, "head": out_sink.head}} if chain else {}
     if chain:
@@ -464,10 +471,8 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
         raise click.UsageError("give FILE or --listen HOST:PORT (one of them)")
     address = _parse_listen(listen) if listen else None
     stations = _load_hj212_registry(registry)
-    out_stream = _open_out(out)
-    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
     counts = {"events": 0, "quarantined": 0}
-    try:
+    with _output_files(out, quarantine) as (out_stream, q_stream):
         out_sink = JsonlSink(out_stream)
         q_sink = JsonlSink(q_stream) if q_stream else out_sink
 
@@ -499,11 +504,6 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
             get_logger().info("hj212_listener_stopped", **{k: getattr(stats, k) for k in stats.__slots__})
         out_sink.close()
         q_sink.close()
-    finally:
-        if out_stream is not sys.stdout.buffer:
-            out_stream.close()
-        if q_stream:
-            q_stream.close()
     click.echo(f"events {counts['events']}  quarantined packets {counts['quarantined']}", err=True)
 
 

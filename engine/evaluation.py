@@ -30,7 +30,7 @@ import jsonschema
 import orjson
 import yaml
 
-from engine.expressions import Compiled, ExpressionError, compile_expression
+from engine.expressions import Compiled, ExpressionError, compile_expression, names, parse
 from engine.normalise import epoch_of
 from engine.records import Decision
 from engine.validation import core_validator
@@ -154,11 +154,17 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
             raise MethodError(f"{origin} ({what}): {exc}") from None
 
     def check_params(text: str, what: str) -> None:
-        for word in text.replace("(", " ").replace(")", " ").split():
-            if word.startswith("params.") and word[len("params."):] not in params:
-                raise MethodError(f"{origin} ({what}): names no parameter {word[len('params.'):]!r}")
-            if word.startswith("params.") and params[word[len("params."):]] is None:
-                raise MethodError(f"{origin} ({what}): parameter {word[len('params.'):]!r} has no value (set it with --params)")
+        try:
+            read = names(parse(text))
+        except ExpressionError as exc:
+            raise MethodError(f"{origin} ({what}): {exc}") from None
+        for path in read:
+            if path[0] != "params" or len(path) < 2:
+                continue
+            if path[1] not in params:
+                raise MethodError(f"{origin} ({what}): names no parameter {path[1]!r}")
+            if params[path[1]] is None:
+                raise MethodError(f"{origin} ({what}): parameter {path[1]!r} has no value (set it with --params)")
 
     populations = []
     seen_populations: set[str] = set()
