@@ -292,6 +292,8 @@ class DecisionLayer:
                 window.append(entry)
                 self._track_entry(rule, finding.enterprise, entry)
                 self._prune(rule, key, window, epoch)
+                if window and window[-1] is not entry:
+                    continue  # arrived too late for any window: pruned at once, it can decide nothing
                 if self._detect_count(rule, window, entry):
                     low = epoch - rule.within if rule.within is not None else float("-inf")
                     counted = [e for e in window if low <= e.epoch <= epoch]

@@ -156,3 +156,13 @@ def test_decisions_are_deterministic(plugins, backend, make_event):
         return [r.to_dict() for r in Engine(plugins=plugins, backend=backend).run(events, as_of="2025-01-01T00:00:00+08:00")]
 
     assert run() == run()
+
+
+def test_a_finding_too_late_for_the_window_decides_nothing(engine, make_event):
+    """Regression (found by the differential test): a finding older than the newest minus the
+    window is pruned on arrival; neither backend may decide on it or fail."""
+    events = [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00", registration("foundry")),
+              exceedance(make_event, "01"),
+              make_event("emission.measured", "2024-05-20T10:00:00+08:00", exceedance(make_event, "01")["data"]),
+              exceedance(make_event, "02"), exceedance(make_event, "03")]
+    assert decisions(engine.run(events)) == []
