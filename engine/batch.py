@@ -1,11 +1,11 @@
-"""The batch path: replays and bulk ingestion, parsed a chunk at a time.
+"""The batch path: replays and bulk ingestion, a chunk of lines at a time.
 
-A chunk of lines is parsed by one orjson call over `[line,line,...]`; when that fails (a
-bad line somewhere) or does not give one object per line, the chunk falls back to parsing
-line by line, so a bad line is quarantined exactly as on the per-event path. The stages
-after parsing are the Engine's own (`process_parsed`): the output is the per-event path's,
-byte for byte (tests/test_batch.py), by construction rather than by a second
-implementation.
+Each chunk is parsed line by line with orjson in one C-level `map` (a chunk with a bad line
+is parsed again one line at a time, so the bad line alone is quarantined, exactly as on
+the per-event path), then handed to the fast lane (engine/fastlane.py), which commits the
+quiet readings in bulk and sends every other line through the Engine's own per-event
+stages in input order. The output is the per-event path's, record for record
+(tests/test_batch.py, tests/test_fastlane.py).
 """
 
 from __future__ import annotations
@@ -16,57 +16,74 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from engine.fastlane import UNPARSED, FastLane
+
 if TYPE_CHECKING:
     from engine.pipeline import Engine, InputLine, Record
 
 
-def _parse_chunk(texts: list[bytes]) -> list[Any] | None:
-    """All lines of a chunk parsed at once, or None when the chunk needs line-by-line parsing."""
-    for text in texts:
-        stripped = text.strip()
-        if not stripped or stripped[:1] != b"{" or stripped[-1:] != b"}":
-            return None
+def parse_lines(texts: list[bytes]) -> list[Any]:
+    """orjson per line; a line that does not parse becomes UNPARSED (quarantined downstream)."""
     try:
-        parsed = orjson.loads(b"[" + b",".join(texts) + b"]")
+        return list(map(orjson.loads, texts))
     except orjson.JSONDecodeError:
-        return None
-    if len(parsed) != len(texts) or not all(type(event) is dict for event in parsed):
-        return None
-    return parsed
+        parsed: list[Any] = []
+        for text in texts:
+            try:
+                parsed.append(orjson.loads(text))
+            except orjson.JSONDecodeError:
+                parsed.append(UNPARSED)
+        return parsed
 
 
-def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], *, as_of: str | None = None,
-              batch_size: int = 4096) -> Iterator[Record]:
-    """Stream `lines` through `engine` in chunks; yields what `engine.run` yields, in the same order."""
+def chunks_of(lines: Iterable[InputLine | str | bytes | Mapping[str, Any]],
+              batch_size: int) -> Iterator[tuple[str, int, list[bytes]] | list[Mapping[str, Any] | InputLine | str | bytes]]:
+    """(source, first line number, texts) for runs of lines of one source with consecutive numbers;
+    a list of items for anything else (events already parsed, e.g. from HJ 212)."""
     from engine.pipeline import InputLine
 
+    chunker = getattr(lines, "chunks", None)
+    if chunker is not None:  # engine.sources.JsonlFiles: read in blocks, no object per line
+        yield from chunker(batch_size)
+        return
     iterator = iter(lines)
     number = 0
     while True:
         chunk = list(islice(iterator, batch_size))
         if not chunk:
-            break
-        if any(isinstance(item, Mapping) for item in chunk):  # events already parsed (e.g. from HJ 212)
+            return
+        if any(isinstance(item, Mapping) for item in chunk):
+            yield chunk
+            number += len(chunk)
+            continue
+        source, first, texts = None, 0, []
+        for item in chunk:
+            number += 1
+            if isinstance(item, InputLine):
+                place, text = (item.source, item.number), item.text
+            else:
+                place, text = ("<input>", number), item
+            if source is None or place != (source, first + len(texts)):
+                if texts:
+                    yield source, first, texts  # type: ignore[misc]
+                source, first, texts = place[0], place[1], []
+            texts.append(text.encode("utf-8") if isinstance(text, str) else text)
+        if texts:
+            yield source, first, texts  # type: ignore[misc]
+
+
+def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], *, as_of: str | None = None,
+              batch_size: int = 4096) -> Iterator[Record]:
+    """Stream `lines` through `engine` in chunks; yields what `engine.run` yields, in the same order."""
+    lane = FastLane(engine)
+    number = 0
+    for chunk in chunks_of(lines, batch_size):
+        if isinstance(chunk, list):
             for item in chunk:
                 number += 1
                 yield from engine.process_line(item, number)
             continue
-        places: list[tuple[str, int]] = []
-        texts: list[bytes] = []
-        for item in chunk:
-            number += 1
-            if isinstance(item, InputLine):
-                places.append((item.source, item.number))
-                text = item.text
-            else:
-                places.append(("<input>", number))
-                text = item
-            texts.append(text.encode("utf-8") if isinstance(text, str) else text)
-        parsed = _parse_chunk(texts)
-        if parsed is None:
-            for (source, line), text in zip(places, texts):
-                yield from engine.process_line(InputLine(source, line, text))
-            continue
-        for (source, line), text, event in zip(places, texts, parsed):
-            yield from engine.process_parsed(event, text, source, line)
+        source, first, texts = chunk
+        number += len(texts)
+        yield from lane.process(parse_lines(texts), texts, source, first)
     yield from engine.flush(as_of)

@@ -35,6 +35,7 @@ _ENGINE_STATIC = frozenset({
     "plugins", "options", "parameters", "rules", "inactive_rules", "ruleset", "validator", "strict", "_index",
     "_metrics", "decision_rules", "inactive_decisions", "backend", "method",
     "evaluation",  # the same object as the decision layer's `evaluation`: captured there
+    "lane_stats",  # how the batch path took events: diagnostics, never part of a decision
 })
 _ENGINE_STATE = frozenset({"summary", "_registry", "_equipment", "_seen", "_hours", "_decisions"})
 _LAYER_STATIC = frozenset({"rules", "_by_findings", "_by_registration", "_categories", "_ruleset", "_registration",

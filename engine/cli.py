@@ -27,7 +27,7 @@ from engine.plugins import PluginConflict
 from engine.records import Finding, Quarantined, RunSummary
 from engine.rules import RulePackError
 from engine.sinks import JsonlSink
-from engine.sources import count_lines, read_jsonl
+from engine.sources import JsonlFiles, count_lines, read_jsonl
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 3
@@ -215,8 +215,8 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
 
         out_sink: Any = ChainedWriter(plain_out) if chain else plain_out
         q_sink: Any = (ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)) if q_stream else None
-        summary = execute(engine, _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink), out_sink, q_sink,
-                          None if hj212 else count_lines(events), progress, as_of)
+        inputs = _with_hj212(engine, read_jsonl(events), hj212, stations, q_sink or out_sink) if hj212 else JsonlFiles(events)
+        summary = execute(engine, inputs, out_sink, q_sink, None if hj212 else count_lines(events), progress, as_of)
         if q_sink:
             q_sink.close()
     click.echo(summary_text(summary, time.perf_counter() - started), err=True)
@@ -365,7 +365,7 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
     with open(findings_path, "wb") as handle, open(folder / "quarantine.jsonl", "wb") as q_handle:
         from engine.audit import ChainedWriter  # the demo log is chained like `rectify run --out`
 
-        summary = execute(engine, read_jsonl([events_path]), ChainedWriter(JsonlSink(handle)), JsonlSink(q_handle),
+        summary = execute(engine, JsonlFiles([events_path]), ChainedWriter(JsonlSink(handle)), JsonlSink(q_handle),
                           len(city.events), progress)
     seconds = time.perf_counter() - started
     from engine.report import programme_report, report_text

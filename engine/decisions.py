@@ -23,6 +23,7 @@ was noticed.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -254,6 +255,18 @@ class DecisionLayer:
         due = sorted((self._open[i] for i in self._detect_due(epoch)),
                      key=lambda o: (o.deadline, o.decision.enterprise, o.decision.id))
         return [self._escalate(order, order.decision.deadline or "", ()) for order in due]
+
+    def quiet_until(self) -> float:
+        """The latest event time the clock can move to without an order falling due (the batch path)."""
+        if not self._open:
+            return math.inf
+        return max(self.clock, min(o.deadline for o in self._open.values()))
+
+    def move_quietly(self, epoch: float) -> None:
+        """`advance(epoch)` for an epoch at most `quiet_until()`: the clock moves, nothing escalates."""
+        assert epoch <= self.quiet_until()
+        if epoch > self.clock:
+            self.clock = epoch
 
     # ---- events and findings ------------------------------------------------------------
 

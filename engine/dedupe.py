@@ -49,6 +49,26 @@ class DedupeIndex:
                 self._purge()
         return Seen.NEW
 
+    def add_new(self, ids: list[str], digests: list[bytes], epochs: list[float]) -> int:
+        """Remember ids known to be new (the batch path): what `check` would do for each, in order.
+
+        Returns how many were beyond the horizon when they arrived. When no purge can fall
+        due and none is beyond the horizon (nearly always), one dict update does it all.
+        """
+        if not ids:
+            return 0
+        top = max(epochs)
+        newest = max(self._newest, top)
+        if self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon):
+            self._ids.update(zip(ids, zip(digests, epochs)))
+            self._newest = newest
+            return 0
+        beyond = 0
+        for event_id, digest, epoch in zip(ids, digests, epochs):
+            beyond += self.beyond_horizon(epoch)
+            self.check(event_id, digest, epoch)
+        return beyond
+
     def _purge(self) -> None:
         assert self.horizon is not None
         oldest = self._newest - self.horizon

@@ -13,6 +13,7 @@ never read. Hooks are called once, in the constructor, never per event.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,8 @@ class Engine:
         self.validator = EventValidator(self.plugins.infos, self.plugins.event_schemas)
         self.strict = strict
         self.summary = RunSummary()
+        # how the batch path took events: "quiet" in bulk, "exact" one by one (diagnostics, not output)
+        self.lane_stats: Counter[str] = Counter()
         self._index = RuleIndex(self.rules)
         self._metrics = {m.name: m for m in self.plugins.metrics}
         self._registry: dict[str, Mapping[str, Any]] = {}

@@ -228,6 +228,7 @@ class EventValidator:
         def compiled(schema: Mapping[str, Any]) -> Any:
             return jsonschema_rs.Draft202012Validator(schema, formats=fast_formats, validate_formats=True)
 
+        self._compiled = compiled
         self._fast: dict[str, Any] = {t: compiled(s) for t, s in self.schemas.items()}
         self._fast_envelope = compiled(self.envelope_schema)
         self._reference: dict[str, jsonschema.protocols.Validator] = {}
@@ -253,6 +254,19 @@ class EventValidator:
             return bool(compiled.is_valid(event))
         except (ValueError, OverflowError):  # a value the Rust side cannot represent (e.g. a huge integer)
             return False
+
+    def compile_leaf(self, schema: Mapping[str, Any]) -> Callable[[Any], bool]:
+        """A predicate for one value against part of a composed schema (engine/shapes.py), compiled
+        the way whole events are: jsonschema-rs with the same format checkers."""
+        validator = self._compiled(dict(schema))
+
+        def accepts(value: Any) -> bool:
+            try:
+                return bool(validator.is_valid(value))
+            except (ValueError, OverflowError):
+                return False
+
+        return accepts
 
     def reference_problem(self, event: Any) -> str | None:
         """What jsonschema finds wrong with an event, or None."""

@@ -1,0 +1,258 @@
+"""The fast lane of the batch path: a chunk of events sorted into quiet and eventful ones.
+
+Most of a replay is stack and discharge readings that are valid, new, inside every limit
+and pass no deadline: their whole effect is a counter, an id remembered and the clock
+moved. The fast lane proves that for a chunk by columns and commits those effects in bulk:
+
+* validation: events are grouped by exact shape and checked by column (engine/shapes.py),
+  compiled from the composed schemas the per-event validator uses;
+* judging: readings are grouped by what the rule index and corrections look at, and the
+  threshold screens (engine/screen.py) name the few that could fire;
+* idempotency: ids already remembered, repeated in the chunk or shared with any other line
+  of the chunk leave the lane; the rest are remembered in one step;
+* the clock: a run of quiet events moves the decision clock in one step, unless an open
+  order falls due inside the run.
+
+Everything else (other event types, anything invalid or odd, readings that could fire,
+duplicates, a run that crosses a deadline) goes through `Engine.process_parsed` one by one,
+in input order, with the state the quiet events before it left. So the output is the
+per-event path's, record for record (tests/test_batch.py, tests/test_fastlane.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from engine.dedupe import DedupeIndex
+from engine.normalise import epoch_of
+from engine.rules import READING_TYPES
+from engine.screen import Gate, build_gate
+from engine.shapes import Path, ShapePlan, plan_shape
+
+if TYPE_CHECKING:
+    from engine.pipeline import Engine, Record
+
+UNPARSED = object()  # a line orjson could not read: the exact path quarantines it
+_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+_READING_TYPES = frozenset(READING_TYPES)
+_SORT = orjson.OPT_SORT_KEYS
+_GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
+
+
+class FastLane:
+    """Per engine: shape plans and screens are compiled on first sight and kept."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._plans: dict[tuple[Any, ...], tuple[ShapePlan, tuple[Path, ...]] | None] = {}
+        self.stats: Counter[str] = engine.lane_stats
+        self._gates: dict[tuple[Any, ...], dict[tuple[Any, ...], Gate | int]] = {}
+
+    def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
+        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
+        engine = self.engine
+        n = len(events)
+        lane = [_EXACT] * n
+        ids: list[Any] = [None] * n
+        times: list[Any] = [None] * n
+        subjects: list[Any] = [None] * n
+        if isinstance(engine._seen, DedupeIndex):
+            for rows in _group(events):
+                self._classify(rows, events, lane, ids, times, subjects)
+            self._exclude_repeated_ids(events, lane, ids)
+        exact = [i for i, kind in enumerate(lane) if kind == _EXACT]
+        self.stats["quiet"] += n - len(exact)
+        self.stats["exact"] += len(exact)
+        start = 0
+        for index in exact + [n]:
+            if index > start:
+                yield from self._commit(range(start, index), events, raws, source, first_line, lane, ids, times, subjects)
+            if index < n:
+                yield from self._exact(events[index], raws[index], source, first_line + index)
+            start = index + 1
+
+    # ---- sorting ----------------------------------------------------------------------
+
+    def _classify(self, rows: list[int], events: Sequence[Any], lane: list[int], ids: list[Any],
+                  times: list[Any], subjects: list[Any]) -> None:
+        """Mark the quiet readings among `rows` (events of one type and key counts)."""
+        group = [events[i] for i in rows]
+        first = group[0]
+        signature = (first["type"], frozenset(first), frozenset(first["data"]))
+        planned = self._plan(signature)
+        if planned is None:
+            return
+        plan, paths = planned
+        datas = list(map(itemgetter("data"), group))
+        columns: dict[Path, list[Any]] = {}
+        try:  # every key of the first event's shape, in every event: with equal counts, equal key sets
+            for path in paths:
+                columns[path] = list(map(itemgetter(path[1]), datas)) if len(path) == 2 else list(map(itemgetter(path[0]), group))
+        except KeyError:
+            for subgroup in _exact_shapes(rows, events):
+                self._classify(subgroup, events, lane, ids, times, subjects)
+            return
+        invalid = plan.failing(columns)
+        event_type, _, data_keys = signature
+        gates = self._gates.setdefault((event_type, "o2_percent" in data_keys,
+                                        "volume_m3" in data_keys or "production" in data_keys), {})
+        fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
+        values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
+        id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
+        for p, key in enumerate(zip(*fields)):
+            if invalid and p in invalid:
+                continue
+            gate = gates.get(key)
+            if gate is None:
+                gate = gates[key] = self._gate(event_type, key, oxygen is not None, "volume_m3" in data_keys or "production" in data_keys)
+            if type(gate) is int:  # _EXACT or _UNAVAILABLE
+                if gate == _EXACT:
+                    continue
+                status = gate
+            else:
+                value = values[p]
+                o2 = oxygen[p] if oxygen is not None else None
+                if (value > gate.high or value < gate.low
+                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)):
+                    if gate.fires(value, o2):
+                        continue
+                status = _QUIET
+            row = rows[p]
+            lane[row] = status
+            ids[row], times[row], subjects[row] = id_column[p], time_column[p], subject_column[p]
+
+    def _plan(self, signature: tuple[Any, ...]) -> tuple[ShapePlan, tuple[Path, ...]] | None:
+        if signature not in self._plans:
+            event_type, envelope_keys, data_keys = signature
+            planned = None
+            if event_type in self.engine.validator.schemas and {"id", "time", "subject", "data"} <= envelope_keys:
+                shape: dict[str, Any] = {key: None for key in sorted(envelope_keys)}
+                shape["data"] = {key: None for key in sorted(data_keys)}
+                plan = plan_shape(self.engine.validator.schemas[event_type], shape, self.engine.validator.compile_leaf)
+                if plan is not None and {"value", "pollutant", "unit", "period"} <= data_keys:
+                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"} | {("data", k) for k in data_keys}))
+                    planned = (plan, paths)
+            self._plans[signature] = planned
+        return self._plans[signature]
+
+    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool, has_volume: bool) -> Gate | int:
+        pollutant, unit, process, point, destination, period, flag = key
+        rules = self.engine._index.for_reading(event_type, pollutant, process, point, destination, period)
+        gate = build_gate(rules, pollutant, unit, process, has_o2, has_volume)
+        if gate is None or period == "minute":
+            return _EXACT  # a unit error, a rule beyond thresholds, or hourly state
+        if flag != "N":
+            return _UNAVAILABLE  # counted, never judged
+        return gate
+
+    def _exclude_repeated_ids(self, events: Sequence[Any], lane: list[int], ids: list[Any]) -> None:
+        """Send every line whose id is remembered, repeated, or used by an exact line to the exact path.
+
+        `ids` holds the id of each quiet line and None elsewhere."""
+        quiet_ids = [i for i in ids if i is not None]
+        if not quiet_ids:
+            return
+        unique = set(quiet_ids)
+        known = self.engine._seen._ids  # type: ignore[union-attr]
+        clash = set(filter(known.__contains__, unique))
+        if len(unique) != len(quiet_ids):
+            clash.update(i for i, count in Counter(quiet_ids).items() if count > 1)
+        if len(quiet_ids) != len(lane):
+            for i, kind in enumerate(lane):
+                if kind == _EXACT:
+                    event = events[i]
+                    other = event.get("id") if type(event) is dict else None
+                    if type(other) is str and other in unique:
+                        clash.add(other)
+        if clash:
+            for i, event_id in enumerate(ids):
+                if event_id in clash:
+                    lane[i], ids[i] = _EXACT, None
+
+    # ---- effects ------------------------------------------------------------------------
+
+    def _commit(self, run: range, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int,
+                lane: list[int], ids: list[Any], times: list[Any], subjects: list[Any]) -> Iterator[Record]:
+        """A run of quiet events: counters, ids and the clock in bulk.
+
+        An event that moves the clock past an open order's deadline is not quiet after all
+        (the order escalates at its place): it is taken exactly, and the run goes on after it.
+        """
+        decisions = self.engine._decisions
+        epochs = list(map(epoch_of, times[run.start:run.stop]))
+        start = 0
+        while start < len(epochs):
+            limit = decisions.quiet_until()
+            stop = start
+            top = -math.inf
+            if max(epochs[start:]) <= limit:
+                stop, top = len(epochs), max(epochs[start:])
+            else:
+                while stop < len(epochs) and epochs[stop] <= limit:
+                    top = max(top, epochs[stop])
+                    stop += 1
+            if stop > start:
+                decisions.move_quietly(top)
+                self._remember(range(run.start + start, run.start + stop), events, lane, ids, subjects, epochs[start:stop])
+            if stop < len(epochs):
+                row = run.start + stop
+                self.stats["quiet"] -= 1
+                self.stats["exact"] += 1
+                yield from self._exact(events[row], raws[row], source, first_line + row)
+            start = stop + 1
+
+    def _remember(self, run: range, events: Sequence[Any], lane: list[int], ids: list[Any], subjects: list[Any],
+                  epochs: list[float]) -> None:
+        engine = self.engine
+        blake2b, dumps = hashlib.blake2b, orjson.dumps
+        digests = [blake2b(dumps(events[i], option=_SORT), digest_size=12).digest() for i in run]
+        summary = engine.summary
+        summary.beyond_dedupe_horizon += engine._seen.add_new(ids[run.start:run.stop], digests, epochs)  # type: ignore[union-attr]
+        summary.read += len(run)
+        summary.processed += len(run)
+        strangers = set(subjects[run.start:run.stop]).difference(engine._registry)
+        if strangers:
+            summary.unregistered += sum(1 for s in subjects[run.start:run.stop] if s in strangers)
+        summary.unavailable += lane[run.start:run.stop].count(_UNAVAILABLE)
+
+    def _exact(self, event: Any, raw: bytes, source: str, line: int) -> list[Record]:
+        from engine.pipeline import InputLine
+
+        if event is UNPARSED:
+            return self.engine.process_line(InputLine(source, line, raw))
+        return self.engine.process_parsed(event, raw, source, line)
+
+
+def _group(events: Sequence[Any]) -> Iterator[list[int]]:
+    """Row numbers of readings by type and key counts (the fast lane then checks the key sets)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, event in enumerate(events):
+        if type(event) is not dict:
+            continue
+        data = event.get("data")
+        event_type = event.get("type")
+        if type(data) is not dict or type(event_type) is not str or event_type not in _READING_TYPES:
+            continue
+        signature = (event_type, len(event), len(data))
+        rows = groups.get(signature)
+        if rows is None:
+            groups[signature] = [i]
+        else:
+            rows.append(i)
+    return iter(groups.values())
+
+
+def _exact_shapes(rows: list[int], events: Sequence[Any]) -> list[list[int]]:
+    """Rows split by exact key sets (when key counts alone grouped different shapes)."""
+    groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+    for i in rows:
+        groups.setdefault((frozenset(events[i]), frozenset(events[i]["data"])), []).append(i)
+    return list(groups.values())

@@ -1,0 +1,258 @@
+"""The fast lane of the batch path: the per-event path's output and state, on adversarial logs.
+
+Every test compares `Engine.run` (one event at a time, the reference) with
+`Engine.run_batch` (shape plans, threshold gates, bulk commits) record for record, summary
+for summary, and remembered id for remembered id; and checks that the fast lane did take
+events in bulk, so a comparison cannot pass by sending everything down the exact path.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import Engine, InputLine, load_plugins
+from engine.demo import generate_city
+from engine.fastlane import FastLane
+from engine.shapes import plan_shape
+from engine.sources import JsonlFiles
+
+PLUGINS = load_plugins()
+CITY = generate_city(enterprises=40, days=1, seed=11)
+REGISTRATIONS = [e for e in CITY.events if e["type"] in ("enterprise.registered", "equipment.declared")]
+READINGS = [e for e in CITY.events if e["type"] in ("emission.measured", "discharge.measured")]
+REFERENCE = Engine(plugins=PLUGINS)
+JUDGE = Engine(plugins=PLUGINS)  # knows the enterprises, so industry-specific rules judge
+list(JUDGE.run(REGISTRATIONS))
+
+
+def run_both(lines: list[bytes], batch_size: int, backend: str = "compiled", as_of: str | None = None) -> tuple[Engine, Engine]:
+    """Both paths over the same lines; asserts identical records, summaries and remembered ids."""
+    inputs = [InputLine("log.jsonl", n, text) for n, text in enumerate(lines, start=1)]
+    per_event, batch = Engine(plugins=PLUGINS, backend=backend), Engine(plugins=PLUGINS, backend=backend)
+    a = [orjson.dumps(r.to_dict()) for r in per_event.run(inputs, as_of=as_of)]
+    b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(inputs, as_of=as_of, batch_size=batch_size)]
+    assert len(a) == len(b)
+    for left, right in zip(a, b):
+        assert left == right
+    assert per_event.summary.to_dict() == batch.summary.to_dict()
+    assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
+    assert per_event._decisions.clock == batch._decisions.clock
+    assert per_event.summary.balanced()
+    return per_event, batch
+
+
+def limits_of(event: dict[str, Any]) -> list[float]:
+    """The raw values at which the event's rules change their verdict (in the event's unit)."""
+    data = event["data"]
+    rules = REFERENCE._index.for_reading(event["type"], data["pollutant"], data.get("process"), data.get("point"),
+                                         data.get("destination"), data["period"])
+    scale = 1000.0 if data["unit"].startswith("ug/") else 1.0
+    return [bound * scale for r in rules if r.threshold for bound in r.threshold[1:]]
+
+
+def near(limit: float) -> list[float]:
+    return [limit, math.nextafter(limit, math.inf), math.nextafter(limit, -math.inf), limit + 1e-10, limit - 1e-10,
+            limit * (1 + 1e-12), round(limit) if abs(limit) < 1e15 else limit, limit + 0.5]
+
+
+MUTATIONS = ["value", "value", "value", "o2", "unit", "flag", "drop", "extra_envelope", "bad_envelope", "extra_data",
+             "value_type", "subject", "time", "keys_order", "big_int", "negative"]
+
+
+def mutate(event: dict[str, Any], kind: str, rng: random.Random) -> dict[str, Any]:
+    event = orjson.loads(orjson.dumps(event))
+    data = event["data"]
+    if kind == "value":
+        candidates = [x for limit in limits_of(event) for x in near(limit)] or [1.0]
+        data["value"] = rng.choice(candidates)
+    elif kind == "o2" and event["type"] == "emission.measured":
+        data["o2_percent"] = rng.choice([0, 5.5, 15, 20.999, 21, -1, "7"])
+        data["value"] = rng.choice([x for limit in limits_of(event) for x in near(limit)] or [1.0])
+    elif kind == "unit":
+        data["unit"] = rng.choice(["ug/m3", "mg/L", "ug/L", "mg/m3", "kg"])
+    elif kind == "flag":
+        data["flag"] = rng.choice(["F", "M", "D", "N", "X", 1])
+    elif kind == "drop":
+        data.pop(rng.choice(sorted(data)))
+    elif kind == "extra_envelope":
+        event["traceparent"] = rng.choice(["00-abc", {"nested": [1]}, 7])
+    elif kind == "bad_envelope":
+        event["Trace-Parent"] = "x"
+    elif kind == "extra_data":
+        data["comment"] = "hello"
+    elif kind == "value_type":
+        data["value"] = rng.choice(["12.5", None, True, [1], {"v": 1}])
+    elif kind == "subject":
+        event["subject"] = event["subject"][:-1] + ("0" if event["subject"][-1] != "0" else "1")
+    elif kind == "time":
+        event["time"] = rng.choice(["2024-03-04T25:00:00+08:00", "2024-03-04 10:00:00", "2026-03-04T10:00:00Z"])
+    elif kind == "keys_order":
+        event = dict(reversed(list(event.items())))
+        event["data"] = dict(reversed(list(data.items())))
+    elif kind == "big_int":
+        data["value"] = rng.choice([2**53, 2**53 + 1, 2**63, -(2**64), 10**30])
+    elif kind == "negative":
+        data["value"] = rng.choice([-1, -0.0, -1e-300, -1e6])
+    return event
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(event)
+    except TypeError:  # integers beyond 64 bits: orjson will not write them, json will
+        return json.dumps(event).encode()
+
+
+def adversarial_log(seed: int, size: int) -> list[bytes]:
+    """Registrations, then readings mutated, repeated, re-ordered and moved in time."""
+    rng = random.Random(seed)
+    lines = [orjson.dumps(e) for e in REGISTRATIONS]
+    emitted: list[dict[str, Any]] = []
+    for n in range(size):
+        event = orjson.loads(orjson.dumps(rng.choice(READINGS)))
+        event["id"] = f"adv-{seed}-{n}"
+        roll = rng.random()
+        if roll < 0.35:
+            event = mutate(event, rng.choice(MUTATIONS), rng)
+        elif roll < 0.42 and emitted:  # a duplicate, a re-ordered duplicate, or a conflict
+            event = copy.deepcopy(rng.choice(emitted))
+            choice = rng.random()
+            if choice < 0.3:
+                event = dict(reversed(list(event.items())))
+            elif choice < 0.6 and isinstance(event.get("data"), dict):
+                event["data"]["value"] = 12345.0
+        elif roll < 0.47:  # far later (deadlines, the dedupe horizon) or earlier
+            day = rng.choice([2, 9, 40, 95, 200, 400])
+            event["time"] = f"2024-{1 + day // 31 % 12:02d}-{1 + day % 28:02d}T10:00:00+08:00" if day < 360 else "2025-06-01T10:00:00+08:00"
+        elif roll < 0.5:
+            lines.append(b"{broken")
+            continue
+        emitted.append(event)
+        lines.append(encode(event))
+    return lines
+
+
+def test_demo_log_identical_with_most_events_in_bulk():
+    lines = [orjson.dumps(e) for e in CITY.events]
+    _, batch = run_both(lines, batch_size=256)
+    assert batch.lane_stats["quiet"] > 0.8 * len(lines)
+    assert batch.summary.findings  # exceedances were found, on the exact path
+
+
+@pytest.mark.parametrize("backend", ["compiled", "rete"])
+@pytest.mark.parametrize("seed,batch_size", [(1, 1), (2, 7), (3, 64), (4, 256), (5, 4096)])
+def test_adversarial_logs_identical(seed, batch_size, backend):
+    _, batch = run_both(adversarial_log(seed, 1500), batch_size, backend)
+    assert batch.lane_stats["quiet"] > 300 and batch.lane_stats["exact"] > 300
+    assert batch.summary.duplicate and batch.summary.quarantined and batch.summary.unavailable
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 300), st.sampled_from([1, 5, 32, 256]))
+def test_generated_adversarial_logs_identical(seed, size, batch_size):
+    run_both(adversarial_log(seed, size), batch_size)
+
+
+def reading(time: str, value: float, subject: str, n: int) -> bytes:
+    return orjson.dumps({"specversion": "1.0", "id": f"q-{n}", "source": "cems", "type": "emission.measured",
+                         "subject": subject, "time": time,
+                         "data": {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013", "value": value,
+                                  "unit": "mg/m3", "period": "hour", "flag": "N"}})
+
+
+def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place():
+    subject = "91330200MA2AB1234Y"
+    registration = {"specversion": "1.0", "id": "reg", "source": "registry", "type": "enterprise.registered",
+                    "subject": subject, "time": "2024-01-01T08:00:00+08:00",
+                    "data": {"name": "Test foundry", "industry": "foundry", "district": "Beilun", "in_park": True,
+                             "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "scale": "above"}}
+    lines = [orjson.dumps(registration)]
+    lines += [reading(f"2024-03-0{d}T10:00:00+08:00", 45, subject, d) for d in (1, 5, 9)]  # three exceedances: an order
+    lines += [reading(f"2024-{m:02d}-15T10:00:00+08:00", 3, subject, 100 + m) for m in (4, 5, 6, 7, 8)]  # quiet, past the deadline
+    per_event, batch = run_both(lines, batch_size=4096)
+    closures = [line for line in (orjson.dumps(r.to_dict()) for r in Engine(plugins=PLUGINS).run(lines)) if b"close_by_law" in line]
+    assert len(closures) == 1 and batch.lane_stats["quiet"] >= 2
+
+
+def test_bulk_reading_from_files_matches_line_by_line(tmp_path):
+    lines = adversarial_log(9, 800)
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(lines))  # no newline at the end: the last line still counts
+    per_event, batch = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
+    from engine.sources import read_jsonl
+
+    a = [orjson.dumps(r.to_dict()) for r in per_event.run(read_jsonl([path]))]
+    files = JsonlFiles([path], block_bytes=1000)  # blocks end inside lines
+    b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(files, batch_size=50)]
+    assert a == b and per_event.summary.to_dict() == batch.summary.to_dict()
+    assert [line.text for line in files] == [line.text for line in read_jsonl([path])]
+
+
+def test_lines_that_only_parse_together_are_each_quarantined():
+    good = [orjson.dumps(e) for e in REGISTRATIONS[:2]]
+    lines = good[:1] + [b'{"a":1},{"b":2}', b'{"x":"}', b'{"}', b'{"c":[{}', b'{}]}'] + good[1:]
+    per_event, batch = run_both(lines, batch_size=16)
+    assert batch.summary.quarantined == 5
+
+
+def shape_of(event: dict[str, Any]) -> dict[str, Any]:
+    shape: dict[str, Any] = {key: None for key in event}
+    if isinstance(event.get("data"), dict):
+        shape["data"] = {key: None for key in event["data"]}
+    return shape
+
+
+def test_a_shape_plan_never_accepts_what_the_validator_rejects():
+    rng = random.Random(3)
+    accepted = rejected_by_both = 0
+    for n in range(3000):
+        event = rng.choice(READINGS)
+        if rng.random() < 0.7:
+            event = mutate(event, rng.choice(MUTATIONS), rng)
+        if not isinstance(event.get("data"), dict):
+            continue
+        plan = plan_shape(REFERENCE.validator.schemas[event["type"]], shape_of(event), REFERENCE.validator.compile_leaf)
+        problem = REFERENCE.validator.problem(event, from_json=True)
+        if plan is None:
+            continue
+        columns = {c.path: [event[c.path[0]] if len(c.path) == 1 else event["data"][c.path[1]]] for c in plan.checks}
+        if not plan.failing(columns):
+            assert problem is None, (event, problem)
+            accepted += 1
+        elif problem is not None:
+            rejected_by_both += 1
+    assert accepted > 1000 and rejected_by_both > 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(READINGS), st.floats(-1e6, 1e9, allow_nan=False), st.one_of(st.none(), st.floats(0, 20.99)))
+def test_a_gate_lets_through_only_readings_no_rule_fires_on(event, value, o2):
+    lane = FastLane(REFERENCE)
+    data = dict(event["data"], value=value)
+    if o2 is not None and event["type"] == "emission.measured":
+        data["o2_percent"] = o2
+    candidate = dict(event, data=data)
+    key = tuple(data.get(f, "N" if f == "flag" else None) for f in ("pollutant", "unit", "process", "point", "destination", "period", "flag"))
+    gate = lane._gate(event["type"], key, "o2_percent" in data, False)
+    if isinstance(gate, int):
+        return
+    inside = gate.low <= value <= gate.high and (gate.o2_free is None or value * gate.o2_free / (21.0 - data["o2_percent"]) <= gate.o2_high)
+    findings = JUDGE._judge(_reading(candidate), data["period"])
+    if inside:
+        assert not findings
+    assert gate.fires(value, data.get("o2_percent")) or not findings
+
+
+def _reading(event: dict[str, Any]):
+    from engine.normalise import reading_from_event
+
+    return reading_from_event(event)
