@@ -4,7 +4,8 @@ Each chunk is parsed line by line with orjson in one C-level `map` (a chunk with
 is parsed again one line at a time, so the bad line alone is quarantined, exactly as on
 the per-event path), then handed to the fast lane (engine/fastlane.py), which commits the
 quiet readings in bulk and sends every other line through the Engine's own per-event
-stages in input order. The output is the per-event path's, record for record
+stages in input order. With `workers`, the sorting of chunks runs in forked
+processes (engine/parallel.py). The output is the per-event path's, record for record
 (tests/test_batch.py, tests/test_fastlane.py).
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine.fastlane import UNPARSED, FastLane
+from engine.parallel import LazyEvents, can_fork, sorted_chunks
 
 if TYPE_CHECKING:
     from engine.pipeline import Engine, InputLine, Record
@@ -73,11 +75,19 @@ def chunks_of(lines: Iterable[InputLine | str | bytes | Mapping[str, Any]],
 
 
 def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], *, as_of: str | None = None,
-              batch_size: int = 4096) -> Iterator[Record]:
-    """Stream `lines` through `engine` in chunks; yields what `engine.run` yields, in the same order."""
+              batch_size: int = 256, workers: int = 0) -> Iterator[Record]:
+    """Stream `lines` through `engine` in chunks; yields what `engine.run` yields, in the same order.
+
+    `workers` > 0 sorts chunks in that many forked processes (engine/parallel.py).
+    """
     lane = FastLane(engine)
+    chunks = chunks_of(lines, batch_size)
+    if workers > 0 and can_fork():
+        sorted_ = sorted_chunks(lane, chunks, workers)
+    else:
+        sorted_ = ((chunk, None) for chunk in chunks)
     number = 0
-    for chunk in chunks_of(lines, batch_size):
+    for chunk, sorting in sorted_:
         if isinstance(chunk, list):
             for item in chunk:
                 number += 1
@@ -85,5 +95,8 @@ def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[
             continue
         source, first, texts = chunk
         number += len(texts)
-        yield from lane.process(parse_lines(texts), texts, source, first)
+        if sorting is None:
+            yield from lane.process(parse_lines(texts), texts, source, first)
+        else:
+            yield from lane.apply(sorting, LazyEvents(texts), texts, source, first)
     yield from engine.flush(as_of)

@@ -25,6 +25,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,18 @@ _SORT = orjson.OPT_SORT_KEYS
 _GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
 
 
+@dataclass(slots=True)
+class Sorting:
+    """What the fast lane learnt about a chunk, per line: quiet or not, and for quiet lines
+    what committing them needs (id, subject, event time, content digest)."""
+
+    lane: list[int]
+    ids: list[Any]
+    subjects: list[Any]
+    epochs: list[float]
+    digests: list[bytes | None]
+
+
 class FastLane:
     """Per engine: shape plans and screens are compiled on first sight and kept."""
 
@@ -58,23 +71,36 @@ class FastLane:
 
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
         """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
-        engine = self.engine
+        yield from self.apply(self.sort(events), events, raws, source, first_line)
+
+    def sort(self, events: Sequence[Any]) -> Sorting:
+        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it."""
         n = len(events)
-        lane = [_EXACT] * n
-        ids: list[Any] = [None] * n
+        sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
+        if not isinstance(self.engine._seen, DedupeIndex):
+            return sorting
         times: list[Any] = [None] * n
-        subjects: list[Any] = [None] * n
-        if isinstance(engine._seen, DedupeIndex):
-            for rows in _group(events):
-                self._classify(rows, events, lane, ids, times, subjects)
-            self._exclude_repeated_ids(events, lane, ids)
+        for rows in _group(events):
+            self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
+        blake2b, dumps = hashlib.blake2b, orjson.dumps
+        for i in [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]:
+            sorting.epochs[i] = epoch_of(times[i])
+            sorting.digests[i] = blake2b(dumps(events[i], option=_SORT), digest_size=12).digest()
+        return sorting
+
+    def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,
+              first_line: int) -> Iterator[Record]:
+        """Commit the quiet runs of a sorted chunk and take every other event exactly, in input order."""
+        lane = sorting.lane
+        self._exclude_repeated_ids(events, lane, sorting.ids)
         exact = [i for i, kind in enumerate(lane) if kind == _EXACT]
+        n = len(lane)
         self.stats["quiet"] += n - len(exact)
         self.stats["exact"] += len(exact)
         start = 0
         for index in exact + [n]:
             if index > start:
-                yield from self._commit(range(start, index), events, raws, source, first_line, lane, ids, times, subjects)
+                yield from self._commit(range(start, index), events, raws, source, first_line, sorting)
             if index < n:
                 yield from self._exact(events[index], raws[index], source, first_line + index)
             start = index + 1
@@ -180,14 +206,14 @@ class FastLane:
     # ---- effects ------------------------------------------------------------------------
 
     def _commit(self, run: range, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int,
-                lane: list[int], ids: list[Any], times: list[Any], subjects: list[Any]) -> Iterator[Record]:
+                sorting: Sorting) -> Iterator[Record]:
         """A run of quiet events: counters, ids and the clock in bulk.
 
         An event that moves the clock past an open order's deadline is not quiet after all
         (the order escalates at its place): it is taken exactly, and the run goes on after it.
         """
         decisions = self.engine._decisions
-        epochs = list(map(epoch_of, times[run.start:run.stop]))
+        epochs = sorting.epochs[run.start:run.stop]
         start = 0
         while start < len(epochs):
             limit = decisions.quiet_until()
@@ -201,7 +227,7 @@ class FastLane:
                     stop += 1
             if stop > start:
                 decisions.move_quietly(top)
-                self._remember(range(run.start + start, run.start + stop), events, lane, ids, subjects, epochs[start:stop])
+                self._remember(run.start + start, run.start + stop, sorting)
             if stop < len(epochs):
                 row = run.start + stop
                 self.stats["quiet"] -= 1
@@ -209,19 +235,17 @@ class FastLane:
                 yield from self._exact(events[row], raws[row], source, first_line + row)
             start = stop + 1
 
-    def _remember(self, run: range, events: Sequence[Any], lane: list[int], ids: list[Any], subjects: list[Any],
-                  epochs: list[float]) -> None:
-        engine = self.engine
-        blake2b, dumps = hashlib.blake2b, orjson.dumps
-        digests = [blake2b(dumps(events[i], option=_SORT), digest_size=12).digest() for i in run]
-        summary = engine.summary
-        summary.beyond_dedupe_horizon += engine._seen.add_new(ids[run.start:run.stop], digests, epochs)  # type: ignore[union-attr]
-        summary.read += len(run)
-        summary.processed += len(run)
-        strangers = set(subjects[run.start:run.stop]).difference(engine._registry)
+    def _remember(self, start: int, stop: int, sorting: Sorting) -> None:
+        engine, summary = self.engine, self.engine.summary
+        summary.beyond_dedupe_horizon += engine._seen.add_new(  # type: ignore[union-attr]
+            sorting.ids[start:stop], sorting.digests[start:stop], sorting.epochs[start:stop])  # type: ignore[arg-type]
+        summary.read += stop - start
+        summary.processed += stop - start
+        subjects = sorting.subjects[start:stop]
+        strangers = set(subjects).difference(engine._registry)
         if strangers:
-            summary.unregistered += sum(1 for s in subjects[run.start:run.stop] if s in strangers)
-        summary.unavailable += lane[run.start:run.stop].count(_UNAVAILABLE)
+            summary.unregistered += sum(1 for s in subjects if s in strangers)
+        summary.unavailable += sorting.lane[start:stop].count(_UNAVAILABLE)
 
     def _exact(self, event: Any, raw: bytes, source: str, line: int) -> list[Record]:
         from engine.pipeline import InputLine

@@ -256,3 +256,17 @@ def _reading(event: dict[str, Any]):
     from engine.normalise import reading_from_event
 
     return reading_from_event(event)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sorting_in_worker_processes_gives_the_same_output(workers):
+    lines = adversarial_log(21, 1200) + [orjson.dumps(e) for e in CITY.events[:300]]
+    inputs = [InputLine("log.jsonl", n, text) for n, text in enumerate(lines, start=1)]
+    mixed = inputs[:500] + [orjson.loads(text) for text in lines[500:520] if text != b"{broken"] + inputs[520:]
+    for source in (inputs, mixed):
+        per_event, batch = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
+        a = [orjson.dumps(r.to_dict()) for r in per_event.run(source)]
+        b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(source, batch_size=64, workers=workers)]
+        assert a == b and per_event.summary.to_dict() == batch.summary.to_dict()
+        assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
+        assert batch.lane_stats["quiet"] > 300
