@@ -4,7 +4,7 @@
     ruleset, each event posted one at a time (what a user of durable_rules alone gets);
 (b) Engine.process, per event (orjson per line, then process);
 (c) the batch path, Engine.run_batch, end to end from the JSONL file: in one process, and
-    with chunks sorted in 2 forked processes (`--jobs 2`);
+    with chunks sorted in 1 and in 2 forked processes (`--jobs 1`, `--jobs 2`);
 (d) the floor: reading the file and orjson.loads per line, no validation, no rules.
 
 Tests are named so that pytest runs them in this order; the last prints the table.
@@ -120,6 +120,11 @@ def test_c_batch_path(benchmark, million_log, results):
     _batch(benchmark, million_log, results, "c_batch_path", workers=0)
 
 
+def test_c_batch_path_1_job(benchmark, million_log, results):
+    """The batch path with chunks sorted in 1 forked process (`rectify run --jobs 1`)."""
+    _batch(benchmark, million_log, results, "c_batch_path_1_job", workers=1)
+
+
 def test_c_batch_path_2_jobs(benchmark, million_log, results):
     """The batch path with chunks sorted in 2 forked processes (`rectify run --jobs 2`)."""
     _batch(benchmark, million_log, results, "c_batch_path_2_jobs", workers=2)
@@ -145,7 +150,7 @@ def test_z_ratios(benchmark, results, capsys):
     lines = ["", "throughput (events/s), one run, same log:"]
     for name in sorted(rate):
         lines.append(f"  {name:<24}{rate[name]:>14,.0f}   ({results[name]['events']:,} events, {results[name]['seconds']:.1f} s)")
-    for c_name in ("c_batch_path", "c_batch_path_2_jobs"):
+    for c_name in ("c_batch_path", "c_batch_path_1_job", "c_batch_path_2_jobs"):
         if {"a_durable_rules_alone", "b_engine_process", c_name, "d_floor_orjson"} <= set(rate):
             c = rate[c_name]
             lines.append(f"  {c_name}: c/a = {c / rate['a_durable_rules_alone']:.2f}   c/b = {c / rate['b_engine_process']:.2f}   "

@@ -4,7 +4,7 @@ Each chunk is parsed line by line with orjson in one C-level `map` (a chunk with
 is parsed again one line at a time, so the bad line alone is quarantined, exactly as on
 the per-event path), then handed to the fast lane (engine/fastlane.py), which commits the
 quiet readings in bulk and sends every other line through the Engine's own per-event
-stages in input order. With `workers`, the sorting of chunks runs in forked
+stages in input order. With `workers`, chunks of files are sorted in forked
 processes (engine/parallel.py). The output is the per-event path's, record for record
 (tests/test_batch.py, tests/test_fastlane.py).
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine.fastlane import UNPARSED, FastLane
-from engine.parallel import LazyEvents, can_fork, sorted_chunks
+from engine.parallel import LazyEvents, can_share, sorted_file_chunks
 
 if TYPE_CHECKING:
     from engine.pipeline import Engine, InputLine, Record
@@ -78,16 +78,17 @@ def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[
               batch_size: int = 256, workers: int = 0) -> Iterator[Record]:
     """Stream `lines` through `engine` in chunks; yields what `engine.run` yields, in the same order.
 
-    `workers` > 0 sorts chunks in that many forked processes (engine/parallel.py).
+    `workers` > 0 sorts the chunks of `JsonlFiles` in that many forked processes
+    (engine/parallel.py); other inputs are sorted in-process.
     """
     lane = FastLane(engine)
-    chunks = chunks_of(lines, batch_size)
-    if workers > 0 and can_fork():
-        sorted_ = sorted_chunks(lane, chunks, workers)
-    else:
-        sorted_ = ((chunk, None) for chunk in chunks)
+    if workers > 0 and can_share(lines):
+        for (source, first, texts), sorting in sorted_file_chunks(lane, lines, batch_size, workers):  # type: ignore[arg-type]
+            yield from lane.apply(sorting, LazyEvents(texts), texts, source, first)
+        yield from engine.flush(as_of)
+        return
     number = 0
-    for chunk, sorting in sorted_:
+    for chunk in chunks_of(lines, batch_size):
         if isinstance(chunk, list):
             for item in chunk:
                 number += 1
@@ -95,8 +96,5 @@ def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[
             continue
         source, first, texts = chunk
         number += len(texts)
-        if sorting is None:
-            yield from lane.process(parse_lines(texts), texts, source, first)
-        else:
-            yield from lane.apply(sorting, LazyEvents(texts), texts, source, first)
+        yield from lane.process(parse_lines(texts), texts, source, first)
     yield from engine.flush(as_of)

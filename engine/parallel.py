@@ -1,43 +1,31 @@
-"""The batch path on more than one core: chunks sorted in worker processes.
+"""The batch path on more than one core: chunks of files sorted in worker processes.
 
 What the fast lane learns about a chunk before it touches engine state (parsing, shape
 plans, gates, event times, content digests) is a pure function of the lines. Worker
 processes do that part. They are forked from the process that holds the engine, so they
-share its compiled rules, schemas and plugins without pickling any of them. The engine's
-own process takes the sorted chunks back in input order, parses again only the lines that
-take the exact path, and makes every decision. So the output is the single-process
-output, record for record (tests/test_fastlane.py), and no worker can reorder anything.
+share its compiled rules, schemas and plugins without pickling any of them. Each worker
+reads the input files itself and sorts every N-th chunk (chunks are fixed runs of lines,
+engine/sources.py), then sends the sorting back through its own pipe. The engine's process
+reads the files too, takes the sortings in input order, parses again only the lines that
+take the exact path, and makes every decision. Only sortings cross a pipe, and only one
+way, so nothing can deadlock. No worker can reorder anything: the output is the
+single-process output, record for record (tests/test_fastlane.py).
 
-Forking needs a POSIX system; elsewhere `workers` is ignored and the chunks are sorted
-in-process.
+This needs files (standard input cannot be read twice) and a POSIX system (fork);
+otherwise the batch path sorts in-process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+import traceback
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from engine.fastlane import UNPARSED, FastLane, Sorting
-
-_LANE: FastLane | None = None  # in a worker: the fast lane of the engine it was forked from
-_IN_FLIGHT_PER_WORKER = 4
-
-
-def _adopt(lane: FastLane) -> None:
-    global _LANE
-    _LANE = lane
-
-
-def _sort(texts: list[bytes]) -> Sorting:
-    from engine.batch import parse_lines
-
-    assert _LANE is not None, "a sorting worker runs only in a pool started by sorted_chunks"
-    return _LANE.sort(parse_lines(texts))
+from engine.sources import JsonlFiles
 
 
 class LazyEvents(Sequence[Any]):
@@ -61,29 +49,54 @@ class LazyEvents(Sequence[Any]):
         return found
 
 
-def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+def can_share(files: Any) -> bool:
+    """Whether worker processes can sort these inputs: re-readable files, and fork."""
+    return isinstance(files, JsonlFiles) and files.rereadable and "fork" in multiprocessing.get_all_start_methods()
 
 
-def sorted_chunks(lane: FastLane, chunks: Iterable[Any], workers: int) -> Iterator[tuple[Any, Sorting | None]]:
-    """(chunk, its sorting) in input order; chunks that are not (source, first, texts) get None."""
+def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
+                       workers: int) -> Iterator[tuple[tuple[str, int, list[bytes]], Sorting]]:
+    """Each chunk of `files` with its sorting, in input order, sorted by `workers` processes."""
     context = multiprocessing.get_context("fork")
-    pending: deque[tuple[Any, Future[Sorting] | None]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_adopt, initargs=(lane,)) as pool:
-        try:
-            for chunk in chunks:
-                texts = chunk[2] if isinstance(chunk, tuple) else None
-                pending.append((chunk, pool.submit(_sort, texts) if texts is not None else None))
-                while len(pending) > workers * _IN_FLIGHT_PER_WORKER or (pending and pending[0][1] is None):
-                    yield _take(pending)
-            while pending:
-                yield _take(pending)
-        finally:
-            for _, future in pending:
-                if future is not None:
-                    future.cancel()
+    pipes, processes = [], []
+    try:
+        for index in range(workers):
+            receiving, sending = context.Pipe(duplex=False)
+            process = context.Process(target=_sort_share, args=(lane, files, size, index, workers, sending),
+                                      name=f"rectify-sort-{index}", daemon=True)
+            process.start()
+            sending.close()  # the worker holds the sending end
+            pipes.append(receiving)
+            processes.append(process)
+        for number, chunk in enumerate(files.chunks(size)):
+            try:
+                sent, sorting = pipes[number % workers].recv()
+            except EOFError:
+                raise RuntimeError(f"sorting worker {number % workers} ended early (chunk {number})") from None
+            if isinstance(sorting, str):
+                raise RuntimeError(f"sorting worker {number % workers} failed on chunk {sent}:\n{sorting}")
+            if sent != number:
+                raise RuntimeError(f"sorting worker {number % workers} sent chunk {sent}, expected {number}")
+            yield chunk, sorting
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        for pipe in pipes:
+            pipe.close()
 
 
-def _take(pending: deque[tuple[Any, Future[Sorting] | None]]) -> tuple[Any, Sorting | None]:
-    chunk, future = pending.popleft()
-    return chunk, future.result() if future is not None else None
+def _sort_share(lane: FastLane, files: JsonlFiles, size: int, index: int, workers: int, pipe: Any) -> None:
+    """A worker: sort chunks index, index + workers, ... and send (chunk number, sorting) each."""
+    from engine.batch import parse_lines
+
+    number = -1
+    try:
+        for number, (_, _, texts) in enumerate(files.chunks(size)):
+            if number % workers == index:
+                pipe.send((number, lane.sort(parse_lines(texts))))
+    except BaseException:  # noqa: BLE001 - reported to the engine's process, which raises it
+        pipe.send((number, traceback.format_exc()))
+    finally:
+        pipe.close()

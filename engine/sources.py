@@ -42,25 +42,40 @@ class JsonlFiles:
         return read_jsonl(self.paths)
 
     def chunks(self, size: int) -> Iterator[tuple[str, int, list[bytes]]]:
+        """(source, first line number, lines): `size` lines of one file each (fewer at a file's end).
+
+        Chunks depend on the files and `size` only, never on how reads were split, so worker
+        processes reading the same files see the same chunks (engine/parallel.py).
+        """
         for name in self.paths:
             handle = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
             try:
-                number, pending = 1, b""
+                number, pending, lines = 1, b"", []
                 while True:
                     block = handle.read1(self.block_bytes)
                     if not block:
                         break
-                    lines = (pending + block).split(b"\n")
-                    pending = lines.pop()
-                    for start in range(0, len(lines), size):
-                        part = lines[start:start + size]
-                        yield name, number, part
-                        number += len(part)
+                    parts = (pending + block).split(b"\n")
+                    pending = parts.pop()
+                    lines.extend(parts)
+                    start = 0
+                    while len(lines) - start >= size:
+                        yield name, number, lines[start:start + size]
+                        number += size
+                        start += size
+                    del lines[:start]
                 if pending:
-                    yield name, number, [pending]
+                    lines.append(pending)
+                if lines:
+                    yield name, number, lines
             finally:
                 if handle is not sys.stdin.buffer:
                     handle.close()
+
+    @property
+    def rereadable(self) -> bool:
+        """Whether another process can read the same lines again (files, not standard input)."""
+        return "-" not in self.paths
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:

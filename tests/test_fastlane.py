@@ -259,14 +259,27 @@ def _reading(event: dict[str, Any]):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sorting_in_worker_processes_gives_the_same_output(workers):
+def test_sorting_in_worker_processes_gives_the_same_output(workers, tmp_path):
+    from engine.sources import read_jsonl
+
     lines = adversarial_log(21, 1200) + [orjson.dumps(e) for e in CITY.events[:300]]
-    inputs = [InputLine("log.jsonl", n, text) for n, text in enumerate(lines, start=1)]
-    mixed = inputs[:500] + [orjson.loads(text) for text in lines[500:520] if text != b"{broken"] + inputs[520:]
-    for source in (inputs, mixed):
-        per_event, batch = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
-        a = [orjson.dumps(r.to_dict()) for r in per_event.run(source)]
-        b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(source, batch_size=64, workers=workers)]
-        assert a == b and per_event.summary.to_dict() == batch.summary.to_dict()
-        assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
-        assert batch.lane_stats["quiet"] > 300
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"\n".join(lines[:700]) + b"\n")
+    second.write_bytes(b"\n".join(lines[700:]))
+    per_event, batch = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
+    a = [orjson.dumps(r.to_dict()) for r in per_event.run(read_jsonl([first, second]))]
+    b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(JsonlFiles([first, second]), batch_size=64, workers=workers)]
+    assert a == b and per_event.summary.to_dict() == batch.summary.to_dict()
+    assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
+    assert batch.lane_stats["quiet"] > 300
+
+
+def test_stopping_early_leaves_no_worker_processes(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events))
+    records = Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), batch_size=16, workers=2)
+    assert next(records) is not None
+    records.close()
+    assert not multiprocessing.active_children()
