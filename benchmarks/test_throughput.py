@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from engine import Engine
-from engine.rete import Outcome, SafeHost
+from engine.rete import SafeHost
 from engine.rules import READING_TYPES, Rule
 from engine.sources import JsonlFiles
 

@@ -15,27 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from engine.fastlane import UNPARSED, FastLane
+from engine.fastlane import FastLane, parse_lines
 from engine.parallel import LazyEvents, can_share, sorted_file_chunks
 
 if TYPE_CHECKING:
     from engine.pipeline import Engine, InputLine, Record
-
-
-def parse_lines(texts: list[bytes]) -> list[Any]:
-    """orjson per line; a line that does not parse becomes UNPARSED (quarantined downstream)."""
-    try:
-        return list(map(orjson.loads, texts))
-    except orjson.JSONDecodeError:
-        parsed: list[Any] = []
-        for text in texts:
-            try:
-                parsed.append(orjson.loads(text))
-            except orjson.JSONDecodeError:
-                parsed.append(UNPARSED)
-        return parsed
 
 
 def chunks_of(lines: Iterable[InputLine | str | bytes | Mapping[str, Any]],
@@ -58,13 +42,16 @@ def chunks_of(lines: Iterable[InputLine | str | bytes | Mapping[str, Any]],
             yield chunk
             number += len(chunk)
             continue
-        source, first, texts = None, 0, []
+        source: str | None = None
+        first = 0
+        texts: list[bytes] = []
         for item in chunk:
             number += 1
+            text: str | bytes
             if isinstance(item, InputLine):
                 place, text = (item.source, item.number), item.text
             else:
-                place, text = ("<input>", number), item
+                place, text = ("<input>", number), item  # type: ignore[assignment]
             if source is None or place != (source, first + len(texts)):
                 if texts:
                     yield source, first, texts  # type: ignore[misc]

@@ -146,13 +146,13 @@ class FastLane:
             gate = gates.get(key)
             if gate is None:
                 gate = gates[key] = self._gate(event_type, key, has_o2, has_volume)
-            if type(gate) is int:  # _EXACT, or _UNAVAILABLE (counted, never judged)
+            if isinstance(gate, int):  # _EXACT, or _UNAVAILABLE (counted, never judged)
                 if gate == _EXACT:
                     continue
                 status = gate
             else:
                 value = values[p]
-                o2 = oxygen[p] if oxygen is not None else None
+                o2: Any = oxygen[p] if oxygen is not None else None
                 if (value > gate.high or value < gate.low
                         or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)):
                     if gate.fires(value, o2):
@@ -263,6 +263,20 @@ class FastLane:
         return self.engine.process_parsed(event, raw, source, line)
 
 
+def parse_lines(texts: list[bytes]) -> list[Any]:
+    """orjson per line; a line that does not parse becomes UNPARSED (quarantined downstream)."""
+    try:
+        return list(map(orjson.loads, texts))
+    except orjson.JSONDecodeError:
+        parsed: list[Any] = []
+        for text in texts:
+            try:
+                parsed.append(orjson.loads(text))
+            except orjson.JSONDecodeError:
+                parsed.append(UNPARSED)
+        return parsed
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for one step of a chunk (about a millisecond).
@@ -291,7 +305,7 @@ def _group(events: Sequence[Any]) -> Iterator[list[int]]:
         datas = list(map(itemgetter("data"), events))
         keys = list(zip(types, map(len, events), map(type, datas), map(len, datas)))
     except (KeyError, TypeError, IndexError):
-        keys = [_key(event) for event in events]
+        keys = [_key(event) for event in events]  # type: ignore[misc]
     groups: dict[Any, list[int]] = {}
     for i, key in enumerate(keys):
         rows = groups.get(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from engine.pipeline import InputLine
 
@@ -48,9 +49,9 @@ class JsonlFiles:
         processes reading the same files see the same chunks (engine/parallel.py).
         """
         for name in self.paths:
-            handle = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
+            handle: Any = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
             try:
-                number, pending, lines = 1, b"", []
+                number, pending, lines = 1, b"", []  # type: int, bytes, list[bytes]
                 while True:
                     block = handle.read1(self.block_bytes)
                     if not block:
