@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from engine import Engine
 
@@ -61,33 +62,45 @@ def events():
                    "time": (start + timedelta(days=8 * d)).isoformat(),
                    "data": {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013", "value": 12.5,
                             "unit": "mg/m3", "period": "hour"}}
-tracemalloc.start()
-for event in events():
-    engine.process(event)
-engine.flush()
+if sys.argv[3] == "batch":  # the batch path from a JSONL file, written before measuring
+    import orjson, tempfile
+    from engine.sources import JsonlFiles
+    path = tempfile.mkstemp(suffix=".jsonl")[1]
+    with open(path, "wb") as handle:
+        for event in events():
+            handle.write(orjson.dumps(event) + b"\n")
+    tracemalloc.start()
+    for _ in engine.run_batch(JsonlFiles([path])):
+        pass
+else:
+    tracemalloc.start()
+    for event in events():
+        engine.process(event)
+    engine.flush()
 current, peak = tracemalloc.get_traced_memory()
 print(json.dumps({"enterprises": enterprises, "events": engine.summary.read, "traced_bytes": current,
                   "peak_traced_bytes": peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
-def _probe(enterprises: int, days: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(enterprises), str(days)],
+def _probe(enterprises: int, days: int, path: str = "process") -> dict:
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(enterprises), str(days), path],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     return json.loads(out.stdout)
 
 
-def test_memory_100k_enterprises(benchmark, capsys):
+@pytest.mark.parametrize("path", ["process", "batch"])
+def test_memory_100k_enterprises(benchmark, capsys, path):
     def run() -> list[dict]:
         # readings 8 days apart: the log grows past the 7-day dedupe horizon
-        return [_probe(100_000, 2), _probe(100_000, 4)]
+        return [_probe(100_000, 2, path), _probe(100_000, 4, path)]
 
     short, long = benchmark.pedantic(run, rounds=1, iterations=1)
     with capsys.disabled():
         for probe in (short, long):
             per = probe["traced_bytes"] / probe["enterprises"]
-            print(f"\nreplay of {probe['enterprises']:,} enterprises, {probe['events']:,} events: "
+            print(f"\n{path}: replay of {probe['enterprises']:,} enterprises, {probe['events']:,} events: "
                   f"state {probe['traced_bytes'] / 2**20:.0f} MiB traced ({per:,.0f} B per enterprise), "
-                  f"peak RSS {probe['max_rss_kb'] / 1024:.0f} MiB")
+                  f"peak traced {probe['peak_traced_bytes'] / 2**20:.0f} MiB, peak RSS {probe['max_rss_kb'] / 1024:.0f} MiB")
         growth = (long["traced_bytes"] - short["traced_bytes"]) / (long["events"] - short["events"])
-        print(f"state growth with log length: {growth:,.0f} B per additional event")
+        print(f"{path}: state growth with log length: {growth:,.0f} B per additional event")

@@ -63,7 +63,7 @@ class Sorting:
 
 
 class FastLane:
-    """Per engine: shape plans and screens are compiled on first sight and kept."""
+    """Per engine: shape plans and threshold gates are compiled on first sight and kept."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
