@@ -84,21 +84,26 @@ class ColumnCheck:
             if not kinds <= {int, float}:
                 return False  # a string against a bound: let the exact path judge
             low, high = min(column), max(column)
-            if int in kinds and (low < -_SAFE_INT or high > _SAFE_INT):
-                return False
-            if self.low is not None and (low <= self.low[0] if self.low[1] else low < self.low[0]):
-                return False
-            if self.high is not None and (high >= self.high[0] if self.high[1] else high > self.high[0]):
+            if (int in kinds and (low < -_SAFE_INT or high > _SAFE_INT)) or not self._within(low, high):
                 return False
         if self.min_length is not None or self.max_length is not None:
             if kinds != {str}:
                 return False
             lengths = list(map(len, column))
-            if self.min_length is not None and min(lengths) < self.min_length:
-                return False
-            if self.max_length is not None and max(lengths) > self.max_length:
+            if not self._long_enough(min(lengths), max(lengths)):
                 return False
         return self.per_value is None or self._distinct_values_pass(column)
+
+    def _within(self, low: float, high: float) -> bool:
+        """Whether values from `low` to `high` meet the numeric bounds."""
+        if self.low is not None and (low <= self.low[0] if self.low[1] else low < self.low[0]):
+            return False
+        return self.high is None or not (high >= self.high[0] if self.high[1] else high > self.high[0])
+
+    def _long_enough(self, shortest: int, longest: int) -> bool:
+        """Whether strings of `shortest` to `longest` characters meet the length bounds."""
+        return ((self.min_length is None or shortest >= self.min_length)
+                and (self.max_length is None or longest <= self.max_length))
 
     def failing(self, column: Sequence[Any]) -> list[int]:
         """Positions of the values that fail (after `accepts` said some may): checked one by one."""
@@ -111,16 +116,10 @@ class ColumnCheck:
         if self.low is not None or self.high is not None:
             if kind not in (int, float) or (kind is int and not -_SAFE_INT <= value <= _SAFE_INT):
                 return False
-            if self.low is not None and (value <= self.low[0] if self.low[1] else value < self.low[0]):
-                return False
-            if self.high is not None and (value >= self.high[0] if self.high[1] else value > self.high[0]):
+            if not self._within(value, value):
                 return False
         if self.min_length is not None or self.max_length is not None:
-            if kind is not str:
-                return False
-            if self.min_length is not None and len(value) < self.min_length:
-                return False
-            if self.max_length is not None and len(value) > self.max_length:
+            if kind is not str or not self._long_enough(len(value), len(value)):
                 return False
         if self.per_value is not None:
             if kind is not str:

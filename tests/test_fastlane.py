@@ -65,7 +65,7 @@ def near(limit: float) -> list[float]:
 
 
 MUTATIONS = ["value", "value", "value", "o2", "unit", "flag", "drop", "extra_envelope", "bad_envelope", "extra_data",
-             "value_type", "subject", "time", "keys_order", "big_int", "negative"]
+             "value_type", "subject", "time", "keys_order", "big_int", "negative", "id_length"]
 
 
 def mutate(event: dict[str, Any], kind: str, rng: random.Random) -> dict[str, Any]:
@@ -100,6 +100,8 @@ def mutate(event: dict[str, Any], kind: str, rng: random.Random) -> dict[str, An
         event["data"] = dict(reversed(list(data.items())))
     elif kind == "big_int":
         data["value"] = rng.choice([2**53, 2**53 + 1, 2**63, -(2**64), 10**30])
+    elif kind == "id_length":
+        event["id"] = rng.choice(["", "x" * 201, "y" * 200, 7])
     elif kind == "negative":
         data["value"] = rng.choice([-1, -0.0, -1e-300, -1e6])
     return event
