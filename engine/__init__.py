@@ -2,9 +2,9 @@
 
 Embed it as a library:
 
-    from engine import Engine
+    from engine import Engine, JsonlFiles
     engine = Engine()                       # the installed industry plugins
-    for record in engine.run(open("events.jsonl", "rb")):
+    for record in engine.run_batch(JsonlFiles(["events.jsonl"])):   # or engine.run(lines): same records
         print(record.to_dict())
 
 The public API is what this module exports; everything else is internal.
@@ -17,6 +17,7 @@ from engine.pipeline import Engine, InputLine, InvalidEvent, Record
 from engine.plugins import PluginConflict, PluginFailure, PluginSet, load_plugins
 from engine.records import Decision, Finding, Quarantined, RunSummary
 from engine.rules import RulePackError
+from engine.sources import JsonlFiles, read_jsonl
 from engine.uscc import is_uscc, make_uscc, uscc_problem
 from engine.version import __version__
 
@@ -28,6 +29,7 @@ __all__ = [
     "Finding",
     "InputLine",
     "InvalidEvent",
+    "JsonlFiles",
     "Metric",
     "PluginConflict",
     "PluginFailure",
@@ -43,5 +45,6 @@ __all__ = [
     "is_uscc",
     "load_plugins",
     "make_uscc",
+    "read_jsonl",
     "uscc_problem",
 ]
