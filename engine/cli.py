@@ -27,7 +27,7 @@ from engine.plugins import PluginConflict
 from engine.records import Finding, Quarantined, RunSummary
 from engine.rules import RulePackError
 from engine.sinks import JsonlSink
-from engine.sources import JsonlFiles, count_lines, read_jsonl
+from engine.sources import JsonlFiles, count_lines, opened, read_jsonl
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 3
@@ -429,8 +429,7 @@ def _with_hj212(engine: Engine, lines: Iterable[Any], files: Sequence[str], regi
 
     yield from lines
     for path in files:
-        handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
-        try:
+        with opened(path) as handle:
             for number, item in ingest_numbered(_chunks(handle), registry, source=path):
                 if isinstance(item, Quarantined):
                     engine.summary.read += 1
@@ -438,9 +437,6 @@ def _with_hj212(engine: Engine, lines: Iterable[Any], files: Sequence[str], regi
                     sink.write(item.to_dict())
                 else:
                     yield InputLine(source=path, number=number, text=orjson.dumps(item))
-        finally:
-            if handle is not sys.stdin.buffer:
-                handle.close()
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -492,13 +488,9 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
                 q_sink.close()
 
         if address is None:
-            handle = sys.stdin.buffer if file == "-" else open(str(file), "rb")  # noqa: SIM115
-            try:
+            with opened(str(file)) as handle:
                 for record in ingest_packets(_chunks(handle), stations, source=str(file)):
                     sink(record)
-            finally:
-                if handle is not sys.stdin.buffer:
-                    handle.close()
         else:
             if address[0] not in ("127.0.0.1", "::1", "localhost"):
                 get_logger().warning("hj212_listen_not_loopback", host=address[0])

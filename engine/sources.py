@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from engine.pipeline import InputLine
+
+
+@contextmanager
+def opened(name: str | Path) -> Iterator[IO[bytes]]:
+    """A binary input by name ('-' is standard input, which is left open)."""
+    if str(name) == "-":
+        yield sys.stdin.buffer
+        return
+    with open(name, "rb") as handle:
+        yield handle
 
 
 def read_jsonl(paths: Iterable[str | Path]) -> Iterator[InputLine]:
@@ -17,15 +28,11 @@ def read_jsonl(paths: Iterable[str | Path]) -> Iterator[InputLine]:
     """
     for path in paths:
         name = str(path)
-        handle = sys.stdin.buffer if name == "-" else open(path, "rb")  # noqa: SIM115 - closed below
-        try:
+        with opened(name) as handle:
             for number, raw in enumerate(handle, start=1):
                 if raw.endswith(b"\n"):
                     raw = raw[:-1]
                 yield InputLine(source=name, number=number, text=raw)
-        finally:
-            if handle is not sys.stdin.buffer:
-                handle.close()
 
 
 class JsonlFiles:
@@ -49,11 +56,10 @@ class JsonlFiles:
         processes reading the same files see the same chunks (engine/parallel.py).
         """
         for name in self.paths:
-            handle: Any = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
-            try:
+            with opened(name) as handle:
                 number, pending, lines = 1, b"", []  # type: int, bytes, list[bytes]
                 while True:
-                    block = handle.read1(self.block_bytes)
+                    block = handle.read1(self.block_bytes)  # type: ignore[attr-defined]
                     if not block:
                         break
                     parts = (pending + block).split(b"\n")
@@ -69,9 +75,6 @@ class JsonlFiles:
                     lines.append(pending)
                 if lines:
                     yield name, number, lines
-            finally:
-                if handle is not sys.stdin.buffer:
-                    handle.close()
 
     @property
     def rereadable(self) -> bool:
