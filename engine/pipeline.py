@@ -29,14 +29,13 @@ from engine.normalise import Reading, epoch_of, reading_from_event
 from engine.plugins import PluginSet, load_plugins
 from engine.records import Decision, Finding, Quarantined, RunSummary
 from engine.rules import READING_TYPES, InactiveRule, Rule, RuleIndex, compile_rules, fingerprint, parse_pack
-from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_factor
+from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_corrected, round_judged
 from engine.validation import EventValidator
 from engine.windows import HourlyAverager
 from engine.version import __version__
 
 Record = Finding | Decision | Quarantined
 BACKENDS = ("compiled", "rete")
-_DIGITS = 9
 
 
 class InvalidEvent(ValueError):
@@ -81,7 +80,7 @@ class _MetricView(Mapping[str, Any]):
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), _DIGITS)
+    return None if value is None else round_judged(value)
 
 
 class Engine:
@@ -371,12 +370,8 @@ class Engine:
                 continue
             assert rule.unit is not None
             measured = convert(reading.value, reading.unit, rule.unit)
-            judged = measured
             reference = rule.o2_reference.get(reading.process or "")
-            factor = None
-            if reference is not None and reading.o2 is not None:
-                factor = o2_factor(reading.o2, reference)
-                judged *= factor
+            judged, factor = o2_corrected(measured, reading.o2, reference)
             ratio, note = (None, {}) if rule.benchmark is None else _benchmark_ratio(rule, reading.data)
             if ratio is not None and ratio > 1:
                 judged *= ratio

@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.rules import Rule
-from engine.units import UnitError, convert, o2_factor, to_canonical
+from engine.units import UnitError, convert, o2_corrected, round_judged, to_canonical
 
-_DIGITS = 9
 _MARGIN = 1e-9
 _TINY = 1e-300
 
@@ -113,13 +112,10 @@ def _cut(bound: float, scale: float, up: bool = False) -> float:
 
 
 def _judge(pollutant: str, unit: str, canonical: str, target: str, reference: float | None) -> Callable[[float, float | None], float]:
-    """Engine._judge's arithmetic for one rule, step for step (same functions, same order)."""
+    """Engine._judge's arithmetic for one rule: the same functions (engine/units.py), in the same order."""
 
     def judge(value: float, o2: float | None) -> float:
         measured = convert(to_canonical(pollutant, value, unit)[0], canonical, target)
-        judged = measured
-        if reference is not None and o2 is not None:
-            judged *= o2_factor(o2, reference)
-        return round(float(judged), _DIGITS)
+        return round_judged(o2_corrected(measured, o2, reference)[0])
 
     return judge

@@ -75,6 +75,25 @@ def o2_factor(measured_o2: float, reference_o2: float) -> float:
     return (21.0 - reference_o2) / (21.0 - measured_o2)
 
 
+def o2_corrected(value: float, measured_o2: float | None, reference_o2: float | None) -> tuple[float, float | None]:
+    """The value at reference oxygen and the factor, when both O2 values are known; else (value, None).
+
+    One place for the arithmetic, so `Engine._judge` and the batch path's gates
+    (engine/screen.py) compute the same floats.
+    """
+    if reference_o2 is None or measured_o2 is None:
+        return value, None
+    factor = o2_factor(measured_o2, reference_o2)
+    return value * factor, factor
+
+
+JUDGED_DIGITS = 9  # measured and judged values are rounded to this many decimals, then compared
+
+
+def round_judged(value: float) -> float:
+    return round(float(value), JUDGED_DIGITS)
+
+
 # Benchmark volume units: the volume per unit of product, and how many m3 one unit is.
 BENCHMARK_UNITS: dict[str, tuple[str, float]] = {
     "m3/t": ("t", 1.0),
