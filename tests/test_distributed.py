@@ -73,6 +73,18 @@ def generated_log() -> list[bytes]:
         return {"specversion": "1.0", "id": id or f"g-{number}", "source": "test", "type": type_, "subject": subject,
                 "time": time, "data": data}
 
+    def finance_of_everyone(year: int, time: str) -> list[dict]:
+        """The same figures every year, so the low scorers stay low (consecutive D years)."""
+        out = []
+        for n, firm in enumerate(FIRMS):
+            tax = 30_000 * (3 + (n * 7) % 20) + 9_000 * ((n * 13) % 17)
+            out.append(ev("finance.reported", firm, time,
+                          {"year": year, "tax_yuan": tax, "value_added_yuan": tax * (4 + n % 5), "revenue_yuan": tax * 20,
+                           "rd_expense_yuan": tax * ((n * 3) % 7) // 10, "employees_fte": 10 + (n * 11) % 40,
+                           "energy_tce": 50 + (n * 17) % 300, "electricity_kwh": 100_000 + n * 1_000,
+                           "emissions_kg": 20 + (n * 5) % 90}))
+        return out
+
     def exceed(subject: str, time: str, value: float = 45, period: str = "hour") -> dict:
         return ev("emission.measured", subject, time, {"outlet": "DA001", "process": "melting.electric",
                                                        "pollutant": "a34013", "value": value, "unit": "mg/m3",
@@ -96,13 +108,7 @@ def generated_log() -> list[bytes]:
     # firm 2 fails an inspection while its order is open: escalates at the inspection's time
     events.append(ev("inspection.recorded", FIRMS[2], "2024-02-10T09:00:00+08:00", {"result": "fail", "violations": ["x"]}))
     # finance for 2023 for everyone, then the close (firm 2 is closed by law by then)
-    for n, firm in enumerate(FIRMS):
-        tax = 30_000 * (3 + (n * 7) % 20) + 9_000 * ((n * 13) % 17)
-        events.append(ev("finance.reported", firm, "2024-02-20T08:00:00+08:00",
-                         {"year": 2023, "tax_yuan": tax, "value_added_yuan": tax * (4 + n % 5), "revenue_yuan": tax * 20,
-                          "rd_expense_yuan": tax * ((n * 3) % 7) // 10, "employees_fte": 10 + (n * 11) % 40,
-                          "energy_tce": 50 + (n * 17) % 300, "electricity_kwh": 100_000 + n * 1_000,
-                          "emissions_kg": 20 + (n * 5) % 90}))
+    events.extend(finance_of_everyone(2023, "2024-02-20T08:00:00+08:00"))
     events.append(ev("evaluation.closed", AUTHORITY, "2024-03-01T00:00:00+08:00", {"year": 2023}))
     # verifications: firm 3 passes in time (closed), firm 4 fails, firm 5 passes too late (see below)
     events.append(ev("rectification.verified", FIRMS[3], "2024-03-15T00:00:00+08:00", {"decision": "?", "passed": True}))
@@ -123,13 +129,7 @@ def generated_log() -> list[bytes]:
     events.append(exceed(FIRMS[8], "2024-05-11T10:05:00+08:00", 80, "minute"))  # an hour left open at the end
     events.append(exceed(FIRMS[3], "2024-05-11T10:10:00+08:00", 80, "minute"))
     # year two: consecutive D years for the low scorers
-    for n, firm in enumerate(FIRMS):
-        tax = 30_000 * (3 + (n * 7) % 20) + 9_000 * ((n * 13) % 17)
-        events.append(ev("finance.reported", firm, "2025-02-20T08:00:00+08:00",
-                         {"year": 2024, "tax_yuan": tax, "value_added_yuan": tax * (4 + n % 5), "revenue_yuan": tax * 20,
-                          "rd_expense_yuan": tax * ((n * 3) % 7) // 10, "employees_fte": 10 + (n * 11) % 40,
-                          "energy_tce": 50 + (n * 17) % 300, "electricity_kwh": 100_000 + n * 1_000,
-                          "emissions_kg": 20 + (n * 5) % 90}))
+    events.extend(finance_of_everyone(2024, "2025-02-20T08:00:00+08:00"))
     events.append(ev("evaluation.closed", AUTHORITY, "2025-03-01T00:00:00+08:00", {"year": 2024}))
     events.append(ev("energy.reported", FIRMS[11], "2025-03-02T00:00:00+08:00", {"period": "2025-02"}))
     lines = [orjson.dumps(e) for e in events]
