@@ -21,12 +21,10 @@ per-event path's, record for record (tests/test_batch.py, tests/test_fastlane.py
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -77,10 +75,6 @@ class FastLane:
 
     def sort(self, events: Sequence[Any]) -> Sorting:
         """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it."""
-        with collector_paused():
-            return self._sort(events)
-
-    def _sort(self, events: Sequence[Any]) -> Sorting:
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
         if not isinstance(self.engine._seen, DedupeIndex):
@@ -234,8 +228,7 @@ class FastLane:
                     stop += 1
             if stop > start:
                 decisions.move_quietly(top)
-                with collector_paused():
-                    self._remember(run.start + start, run.start + stop, sorting)
+                self._remember(run.start + start, run.start + stop, sorting)
             if stop < len(epochs):
                 row = run.start + stop
                 self.stats["quiet"] -= 1
@@ -275,26 +268,6 @@ def parse_lines(texts: list[bytes]) -> list[Any]:
             except orjson.JSONDecodeError:
                 parsed.append(UNPARSED)
         return parsed
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one step of a chunk (about a millisecond).
-
-    Sorting a chunk makes thousands of short-lived containers and no reference cycles; with
-    the collector running, each 700 allocations start a collection that walks the young
-    objects (and, now and then, every object the process holds), about a fifth of the batch
-    path's time. Reference counting still frees everything at once; the collector runs
-    again as soon as the step ends, and it is never paused while control is with the caller.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _group(events: Sequence[Any]) -> Iterator[list[int]]:
