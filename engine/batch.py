@@ -16,7 +16,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from engine.fastlane import FastLane, parse_lines
-from engine.parallel import LazyEvents, can_share, sorted_file_chunks
+from engine.parallel import can_share, sorted_file_chunks
 
 if TYPE_CHECKING:
     from engine.pipeline import Engine, InputLine, Record
@@ -70,8 +70,8 @@ def run_batch(engine: Engine, lines: Iterable[InputLine | str | bytes | Mapping[
     """
     lane = FastLane(engine)
     if workers > 0 and can_share(lines):
-        for (source, first, texts), sorting in sorted_file_chunks(lane, lines, batch_size, workers):  # type: ignore[arg-type]
-            yield from lane.apply(sorting, LazyEvents(texts), texts, source, first)
+        for (source, first, texts), sorting, events in sorted_file_chunks(lane, lines, batch_size, workers):  # type: ignore[arg-type]
+            yield from lane.apply(sorting, events, texts, source, first)
         yield from engine.flush(as_of)
         return
     number = 0

@@ -57,8 +57,9 @@ def can_share(files: Any) -> bool:
 
 
 def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
-                       workers: int) -> Iterator[tuple[tuple[str, int, list[bytes]], Sorting]]:
-    """Each chunk of `files` with its sorting, in input order, sorted by `workers` processes."""
+                       workers: int) -> Iterator[tuple[tuple[str, int, list[bytes]], Sorting, Sequence[Any]]]:
+    """Each chunk of `files` with its sorting and its events, in input order, sorted by `workers`
+    processes. Events of a chunk sorted here are the parsed ones; of a worker's, parsed on use."""
     context = multiprocessing.get_context("fork")
     pipes, processes = [], []
     try:
@@ -73,7 +74,8 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
         for number, chunk in enumerate(files.chunks(size)):
             owner = _owner(number, workers)
             if owner is None:
-                yield chunk, lane.sort(parse_lines(chunk[2]))
+                events = parse_lines(chunk[2])
+                yield chunk, lane.sort(events), events
                 continue
             try:
                 sent, sorting = pipes[owner].recv()
@@ -83,7 +85,7 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
                 raise RuntimeError(f"sorting worker {owner} failed on chunk {sent}:\n{sorting}")
             if sent != number:
                 raise RuntimeError(f"sorting worker {owner} sent chunk {sent}, expected {number}")
-            yield chunk, sorting
+            yield chunk, sorting, LazyEvents(chunk[2])
     finally:
         for process in processes:
             if process.is_alive():
