@@ -98,9 +98,10 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
 def _owner(number: int, workers: int) -> int | None:
     """Who sorts chunk `number`: the engine's process every third chunk (None), else a worker in turn.
 
-    The engine's process spends about 4 µs per event committing and deciding, a worker about
-    7 µs parsing and sorting; sorting a third of the chunks itself keeps both busy on 2 cores
-    (measured against every 4th, 6th and 10th chunk).
+    The engine's process spends about 3 µs per event committing and deciding, a worker about
+    5.5 µs parsing and sorting (benchmarks/test_stages.py); sorting a third of the chunks
+    itself keeps both busy on 2 cores (in a side-by-side run, every third chunk did at least
+    as well as every 4th, 6th or 10th).
     """
     if number % _MAIN_EVERY == _MAIN_EVERY - 1:
         return None
