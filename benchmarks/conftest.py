@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import generate_city, write_jsonl
+from engine.devtools.demo import generate_city, write_jsonl
 
 EVENTS = int(os.environ.get("RECTIFY_BENCH_EVENTS", "1000000"))
 RESULTS: dict[str, dict[str, float]] = {}

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from engine import Engine
-from engine.demo import generate_city, write_jsonl
-from engine.sinks import dumps
-from engine.sources import read_jsonl
+from engine.devtools.demo import generate_city, write_jsonl
+from engine.output import dumps
+from engine.ingest import read_jsonl
 
 pytest.importorskip("dask.distributed")
 

@@ -43,7 +43,7 @@ import json, resource, sys, tracemalloc
 from datetime import datetime, timedelta, timezone
 from engine import Engine
 start = datetime(2024, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
-from engine.uscc import make_uscc
+from engine.validate import make_uscc
 enterprises, days = int(sys.argv[1]), int(sys.argv[2])
 engine = Engine()
 def events():
@@ -64,7 +64,7 @@ def events():
                             "unit": "mg/m3", "period": "hour"}}
 if sys.argv[3] == "batch":  # the batch path from a JSONL file, written before measuring
     import orjson, tempfile
-    from engine.sources import JsonlFiles
+    from engine.ingest import JsonlFiles
     path = tempfile.mkstemp(suffix=".jsonl")[1]
     with open(path, "wb") as handle:
         for event in events():

@@ -18,7 +18,7 @@ from itertools import islice
 import orjson
 
 from engine import Engine, JsonlFiles
-from engine.fastlane import FastLane, parse_lines
+from engine.fast import FastLane, parse_lines
 
 LINES = 300_000
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import orjson
 
 from engine import Engine
-from engine.rete import SafeHost
-from engine.rules import READING_TYPES, Rule
-from engine.sources import JsonlFiles
+from engine.decide.rete import SafeHost
+from engine.judge import READING_TYPES, Rule
+from engine.ingest import JsonlFiles
 
 
 def _lines(path: Path) -> int:

@@ -7,18 +7,32 @@ Embed it as a library:
     for record in engine.run_batch(JsonlFiles(["events.jsonl"])):   # or engine.run(lines): same records
         print(record.to_dict())
 
-The public API is what this module exports; everything else is internal.
+The public API is what this module exports (and the plugin API, `engine.plugins`);
+everything else is internal. The packages, in the order data flows:
+
+    ingest/ ─► validate/ ─► normalise/ ─► judge/ ─► decide/     the stages
+    pipeline.py (the Engine composes them) ◄─ fast/ (the batch path, below it)
+    output/ ─► run.py (the one run driver) ─► audit/, report/, distributed.py ─► cli/
 """
 
-from engine.contributions import EventSchema, Metric, PluginInfo, RulePackSource
-from engine.expressions import ExpressionError
-from engine.hookspecs import hookimpl
-from engine.pipeline import Engine, InputLine, InvalidEvent, Record
-from engine.plugins import PluginConflict, PluginFailure, PluginSet, load_plugins
-from engine.records import Decision, Finding, Quarantined, RunSummary
-from engine.rules import RulePackError
-from engine.sources import JsonlFiles, read_jsonl
-from engine.uscc import is_uscc, make_uscc, uscc_problem
+from engine.judge import ExpressionError, RulePackError
+from engine.ingest import JsonlFiles, read_jsonl
+from engine.pipeline import Engine, Prepared
+from engine.plugins import (
+    EventSchema,
+    IndustryPlugin,
+    Metric,
+    PluginConflict,
+    PluginFailure,
+    PluginInfo,
+    PluginSet,
+    RulePackSource,
+    hookimpl,
+    load_plugins,
+)
+from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
+from engine.run import Outputs, Run
+from engine.validate import is_uscc, make_uscc, uscc_problem
 from engine.version import __version__
 
 __all__ = [
@@ -27,18 +41,22 @@ __all__ = [
     "EventSchema",
     "ExpressionError",
     "Finding",
+    "IndustryPlugin",
     "InputLine",
     "InvalidEvent",
     "JsonlFiles",
     "Metric",
+    "Outputs",
     "PluginConflict",
     "PluginFailure",
     "PluginInfo",
     "PluginSet",
+    "Prepared",
     "Quarantined",
     "Record",
     "RulePackError",
     "RulePackSource",
+    "Run",
     "RunSummary",
     "__version__",
     "hookimpl",

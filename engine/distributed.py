@@ -28,7 +28,12 @@ stay with the driver (a local partition).
 the tick at it), sends the year's finance records, the registrations and the closed-by-law
 flags of those enterprises; the driver ranks them with the one `Evaluation` that holds the
 consecutive-D history, places the decisions at the barrier's line, and tells the partitions
-the year is closed. The hash chain (engine/audit.py) is added at the sink, after the merge.
+the year is closed. The hash chain (engine/output/chain.py) is added at the sink, after the
+merge (engine/run.py `Outputs`).
+
+Partitions use the Engine's stage API (`prepare`, `process_prepared` with the driver's
+verdict, `advance_clock`, `close_windows`) and the evaluation's `gather` / `adopt`; nothing
+here reaches into an engine's private state.
 
 Payloads are `Batch` objects (a list subclass) and `array.array`s, never plain lists of
 tuples (Dask would walk those element by element; DESIGN.md).
@@ -43,16 +48,16 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from engine.dedupe import DedupeIndex, Seen
-from engine.normalise import epoch_of
-from engine.pipeline import Engine, InputLine, InvalidEvent, Record
-from engine.records import Decision, Quarantined, RunSummary
-from engine.windows import _stream
+from engine.ingest import read_jsonl
+from engine.normalise import DedupeIndex, Seen, epoch_of, stream_of
+from engine.pipeline import Engine, Prepared
+from engine.records import Decision, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 
 DRIVER = -1
 BARRIER_TYPES = frozenset({"evaluation.closed"})
@@ -70,57 +75,6 @@ def partition_of(subject: str, partitions: int) -> int:
     return zlib.crc32(subject.encode("utf-8", "surrogatepass")) % partitions
 
 
-class _ProbeDone(Exception):
-    def __init__(self, event_id: str, digest: bytes, epoch: float) -> None:
-        super().__init__(event_id)
-        self.key = (event_id, digest, epoch)
-
-
-class _Probe(DedupeIndex):
-    """Stops the Engine's `_accept` at the de-duplication step and reports what it would check."""
-
-    def beyond_horizon(self, epoch: float) -> bool:
-        return False
-
-    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
-        raise _ProbeDone(event_id, digest, epoch)
-
-
-class _Verdicts(DedupeIndex):
-    """The driver's global verdict for the line being processed, in place of a local index."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.verdict: tuple[bool, Seen] | None = None
-
-    def beyond_horizon(self, epoch: float) -> bool:
-        if self.verdict is None:
-            raise RuntimeError("distributed: a partition accepted a line the probe rejected")
-        return self.verdict[0]
-
-    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
-        verdict, self.verdict = self.verdict, None
-        if verdict is None:
-            raise RuntimeError("distributed: a partition accepted a line the probe rejected")
-        return verdict[1]
-
-
-class _Trusted:
-    """The engine's validator, told which parsed event the probe has just found valid (no second check)."""
-
-    def __init__(self, validator: Any) -> None:
-        self._validator = validator
-        self.event: Any = None
-
-    def problem(self, event: Any, from_json: bool = False) -> str | None:
-        if event is self.event and from_json:
-            return None
-        return self._validator.problem(event, from_json)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._validator, name)
-
-
 def _due_key(record: Decision) -> tuple[float, str, str]:
     """The order `DecisionLayer.advance` sorts escalations in: deadline, enterprise, order id."""
     return (epoch_of(record.time), record.enterprise, record.supersedes or "")
@@ -132,33 +86,26 @@ class Partition:
     def __init__(self, engine_kwargs: Mapping[str, Any], number: int) -> None:
         self.number = number
         self.engine = Engine(**engine_kwargs)
-        self._verdicts = _Verdicts()
-        self.engine._seen = self._verdicts
-        self._trusted = _Trusted(self.engine.validator)
-        self.engine.validator = self._trusted
-        self._valid: dict[int, Any] = {}  # line index -> the event the probe parsed and found valid
-        self._prober = Engine(**engine_kwargs)
-        self._prober._seen = _Probe()
+        self._prepared: dict[int, Prepared] = {}  # line index -> the event the probe found valid
 
     def info(self) -> dict[str, Any]:
         return {"ruleset": self.engine.ruleset, "partition": self.number, "pid": os.getpid()}
 
     def probe(self, lines: Batch) -> Batch:
-        """(index, id, digest, epoch) of each valid line of `lines` [(index, text)]."""
+        """(index, id, digest, epoch) of each valid line of `lines` [(index, text)]: the engine's
+        `prepare` (parse, schema, units), nothing remembered but the prepared events."""
         out = Batch()
-        engine = self._prober
         for index, text in lines:
             try:
                 event = orjson.loads(text)
             except orjson.JSONDecodeError:
                 continue
             try:
-                engine._accept(event, True)
+                prepared = self.engine.prepare(event)
             except InvalidEvent:
                 continue
-            except _ProbeDone as done:
-                out.append((index, *done.key))
-                self._valid[index] = event
+            out.append((index, prepared.id, prepared.digest, prepared.epoch))
+            self._prepared[index] = prepared
         return out
 
     def run(self, lines: Batch, tick_index: array, tick_epoch: array, upto: int,
@@ -168,115 +115,75 @@ class Partition:
         Returns the tagged records and, for a barrier, what the year's ranking needs.
         """
         for year in closed_years:
-            self._close_year(year)
+            self.engine.evaluation.forget_year(year)
         engine = self.engine
         out = Batch()
         pos = 0
         for index, source, number, text, verdict in lines:
             pos = self._ticks(tick_index, tick_epoch, pos, bisect_right(tick_index, index), out)
-            event = self._valid.pop(index, None)
-            if verdict is None or event is None:
-                self._verdicts.verdict = None if verdict is None else (verdict[0], Seen(verdict[1]))
+            prepared = self._prepared.pop(index, None)
+            if (verdict is None) != (prepared is None):
+                raise RuntimeError(f"distributed: line {index} was valid in the probe but has no verdict")
+            if prepared is None:  # invalid: the engine quarantines it with its reason
                 records = engine.process_line(InputLine(source, number, text))
+                if not (len(records) == 1 and isinstance(records[0], Quarantined)):
+                    raise RuntimeError(f"distributed: line {index} was invalid in the probe but not in the engine")
             else:  # valid: the probe's parse and schema check stand (same bytes, same engine configuration)
-                self._verdicts.verdict = (verdict[0], Seen(verdict[1]))
-                self._trusted.event = event
-                try:
-                    records = engine.process_parsed(event, text, source, number)
-                finally:
-                    self._trusted.event = None
-            if self._verdicts.verdict is not None:
-                raise RuntimeError(f"distributed: line {index} was valid in the probe but not in the engine")
+                where = replace(prepared, raw=text, source=source, line=number)
+                records = engine.process_prepared(where, (verdict[0], Seen(verdict[1])))
             out.extend((index, 1, (seq,), record) for seq, record in enumerate(records))
         self._ticks(tick_index, tick_epoch, pos, bisect_left(tick_index, upto), out)
-        return out, (self._barrier_state(barrier_year) if barrier_year is not None else None)
+        if barrier_year is None:
+            return out, None
+        return out, engine.evaluation.gather(barrier_year, engine.decisions.is_closed)
 
     def _ticks(self, index: array, epochs: array, pos: int, limit: int, out: Batch) -> int:
         """Apply the global clock's ticks [pos, limit): escalate at the first tick past each deadline."""
         if pos >= limit:
             return pos
-        layer = self.engine._decisions
-        while pos < limit and layer._open:
-            due = min(order.deadline for order in layer._open.values())
+        engine = self.engine
+        while pos < limit:
+            due = engine.decisions.next_deadline()
+            if due is None:
+                break
             t = bisect_right(epochs, due, pos, limit)
             if t >= limit:
                 break
-            records = layer.advance(epochs[t])
-            self.engine._count(list(records))
-            out.extend((index[t], 0, _due_key(r), r) for r in records)
+            out.extend((index[t], 0, _due_key(r), r) for r in engine.advance_clock(epochs[t]))
             pos = t + 1
-        if pos < limit:
-            records = layer.advance(epochs[limit - 1])  # no deadline lies before it: only moves the clock
-            self.engine._count(list(records))
-            out.extend((index[limit - 1], 0, _due_key(r), r) for r in records)
+        if pos < limit:  # no deadline lies before it: only moves the clock
+            out.extend((index[limit - 1], 0, _due_key(r), r) for r in engine.advance_clock(epochs[limit - 1]))
         return limit
-
-    def _barrier_state(self, year: int) -> dict[str, Any]:
-        engine = self.engine
-        closed = engine._decisions._closed_by_law
-        finance = engine.evaluation._finance.get(year, {})
-        return {e: (record, engine._registry.get(e), e in closed) for e, record in finance.items()}
-
-    def _close_year(self, year: int) -> None:
-        evaluation = self.engine.evaluation
-        evaluation._closed.add(year)
-        evaluation._finance.pop(year, None)
 
     def barrier(self, line: tuple[Any, ...], year: int, states: Iterable[Mapping[str, Any]]) -> Batch:
         """The driver's side of a barrier: rank with every partition's state, then process the close."""
         merged: dict[str, Any] = {}
         for state in states:
             merged.update(state)
-        engine = self.engine
-        evaluation = engine.evaluation
-        if year not in evaluation._closed:
-            evaluation._finance[year] = {e: state[0] for e, state in merged.items()}
-        registrations = {e: state[1] for e, state in merged.items()}
-        evaluation._registration = registrations.get
-        engine._decisions._closed_by_law = {e for e, state in merged.items() if state[2]}
-        try:
-            out, _ = self.run(Batch([line]), array("q"), array("d"), 0)
-        finally:
-            evaluation._registration = engine._registry.get
-            engine._decisions._closed_by_law = set()
+        self.engine.evaluation.adopt(year, merged)
+        out, _ = self.run(Batch([line]), array("q"), array("d"), 0)
         return out
 
     def flush(self, end: int, as_of: str | None, closed_years: Iterable[int] = ()) -> tuple[Batch, RunSummary]:
         """`Engine.flush`, tagged so the driver can interleave the partitions' parts."""
-        for year in closed_years:
-            self._close_year(year)
         engine = self.engine
-        layer = engine._decisions
+        for year in closed_years:
+            engine.evaluation.forget_year(year)
         findings = []
-        for reading in engine._hours.flush():
-            base = (reading.epoch, _stream(reading))
-            findings.extend((base + (k,), f) for k, f in enumerate(engine._judge(reading, "hour")))
+        for reading, found in engine.close_windows():
+            base = (reading.epoch, stream_of(reading))
+            findings.extend((base + (k,), f) for k, f in enumerate(found))
         out = Batch((end, 1, key, f) for key, f in findings)
         for key, finding in findings:
-            out.extend((end, 2, key + (j,), d) for j, d in enumerate(layer.on_findings([finding])))
-        out.extend((end, 3, _due_key(d), d) for d in layer.finish(epoch_of(as_of) if as_of else None))
-        engine._count([r[3] for r in out])
-        engine.summary.open_orders = layer.open_orders
-        engine.summary.orders_closed = layer.orders_closed
+            out.extend((end, 2, key + (j,), d) for j, d in enumerate(engine.decisions.on_findings([finding])))
+        out.extend((end, 3, _due_key(d), d) for d in engine.decisions.finish(epoch_of(as_of) if as_of else None))
+        engine.summary.count([r[3] for r in out])
+        engine.settle()
         return out, engine.summary
-
-
-def _merge_summaries(summaries: Iterable[RunSummary]) -> RunSummary:
-    total = RunSummary()
-    for s in summaries:
-        for name in ("read", "processed", "duplicate", "quarantined", "unregistered", "unavailable", "late",
-                     "beyond_dedupe_horizon", "open_orders", "orders_closed"):
-            setattr(total, name, getattr(total, name) + getattr(s, name))
-        total.findings.update(s.findings)
-        total.unknown_types.update(s.unknown_types)
-        total.decisions.update(s.decisions)
-    return total
 
 
 def _lines(inputs: Any) -> Iterator[InputLine | str | bytes]:
     """Paths (read as JSONL) or lines; a path is a `Path` or a string naming an existing file."""
-    from engine.sources import read_jsonl
-
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     iterator = iter(inputs)
@@ -448,7 +355,7 @@ class DistributedRun:
                     out.extend(records)
                 if stop is not None:
                     e = by_index[stop]
-                    already = year in local.engine.evaluation._closed
+                    already = local.engine.evaluation.is_closed(year)
                     out.extend(local.barrier((stop, e[1], e[2], e[3], verdicts.get(stop)), year,
                                              [state for _, state in results]))
                     if not already:
@@ -471,7 +378,9 @@ class DistributedRun:
         for records, _ in results:
             out.extend(records)
         out.sort(key=lambda r: (r[0], r[1], r[2]))
-        self.summary = _merge_summaries([local_summary, *(s for _, s in results)])
+        self.summary = RunSummary()
+        for summary in [local_summary, *(s for _, s in results)]:
+            self.summary.merge(summary)
         del actors, futures
         for tagged in out:
             yield tagged[3]
@@ -486,49 +395,3 @@ def run_distributed(paths_or_lines: Any, *, scheduler: str | None = None, worker
     """
     for record in DistributedRun(paths_or_lines, scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs):
         yield record.to_dict()
-
-
-def cli_run(events: Iterable[str], *, scheduler: str | None, workers: int | None, out: str, quarantine: str | None,
-            summary_json: str | None, as_of: str | None, chain: bool, engine_kwargs: Mapping[str, Any]) -> None:
-    """`rectify run --cluster dask`: the same sinks, chain and summary as a local run."""
-    import sys
-
-    import click
-
-    from engine.audit import ChainedWriter
-    from engine.cli import summary_text
-    from engine.sinks import JsonlSink
-
-    if not events:
-        raise click.UsageError("--cluster dask needs EVENTS files")
-    started = time.perf_counter()  # for the throughput line only
-    job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs)
-    out_stream = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
-    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
-    try:
-        plain: Any = JsonlSink(out_stream)
-        out_sink: Any = ChainedWriter(plain) if chain else plain
-        q_sink: Any = None
-        if q_stream is not None:
-            q_sink = ChainedWriter(JsonlSink(q_stream)) if chain else JsonlSink(q_stream)
-        for record in job:
-            if isinstance(record, Quarantined) and q_sink is not None:
-                q_sink.write(record.to_dict())
-            else:
-                out_sink.write(record.to_dict())
-        out_sink.close()
-        if q_sink is not None:
-            q_sink.close()
-    finally:
-        if out_stream is not sys.stdout.buffer:
-            out_stream.close()
-        if q_stream is not None:
-            q_stream.close()
-    click.echo(summary_text(job.summary, time.perf_counter() - started), err=True)
-    click.echo(f"distributed: {job.partitions} partitions", err=True)
-    heads = {"chain": {"records": out_sink.written, "head": out_sink.head}} if chain else {}
-    if chain:
-        click.echo(f"chain head {out_sink.head} ({out_sink.written} records)", err=True)
-    if summary_json:
-        Path(summary_json).write_bytes(orjson.dumps({"ruleset": job.ruleset, **job.summary.to_dict(), **heads},
-                                                    option=orjson.OPT_INDENT_2))

@@ -1,13 +1,16 @@
-"""The Engine: one visible pipeline from a raw line to findings.
+"""The Engine: the stages composed into one visible pipeline, from a raw line to decisions.
 
-    parse ─► validate (schemas) ─► normalise (units) ─► de-duplicate (id) ─► clock
-          ─► state ─► windows (hourly means) ─► rules (indexed by type and pollutant)
-          ─► findings ─► decision layer (lists, routes, deadlines, escalation)
+    prepare: parse ─► validate (validate/) ─► normalise (normalise/readings) ─► digest
+    admit:   de-duplicate by id (normalise/dedupe)
+    accept:  clock ─► enterprises ─► windows ─► judge (judge/) ─► decide (decide/)
 
-Each stage is a small method with one job. Bad input is data: `run` turns it into a
-`Quarantined` record and goes on; `process` (for embedders handing over one event) raises
-`InvalidEvent` with the same message. Event time drives everything; the wall clock is
-never read. Hooks are called once, in the constructor, never per event.
+Each stage is an object the Engine is composed of and that owns its state (`state()` /
+`restore()`); the stage API (`prepare`, `admit`, `accept`, `flush`'s parts) can be called one
+step at a time, which is how distributed replay (engine/distributed.py) and the batch path
+(engine/fast/) use it. Bad input is data: `run` turns it into a `Quarantined` record and goes
+on; `process` (for embedders handing over one event) raises `InvalidEvent` with the same
+message. Event time drives everything; the wall clock is never read. Hooks are called once,
+in the constructor, never per event.
 """
 
 from __future__ import annotations
@@ -21,66 +24,44 @@ from typing import Any
 
 import orjson
 
-from engine.contributions import Metric, RulePackSource
-from engine.dedupe import DedupeIndex, Seen
-from engine.decisions import DecisionLayer, DecisionRule, InactiveDecision, compile_decisions
-from engine.evaluation import Evaluation, load_method
-from engine.normalise import Reading, epoch_of, reading_from_event
-from engine.plugins import PluginSet, load_plugins
-from engine.records import Decision, Finding, Quarantined, RunSummary
-from engine.rules import READING_TYPES, InactiveRule, Rule, RuleIndex, compile_rules, fingerprint, parse_pack
-from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_corrected, round_judged
-from engine.validation import EventValidator
-from engine.windows import HourlyAverager
+from engine.decide import DecisionLayer, DecisionRule, Detector, Evaluation, InactiveDecision, compile_decisions, load_method
+from engine.fast import batches
+from engine.judge import READING_TYPES, UNAVAILABLE, WINDOW, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
+    parse_pack, route
+from engine.normalise import DedupeIndex, Enterprises, HourlyAverager, Reading, Seen, Verdict, content_digest, epoch_of, \
+    reading_from_event
+from engine.plugins import PluginSet, RulePackSource, load_plugins
+from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
+from engine.state import CheckpointError
+from engine.units import UnitError
+from engine.validate import EventValidator
 from engine.version import __version__
 
-Record = Finding | Decision | Quarantined
 BACKENDS = ("compiled", "rete")
+SNAPSHOT_FORMAT = 2
+POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
-
-class InvalidEvent(ValueError):
-    """An event that cannot be processed; the message says which field and what is wrong."""
+Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
 
 
 @dataclass(frozen=True, slots=True)
-class InputLine:
-    """One line of input and where it came from (for quarantine records)."""
+class Prepared:
+    """A valid event ready to be admitted: what the stages after de-duplication need.
 
-    source: str
-    number: int
-    text: str | bytes
+    `raw`, `source` and `line` say where it came from (for a quarantine record, should its id
+    turn out to be taken by another event)."""
 
+    event: Mapping[str, Any]
+    reading: Reading | None
+    digest: bytes
+    epoch: float
+    raw: Any = None
+    source: str = "<input>"
+    line: int = 0
 
-class _MetricView(Mapping[str, Any]):
-    """`metric.NAME` in expressions: computed on first use for the current event only."""
-
-    __slots__ = ("_metrics", "_data", "_type", "_cache")
-
-    def __init__(self, metrics: Mapping[str, Metric], event_type: str, data: Mapping[str, Any]) -> None:
-        self._metrics, self._type, self._data, self._cache = metrics, event_type, data, {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._cache:
-            metric = self._metrics.get(name)
-            if metric is None or metric.event_type != self._type:
-                self._cache[name] = None
-            else:
-                value = metric.compute(self._data)
-                self._cache[name] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        return self._cache[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._metrics))
-
-    def __len__(self) -> int:
-        return len(self._metrics)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round_judged(value)
+    @property
+    def id(self) -> str:
+        return self.event["id"]  # type: ignore[no-any-return]
 
 
 class Engine:
@@ -88,7 +69,10 @@ class Engine:
 
     `backend` chooses where the decision layer's correlations (count windows, deadlines vs
     the event-time clock, sequences) run: "compiled" (plain Python, the reference) or
-    "rete" (durable_rules, through engine.rete). Both give identical output.
+    "rete" (durable_rules, through engine/decide/rete_detector.py). Both give identical output.
+
+    Stages may be handed in: `validator` (an `EventValidator` built for the same plugins, e.g.
+    shared by several engines) and `dedupe` (a `DedupeIndex`).
 
     Not thread-safe: one Engine per thread (or per shard of enterprises). Rules, the
     index and the validators are immutable after construction and could be shared.
@@ -106,52 +90,54 @@ class Engine:
         backend: str = "compiled",
         evaluation_method: str | Path | Mapping[str, Any] | None = None,
         dedupe_horizon_days: float | None = 7.0,
+        validator: EventValidator | None = None,
+        dedupe: DedupeIndex | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.plugins = plugins if plugins is not None else load_plugins(disable=disable, extra=extra_plugins)
         self.options = tuple(sorted(set(options)))
         self.parameters = {k: dict(v) for k, v in (parameters or {}).items()}
+        self.strict = strict
+        self.backend = backend
         packs = [parse_pack(source) for source in self.plugins.rule_packs]
         packs.append(parse_pack(POLICY_PACK))
-        self.rules: tuple[Rule, ...]
-        self.inactive_rules: tuple[InactiveRule, ...]
         rules, inactive = compile_rules(packs, options=self.options, parameters=self.parameters)
-        self.rules, self.inactive_rules = tuple(rules), tuple(inactive)
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.inactive_rules: tuple[InactiveRule, ...] = tuple(inactive)
         self.ruleset = fingerprint(
             packs, [(i.name, i.version) for i in self.plugins.infos], __version__, self.options, self.parameters
         )
-        # the mu-average method (engine/policy/mu_average.yaml unless `evaluation_method`); the
+        # the mu-average method (engine/decide/policy/mu_average.yaml unless `evaluation_method`); the
         # built-in one is part of the engine version, a custom one is mixed into the fingerprint
         self.method = load_method(evaluation_method, self.parameters)
         if evaluation_method is not None:
             self.ruleset = "sha256:" + hashlib.sha256(f"{self.ruleset}|{self.method.digest}".encode()).hexdigest()
-        self.validator = EventValidator(self.plugins.infos, self.plugins.event_schemas)
-        self.strict = strict
+        decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
+        self.decision_rules: tuple[DecisionRule, ...] = tuple(decision_rules)
+        self.inactive_decisions: tuple[InactiveDecision, ...] = tuple(inactive_decisions)
+
+        # the stages, in the order data flows
+        self.validator = validator if validator is not None else EventValidator(self.plugins.infos, self.plugins.event_schemas)
+        self.dedupe = dedupe if dedupe is not None else DedupeIndex(dedupe_horizon_days)
+        self.enterprises = Enterprises()
+        self.hours = HourlyAverager()
+        self.judge = Judge(self.rules, self.plugins.metrics, self.ruleset, self.enterprises.get)
+        self.evaluation = Evaluation(self.method, self.ruleset, self.enterprises.get)
+        self.decisions = DecisionLayer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
+                                       self.enterprises.get, self.evaluation, self._detector())
         self.summary = RunSummary()
         # how the batch path took events: "quiet" in bulk, "exact" one by one (diagnostics, not output)
         self.lane_stats: Counter[str] = Counter()
-        self._index = RuleIndex(self.rules)
-        self._metrics = {m.name: m for m in self.plugins.metrics}
-        self._registry: dict[str, Mapping[str, Any]] = {}
-        self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
-        self._seen = DedupeIndex(dedupe_horizon_days)
-        self._hours = HourlyAverager()
-        self.decision_rules: tuple[DecisionRule, ...]
-        self.inactive_decisions: tuple[InactiveDecision, ...]
-        decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
-        self.decision_rules, self.inactive_decisions = tuple(decision_rules), tuple(inactive_decisions)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.backend = backend
-        layer = DecisionLayer
-        if backend == "rete":
-            from engine.rete_decisions import ReteDecisionLayer
 
-            layer = ReteDecisionLayer
-        self._decisions = layer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
-                                self._registry.get)
-        self._decisions.evaluation = self.evaluation = Evaluation(self.method, self.ruleset, self._registry.get)
+    def _detector(self) -> Detector | None:
+        if self.backend != "rete":
+            return None
+        from engine.decide.rete_detector import ReteDetector  # durable_rules is imported only when asked for
 
-    # ---- public API -------------------------------------------------------------------
+        return ReteDetector([r for r in self.decision_rules if not r.on_registration])
+
+    # ---- running ------------------------------------------------------------------------
 
     def process(self, event: Mapping[str, Any]) -> list[Finding | Decision]:
         """Validate and evaluate one event: its findings (in rule-id order), then the decisions.
@@ -162,10 +148,16 @@ class Engine:
         same content) returns [] and is counted as duplicate.
         """
         self.summary.read += 1
-        return self._accept(event)
+        try:
+            prepared = self.prepare(event, from_json=False)
+        except InvalidEvent:
+            self.summary.quarantined += 1
+            raise
+        return self.accept(prepared, self.admit(prepared))
 
-    def run(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], as_of: str | None = None) -> Iterator[Record]:
-        """Stream input (lines of JSON or event mappings); yield findings, decisions, quarantine records.
+    def run(self, lines: Iterable[Line], as_of: str | None = None) -> Iterator[Record]:
+        """Stream input (lines of JSON or event mappings) one event at a time; yield findings,
+        decisions and quarantine records. The reference path: `run_batch` gives the same.
 
         Ends with `flush(as_of)` (end of input), so every finding and due decision is yielded.
         """
@@ -173,8 +165,23 @@ class Engine:
             yield from self.process_line(item, number)
         yield from self.flush(as_of)
 
-    def process_line(self, item: InputLine | str | bytes | Mapping[str, Any], number: int = 0) -> list[Record]:
+    def run_batch(self, lines: Iterable[Line], as_of: str | None = None, batch_size: int = 256,
+                  workers: int = 0) -> Iterator[Record]:
+        """The batch path for replays and bulk ingestion: same output as `run`, much faster.
+
+        Quiet readings (valid, new, inside every limit) are committed in bulk; everything else
+        takes the per-event stages in input order (engine/fast/). `workers` > 0 sorts chunks
+        in that many forked processes: more throughput on more cores, the same output. Pass
+        `engine.ingest.JsonlFiles` to read files in blocks.
+        """
+        for _, records in batches(self, lines, batch_size=batch_size, workers=workers):
+            yield from records
+        yield from self.flush(as_of)
+
+    def process_line(self, item: Line, number: int = 0) -> list[Record]:
         """One input line (or mapping) to records: findings and decisions, or one quarantine record."""
+        if isinstance(item, Quarantined):  # rejected by its source (e.g. a bad HJ 212 packet)
+            return self.process_prepared(item)
         source, line = "<input>", number
         if isinstance(item, InputLine):
             source, line, item = item.source, item.number, item.text
@@ -183,30 +190,115 @@ class Engine:
         try:
             event = orjson.loads(item)
         except orjson.JSONDecodeError as exc:
-            self.summary.read += 1
-            return [self._quarantine(item, source, line, f"invalid JSON: {exc}")]
+            return self.process_prepared(quarantined(item, source, line, f"invalid JSON: {exc}"))
         return self.process_parsed(event, item, source, line)
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
         """A line already parsed (by the batch path): the stages after parsing."""
-        self.summary.read += 1
         try:
-            return list(self._accept(event, from_json))
+            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line)
         except InvalidEvent as exc:
-            return [self._quarantine(raw, source, line, str(exc), counted=True)]
+            prepared = quarantined(raw, source, line, str(exc))
+        return self.process_prepared(prepared)
 
-    def run_batch(self, lines: Iterable[InputLine | str | bytes | Mapping[str, Any]], as_of: str | None = None,
-                  batch_size: int = 256, workers: int = 0) -> Iterator[Record]:
-        """The batch path for replays and bulk ingestion: same output as `run`, much faster.
+    def process_prepared(self, prepared: Prepared | Quarantined, verdict: Verdict | None = None) -> list[Record]:
+        """A prepared line (or its quarantine record) to records, counted. `verdict`: the
+        de-duplication verdict when someone else decided it (distributed replay), else `admit`'s."""
+        self.summary.read += 1
+        if isinstance(prepared, Quarantined):
+            self.summary.quarantined += 1
+            return [prepared]
+        try:
+            return list(self.accept(prepared, self.admit(prepared) if verdict is None else verdict))
+        except InvalidEvent as exc:
+            return [quarantined(prepared.raw, prepared.source, prepared.line, str(exc))]
 
-        Quiet readings (valid, new, inside every limit) are committed in bulk; everything else
-        takes the per-event stages in input order (engine/fastlane.py). `workers` > 0 sorts
-        chunks in that many forked processes (engine/parallel.py): more throughput on more
-        cores, the same output. Pass `engine.sources.JsonlFiles` to read files in blocks.
+    # ---- the stages -----------------------------------------------------------------------
+
+    def prepare(self, event: Any, from_json: bool = True, raw: Any = None, source: str = "<input>",
+                line: int = 0) -> Prepared:
+        """Validate and normalise one parsed event; InvalidEvent says what is wrong and where.
+
+        Reads no state and changes none (nothing is counted): any process may prepare.
+        `from_json`: parsed by orjson (which refuses NaN and infinities itself).
         """
-        from engine.batch import run_batch
+        problem = self.validator.problem(event, from_json)
+        if problem is None and not self.validator.known(event["type"]) and self.strict:
+            problem = f"type: unknown event type {event['type']!r} (strict mode)"
+        reading: Reading | None = None
+        if problem is None and event["type"] in READING_TYPES:
+            try:
+                reading = reading_from_event(event)
+            except UnitError as exc:
+                problem = f"data.unit: {exc}"
+        if problem is not None:
+            raise InvalidEvent(problem)
+        epoch = reading.epoch if reading is not None else epoch_of(event["time"])
+        return Prepared(event, reading, content_digest(event), epoch, event if raw is None else raw, source, line)
 
-        return run_batch(self, lines, as_of=as_of, batch_size=batch_size, workers=workers)
+    def admit(self, prepared: Prepared) -> Verdict:
+        """The de-duplication verdict for a prepared event (remembered when new)."""
+        return self.dedupe.verdict(prepared.id, prepared.digest, prepared.epoch)
+
+    def accept(self, prepared: Prepared, verdict: Verdict) -> list[Finding | Decision]:
+        """Apply an admitted event: the clock, enterprises, windows, judge and decision layer.
+
+        A duplicate gives [] (counted); an id already used by other content raises InvalidEvent
+        (counted as quarantined)."""
+        beyond, seen = verdict
+        if beyond:
+            self.summary.beyond_dedupe_horizon += 1
+        if seen is Seen.DUPLICATE:
+            self.summary.duplicate += 1
+            return []
+        if seen is Seen.CONFLICT:
+            self.summary.quarantined += 1
+            raise InvalidEvent(f"id: {prepared.id!r} was already used by a different event (ids are idempotency keys)")
+        self.summary.processed += 1
+        event = prepared.event
+        out: list[Finding | Decision] = list(self.decisions.advance(prepared.epoch))
+        findings = self._apply(event, prepared.reading)
+        out.extend(findings)
+        out.extend(self.decisions.on_event(event, prepared.epoch, findings))
+        self.summary.count(out)
+        return out
+
+    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+                     unavailable: int) -> None:
+        """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
+        deadline passed up to `top`, the latest of `epochs`; `unavailable` of them flagged other
+        than N): the clock moves, the ids are remembered, the counters add up."""
+        self.decisions.move_quietly(top)
+        summary = self.summary
+        summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
+        summary.read += len(ids)
+        summary.processed += len(ids)
+        summary.unregistered += self.enterprises.strangers(subjects)
+        summary.unavailable += unavailable
+
+    def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
+        event_type, subject, data = event["type"], event["subject"], event["data"]
+        self.enterprises.note(event_type, subject, data)
+        if event_type not in ("enterprise.registered", "evaluation.closed") and subject not in self.enterprises:
+            self.summary.unregistered += 1  # (a close is the authority's, of no enterprise)
+        if not self.validator.known(event_type):
+            self.summary.unknown_types[event_type] += 1
+            return []
+        if reading is None:
+            return self.judge.fact(event)
+        path = route(reading.period, reading.flag)
+        if path == UNAVAILABLE:
+            self.summary.unavailable += 1
+            return []
+        if path == WINDOW:
+            closed, late = self.hours.add(reading)
+            if late:
+                self.summary.late += 1
+            findings = [f for hour in closed for f in self.judge.reading(hour, "hour")]
+            return findings + self.judge.reading(reading, "instant")
+        return self.judge.reading(reading, reading.period)
+
+    # ---- the end of input -------------------------------------------------------------------
 
     def flush(self, as_of: str | None = None) -> list[Finding | Decision]:
         """End of input: close open hourly windows, decide on them, escalate what is due.
@@ -214,23 +306,66 @@ class Engine:
         `as_of` (RFC 3339) is the reference time of a replay: orders whose deadline lies
         before it escalate. Without it, the clock is the latest event time seen.
         """
-        findings: list[Finding] = []
-        for reading in self._hours.flush():
-            findings.extend(self._judge(reading, "hour"))
+        findings = [f for _, found in self.close_windows() for f in found]
         out: list[Finding | Decision] = list(findings)
-        out.extend(self._decisions.on_findings(findings))
-        out.extend(self._decisions.finish(epoch_of(as_of) if as_of else None))
-        self._count(out)
-        self.summary.open_orders = self._decisions.open_orders
-        self.summary.orders_closed = self._decisions.orders_closed
+        out.extend(self.decisions.on_findings(findings))
+        out.extend(self.decisions.finish(epoch_of(as_of) if as_of else None))
+        self.summary.count(out)
+        self.settle()
         return out
+
+    def close_windows(self) -> list[tuple[Reading, list[Finding]]]:
+        """Every open hourly window closed and judged, in time then stream order (not counted)."""
+        return [(hour, self.judge.reading(hour, "hour")) for hour in self.hours.flush()]
+
+    def advance_clock(self, epoch: float) -> list[Decision]:
+        """Move the event-time clock (a later event elsewhere): what falls due escalates, counted."""
+        decisions = self.decisions.advance(epoch)
+        self.summary.count(decisions)
+        return decisions
+
+    def settle(self) -> None:
+        """Copy the decision layer's order counts into the summary (the end of a run)."""
+        self.summary.open_orders = self.decisions.open_orders
+        self.summary.orders_closed = self.decisions.orders_closed
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The state the next input line depends on, as deterministic JSON bytes (sorted keys)."""
+        state = {
+            "format": SNAPSHOT_FORMAT,
+            "ruleset": self.ruleset,
+            "backend": self.backend,
+            "summary": self.summary.state(),
+            "enterprises": self.enterprises.state(),
+            "dedupe": self.dedupe.state(),
+            "hours": self.hours.state(),
+            "decisions": self.decisions.state(),
+        }
+        return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+
+    def restore(self, data: bytes) -> None:
+        """Put a freshly built engine (same rule set, same backend) into the state of a snapshot."""
+        state = orjson.loads(data)
+        if state.get("format") != SNAPSHOT_FORMAT:
+            raise CheckpointError(f"snapshot format {state.get('format')!r}, this engine reads {SNAPSHOT_FORMAT}")
+        if state["ruleset"] != self.ruleset:
+            raise CheckpointError(f"snapshot was taken with rule set {state['ruleset']}, this engine has {self.ruleset}")
+        if state["backend"] != self.backend:
+            raise CheckpointError(f"snapshot was taken on the {state['backend']} backend, this engine is {self.backend}")
+        self.summary.restore(state["summary"])
+        self.enterprises.restore(state["enterprises"])
+        self.dedupe.restore(state["dedupe"])
+        self.hours.restore(state["hours"])
+        self.decisions.restore(state["decisions"])
+
+    # ---- what the engine knows ----------------------------------------------------------------
 
     @property
     def registry(self) -> Mapping[str, Mapping[str, Any]]:
         """The latest registration of every enterprise seen (read-only view)."""
-        from types import MappingProxyType
-
-        return MappingProxyType(self._registry)
+        return self.enterprises.registry
 
     def targets(self) -> dict[str, Any]:
         """The programme targets (policy-pack parameters, after the authority's overrides)."""
@@ -253,215 +388,13 @@ class Engine:
         ]
         return sorted(rows, key=lambda row: row["id"])
 
-    # ---- stages -----------------------------------------------------------------------
 
-    def _quarantine(self, raw: Any, source: str, line: int, error: str, counted: bool = False) -> Quarantined:
-        if not counted:
-            self.summary.quarantined += 1
-        if isinstance(raw, bytes):
-            text = raw.decode("utf-8", errors="replace")
-        elif isinstance(raw, str):
-            text = raw
-        else:
-            text = orjson.dumps(raw, default=str).decode()
-        return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)
-
-    def _accept(self, event: Any, from_json: bool = False) -> list[Finding | Decision]:
-        problem = self.validator.problem(event, from_json)
-        if problem is None and not self.validator.known(event["type"]) and self.strict:
-            problem = f"type: unknown event type {event['type']!r} (strict mode)"
-        reading: Reading | None = None
-        if problem is None and event["type"] in READING_TYPES:
-            try:
-                reading = reading_from_event(event)
-            except UnitError as exc:
-                problem = f"data.unit: {exc}"
-        if problem is not None:
-            self.summary.quarantined += 1
-            raise InvalidEvent(problem)
-        digest = hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=12).digest()
-        epoch = reading.epoch if reading is not None else epoch_of(event["time"])
-        if self._seen.beyond_horizon(epoch):
-            self.summary.beyond_dedupe_horizon += 1
-        seen = self._seen.check(event["id"], digest, epoch)
-        if seen is Seen.DUPLICATE:
-            self.summary.duplicate += 1
-            return []
-        if seen is Seen.CONFLICT:
-            self.summary.quarantined += 1
-            raise InvalidEvent(f"id: {event['id']!r} was already used by a different event (ids are idempotency keys)")
-        self.summary.processed += 1
-        out: list[Finding | Decision] = list(self._decisions.advance(epoch))
-        findings = self._apply(event, reading)
-        out.extend(findings)
-        out.extend(self._decisions.on_event(event, epoch, findings))
-        self._count(out)
-        return out
-
-    def _count(self, records: list[Finding | Decision]) -> None:
-        for record in records:
-            if isinstance(record, Finding):
-                self.summary.findings[record.plugin] += 1
-            else:
-                self.summary.decisions[f"{record.list or 'unlisted'}/{record.action}"] += 1
-
-    def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
-        event_type, subject, data = event["type"], event["subject"], event["data"]
-        if event_type == "enterprise.registered":
-            self._registry[subject] = data
-        elif subject not in self._registry and event_type != "evaluation.closed":  # a close is the authority's
-            self.summary.unregistered += 1
-        if event_type == "equipment.declared":
-            self._equipment.setdefault(subject, {})[data["equipment_id"]] = data
-        if not self.validator.known(event_type):
-            self.summary.unknown_types[event_type] += 1
-            return []
-        if reading is None:
-            return self._evaluate_fact(event)
-        if reading.flag != "N":
-            self.summary.unavailable += 1
-            return []
-        if reading.period == "minute":
-            closed, late = self._hours.add(reading)
-            if late:
-                self.summary.late += 1
-            findings = [f for hour in closed for f in self._judge(hour, "hour")]
-            return findings + self._judge(reading, "instant")
-        return self._judge(reading, reading.period)
-
-    def _applicable(self, rule: Rule, registration: Mapping[str, Any] | None, day: str, *, process: str | None = None,
-                    point: str | None = None, destination: str | None = None, kind: str | None = None) -> bool:
-        if rule.industries is not None and (registration is None or registration.get("industry") not in rule.industries):
-            return False
-        if rule.processes is not None and process not in rule.processes:
-            return False
-        if rule.points is not None and point not in rule.points:
-            return False
-        if rule.destinations is not None and destination not in rule.destinations:
-            return False
-        if rule.kinds is not None and kind not in rule.kinds:
-            return False
-        eia = registration.get("eia_approved_on") if registration is not None else None
-        return rule.applies_on(day, eia)
-
-    def _scope(self, rule: Rule, event: Mapping[str, Any], data: Mapping[str, Any],
-               registration: Mapping[str, Any] | None, judged: Any, measured: Any) -> dict[str, Any]:
-        enterprise: Mapping[str, Any] | None = registration
-        if rule.uses_facility and registration is not None:
-            enterprise = {**registration, "facility": rule.facility(registration.get("eia_approved_on"))}
-        scope: dict[str, Any] = dict(rule.parameters)
-        scope.update(
-            judged=judged, measured=measured, data=data, event=event, enterprise=enterprise,
-            params=rule.pack_parameters, metric=_MetricView(self._metrics, event.get("type", ""), data),
-        )
-        return scope
-
-    def _judge(self, reading: Reading, period: str) -> list[Finding]:
-        registration = self._registry.get(reading.enterprise)
-        industry = registration.get("industry") if registration is not None else None
-        eia = registration.get("eia_approved_on") if registration is not None else None
-        day = reading.time[:10]
-        findings: list[Finding] = []
-        for rule in self._index.for_reading(reading.type, reading.pollutant, reading.process, reading.point,
-                                            reading.destination, period):
-            if rule.industries is not None and industry not in rule.industries:
-                continue
-            if rule.windows is not None and not rule.applies_on(day, eia):
-                continue
-            assert rule.unit is not None
-            measured = convert(reading.value, reading.unit, rule.unit)
-            reference = rule.o2_reference.get(reading.process or "")
-            judged, factor = o2_corrected(measured, reading.o2, reference)
-            ratio, note = (None, {}) if rule.benchmark is None else _benchmark_ratio(rule, reading.data)
-            if ratio is not None and ratio > 1:
-                judged *= ratio
-            rounded = _round(judged)
-            threshold = rule.threshold
-            if threshold is not None:  # specialised: the common `judged > limit` family, no scope built
-                kind = threshold[0]
-                fire = (rounded > threshold[1]) if kind == "gt" else (rounded >= threshold[1]) if kind == "ge" else (
-                    rounded < threshold[1] or rounded > threshold[2])
-            else:
-                event = {"type": reading.type, "time": reading.time, "subject": reading.enterprise}
-                scope = self._scope(rule, event, reading.data, registration, rounded, _round(measured))
-                if rule.measure is not None:
-                    value = rule.measure(scope)
-                    scope["judged"] = rounded = _round(value) if value is not None else None
-                fire = rule.condition(scope) is True
-            if not fire:
-                continue
-            corrections: list[dict[str, Any]] = []
-            if reading.raw_unit != rule.unit:
-                corrections.append({"kind": "unit", "from": reading.raw_unit, "to": rule.unit})
-            if reference is not None:
-                if factor is None:
-                    corrections.append({"kind": "o2", "reference": reference, "measured": None, "applied": False})
-                else:
-                    corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
-            if ratio is not None or note.get("reason"):
-                corrections.append({**note, "kind": "benchmark_volume"})
-            findings.append(self._finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
-                                          {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
-        return findings
-
-    def _evaluate_fact(self, event: Mapping[str, Any]) -> list[Finding]:
-        subject, data = event["subject"], event["data"]
-        registration = self._registry.get(subject)
-        day = event["time"][:10]
-        findings: list[Finding] = []
-        for rule in self._index.candidates(event["type"], None):
-            if not self._applicable(rule, registration, day, kind=data.get("kind")):
-                continue
-            scope = self._scope(rule, event, data, registration, None, None)
-            if rule.measure is not None:
-                value = rule.measure(scope)
-                scope["judged"] = scope["measured"] = _round(value) if value is not None else None
-            if rule.condition(scope) is True:
-                judged = scope["judged"]
-                measured = None if judged is None else {"value": judged, "unit": rule.unit}
-                findings.append(self._finding(rule, subject, event["time"], (event["id"],), None, measured, judged, []))
-        return findings
-
-    def _finding(self, rule: Rule, enterprise: str, time: str, events: tuple[str, ...], pollutant: str | None,
-                 measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]]) -> Finding:
-        key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events)))
-        return Finding(
-            id="F-" + hashlib.sha256(key.encode()).hexdigest()[:24],
-            rule=rule.id,
-            rule_version=rule.version,
-            plugin=rule.plugin,
-            enterprise=enterprise,
-            time=time,
-            event=events,
-            pollutant=pollutant,
-            measured=measured,
-            judged=judged,
-            limit=rule.limit,
-            basis=rule.basis,
-            verified=rule.verified,
-            ruleset=self.ruleset,
-            corrections=tuple(corrections),
-        )
-
-
-def _benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
-    """GB 4287 / GB 21900: actual volume ÷ benchmark volume for the production, when data carry both."""
-    volume, production = data.get("volume_m3"), data.get("production")
-    if volume is None or production is None:
-        return None, {}
-    assert rule.benchmark is not None and rule.benchmark_unit is not None
-    category = production.get("category")
-    per_unit = rule.benchmark.get(category) if category is not None else None
-    product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
-    if per_unit is None:
-        return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
-    if production.get("unit") != product_unit:
-        return None, {"applied": False, "reason": f"production unit {production.get('unit')!r}, benchmark is per {product_unit}"}
-    benchmark_m3 = production["quantity"] * per_unit * to_m3
-    if benchmark_m3 <= 0:
-        return None, {"applied": False, "reason": "no production in the accounting period"}
-    ratio = volume / benchmark_m3
-    return ratio, {"applied": ratio > 1, "actual_m3": _round(volume), "benchmark_m3": _round(benchmark_m3), "ratio": _round(ratio)}
-
-
-POLICY_PACK = RulePackSource.from_package("programme", "engine.policy", "programme.yaml")
+def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
+    """The quarantine record of an input line: the raw text as far as it can be shown, and why."""
+    if isinstance(raw, bytes):
+        text = raw.decode("utf-8", errors="replace")
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        text = orjson.dumps(raw, default=str).decode()
+    return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)

@@ -1,16 +1,31 @@
-"""Output records: findings, quarantined lines and the run summary.
+"""The records that cross the engine's boundary: input lines in, findings, decisions and
+quarantined lines out, and the run summary that counts them.
 
-Field order and spelling are the output contract of DESIGN.md "Outputs" and
-schemas/finding.schema.json / quarantine.schema.json. `to_dict` gives the record exactly as
-it is written, one JSON object per line.
+Field order and spelling are the output contract (schemas/finding.schema.json,
+decision.schema.json, quarantine.schema.json): `to_dict` gives a record exactly as it is
+written, one JSON object per line. Every layer of the engine may import this module; it
+imports none of them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class InputLine:
+    """One line of input and where it came from (for quarantine records)."""
+
+    source: str
+    number: int
+    text: str | bytes
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be processed; the message says which field and what is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,33 @@ class RunSummary:
     def balanced(self) -> bool:
         return self.read == self.processed + self.duplicate + self.quarantined
 
+    def count(self, records: Iterable[Finding | Decision]) -> None:
+        """Count findings per plugin and decisions per list/route."""
+        for record in records:
+            if isinstance(record, Finding):
+                self.findings[record.plugin] += 1
+            else:
+                self.decisions[f"{record.list or 'unlisted'}/{record.action}"] += 1
+
+    def merge(self, other: RunSummary) -> None:
+        """Add another summary's counts (partitions of one run)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, Counter):
+                mine.update(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
+
+    def state(self) -> dict[str, Any]:
+        """The counts as JSON data (a checkpoint)."""
+        return {f.name: {"counter": dict(v)} if isinstance(v := getattr(self, f.name), Counter) else v
+                for f in fields(self)}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take the counts of `state()` (a checkpoint)."""
+        for name, value in state.items():
+            setattr(self, name, Counter(value["counter"]) if isinstance(value, dict) else value)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "read": self.read,
@@ -150,3 +192,6 @@ class Decision:
         if self.surcharge_yuan_per_kwh is not None:
             record["surcharge_yuan_per_kwh"] = self.surcharge_yuan_per_kwh
         return record
+
+
+Record = Finding | Decision | Quarantined

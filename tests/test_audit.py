@@ -10,10 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.audit import GENESIS, ChainedWriter, canonical, first_divergence, record_hash, verify_file, verify_lines
-from engine.demo import generate_city, write_jsonl
-from engine.sources import read_jsonl
-from engine.store import Store
+from engine.audit import first_divergence
+from engine.output import GENESIS, ChainedWriter, canonical, record_hash, verify_file, verify_lines
+from engine.devtools.demo import generate_city, write_jsonl
+from engine.ingest import read_jsonl
+from engine.output import Store
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
 
@@ -257,7 +258,7 @@ def test_store_run_query_export_and_verify(events, log, tmp_path):
 
 def test_explain_a_finding_and_a_decision(events, log, plugins, tmp_path):
     from engine import Engine
-    from engine.explain import explain, explain_text
+    from engine.audit import explain, explain_text
 
     records = [json.loads(x) for x in lines_of(log)]
     corrected = next(r for r in records if r["record"] == "finding" and any(c["kind"] == "o2" for c in r["corrections"]))
@@ -283,7 +284,7 @@ def test_explain_a_finding_and_a_decision(events, log, plugins, tmp_path):
 
 def test_diff_between_table_2_and_table_3(events, plugins):
     from engine import Engine
-    from engine.whatif import compare, diff_text
+    from engine.audit import compare, diff_text
 
     def build(config):
         return Engine(plugins=plugins, options=config.options, parameters=config.parameters)

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine import Engine
-from engine.checkpoint import restore, snapshot
-from engine.demo import generate_city, write_jsonl
-from engine.sources import read_jsonl
-from engine.store import Store
+from engine.devtools.demo import generate_city, write_jsonl
+from engine.ingest import read_jsonl
+from engine.output import Store
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
 
@@ -39,11 +38,11 @@ def test_a_restored_snapshot_continues_exactly_like_an_uninterrupted_engine(plug
     for cut in (1, len(lines) // 3, len(lines) - 5):
         first = Engine(plugins=plugins, backend=backend)
         out = [r.to_dict() for n, item in enumerate(lines[:cut], 1) for r in first.process_line(item, n)]
-        state = snapshot(first)
-        assert snapshot(first) == state  # deterministic
+        state = first.snapshot()
+        assert first.snapshot() == state  # deterministic
         second = Engine(plugins=plugins, backend=backend)
-        restore(second, state)
-        assert snapshot(second) == state
+        second.restore(state)
+        assert second.snapshot() == state
         out += [r.to_dict() for n, item in enumerate(lines[cut:], cut + 1) for r in second.process_line(item, n)]
         out += [r.to_dict() for r in second.flush()]
         assert out == reference, cut

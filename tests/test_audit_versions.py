@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Finding, load_plugins
-from engine.contributions import PluginInfo, RulePackSource
-from engine.examples import all_examples, run_example
-from engine.hookspecs import hookimpl
-from engine.rules import RulePackError
+from engine.plugins import PluginInfo, RulePackSource, hookimpl
+from engine.devtools.examples import all_examples, run_example
+from engine.judge import RulePackError
 
 PACK = (Path(__file__).resolve().parent / "data" / "audit_versions" / "rules.yaml").read_text(encoding="utf-8")
 SUBJECT = "91330200MA2AB1234Y"

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Decision, Engine, load_plugins
-from engine.demo import generate_city
-from engine.uscc import make_uscc
+from engine.devtools.demo import generate_city
+from engine.validate import make_uscc
 
 PLUGINS = load_plugins()
 AS_OF = "2026-01-01T00:00:00+08:00"
@@ -125,7 +125,7 @@ def test_rete_handles_5000_enterprises_without_the_sid_cap_or_shared_state():
         event.update(specversion="1.0", id=f"s-{number}", source="scale")
     rete = Engine(plugins=PLUGINS, backend="rete")
     records = [orjson.dumps(r.to_dict()) for r in rete.run(events, as_of=AS_OF)]
-    sidmap = rete._decisions.rete.sidmap
+    sidmap = rete.decisions.detector.rete.sidmap
     assert sidmap.copies >= 3
     assert all(sidmap.live_sids(i) <= 800 for i in range(sidmap.copies))
     decided = [orjson.loads(r) for r in records if b'"record":"decision"' in r]

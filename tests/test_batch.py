@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine, InputLine, load_plugins
-from engine.dedupe import DedupeIndex, Seen
-from engine.demo import generate_city
+from engine.normalise import DedupeIndex, Seen
+from engine.devtools.demo import generate_city
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=200, days=1, seed=5)
@@ -56,6 +56,6 @@ def test_memory_of_ids_is_flat_in_log_length():
     def held(days: int) -> int:
         engine = Engine(plugins=PLUGINS, dedupe_horizon_days=1)
         list(engine.run(generate_city(enterprises=30, days=days, seed=1).events))
-        return len(engine._seen)
+        return len(engine.dedupe)
 
     assert held(6) <= held(3) * 1.2

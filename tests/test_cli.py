@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import generate_city, write_jsonl
+from engine.devtools.demo import generate_city, write_jsonl
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
 
@@ -56,7 +56,7 @@ def test_run_writes_findings_and_quarantine_and_a_summary_that_adds_up(city_log,
 def test_output_is_valid_against_the_record_schemas(city_log, tmp_path):
     import jsonschema
 
-    from engine.validation import FORMATS, load_core_schema
+    from engine.validate import FORMATS, load_core_schema
 
     checker = jsonschema.FormatChecker(formats=())
     for name, function in FORMATS.items():

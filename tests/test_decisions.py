@@ -6,7 +6,7 @@ import pytest
 
 from conftest import SUBJECT, registration
 from engine import Decision, Engine, Finding
-from engine.uscc import make_uscc
+from engine.validate import make_uscc
 
 OTHER = make_uscc("91330200MA2CD5678")
 

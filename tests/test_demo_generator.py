@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import AUTHORITY, VIOLATION_TAGS, DemoCity, generate_city, write_jsonl
-from engine.uscc import is_uscc
+from engine.devtools.demo import AUTHORITY, VIOLATION_TAGS, DemoCity, generate_city, write_jsonl
+from engine.validate import is_uscc
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
 ENVELOPE = {"specversion", "id", "source", "type", "subject", "time", "data"}

@@ -14,12 +14,12 @@ pytest.importorskip("dask.distributed")
 from click.testing import CliRunner  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
-from engine.demo import AUTHORITY, generate_city  # noqa: E402
+from engine.devtools.demo import AUTHORITY, generate_city  # noqa: E402
 from engine.distributed import Batch, DistributedRun, partition_of, run_distributed  # noqa: E402
 from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
-from engine.sinks import dumps  # noqa: E402
-from engine.uscc import make_uscc  # noqa: E402
+from engine.output import dumps  # noqa: E402
+from engine.validate import make_uscc  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,7 @@ def test_python_api_starts_its_own_cluster_and_reads_paths(tmp_path):
     lines = generated_log()
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    expected = b"".join(dumps(r.to_dict()) for r in Engine().run_batch(__import__("engine.sources").sources.read_jsonl([path])))
+    expected = b"".join(dumps(r.to_dict()) for r in Engine().run_batch(__import__("engine.ingest").ingest.read_jsonl([path])))
     got = b"".join(dumps(r) for r in run_distributed([str(path)], workers=2))
     assert_same(expected, got)
 

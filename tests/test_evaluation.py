@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 
 from engine import Decision, Engine, load_plugins
 from engine.cli import cli
-from engine.evaluation import MethodError, load_method
+from engine.decide import MethodError, load_method
 from engine.report import programme_report
-from engine.uscc import make_uscc
+from engine.validate import make_uscc
 
 PLUGINS = load_plugins()
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +250,7 @@ def test_decisions_match_the_schema_and_other_decisions_keep_their_fields(fixtur
 def test_the_builtin_method_is_valid_data_with_the_issue_defaults():
     import yaml
 
-    document = yaml.safe_load((ROOT / "engine" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
+    document = yaml.safe_load((ROOT / "engine" / "decide" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
     _validator("evaluation-method.schema.json").validate(document)
     method = load_method()
     above, below = method.populations
@@ -265,7 +265,7 @@ def test_the_builtin_method_is_valid_data_with_the_issue_defaults():
 def test_bad_methods_are_refused_and_a_custom_method_changes_the_fingerprint(tmp_path):
     import yaml
 
-    document = yaml.safe_load((ROOT / "engine" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
+    document = yaml.safe_load((ROOT / "engine" / "decide" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
     with pytest.raises(MethodError, match="add up to"):
         load_method({**document, "classes": [{"class": "A", "share": 50}, {"class": "D", "share": 40}]})
     with pytest.raises(MethodError, match="names no parameter"):

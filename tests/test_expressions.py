@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.expressions import ExpressionError, compile_expression
+from engine.judge.expressions import ExpressionError, compile_expression
 
 ROOTS = frozenset({"judged", "limit", "low", "high", "data", "enterprise", "params"})
 

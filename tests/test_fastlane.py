@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine, InputLine, load_plugins
-from engine.demo import generate_city
-from engine.fastlane import FastLane
-from engine.shapes import plan_shape
-from engine.sources import JsonlFiles
+from engine.devtools.demo import generate_city
+from engine.fast import FastLane
+from engine.fast.shapes import plan_shape
+from engine.ingest import JsonlFiles
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=1, seed=11)
@@ -44,8 +44,8 @@ def run_both(lines: list[bytes], batch_size: int, backend: str = "compiled", as_
     for left, right in zip(a, b):
         assert left == right
     assert per_event.summary.to_dict() == batch.summary.to_dict()
-    assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
-    assert per_event._decisions.clock == batch._decisions.clock
+    assert per_event.dedupe.state() == batch.dedupe.state()
+    assert per_event.decisions.clock == batch.decisions.clock
     assert per_event.summary.balanced()
     return per_event, batch
 
@@ -53,7 +53,7 @@ def run_both(lines: list[bytes], batch_size: int, backend: str = "compiled", as_
 def limits_of(event: dict[str, Any]) -> list[float]:
     """The raw values at which the event's rules change their verdict (in the event's unit)."""
     data = event["data"]
-    rules = REFERENCE._index.for_reading(event["type"], data["pollutant"], data.get("process"), data.get("point"),
+    rules = REFERENCE.judge.index.for_reading(event["type"], data["pollutant"], data.get("process"), data.get("point"),
                                          data.get("destination"), data["period"])
     scale = 1000.0 if data["unit"].startswith("ug/") else 1.0
     return [bound * scale for r in rules if r.threshold for bound in r.threshold[1:]]
@@ -190,7 +190,7 @@ def test_bulk_reading_from_files_matches_line_by_line(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_bytes(b"\n".join(lines))  # no newline at the end: the last line still counts
     per_event, batch = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
-    from engine.sources import read_jsonl
+    from engine.ingest import read_jsonl
 
     a = [orjson.dumps(r.to_dict()) for r in per_event.run(read_jsonl([path]))]
     files = JsonlFiles([path], block_bytes=1000)  # blocks end inside lines
@@ -248,7 +248,7 @@ def test_a_gate_lets_through_only_readings_no_rule_fires_on(event, value, o2):
     if isinstance(gate, int):
         return
     inside = gate.low <= value <= gate.high and (gate.o2_free is None or value * gate.o2_free / (21.0 - data["o2_percent"]) <= gate.o2_high)
-    findings = JUDGE._judge(_reading(candidate), data["period"])
+    findings = JUDGE.judge.reading(_reading(candidate), data["period"])
     if inside:
         assert not findings
     assert gate.fires(value, data.get("o2_percent")) or not findings
@@ -262,7 +262,7 @@ def _reading(event: dict[str, Any]):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sorting_in_worker_processes_gives_the_same_output(workers, tmp_path):
-    from engine.sources import read_jsonl
+    from engine.ingest import read_jsonl
 
     lines = adversarial_log(21, 1200) + [orjson.dumps(e) for e in CITY.events[:300]]
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
@@ -272,7 +272,7 @@ def test_sorting_in_worker_processes_gives_the_same_output(workers, tmp_path):
     a = [orjson.dumps(r.to_dict()) for r in per_event.run(read_jsonl([first, second]))]
     b = [orjson.dumps(r.to_dict()) for r in batch.run_batch(JsonlFiles([first, second]), batch_size=64, workers=workers)]
     assert a == b and per_event.summary.to_dict() == batch.summary.to_dict()
-    assert list(per_event._seen._ids.items()) == list(batch._seen._ids.items())
+    assert per_event.dedupe.state() == batch.dedupe.state()
     assert batch.lane_stats["quiet"] > 300
 
 
@@ -291,7 +291,7 @@ def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
     """Each reading rule of the three plugins, fed values just around each of its bounds, in its
     own unit and in micrograms, with and without O2: the batch path finds exactly what the
     per-event path finds."""
-    from engine.uscc import make_uscc
+    from engine.validate import make_uscc
 
     events: list[dict[str, Any]] = []
     subjects: dict[str, str] = {}

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from engine import Engine
 from engine.cli import cli
-from engine.hj212 import (
+from engine.ingest.hj212 import (
     Framer,
     Packet,
     PacketError,

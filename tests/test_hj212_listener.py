@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.hj212 import Registry
-from engine.hj212_listener import Hj212Listener, ListenerLimits
+from engine.ingest.hj212 import Registry
+from engine.ingest.hj212.listener import Hj212Listener, ListenerLimits
 from engine.records import Quarantined
 
 DATA = Path(__file__).parent / "data" / "hj212"

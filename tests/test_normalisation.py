@@ -120,7 +120,7 @@ def test_new_and_existing_facility_dates(engine, make_event):
     """GB 39726: existing facilities judged from 2023-07-01, new ones (EIA from 2021-01-01) from 2021-01-01."""
     existing = "91330200MA2AB1234Y"
     new = "91330200MA2AB12350"
-    from engine.uscc import make_uscc
+    from engine.validate import make_uscc
 
     new = make_uscc("91330200MA2AB1235")
     events = [make_event("enterprise.registered", "2022-01-01T08:00:00+08:00", registration("foundry"), subject=existing),

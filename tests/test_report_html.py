@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from engine import Engine, load_plugins
 from engine.cli import cli
-from engine.demo import generate_city, write_jsonl
+from engine.devtools.demo import generate_city, write_jsonl
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import durable_rules_engine
 import pytest
 
-from engine.rete import (
+from engine.decide.rete import (
     MAX_SIDS_PER_RULESET,
     Outcome,
     ReteFault,
@@ -235,7 +235,7 @@ def test_release_evicts_an_emptied_sid():
 def test_sid_cap_in_a_subprocess():
     result = run_py(
         """
-        from engine.rete import SafeHost, ReteFault
+        from engine.decide.rete import SafeHost, ReteFault
         h = SafeHost()
         h.register("cap", {"r": {"all": [{"m": {"k": "x"}}], "run": lambda c: None}})
         for i in range(1024):
@@ -263,9 +263,9 @@ def test_sid_cap_in_a_subprocess():
 
 _SEGV = """
     import sys
-    from engine.rete import SafeHost
+    from engine.decide.rete import SafeHost
     from durable.engine import Host
-    import engine.rete as rete
+    import engine.decide.rete as rete
     fix = sys.argv[1] == "fix"
     class Bare(Host):                      # durable's own path, no threads, no workaround
         def _run(self): pass

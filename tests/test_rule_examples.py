@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import load_plugins
-from engine.examples import all_examples, run_example
+from engine.devtools.examples import all_examples, run_example
 
 PLUGINS = load_plugins()
 EXAMPLES = all_examples(PLUGINS)
@@ -16,7 +16,7 @@ def test_every_rule_has_examples_and_all_three_plugins_contribute():
     plugins = {plugin for plugin, _, _ in EXAMPLES}
     assert {"foundry", "dyeing", "surface_treatment"} <= plugins
     # the schema requires examples on every rule, so every rule of every pack appears here
-    from engine.rules import parse_pack
+    from engine.judge import parse_pack
 
     declared = {r["id"] for source in PLUGINS.rule_packs for r in parse_pack(source).document.get("rules", [])}
     assert rules == declared

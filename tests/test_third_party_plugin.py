@@ -26,10 +26,9 @@ from typing import Any
 import pytest
 
 from engine import Engine, load_plugins
-from engine.contributions import PluginInfo, RulePackSource
-from engine.hookspecs import hookimpl
+from engine.plugins import PluginInfo, RulePackSource, hookimpl
 from engine.plugins import PluginConflict
-from engine.rules import RulePackError, compile_rules, parse_pack
+from engine.judge import RulePackError, compile_rules, parse_pack
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -185,7 +184,7 @@ def test_rectify_run_yields_exactly_the_ceramics_finding(sites, events_file, tmp
 def test_the_ceramics_examples_pass(sites, tmp_path):
     # engine.examples keeps only the packs named by their folder: ".../ceramics/rules.yaml"
     # (the built-in plugins are blocked only to keep the four example engines quick to build)
-    result = _python("import sys; from engine.examples import main; sys.exit(main(sys.argv[1:]))",
+    result = _python("import sys; from engine.devtools.examples import main; sys.exit(main(sys.argv[1:]))",
                      "rectify_ceramics/ceramics/rules.yaml", paths=[sites["ceramics"]], cwd=tmp_path,
                      RECTIFY_DISABLE_PLUGINS=",".join(sorted(BUILT_IN)))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.demo import generate_city
+from engine.devtools.demo import generate_city
 
 VALIDATOR = Engine().validator
 CITY = generate_city(enterprises=60, days=1, seed=7)

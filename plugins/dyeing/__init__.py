@@ -17,33 +17,15 @@ are needed: every measure is expressible in the rule language.
 
 from __future__ import annotations
 
-from engine.contributions import EventSchema, PluginInfo, RulePackSource
-from engine.hookspecs import hookimpl
+from engine.plugins import IndustryPlugin
 
 __version__ = "0.1.0"
 
-NAME = "dyeing"
-
-
-@hookimpl
-def rectify_plugin_info() -> PluginInfo:
-    return PluginInfo(
-        name=NAME,
-        version=__version__,
-        title="Printing and dyeing (GB 4287-2012, industry norms)",
-        industries=("dyeing",),
-    )
-
-
-@hookimpl
-def rectify_rule_packs() -> list[RulePackSource]:
-    return [RulePackSource.from_package(NAME, __name__, "rules.yaml")]
-
-
-@hookimpl
-def rectify_event_schemas() -> list[EventSchema]:
-    return [
-        EventSchema.from_package(
-            NAME, "equipment.declared", __name__, "schemas/equipment.declared.schema.json"
-        ),
-    ]
+plugin = IndustryPlugin(
+    name="dyeing",
+    version=__version__,
+    title="Printing and dyeing (GB 4287-2012, industry norms)",
+    package=__name__,
+    industries=("dyeing",),
+    event_schemas=(("equipment.declared", "schemas/equipment.declared.schema.json"),),
+)

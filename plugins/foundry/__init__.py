@@ -27,36 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.contributions import EventSchema, Metric, PluginInfo, RulePackSource
-from engine.hookspecs import hookimpl
+from engine.plugins import IndustryPlugin, Metric
 
 __version__ = "0.1.0"
 
 _NAME = "foundry"
-
-
-@hookimpl
-def rectify_plugin_info() -> PluginInfo:
-    """The foundry plugin; its processes are all in the core vocabulary."""
-    return PluginInfo(
-        name=_NAME,
-        version=__version__,
-        title="Foundry industry (GB 39726-2020 and foundry capacity norms)",
-        industries=("foundry",),
-        processes=(),
-    )
-
-
-@hookimpl
-def rectify_rule_packs() -> list[RulePackSource]:
-    """The foundry rule pack."""
-    return [RulePackSource.from_package(_NAME, __name__, "rules.yaml")]
-
-
-@hookimpl
-def rectify_event_schemas() -> list[EventSchema]:
-    """Narrowing of equipment.declared attributes for cupolas, furnaces and moulding lines."""
-    return [EventSchema.from_package(_NAME, "equipment.declared", __name__, "schemas/equipment.schema.json")]
 
 
 def energy_kgce_per_t(data: Mapping[str, Any]) -> float | None:
@@ -78,10 +53,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-@hookimpl
-def rectify_metrics() -> list[Metric]:
-    """The derived metric ``metric.foundry_energy_kgce_per_t`` for energy.reported events."""
-    return [
+plugin = IndustryPlugin(
+    name=_NAME,
+    version=__version__,
+    title="Foundry industry (GB 39726-2020 and foundry capacity norms)",
+    package=__name__,
+    industries=("foundry",),  # its processes are all in the core vocabulary
+    event_schemas=(("equipment.declared", "schemas/equipment.schema.json"),),
+    metrics=(
         Metric(
             plugin=_NAME,
             name="foundry_energy_kgce_per_t",
@@ -89,5 +68,6 @@ def rectify_metrics() -> list[Metric]:
             compute=energy_kgce_per_t,
             description="energy_tce x 1000 / output.quantity (kgce per tonne of castings); "
             "None unless output.unit is t_castings and the quantity is non-zero",
-        )
-    ]
+        ),
+    ),
+)

@@ -23,33 +23,18 @@ and the production category of ``discharge.measured`` when production is in m2.
 
 from __future__ import annotations
 
-from engine.contributions import EventSchema, PluginInfo, RulePackSource
-from engine.hookspecs import hookimpl
+from engine.plugins import IndustryPlugin
 
 __version__ = "0.1.0"
 
-_NAME = "surface_treatment"
-
-
-@hookimpl
-def rectify_plugin_info() -> PluginInfo:
-    return PluginInfo(
-        name=_NAME,
-        version=__version__,
-        title="Surface treatment: electroplating (GB 21900-2008) and spraying (GB 37822-2019)",
-        industries=("surface_treatment",),
-        processes=(),
-    )
-
-
-@hookimpl
-def rectify_rule_packs() -> list[RulePackSource]:
-    return [RulePackSource.from_package(_NAME, __name__, "rules.yaml")]
-
-
-@hookimpl
-def rectify_event_schemas() -> list[EventSchema]:
-    return [
-        EventSchema.from_package(_NAME, "discharge.measured", __name__, "schemas/discharge.schema.json"),
-        EventSchema.from_package(_NAME, "equipment.declared", __name__, "schemas/equipment.schema.json"),
-    ]
+plugin = IndustryPlugin(
+    name="surface_treatment",
+    version=__version__,
+    title="Surface treatment: electroplating (GB 21900-2008) and spraying (GB 37822-2019)",
+    package=__name__,
+    industries=("surface_treatment",),
+    event_schemas=(
+        ("discharge.measured", "schemas/discharge.schema.json"),
+        ("equipment.declared", "schemas/equipment.schema.json"),
+    ),
+)

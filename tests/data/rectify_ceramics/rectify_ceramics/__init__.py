@@ -7,8 +7,7 @@ Its single limit is a value set by the deploying authority for the test, not a s
 
 from __future__ import annotations
 
-from engine.contributions import PluginInfo, RulePackSource
-from engine.hookspecs import hookimpl
+from engine.plugins import PluginInfo, RulePackSource, hookimpl
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,221 @@
+"""Why was this decided? `explain(engine, events, record_id)` for a finding or a decision.
+
+Record the facts that mattered, not every step (OPA's lesson): for a finding, the rule and
+its version, the condition with the values of every name it reads (re-evaluated against the
+scope rebuilt from the record, the evidence events and the registration in force at that
+time), the corrections applied, the evidence events and the legal basis. For a decision, the
+decision rule (trigger, list, route, deadline), the evidence findings (each briefly
+explained) and events, and the order it supersedes.
+
+The records come from a replay of the event log with the same configuration; when the
+auditor also has the log (JSONL or store), the logged record is compared with the replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from engine.judge.expressions import names, parse
+from engine.normalise.readings import epoch_of
+from engine.pipeline import Engine
+from engine.records import Decision, Finding
+
+
+class NotFound(LookupError):
+    """No finding or decision with that id in the replay."""
+
+
+def _lookup(scope: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = scope
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def _values(texts: Iterable[str | None], scope: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for text in texts:
+        if not text:
+            continue
+        for path in names(parse(text)):
+            key = ".".join(path)
+            if key not in out:
+                out[key] = _lookup(scope, path)
+    return out
+
+
+def _scan(events: Iterable[Any], wanted: set[str], enterprise: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Evidence events by id, and the enterprise's registrations in input order."""
+    found: dict[str, dict[str, Any]] = {}
+    registrations: list[dict[str, Any]] = []
+    for item in events:
+        raw = getattr(item, "text", item)
+        try:
+            event = orjson.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("id") in wanted and event["id"] not in found:
+            found[event["id"]] = event
+        if event.get("type") == "enterprise.registered" and event.get("subject") == enterprise:
+            registrations.append(event)
+    return found, registrations
+
+
+def _registration_at(registrations: list[dict[str, Any]], time: str) -> dict[str, Any] | None:
+    at = epoch_of(time)
+    chosen = None
+    for event in registrations:
+        if epoch_of(event["time"]) <= at:
+            chosen = event
+    return chosen["data"] if chosen else None
+
+
+def explain_finding(engine: Engine, finding: Finding, evidence: Mapping[str, dict[str, Any]],
+                    registrations: list[dict[str, Any]]) -> dict[str, Any]:
+    rule = next((r for r in engine.rules if r.id == finding.rule and r.version == finding.rule_version), None)
+    record = finding.to_dict()
+    out: dict[str, Any] = {"record": "finding", "id": finding.id, "enterprise": finding.enterprise, "time": finding.time,
+                           "ruleset": finding.ruleset}
+    events = [evidence[i] for i in finding.event if i in evidence]
+    first = events[0] if events else {"type": "", "data": {}}
+    registration = _registration_at(registrations, finding.time)
+    if rule is None:
+        out["rule"] = {"id": finding.rule, "version": finding.rule_version, "loaded": False}
+    else:
+        event = {"type": first.get("type"), "time": finding.time, "subject": finding.enterprise,
+                 **({"id": first["id"]} if "id" in first else {})}
+        scope = engine.judge.scope(rule, event, first.get("data", {}), registration, finding.judged,
+                                   (finding.measured or {}).get("value"))
+        holds = rule.condition(scope) is True
+        out["rule"] = {"id": rule.id, "version": rule.version, "title": rule.title_en, "plugin": rule.plugin,
+                       "valid_from": rule.valid_from, "valid_until": rule.valid_until, "verified": rule.verified,
+                       "severity": rule.severity}
+        out["condition"] = {"text": rule.condition_text, "measure": rule.measure_text,
+                            "values": _values((rule.measure_text, rule.condition_text), scope), "holds": holds}
+        if registration is not None and rule.windows is not None:
+            out["facility"] = rule.facility(registration.get("eia_approved_on"))
+    out.update(pollutant=finding.pollutant, measured=record["measured"], judged=finding.judged, limit=record["limit"],
+               corrections=record["corrections"], basis=record["basis"],
+               evidence={"events": [{"id": e["id"], "type": e["type"], "time": e["time"], "data": e.get("data")} for e in events],
+                         "missing": [i for i in finding.event if i not in evidence]})
+    return out
+
+
+def explain_decision(engine: Engine, decision: Decision, findings: Mapping[str, Finding], decisions: Mapping[str, Decision],
+                     evidence: Mapping[str, dict[str, Any]], registrations: list[dict[str, Any]]) -> dict[str, Any]:
+    rule = next((r for r in engine.decision_rules if r.id == decision.rule), None)
+    record = decision.to_dict()
+    out: dict[str, Any] = {"record": "decision", "id": decision.id, "enterprise": decision.enterprise, "time": decision.time,
+                           "list": decision.list, "action": decision.action, "deadline": decision.deadline,
+                           "basis": record["basis"], "ruleset": decision.ruleset}
+    if rule is None:
+        out["rule"] = {"id": decision.rule, "version": decision.rule_version, "loaded": False}
+    else:
+        trigger: dict[str, Any] = {"count": rule.count,
+                                   "within_days": rule.within / 86400.0 if rule.within is not None else None,
+                                   "findings": {"categories": sorted(rule.categories) if rule.categories else None,
+                                                "rules": list(rule.prefixes) if rule.prefixes else None,
+                                                "plugins": sorted(rule.plugins) if rule.plugins else None},
+                                   "registration": rule.on_registration}
+        if rule.where_text:
+            scope = {"enterprise": _registration_at(registrations, decision.time), "params": rule.params}
+            trigger["where"] = {"text": rule.where_text, "values": _values((rule.where_text,), scope),
+                                "holds": rule.where(scope) is True if rule.where is not None else None}
+        out["rule"] = {"id": rule.id, "version": rule.version, "title": rule.title, "plugin": rule.plugin,
+                       "deadline_days": rule.deadline_days, "trigger": trigger}
+    if decision.supersedes:
+        earlier = decisions.get(decision.supersedes)
+        out["supersedes"] = {"id": decision.supersedes, **({"action": earlier.action, "time": earlier.time,
+                                                            "deadline": earlier.deadline} if earlier else {})}
+        out["escalation"] = ("the order's deadline passed without a passing verification" if not decision.events
+                             else "a failing inspection while the order was open")
+    out["evidence"] = {
+        "findings": [{"id": f, **({"rule": findings[f].rule, "rule_version": findings[f].rule_version, "time": findings[f].time,
+                                   "judged": findings[f].judged, "limit": dict(findings[f].limit) if findings[f].limit else None,
+                                   "basis": dict(findings[f].basis)} if f in findings else {"missing": True})}
+                     for f in decision.findings],
+        "events": [{"id": e, **({"type": evidence[e]["type"], "time": evidence[e]["time"]} if e in evidence else {"missing": True})}
+                   for e in decision.events],
+    }
+    return out
+
+
+def explain(engine: Engine, lines: Any, record_id: str, as_of: str | None = None) -> dict[str, Any]:
+    """Replay `lines` (a function giving a fresh iterable of input lines) and explain the record `record_id`."""
+    findings: dict[str, Finding] = {}
+    decisions: dict[str, Decision] = {}
+    target: Finding | Decision | None = None
+    for record in engine.run_batch(lines(), as_of=as_of):
+        if isinstance(record, Finding):
+            findings[record.id] = record
+        elif isinstance(record, Decision):
+            decisions[record.id] = record
+        if getattr(record, "id", None) == record_id and target is None:
+            target = record  # type: ignore[assignment]
+    if target is None:
+        raise NotFound(f"no finding or decision {record_id!r} in the replay of this log with rule set {engine.ruleset}")
+    wanted = set(target.event) if isinstance(target, Finding) else set(target.events)
+    if isinstance(target, Decision):
+        for fid in target.findings:
+            if fid in findings:
+                wanted.update(findings[fid].event)
+    evidence, registrations = _scan(lines(), wanted, target.enterprise)
+    if isinstance(target, Finding):
+        out = explain_finding(engine, target, evidence, registrations)
+    else:
+        out = explain_decision(engine, target, findings, decisions, evidence, registrations)
+    out["replayed"] = target.to_dict()
+    return out
+
+
+def explain_text(report: Mapping[str, Any]) -> str:
+    """A short human reading of `explain`'s result."""
+    rule = report["rule"]
+    lines = [f"{report['record']} {report['id']}  enterprise {report['enterprise']}  time {report['time']}",
+             f"rule {rule['id']} version {rule['version']}" + (f" — {rule.get('title')}" if rule.get("title") else "")
+             + ("" if rule.get("loaded", True) else "  (NOT in this engine's rule set)")]
+    if rule.get("valid_from") or rule.get("valid_until"):
+        lines.append(f"  in force {rule.get('valid_from') or '…'} to {rule.get('valid_until') or '…'}")
+    basis = report.get("basis") or {}
+    lines.append("basis: " + ", ".join(str(v) for v in (basis.get("standard"), basis.get("table"), basis.get("clause")) if v))
+    if report["record"] == "finding":
+        condition = report.get("condition")
+        if condition:
+            if condition.get("measure"):
+                lines.append(f"measure: {condition['measure']}")
+            lines.append(f"condition: {condition['text']}  ({'holds' if condition['holds'] else 'DOES NOT HOLD on re-evaluation'})")
+            for name, value in condition["values"].items():
+                lines.append(f"  {name} = {orjson.dumps(value, default=str).decode()}")
+        lines.append(f"measured {orjson.dumps(report.get('measured')).decode()}  judged {report.get('judged')}  "
+                     f"limit {orjson.dumps(report.get('limit')).decode()}")
+        for correction in report.get("corrections", []):
+            lines.append("  correction: " + ", ".join(f"{k}={v}" for k, v in correction.items()))
+        for event in report["evidence"]["events"]:
+            lines.append(f"  evidence event {event['id']} {event['type']} {event['time']} {orjson.dumps(event['data']).decode()}")
+    else:
+        lines.append(f"decision: list {report['list']}  action {report['action']}" + (f"  deadline {report['deadline']}" if report["deadline"] else ""))
+        trigger = rule.get("trigger")
+        if trigger:
+            lines.append(f"  trigger: {trigger['count']} finding(s)" + (f" within {trigger['within_days']} days" if trigger["within_days"] else "")
+                         + (" (registration)" if trigger["registration"] else ""))
+            if "where" in trigger:
+                lines.append(f"  where {trigger['where']['text']}: " + ", ".join(f"{k}={v!r}" for k, v in trigger["where"]["values"].items()))
+        if "supersedes" in report:
+            lines.append(f"  supersedes {report['supersedes']['id']}: {report['escalation']}")
+        for f in report["evidence"]["findings"]:
+            lines.append(f"  evidence finding {f['id']}" + (f" {f['rule']} v{f['rule_version']} {f['time']} judged {f['judged']} limit {f['limit']}"
+                                                          if "rule" in f else " (missing)"))
+        for e in report["evidence"]["events"]:
+            lines.append(f"  evidence event {e['id']}" + (f" {e['type']} {e['time']}" if "type" in e else " (missing)"))
+    logged = report.get("logged")
+    if logged is not None:
+        lines.append("logged record: " + ("matches the replay" if logged["matches"] else f"DIFFERS from the replay in {logged['fields']}"))
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""What every `rectify` command shares: exit codes, engine options, building the engine, the
+output files and the run summary as text. Commands only wire; the work is in the stages.
+
+Exit codes scripts can trust:
+  0  the command ran (a run with quarantined lines still ran: see the summary)
+  1  `rectify validate` found invalid lines, a broken chain, a divergence, not found, or an internal error
+  2  usage error (bad option, missing file, a store that does not fit the run)
+  3  configuration error (an invalid rule pack, a plugin conflict, an unknown option)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import orjson
+import yaml
+from tqdm import tqdm
+
+from engine.cli.logs import get_logger
+from engine.decide import MethodError
+from engine.judge import RulePackError
+from engine.pipeline import Engine
+from engine.plugins import PluginConflict
+from engine.records import RunSummary
+from engine.run import Outputs
+from engine.validate import check_date_time
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+
+
+def load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
+    """`--params FILE`: YAML {pack: {parameter: value}}."""
+    if path is None:
+        return None
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--params") from None
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise click.BadParameter(f"{path}: expected {{pack: {{parameter: value}}}}", param_hint="--params")
+    return document
+
+
+def build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
+                 backend: str = "compiled", method: str | None = None) -> Engine:
+    """The engine the options describe; a configuration error exits 3 with the reason."""
+    log = get_logger()
+    try:
+        engine = Engine(disable=disable, options=options, parameters=load_parameters(params), strict=strict, backend=backend,
+                        evaluation_method=method)
+    except (RulePackError, PluginConflict, MethodError) as exc:
+        click.echo(f"rectify: configuration error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    for failure in engine.plugins.failures:
+        log.warning("plugin_failed", plugin=failure.name, cause=failure.cause)
+    log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
+             rules=len(engine.rules), inactive_rules=len(engine.inactive_rules), ruleset=engine.ruleset)
+    return engine
+
+
+def engine_options(function: Any) -> Any:
+    """The options every command that builds an engine takes."""
+    function = click.option("--backend", type=click.Choice(["compiled", "rete"]), default="compiled", show_default=True,
+                            help="Where decision correlations run: plain Python, or durable_rules (same output).")(function)
+    function = click.option("--strict", is_flag=True, help="Quarantine events of unknown types instead of counting them.")(function)
+    function = click.option("--params", "params", type=click.Path(exists=True, dir_okay=False),
+                            help="YAML {pack: {parameter: value}} set by the deploying authority (values marked NF).")(function)
+    function = click.option("--option", "options", multiple=True, metavar="NAME",
+                            help="Switch on a rule-pack option (e.g. dyeing.gb4287.table3). Repeatable.")(function)
+    function = click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
+                            help="Do not load this plugin (also: RECTIFY_DISABLE_PLUGINS=a,b). Repeatable.")(function)
+    return function
+
+
+def check_time(value: str | None, option: str) -> str | None:
+    """An RFC 3339 option value, or a usage error saying why not."""
+    if value is None:
+        return None
+    try:
+        check_date_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}", param_hint=option) from None
+    return value
+
+
+def time_option(name: str, help: str | None = None) -> Any:
+    """An RFC 3339 event-time option (--as-of, --since, --until)."""
+    return click.option(name, name.lstrip("-").replace("-", "_"), help=help,
+                        callback=lambda ctx, param, value: check_time(value, name))
+
+
+def progress_bar(total: int | None, enabled: bool) -> tqdm:
+    """A progress bar on a terminal (off otherwise)."""
+    return tqdm(total=total, unit="ev", unit_scale=True, disable=not enabled or not sys.stderr.isatty(),
+                file=sys.stderr, mininterval=0.5, desc="events")
+
+
+@contextlib.contextmanager
+def output_files(out: str, quarantine: str | None) -> Iterator[tuple[IO[bytes], IO[bytes] | None]]:
+    """The --out stream ('-' = stdout) and the optional --quarantine file, closed afterwards."""
+    out_stream = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+    q_stream = open(quarantine, "wb") if quarantine else None  # noqa: SIM115
+    try:
+        yield out_stream, q_stream
+    finally:
+        if out_stream is not sys.stdout.buffer:
+            out_stream.close()
+        if q_stream:
+            q_stream.close()
+
+
+def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
+    """The run summary for people: counts (they add up), findings, decisions, what was odd."""
+    data = summary.to_dict()
+    lines = [
+        f"read {data['read']}  processed {data['processed']}  duplicate {data['duplicate']}  quarantined {data['quarantined']}"
+        + ("" if summary.balanced() else "  (COUNTS DO NOT ADD UP)"),
+        f"findings {data['findings_total']}: " + (", ".join(f"{k} {v}" for k, v in data["findings"].items()) or "none"),
+        f"decisions {data['decisions_total']}: " + (", ".join(f"{k} {v}" for k, v in data["decisions"].items()) or "none")
+        + f"; orders open {data['open_orders']}, closed by verification {data['orders_closed']}",
+    ]
+    extras = []
+    if data["unknown_types"]:
+        extras.append("unknown types " + ", ".join(f"{k} {v}" for k, v in data["unknown_types"].items()))
+    if data["unregistered_events"]:
+        extras.append(f"events of unregistered enterprises {data['unregistered_events']}")
+    if data["unavailable_readings"]:
+        extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
+    if data["late_readings"]:
+        extras.append(f"late minute readings {data['late_readings']}")
+    if extras:
+        lines.append("; ".join(extras))
+    if seconds is not None and seconds > 0:
+        lines.append(f"{data['read'] / seconds:,.0f} events/s ({seconds:.2f} s)")
+    return "\n".join(lines)
+
+
+def report_run(ruleset: str, summary: RunSummary, outputs: Outputs | None, seconds: float, summary_json: str | None,
+               **extra: Any) -> None:
+    """The end of a run, the same for every way to run: the summary on stderr, the chain head,
+    the summary JSON file, the log line."""
+    click.echo(summary_text(summary, seconds), err=True)
+    chain = outputs.chain_info() if outputs is not None else {}
+    if chain:
+        click.echo(f"chain head {chain['chain']['head']} ({chain['chain']['records']} records)", err=True)
+    if summary_json:
+        Path(summary_json).write_bytes(orjson.dumps({"ruleset": ruleset, **summary.to_dict(), **chain, **extra},
+                                                    option=orjson.OPT_INDENT_2))
+    get_logger().info("run_finished", ruleset=ruleset, **summary.to_dict())

@@ -1,0 +1,174 @@
+"""`rectify run` (in this process, into a crash-safe store, or on a Dask cluster) and `rectify validate`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.cli.common import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    build_engine,
+    engine_options,
+    load_parameters,
+    output_files,
+    progress_bar,
+    report_run,
+    time_option,
+)
+from engine.cli.ingest import chunks, load_registry
+from engine.cli.logs import get_logger
+from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
+from engine.ingest.hj212 import ingest_numbered
+from engine.output import JsonlSink, Store, StoreError
+from engine.pipeline import Engine
+from engine.records import InputLine, Quarantined
+from engine.run import Outputs, Run, run_into_store
+
+
+@click.command()
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Findings as JSON lines ('-' = stdout).")
+@click.option("--hj212", "hj212", multiple=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="HJ 212 packet file, read after EVENTS (needs --registry). Repeatable.")
+@click.option("--registry", "hj212_registry", type=click.Path(exists=True, dir_okay=False),
+              help="HJ 212 registry (MN -> enterprise, outlet, process), YAML or CSV; for --hj212.")
+@click.option("--quarantine", type=click.Path(dir_okay=False), help="Quarantined lines as JSON lines (default: in --out).")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@time_option("--as-of", "Reference event time for a replay (RFC 3339): orders due before it escalate.")
+@click.option("--store", "store", type=click.Path(dir_okay=False),
+              help="Write records to this SQLite store (crash-safe: checkpoints, resumes after a kill).")
+@click.option("--checkpoint-every", "checkpoint_every", default=5000, show_default=True, type=click.IntRange(1),
+              help="With --store: input lines per checkpoint (records and state in one transaction).")
+@click.option("--chain/--no-chain", default=True, show_default=True,
+              help="Hash-chain the output records (prev, hash): `rectify verify` checks them.")
+@click.option("--cluster", type=click.Choice(["dask"]), default=None,
+              help="Distributed replay on Dask, same output as one machine (docs/distributed.md).")
+@click.option("--scheduler", metavar="ADDRESS", default=None, help="With --cluster dask: an existing scheduler (tcp://host:8786).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
+@click.option("--jobs", "jobs", type=click.IntRange(0), default=0, show_default=True,
+              help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process. "
+                   "Same output; more throughput on more cores.")
+@engine_options
+def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
+        hj212: tuple[str, ...], hj212_registry: str | None,
+        as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
+        store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
+        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0) -> None:
+    """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
+    if not events and not hj212:
+        raise click.UsageError("give EVENTS and/or --hj212 FILE")
+    if hj212 and hj212_registry is None:
+        raise click.UsageError("--hj212 needs --registry")
+    stations = load_registry(hj212_registry) if hj212 and hj212_registry else None
+    engine = build_engine(disable, options, params, strict, backend)
+    if cluster is not None:
+        if hj212 or store is not None:
+            raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
+        return _run_on_cluster(events, scheduler=scheduler, workers=workers, out=out, quarantine=quarantine,
+                               summary_json=summary_json, as_of=as_of, chain=chain,
+                               engine_kwargs=dict(disable=disable, options=options, strict=strict,
+                                                  parameters=load_parameters(params), backend=backend))
+    if store is not None:
+        if hj212:
+            raise click.UsageError("--store reads EVENTS only (convert packets first: rectify ingest hj212)")
+        if quarantine:
+            raise click.UsageError("with --store, quarantine records are kept in the store (no --quarantine)")
+        if out != "-":
+            raise click.UsageError("with --store, export the records afterwards: rectify decisions --store DB --export FILE")
+        if "-" in events:
+            raise click.UsageError("--store needs files (a resumed run reads its input again), not stdin")
+        return _run_into_store(engine, events, store, checkpoint_every, as_of, summary_json, progress)
+    started = time.perf_counter()  # for the throughput line only, never for a decision
+    with output_files(out, quarantine) as (out_stream, q_stream):
+        outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
+        inputs: Iterable[Any] = JsonlFiles(events)
+        if hj212:
+            inputs = _with_hj212(read_jsonl(events), hj212, stations)
+        bar = progress_bar(None if hj212 else count_lines(events), progress)
+        try:
+            summary = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar).feed(inputs).finish()
+        finally:
+            bar.close()
+            outputs.close()
+    get_logger().info("batch_path", quiet=engine.lane_stats["quiet"], exact=engine.lane_stats["exact"], jobs=jobs)
+    report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json)
+
+
+def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> Iterator[Any]:
+    """EVENTS first (registrations), then each packet file's events; bad packets as quarantine records, in order."""
+    from orjson import dumps
+
+    yield from lines
+    for path in files:
+        with opened(path) as handle:
+            for number, item in ingest_numbered(chunks(handle), registry, source=path):
+                yield item if isinstance(item, Quarantined) else InputLine(source=path, number=number, text=dumps(item))
+
+
+def _run_into_store(engine: Engine, events: tuple[str, ...], path: str, every: int, as_of: str | None,
+                    summary_json: str | None, progress: bool) -> None:
+    """`rectify run EVENTS --store DB`: records (chained) and checkpoints in SQLite; resumes after a kill."""
+    config = {"ruleset": engine.ruleset, "backend": engine.backend, "as_of": as_of,
+              "inputs": [[str(Path(e).resolve()), Path(e).stat().st_size] for e in events]}
+    started = time.perf_counter()
+    bar = progress_bar(count_lines(events), progress)
+    db = Store(path)
+    try:
+        summary, resumed = run_into_store(engine, JsonlFiles(events), db, config=config, every=every, as_of=as_of,
+                                          progress=bar)
+        head, records = db.head(), db.count()
+    except StoreError as exc:
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    finally:
+        bar.close()
+        db.close()
+    click.echo(f"store {path}: {records} records, chain head {head}" + (" (resumed from a checkpoint)" if resumed else ""),
+               err=True)
+    report_run(engine.ruleset, summary, None, time.perf_counter() - started, summary_json,
+               chain={"records": records, "head": head})
+
+
+def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: int | None, out: str,
+                    quarantine: str | None, summary_json: str | None, as_of: str | None, chain: bool,
+                    engine_kwargs: dict[str, Any]) -> None:
+    """`rectify run --cluster dask`: the same outputs, chain and summary as a local run."""
+    from engine.distributed import DistributedRun
+
+    if not events:
+        raise click.UsageError("--cluster dask needs EVENTS files")
+    started = time.perf_counter()  # for the throughput line only
+    job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs)
+    with output_files(out, quarantine) as (out_stream, q_stream):
+        outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
+        try:
+            outputs.write_all(job)
+        finally:
+            outputs.close()
+    click.echo(f"distributed: {job.partitions} partitions", err=True)
+    report_run(job.ruleset or "", job.summary, outputs, time.perf_counter() - started, summary_json)
+
+
+@click.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@engine_options
+def validate(events: tuple[str, ...], disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool,
+             backend: str) -> None:
+    """Check EVENTS without writing findings; print each bad line's reason. Exit 1 if any."""
+    engine = build_engine(disable, options, params, strict, backend)
+    for item in read_jsonl(events):
+        for record in engine.process_line(item, item.number):
+            if isinstance(record, Quarantined):
+                click.echo(f"{record.source}:{record.line}: {record.error}")
+    summary = engine.summary
+    click.echo(f"read {summary.read}  valid {summary.processed}  duplicate {summary.duplicate}  invalid {summary.quarantined}", err=True)
+    if summary.quarantined:
+        raise SystemExit(EXIT_INVALID)

@@ -1,0 +1,310 @@
+"""The fast lane of the batch path: a chunk of events sorted into quiet and eventful ones.
+
+Most of a replay is stack and discharge readings that are valid, new, inside every limit
+and pass no deadline: their whole effect is a counter, an id remembered and the clock
+moved. The fast lane proves that for a chunk by columns and commits those effects in bulk:
+
+* validation: events are grouped by exact shape and checked by column (engine/shapes.py),
+  compiled from the composed schemas the per-event validator uses;
+* judging: readings are grouped by what the rule index and corrections look at, and the
+  threshold screens (engine/screen.py) name the few that could fire;
+* idempotency: ids already remembered, repeated in the chunk or shared with any other line
+  of the chunk leave the lane; the rest are remembered in one step;
+* the clock: a run of quiet events moves the decision clock in one step, unless an open
+  order falls due inside the run.
+
+Everything else (other event types, anything invalid or odd, readings that could fire,
+duplicates, a run that crosses a deadline) goes through the engine's per-event stages one by
+one, in input order, with the state the quiet events before it left. So the output is the
+per-event path's, record for record (tests/test_batch.py, tests/test_fastlane.py).
+
+The lane sits below the Engine and sees it through one narrow interface, `Host`: the stages
+it reads (validator, judge, dedupe index, decision clock) and the two ways to apply events
+(`process_parsed` one by one, `commit_quiet` in bulk).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, Protocol
+
+import orjson
+
+from engine.decide.layer import DecisionLayer
+from engine.fast.shapes import Path, ShapePlan, plan_shape
+from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
+from engine.normalise import DedupeIndex, content_digest, epoch_of
+from engine.records import InputLine, Record
+from engine.validate import EventValidator
+
+UNPARSED = object()  # a line orjson could not read: the exact path quarantines it
+_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+_READING_TYPES = frozenset(READING_TYPES)
+_GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
+
+
+class Host(Protocol):
+    """What the fast lane needs from an engine (engine/pipeline.py implements it)."""
+
+    validator: EventValidator
+    judge: Judge
+    dedupe: DedupeIndex
+    decisions: DecisionLayer
+    lane_stats: Counter[str]
+
+    def process_line(self, item: InputLine, number: int = 0) -> list[Record]: ...
+
+    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]: ...
+
+    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+                     unavailable: int) -> None: ...
+
+
+@dataclass(slots=True)
+class Sorting:
+    """What the fast lane learnt about a chunk, per line: quiet or not, and for quiet lines
+    what committing them needs (id, subject, event time, content digest)."""
+
+    lane: list[int]
+    ids: list[Any]
+    subjects: list[Any]
+    epochs: list[float]
+    digests: list[bytes | None]
+
+
+class FastLane:
+    """Per engine: shape plans and threshold gates are compiled on first sight and kept."""
+
+    def __init__(self, engine: Host) -> None:
+        self.engine = engine
+        self._plans: dict[tuple[Any, ...], tuple[ShapePlan, tuple[Path, ...]] | None] = {}
+        self.stats: Counter[str] = engine.lane_stats
+        self._gates: dict[tuple[Any, ...], dict[tuple[Any, ...], Gate | int]] = {}
+
+    def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
+        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
+        yield from self.apply(self.sort(events), events, raws, source, first_line)
+
+    def sort(self, events: Sequence[Any]) -> Sorting:
+        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it."""
+        n = len(events)
+        sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
+        times: list[Any] = [None] * n
+        for rows in _group(events):
+            self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
+        for i in [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]:
+            sorting.epochs[i] = epoch_of(times[i])
+            sorting.digests[i] = content_digest(events[i])
+        return sorting
+
+    def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,
+              first_line: int) -> Iterator[Record]:
+        """Commit the quiet runs of a sorted chunk and take every other event exactly, in input order."""
+        lane = sorting.lane
+        exact = [i for i, kind in enumerate(lane) if kind == _EXACT]
+        if self._exclude_repeated_ids(events, lane, sorting.ids, exact):
+            exact = [i for i, kind in enumerate(lane) if kind == _EXACT]
+        n = len(lane)
+        self.stats["quiet"] += n - len(exact)
+        self.stats["exact"] += len(exact)
+        start = 0
+        for index in exact + [n]:
+            if index > start:
+                yield from self._commit(range(start, index), events, raws, source, first_line, sorting)
+            if index < n:
+                yield from self._exact(events[index], raws[index], source, first_line + index)
+            start = index + 1
+
+    # ---- sorting ----------------------------------------------------------------------
+
+    def _classify(self, rows: list[int], events: Sequence[Any], lane: list[int], ids: list[Any],
+                  times: list[Any], subjects: list[Any]) -> None:
+        """Mark the quiet readings among `rows` (events of one type and key counts)."""
+        group = [events[i] for i in rows]
+        first = group[0]
+        signature = (first["type"], frozenset(first), frozenset(first["data"]))
+        planned = self._plan(signature)
+        if planned is None:
+            return
+        plan, paths = planned
+        datas = list(map(itemgetter("data"), group))
+        columns: dict[Path, list[Any]] = {}
+        try:  # every key of the first event's shape, in every event: with equal counts, equal key sets
+            for path in paths:
+                columns[path] = list(map(itemgetter(path[1]), datas)) if len(path) == 2 else list(map(itemgetter(path[0]), group))
+        except KeyError:
+            for subgroup in _exact_shapes(rows, events):
+                self._classify(subgroup, events, lane, ids, times, subjects)
+            return
+        invalid = plan.failing(columns)
+        event_type, _, data_keys = signature
+        has_o2, has_volume = "o2_percent" in data_keys, "volume_m3" in data_keys or "production" in data_keys
+        gates = self._gates.setdefault((event_type, has_o2, has_volume), {})
+        fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
+        values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
+        id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
+        for p, key in enumerate(zip(*fields)):
+            if invalid and p in invalid:
+                continue
+            gate = gates.get(key)
+            if gate is None:
+                gate = gates[key] = self._gate(event_type, key, has_o2, has_volume)
+            if isinstance(gate, int):  # _EXACT, or _UNAVAILABLE (counted, never judged)
+                if gate == _EXACT:
+                    continue
+                status = gate
+            else:
+                value = values[p]
+                o2: Any = oxygen[p] if oxygen is not None else None
+                if (value > gate.high or value < gate.low
+                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)):
+                    if gate.fires(value, o2):
+                        continue
+                status = _QUIET
+            row = rows[p]
+            lane[row] = status
+            ids[row], times[row], subjects[row] = id_column[p], time_column[p], subject_column[p]
+
+    def _plan(self, signature: tuple[Any, ...]) -> tuple[ShapePlan, tuple[Path, ...]] | None:
+        if signature not in self._plans:
+            event_type, envelope_keys, data_keys = signature
+            planned = None
+            if event_type in self.engine.validator.schemas and {"id", "time", "subject", "data"} <= envelope_keys:
+                shape: dict[str, Any] = {key: None for key in sorted(envelope_keys)}
+                shape["data"] = {key: None for key in sorted(data_keys)}
+                plan = plan_shape(self.engine.validator.schemas[event_type], shape, self.engine.validator.compile_leaf)
+                if plan is not None and {"value", "pollutant", "unit", "period"} <= data_keys:
+                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"} | {("data", k) for k in data_keys}))
+                    planned = (plan, paths)
+            self._plans[signature] = planned
+        return self._plans[signature]
+
+    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool, has_volume: bool) -> Gate | int:
+        screened = self.engine.judge.screen(event_type, *key, has_o2, has_volume)
+        if screened is None:
+            return _EXACT  # a unit error, the hourly window, or a rule beyond thresholds
+        if screened == UNAVAILABLE:
+            return _UNAVAILABLE  # counted, never judged
+        return screened  # type: ignore[return-value]
+
+    def _exclude_repeated_ids(self, events: Sequence[Any], lane: list[int], ids: list[Any], exact: list[int]) -> bool:
+        """Send every line whose id is remembered, repeated, or used by an exact line to the exact path.
+
+        `ids` holds the id of each quiet line and None elsewhere; `exact` the other lines.
+        True when some line was sent."""
+        quiet_ids = [i for i in ids if i is not None]
+        if not quiet_ids:
+            return False
+        unique = set(quiet_ids)
+        clash = self.engine.dedupe.remembers(unique)
+        if len(unique) != len(quiet_ids):
+            clash.update(i for i, count in Counter(quiet_ids).items() if count > 1)
+        for i in exact:
+            event = events[i]
+            other = event.get("id") if type(event) is dict else None
+            if type(other) is str and other in unique:
+                clash.add(other)
+        if not clash:
+            return False
+        for i, event_id in enumerate(ids):
+            if event_id in clash:
+                lane[i], ids[i] = _EXACT, None
+        return True
+
+    # ---- effects ------------------------------------------------------------------------
+
+    def _commit(self, run: range, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int,
+                sorting: Sorting) -> Iterator[Record]:
+        """A run of quiet events: counters, ids and the clock in bulk.
+
+        An event that moves the clock past an open order's deadline is not quiet after all
+        (the order escalates at its place): it is taken exactly, and the run goes on after it.
+        """
+        decisions = self.engine.decisions
+        epochs = sorting.epochs[run.start:run.stop]
+        start = 0
+        while start < len(epochs):
+            limit = decisions.quiet_until()
+            stop = start
+            top = -math.inf
+            if max(epochs[start:]) <= limit:
+                stop, top = len(epochs), max(epochs[start:])
+            else:
+                while stop < len(epochs) and epochs[stop] <= limit:
+                    top = max(top, epochs[stop])
+                    stop += 1
+            if stop > start:
+                self._remember(top, run.start + start, run.start + stop, sorting)
+            if stop < len(epochs):
+                row = run.start + stop
+                self.stats["quiet"] -= 1
+                self.stats["exact"] += 1
+                yield from self._exact(events[row], raws[row], source, first_line + row)
+            start = stop + 1
+
+    def _remember(self, top: float, start: int, stop: int, sorting: Sorting) -> None:
+        self.engine.commit_quiet(top, sorting.ids[start:stop], sorting.digests[start:stop],  # type: ignore[arg-type]
+                                 sorting.epochs[start:stop], sorting.subjects[start:stop],
+                                 sorting.lane[start:stop].count(_UNAVAILABLE))
+
+    def _exact(self, event: Any, raw: bytes, source: str, line: int) -> list[Record]:
+        if event is UNPARSED:
+            return self.engine.process_line(InputLine(source, line, raw))
+        return self.engine.process_parsed(event, raw, source, line)
+
+
+def parse_lines(texts: list[bytes]) -> list[Any]:
+    """orjson per line; a line that does not parse becomes UNPARSED (quarantined downstream)."""
+    try:
+        return list(map(orjson.loads, texts))
+    except orjson.JSONDecodeError:
+        parsed: list[Any] = []
+        for text in texts:
+            try:
+                parsed.append(orjson.loads(text))
+            except orjson.JSONDecodeError:
+                parsed.append(UNPARSED)
+        return parsed
+
+
+def _group(events: Sequence[Any]) -> Iterator[list[int]]:
+    """Row numbers of readings by type and key counts (the fast lane then checks the key sets)."""
+    try:  # C loops over the whole chunk; any line that is not an object with a type and data: the slow way
+        types = list(map(itemgetter("type"), events))
+        "".join(types)  # every type a string (hashable), or the slow way
+        datas = list(map(itemgetter("data"), events))
+        keys = list(zip(types, map(len, events), map(type, datas), map(len, datas)))
+    except (KeyError, TypeError, IndexError):
+        keys = [_key(event) for event in events]  # type: ignore[misc]
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows = groups.get(key)
+        if rows is None:
+            groups[key] = [i]
+        else:
+            rows.append(i)
+    return iter([rows for key, rows in groups.items()
+                 if key is not None and key[2] is dict and type(key[0]) is str and key[0] in _READING_TYPES])
+
+
+def _key(event: Any) -> tuple[Any, ...] | None:
+    if type(event) is not dict:
+        return None
+    data = event.get("data")
+    event_type = event.get("type")
+    if type(data) is not dict or type(event_type) is not str:
+        return None
+    return (event_type, len(event), dict, len(data))
+
+
+def _exact_shapes(rows: list[int], events: Sequence[Any]) -> list[list[int]]:
+    """Rows split by exact key sets (when key counts alone grouped different shapes)."""
+    groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+    for i in rows:
+        groups.setdefault((frozenset(events[i]), frozenset(events[i]["data"])), []).append(i)
+    return list(groups.values())

@@ -1,0 +1,245 @@
+"""The judge: which rules apply to a reading or a fact, the corrected value, and the findings.
+
+Applicability (industry, process, point, destination, equipment kind, the dates a rule is in
+force for new and existing facilities) and the arithmetic (unit → the limit's unit, O₂
+reference correction, benchmark water volume, rounding to `JUDGED_DIGITS`, the threshold
+test) are written once: here and in engine/judge/thresholds.py, whose gates for the batch
+path are built from the same functions, so a reading the fast path lets through is one this judge would pass.
+
+A valid reading first takes a `route`: a flag other than N is counted and never judged, a
+minute value goes to the hourly window (and is judged as an instant value), anything else is
+judged at its own period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from engine.judge.thresholds import Gate, build_gate, corrected, exceeds
+from engine.judge.index import RuleIndex
+from engine.judge.rulepacks import Rule
+from engine.normalise.readings import Reading
+from engine.plugins import Metric
+from engine.records import Finding
+from engine.units import BENCHMARK_UNITS, UnitError, round_judged, to_canonical
+
+UNAVAILABLE, WINDOW, JUDGE = "unavailable", "window", "judge"
+
+Registration = Callable[[str], Mapping[str, Any] | None]
+
+
+def route(period: str, flag: str) -> str:
+    """What becomes of a valid reading before any rule looks at it (UNAVAILABLE, WINDOW or JUDGE)."""
+    if flag != "N":
+        return UNAVAILABLE
+    if period == "minute":
+        return WINDOW
+    return JUDGE
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round_judged(value)
+
+
+class MetricView(Mapping[str, Any]):
+    """`metric.NAME` in expressions: computed on first use for the current event only."""
+
+    __slots__ = ("_metrics", "_data", "_type", "_cache")
+
+    def __init__(self, metrics: Mapping[str, Metric], event_type: str, data: Mapping[str, Any]) -> None:
+        self._metrics, self._type, self._data, self._cache = metrics, event_type, data, {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._cache:
+            metric = self._metrics.get(name)
+            if metric is None or metric.event_type != self._type:
+                self._cache[name] = None
+            else:
+                value = metric.compute(self._data)
+                self._cache[name] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return self._cache[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._metrics))
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+
+class Judge:
+    """Rules → findings for readings and facts; immutable after construction (shareable).
+
+    `registration(code)` gives an enterprise's registration (the engine's `Enterprises.get`).
+    """
+
+    def __init__(self, rules: Iterable[Rule], metrics: Iterable[Metric], ruleset: str,
+                 registration: Registration) -> None:
+        self.rules = tuple(rules)
+        self.index = RuleIndex(self.rules)
+        self.metrics = {m.name: m for m in metrics}
+        self.ruleset = ruleset
+        self._registration = registration
+
+    # ---- readings -----------------------------------------------------------------------
+
+    def reading(self, reading: Reading, period: str) -> list[Finding]:
+        """Findings of one reading (or hourly mean) judged at `period`, in rule-id order."""
+        registration = self._registration(reading.enterprise)
+        industry = registration.get("industry") if registration is not None else None
+        eia = registration.get("eia_approved_on") if registration is not None else None
+        day = reading.time[:10]
+        findings: list[Finding] = []
+        for rule in self.index.for_reading(reading.type, reading.pollutant, reading.process, reading.point,
+                                           reading.destination, period):
+            if rule.industries is not None and industry not in rule.industries:
+                continue
+            if rule.windows is not None and not rule.applies_on(day, eia):
+                continue
+            measured, judged, factor, reference = corrected(rule, reading.value, reading.unit, reading.o2, reading.process)
+            ratio, note = (None, {}) if rule.benchmark is None else benchmark_ratio(rule, reading.data)
+            if ratio is not None and ratio > 1:
+                judged *= ratio
+            rounded = _round(judged)
+            if rule.threshold is not None:  # specialised: the common `judged > limit` family, no scope built
+                fire = exceeds(rule.threshold, rounded)  # type: ignore[arg-type]
+            else:
+                event = {"type": reading.type, "time": reading.time, "subject": reading.enterprise}
+                scope = self.scope(rule, event, reading.data, registration, rounded, _round(measured))
+                if rule.measure is not None:
+                    value = rule.measure(scope)
+                    scope["judged"] = rounded = _round(value) if value is not None else None
+                fire = rule.condition(scope) is True
+            if not fire:
+                continue
+            corrections: list[dict[str, Any]] = []
+            if reading.raw_unit != rule.unit:
+                corrections.append({"kind": "unit", "from": reading.raw_unit, "to": rule.unit})
+            if reference is not None:
+                if factor is None:
+                    corrections.append({"kind": "o2", "reference": reference, "measured": None, "applied": False})
+                else:
+                    corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
+            if ratio is not None or note.get("reason"):
+                corrections.append({**note, "kind": "benchmark_volume"})
+            findings.append(self.finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
+                                         {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
+        return findings
+
+    # ---- facts ----------------------------------------------------------------------------
+
+    def fact(self, event: Mapping[str, Any]) -> list[Finding]:
+        """Findings of an event that is not a reading (registration, equipment, energy...)."""
+        subject, data = event["subject"], event["data"]
+        registration = self._registration(subject)
+        day = event["time"][:10]
+        findings: list[Finding] = []
+        for rule in self.index.candidates(event["type"], None):
+            if not applicable(rule, registration, day, kind=data.get("kind")):
+                continue
+            scope = self.scope(rule, event, data, registration, None, None)
+            if rule.measure is not None:
+                value = rule.measure(scope)
+                scope["judged"] = scope["measured"] = _round(value) if value is not None else None
+            if rule.condition(scope) is True:
+                judged = scope["judged"]
+                measured = None if judged is None else {"value": judged, "unit": rule.unit}
+                findings.append(self.finding(rule, subject, event["time"], (event["id"],), None, measured, judged, []))
+        return findings
+
+    def scope(self, rule: Rule, event: Mapping[str, Any], data: Mapping[str, Any],
+              registration: Mapping[str, Any] | None, judged: Any, measured: Any) -> dict[str, Any]:
+        """The names a rule's condition and measure read (also rebuilt by `rectify explain`)."""
+        enterprise: Mapping[str, Any] | None = registration
+        if rule.uses_facility and registration is not None:
+            enterprise = {**registration, "facility": rule.facility(registration.get("eia_approved_on"))}
+        scope: dict[str, Any] = dict(rule.parameters)
+        scope.update(
+            judged=judged, measured=measured, data=data, event=event, enterprise=enterprise,
+            params=rule.pack_parameters, metric=MetricView(self.metrics, event.get("type", ""), data),
+        )
+        return scope
+
+    def finding(self, rule: Rule, enterprise: str, time: str, events: tuple[str, ...], pollutant: str | None,
+                measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]]) -> Finding:
+        key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events)))
+        return Finding(
+            id="F-" + hashlib.sha256(key.encode()).hexdigest()[:24],
+            rule=rule.id,
+            rule_version=rule.version,
+            plugin=rule.plugin,
+            enterprise=enterprise,
+            time=time,
+            event=events,
+            pollutant=pollutant,
+            measured=measured,
+            judged=judged,
+            limit=rule.limit,
+            basis=rule.basis,
+            verified=rule.verified,
+            ruleset=self.ruleset,
+            corrections=tuple(corrections),
+        )
+
+    # ---- the batch path ---------------------------------------------------------------------
+
+    def screen(self, event_type: str, pollutant: str, unit: str, process: str | None, point: str | None,
+               destination: str | None, period: str, flag: str, has_o2: bool, has_volume: bool) -> Gate | str | None:
+        """How the batch path may take valid readings of one group (same type, pollutant, unit,
+        process, point, destination, period, flag, and whether O₂ and a volume are given):
+
+        UNAVAILABLE (counted, never judged), a `Gate` (quiet unless the gate lets it through),
+        or None (only the per-event path can say: a unit error, the hourly window, a rule
+        beyond the specialised thresholds)."""
+        try:
+            to_canonical(pollutant, 1.0, unit)
+        except UnitError:
+            return None  # quarantined on the per-event path, with its message
+        path = route(period, flag)
+        if path == UNAVAILABLE:
+            return UNAVAILABLE
+        if path == WINDOW:
+            return None
+        rules = self.index.for_reading(event_type, pollutant, process, point, destination, period)
+        return build_gate(rules, pollutant, unit, process, has_o2, has_volume)
+
+
+def applicable(rule: Rule, registration: Mapping[str, Any] | None, day: str, *, process: str | None = None,
+               point: str | None = None, destination: str | None = None, kind: str | None = None) -> bool:
+    """Whether a rule applies to an enterprise and event on a local date (its static filters and dates)."""
+    if rule.industries is not None and (registration is None or registration.get("industry") not in rule.industries):
+        return False
+    if rule.processes is not None and process not in rule.processes:
+        return False
+    if rule.points is not None and point not in rule.points:
+        return False
+    if rule.destinations is not None and destination not in rule.destinations:
+        return False
+    if rule.kinds is not None and kind not in rule.kinds:
+        return False
+    eia = registration.get("eia_approved_on") if registration is not None else None
+    return rule.applies_on(day, eia)
+
+
+def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """GB 4287 / GB 21900: actual volume ÷ benchmark volume for the production, when data carry both."""
+    volume, production = data.get("volume_m3"), data.get("production")
+    if volume is None or production is None:
+        return None, {}
+    assert rule.benchmark is not None and rule.benchmark_unit is not None
+    category = production.get("category")
+    per_unit = rule.benchmark.get(category) if category is not None else None
+    product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
+    if per_unit is None:
+        return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
+    if production.get("unit") != product_unit:
+        return None, {"applied": False, "reason": f"production unit {production.get('unit')!r}, benchmark is per {product_unit}"}
+    benchmark_m3 = production["quantity"] * per_unit * to_m3
+    if benchmark_m3 <= 0:
+        return None, {"applied": False, "reason": "no production in the accounting period"}
+    ratio = volume / benchmark_m3
+    return ratio, {"applied": ratio > 1, "actual_m3": _round(volume), "benchmark_m3": _round(benchmark_m3), "ratio": _round(ratio)}

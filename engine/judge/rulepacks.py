@@ -1,0 +1,413 @@
+"""Rule packs: YAML data validated against schemas/rulepack.schema.json, compiled once.
+
+A compiled `Rule` carries its match sets (for the index), its closures (condition and
+measure, from engine.expressions) and everything a finding must cite (basis, version,
+verified). Rules that need a parameter the deploying authority has not set, or an option
+that is off, are kept aside as inactive with the reason, so `rectify rules` can show them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import orjson
+import yaml
+
+from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
+from engine.units import BENCHMARK_UNITS, UNITS
+from engine.plugins import RulePackSource
+from engine.validate.schemas import core_validator, describe
+
+READING_TYPES = ("emission.measured", "discharge.measured")
+SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric"})
+
+
+class RulePackError(ValueError):
+    """A rule pack that is not valid: says which pack, which rule and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Dates (inclusive, local event date) in which a rule applies to a facility class."""
+
+    start: str | None
+    end: str | None
+
+    def covers(self, day: str) -> bool:
+        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule. Frozen: the engine shares it across enterprises and threads."""
+
+    id: str
+    version: int
+    plugin: str
+    title_zh: str
+    title_en: str
+    category: str
+    type: str
+    industries: frozenset[str] | None
+    processes: frozenset[str] | None
+    pollutants: frozenset[str] | None
+    points: frozenset[str] | None
+    destinations: frozenset[str] | None
+    kinds: frozenset[str] | None
+    period: str
+    unit: str | None
+    parameters: Mapping[str, Any]
+    pack_parameters: Mapping[str, Any]
+    limit: Mapping[str, Any] | None
+    o2_reference: Mapping[str, float]
+    benchmark: Mapping[str, float] | None
+    benchmark_unit: str | None
+    condition_text: str
+    condition: Compiled = field(repr=False, compare=False)
+    measure_text: str | None
+    measure: Compiled | None = field(repr=False, compare=False)
+    new_facility_from: str | None
+    windows: Mapping[str, Window] | None
+    option: str | None
+    unless_option: str | None
+    basis: Mapping[str, str]
+    verified: bool
+    status: str | None
+    severity: str
+    uses_facility: bool
+    threshold: tuple[Any, ...] | None
+    examples: tuple[Mapping[str, Any], ...] = field(repr=False, compare=False)
+    # rule versions (issue 5): the dates (inclusive) this version is in force; folded into `windows`
+    valid_from: str | None = None
+    valid_until: str | None = None
+
+    def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
+        """Whether the rule is in force on a local date for a facility with this EIA date."""
+        if self.windows is None:
+            return True
+        window = self.windows.get(self.facility(eia_approved_on))
+        return window is not None and window.covers(day)
+
+    def facility(self, eia_approved_on: str | None) -> str:
+        """'new' when the EIA was approved on or after the standard's date, else 'existing'."""
+        if self.new_facility_from and eia_approved_on and eia_approved_on >= self.new_facility_from:
+            return "new"
+        return "existing"
+
+
+@dataclass(frozen=True, slots=True)
+class InactiveRule:
+    """A rule that is loaded but not evaluated, and why."""
+
+    id: str
+    version: int
+    plugin: str
+    title: str
+    basis: Mapping[str, str]
+    verified: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RulePack:
+    """A parsed, schema-valid pack (before options and parameters are applied)."""
+
+    plugin: str
+    origin: str
+    document: Mapping[str, Any]
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _rulepack_validator() -> jsonschema.Draft202012Validator:
+    return core_validator("rulepack.schema.json")
+
+
+def _jsonable(value: Any) -> Any:
+    """YAML may produce dates; the pack document keeps only JSON types (for the fingerprint)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()
+    return value
+
+
+@functools.lru_cache(maxsize=128)
+def parse_pack(source: RulePackSource) -> RulePack:
+    """Parse and schema-check one YAML pack; errors name the pack and the field path.
+
+    Cached by content: engines built in one process (tests, shards) parse a pack once.
+    The returned document is shared and never mutated.
+    """
+    try:
+        document = yaml.load(source.text, Loader=_YAML_LOADER)  # safe: no Python tags
+    except yaml.YAMLError as exc:
+        raise RulePackError(f"{source.origin}: not valid YAML: {exc}") from None
+    document = _jsonable(document)
+    error = jsonschema.exceptions.best_match(_rulepack_validator().iter_errors(document))
+    if error is not None:
+        where = _rule_hint(document, list(error.absolute_path))
+        raise RulePackError(f"{source.origin}{where}: {describe(error)}")
+    if document["pack"] != source.plugin:
+        raise RulePackError(f"{source.origin}: pack {document['pack']!r} is shipped by plugin {source.plugin!r}; they must match")
+    for rule in document.get("rules", []):
+        if not rule["id"].startswith(document["pack"] + "."):
+            raise RulePackError(f"{source.origin}: rule {rule['id']!r} must start with {document['pack'] + '.'!r}")
+    return RulePack(plugin=source.plugin, origin=source.origin, document=document)
+
+
+def _rule_hint(document: Any, path: list[Any]) -> str:
+    if len(path) >= 2 and path[0] == "rules" and isinstance(document, dict):
+        try:
+            return f" (rule {document['rules'][path[1]]['id']!r})"
+        except (KeyError, IndexError, TypeError):
+            return ""
+    return ""
+
+
+def _as_set(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+def _window(spec: Mapping[str, str] | None) -> Window | None:
+    return None if spec is None else Window(spec.get("from"), spec.get("until"))
+
+
+def compile_rules(
+    packs: Iterable[RulePack],
+    *,
+    options: Iterable[str] = (),
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[Rule], list[InactiveRule]]:
+    """Compile every rule of every pack, sorted by id; duplicates name both plugins.
+
+    `options` switches named options on; `parameters` sets pack-level parameter values
+    ({pack: {name: value}}), as the deploying authority does for values marked NF.
+    """
+    enabled = set(options)
+    overrides = parameters or {}
+    seen: dict[str, str] = {}
+    versions: dict[str, list[Mapping[str, Any]]] = {}
+    active: list[Rule] = []
+    inactive: list[InactiveRule] = []
+    declared_options: set[str] = set()
+    packs = sorted(packs, key=lambda p: p.plugin)
+    for pack in packs:
+        declared_options.update(pack.document.get("options", {}))
+    unknown = sorted(enabled - declared_options)
+    if unknown:
+        raise RulePackError(f"unknown option(s) {', '.join(unknown)}; declared: {', '.join(sorted(declared_options)) or 'none'}")
+    for pack in packs:
+        document = pack.document
+        pack_params = {name: spec["value"] for name, spec in document.get("parameters", {}).items()}
+        pack_units = {name: spec["unit"] for name, spec in document.get("parameters", {}).items()}
+        for name, value in overrides.get(document["pack"], {}).items():
+            if name not in pack_params:
+                raise RulePackError(f"pack {document['pack']!r} has no parameter {name!r} to set")
+            pack_params[name] = value
+        for spec in document.get("rules", []):
+            if spec["id"] in seen and not _another_version(spec, seen[spec["id"]], pack.plugin, versions):
+                raise RulePackError(
+                    f"duplicate rule id {spec['id']!r}: defined by plugin {seen[spec['id']]!r} and by plugin {pack.plugin!r}"
+                    + (" (versions of one rule need distinct `version` numbers, each with valid_from / valid_until)"
+                       if seen[spec["id"]] == pack.plugin else "")
+                )
+            seen[spec["id"]] = pack.plugin
+            versions.setdefault(spec["id"], []).append(spec)
+            try:
+                rule, reason = _compile_rule(spec, pack, pack_params, pack_units, enabled)
+            except ExpressionError as exc:
+                raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): {exc}") from None
+            if reason is None:
+                active.append(rule)
+            else:
+                inactive.append(InactiveRule(rule.id, rule.version, rule.plugin, rule.title_en, rule.basis, rule.verified, reason))
+    _check_periods(versions)
+    active.sort(key=lambda r: (r.id, r.version))
+    inactive.sort(key=lambda r: (r.id, r.version))
+    return active, inactive
+
+
+def _dated(spec: Mapping[str, Any]) -> bool:
+    return spec.get("valid_from") is not None or spec.get("valid_until") is not None
+
+
+def _another_version(spec: Mapping[str, Any], plugin: str, now: str, versions: Mapping[str, list[Mapping[str, Any]]]) -> bool:
+    """A repeated rule id is allowed as another version of the rule: same pack, new version
+    number, and every version dated (valid_from / valid_until)."""
+    earlier = versions.get(spec["id"], [])
+    return (plugin == now and _dated(spec) and all(_dated(e) for e in earlier)
+            and spec["version"] not in {e["version"] for e in earlier})
+
+
+def _check_periods(versions: Mapping[str, list[Mapping[str, Any]]]) -> None:
+    """Versions of one rule must not be in force on the same day, and must be ordered in time."""
+    for rule_id, specs in versions.items():
+        if len(specs) < 2:
+            continue
+        ordered = sorted(specs, key=lambda v: v.get("valid_from") or "")
+        for a, b in zip(ordered, ordered[1:]):
+            if a.get("valid_until") is None or b.get("valid_from") is None or a["valid_until"] >= b["valid_from"]:
+                raise RulePackError(f"rule {rule_id!r}: versions {a['version']} and {b['version']} are in force on the same "
+                                    "day (give each valid_from / valid_until, without overlap)")
+            if a["version"] > b["version"]:
+                raise RulePackError(f"rule {rule_id!r}: version {b['version']} is in force after version {a['version']}")
+
+
+def _in_force(windows: dict[str, Window] | None, start: str | None, end: str | None) -> dict[str, Window] | None:
+    """Facility windows narrowed to a rule version's period (both inclusive)."""
+    if start is None and end is None:
+        return windows
+    if windows is None:
+        windows = {"new": Window(None, None), "existing": Window(None, None)}
+    narrowed = {}
+    for facility, w in windows.items():
+        lo = max(x for x in (w.start, start) if x is not None) if (w.start or start) else None
+        hi = min(x for x in (w.end, end) if x is not None) if (w.end or end) else None
+        narrowed[facility] = Window(lo, hi)
+    return narrowed
+
+
+def _compile_rule(
+    spec: Mapping[str, Any],
+    pack: RulePack,
+    pack_params: Mapping[str, Any],
+    pack_units: Mapping[str, str],
+    enabled: set[str],
+) -> tuple[Rule, str | None]:
+    rule_params = {name: p["value"] for name, p in spec.get("parameters", {}).items()}
+    rule_units = {name: p["unit"] for name, p in spec.get("parameters", {}).items()}
+    roots = SCOPE_ROOTS | frozenset(rule_params)
+    applies = spec["applies_to"]
+    condition = compile_expression(spec["condition"], roots)
+    measure_text = spec.get("measure")
+    measure = compile_expression(measure_text, roots) if measure_text else None
+    read = names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
+    missing = sorted({n for n, v in rule_params.items() if v is None})
+    for path in read:
+        if path[0] == "params":
+            if len(path) < 2 or path[1] not in pack_params:
+                raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): unknown pack parameter {'.'.join(path)!r}")
+            if pack_params[path[1]] is None:
+                missing.append(f"params.{path[1]}")
+    unit = spec.get("unit") or rule_units.get("limit") or rule_units.get("low")
+    limit: dict[str, Any] | None = None
+    if "limit" in rule_params and rule_params["limit"] is not None:
+        limit = {"value": rule_params["limit"], "unit": rule_units["limit"]}
+    elif "low" in rule_params or "high" in rule_params:
+        limit = {"min": rule_params.get("low"), "max": rule_params.get("high"), "unit": rule_units.get("low") or rule_units.get("high")}
+        limit = {k: v for k, v in limit.items() if v is not None}
+    rule_type = applies["type"]
+    if rule_type in READING_TYPES and measure is None and unit not in UNITS:
+        raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): a reading rule needs a 'limit' (or low/high) parameter in a known unit, got {unit!r}")
+    correction = spec.get("correction", {})
+    benchmark: Mapping[str, float] | None = None
+    benchmark_unit: str | None = None
+    if "benchmark_volume" in correction:
+        name = correction["benchmark_volume"]
+        if name in rule_params:
+            benchmark, benchmark_unit = rule_params[name], rule_units[name]
+        elif name in pack_params:
+            benchmark, benchmark_unit = pack_params[name], pack_units[name]
+        else:
+            raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): benchmark_volume names no parameter {name!r}")
+        if benchmark is None:
+            missing.append(name)
+        elif not isinstance(benchmark, Mapping) or benchmark_unit not in BENCHMARK_UNITS:
+            raise RulePackError(
+                f"{pack.origin} (rule {spec['id']!r}): benchmark parameter {name!r} must map categories to volumes in "
+                f"{' or '.join(BENCHMARK_UNITS)}"
+            )
+    effective = spec.get("effective")
+    windows = None
+    if effective is not None:
+        windows = {k: w for k, w in (("new", _window(effective.get("new"))), ("existing", _window(effective.get("existing")))) if w}
+    windows = _in_force(windows, spec.get("valid_from"), spec.get("valid_until"))
+    rule = Rule(
+        id=spec["id"],
+        version=spec["version"],
+        plugin=pack.plugin,
+        title_zh=spec["title"]["zh"],
+        title_en=spec["title"]["en"],
+        category=spec.get("category", "emission" if rule_type == "emission.measured" else "discharge" if rule_type == "discharge.measured" else "process"),
+        type=rule_type,
+        industries=_as_set(applies.get("industry")),
+        processes=_as_set(applies.get("process")),
+        pollutants=_as_set(applies.get("pollutant")),
+        points=_as_set(applies.get("point")),
+        destinations=_as_set(applies.get("destination")),
+        kinds=_as_set(applies.get("kind")),
+        period=spec.get("period", "none"),
+        unit=unit,
+        parameters=dict(rule_params),
+        pack_parameters=dict(pack_params),
+        limit=limit,
+        o2_reference=dict(correction.get("o2_reference", {})),
+        benchmark=benchmark,
+        benchmark_unit=benchmark_unit,
+        condition_text=spec["condition"],
+        condition=condition,
+        measure_text=measure_text,
+        measure=measure,
+        new_facility_from=(effective or {}).get("new_facility_from"),
+        windows=windows,
+        option=spec.get("option"),
+        unless_option=spec.get("unless_option"),
+        basis=dict(spec["basis"]),
+        verified=spec["verified"],
+        status=spec.get("status"),
+        severity=spec["severity"],
+        uses_facility=any(p[:2] == ("enterprise", "facility") for p in read),
+        threshold=_threshold(spec["condition"], measure_text, rule_params),
+        examples=tuple(spec["examples"]),
+        valid_from=spec.get("valid_from"),
+        valid_until=spec.get("valid_until"),
+    )
+    reason = None
+    if rule.option and rule.option not in enabled:
+        reason = f"option {rule.option} is off"
+    elif rule.unless_option and rule.unless_option in enabled:
+        reason = f"replaced while option {rule.unless_option} is on"
+    elif missing:
+        reason = "needs parameter " + ", ".join(sorted(set(missing))) + " (set by the deploying authority)"
+    return rule, reason
+
+
+def _threshold(condition: str, measure: str | None, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The specialised form of the commonest conditions, evaluated without building a scope.
+
+    Only exact spellings qualify; anything else runs through the compiled expression, and
+    tests/test_rule_examples.py runs every rule's examples either way.
+    """
+    if measure is not None:
+        return None
+    text = " ".join(condition.split())
+    number = (int, float)
+    if text == "judged > limit" and isinstance(params.get("limit"), number):
+        return ("gt", params["limit"])
+    if text == "judged >= limit" and isinstance(params.get("limit"), number):
+        return ("ge", params["limit"])
+    if text == "judged < low or judged > high" and isinstance(params.get("low"), number) and isinstance(params.get("high"), number):
+        return ("range", params["low"], params["high"])
+    return None
+
+
+def fingerprint(packs: Iterable[RulePack], plugins: Iterable[tuple[str, str]], engine_version: str,
+                options: Iterable[str], parameters: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """sha256 over the rule packs, plugin names and versions, engine version and configuration."""
+    content = {
+        "engine": engine_version,
+        "plugins": sorted(plugins),
+        "packs": sorted((p.document for p in packs), key=lambda d: d["pack"]),
+        "options": sorted(options),
+        "parameters": parameters or {},
+    }
+    return "sha256:" + hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()

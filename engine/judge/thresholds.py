@@ -1,0 +1,134 @@
+"""Threshold arithmetic, once: the corrected value of a reading, the test, and the gates.
+
+`corrected` and `exceeds` are what the judge (engine/judge/judge.py) computes for every
+reading a specialised threshold rule sees (`judged > limit`, `>=`, or outside a range).
+
+Gates serve the batch path. Readings that share what the rule index and the corrections
+look at (type, pollutant, unit, process, point, destination, period, flag, whether O2 and a
+volume are given) meet the same rules. When every one of them is a specialised threshold,
+the judged value is `value × scale`, times the O2 factor (21 − O2ref) / (21 − O2) for rules
+with a reference oxygen, up to a few units in the last place, then rounded to 9 digits. A
+gate turns the limits into cuts on the raw value, widened by 1e-9 (relative and absolute),
+far more than float error and rounding can move a value: a reading inside every cut cannot
+fire. Readings outside are judged exactly by `Gate.fires`, with `corrected` and `exceeds`;
+only those that fire leave the fast lane. Gates ignore applicability (industry, dates), so
+they can send too many readings to the per-event path, never too few.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.judge.rulepacks import Rule
+from engine.units import UnitError, convert, o2_corrected, round_judged, to_canonical
+
+_MARGIN = 1e-9
+_TINY = 1e-300
+
+
+def corrected(rule: Rule, value: float, unit: str, o2: float | None,
+              process: str | None) -> tuple[float, float, float | None, float | None]:
+    """A value in canonical units as `rule` sees it: (measured in the rule's unit, judged at the
+    reference O₂, the O₂ factor or None, the reference O₂ or None). Before the benchmark
+    volume and rounding."""
+    assert rule.unit is not None
+    measured = convert(value, unit, rule.unit)
+    reference = rule.o2_reference.get(process or "")
+    judged, factor = o2_corrected(measured, o2, reference)
+    return measured, judged, factor, reference
+
+
+def exceeds(threshold: tuple[Any, ...], judged: float) -> bool:
+    """The specialised threshold test (`judged > limit`, `>=`, or outside [low, high])."""
+    kind = threshold[0]
+    if kind == "gt":
+        return judged > threshold[1]
+    if kind == "ge":
+        return judged >= threshold[1]
+    return judged < threshold[1] or judged > threshold[2]
+
+
+@dataclass(frozen=True, slots=True)
+class _Threshold:
+    """One rule in a gate: how a raw value of the group becomes the rule's judged value."""
+
+    rule: Rule
+    process: str | None
+
+    def fires(self, value: float, o2: float | None, pollutant: str, unit: str) -> bool:
+        canonical_value, canonical_unit = to_canonical(pollutant, value, unit)
+        judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
+        return exceeds(self.rule.threshold, round_judged(judged))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Cuts on the raw value of a reading group; `o2_free` (21 − O2ref) is None without O2 rules.
+
+    A reading is quiet when low <= value <= high and, with O2 rules,
+    value × o2_free / (21 − O2) <= o2_high.
+    """
+
+    high: float
+    low: float
+    o2_free: float | None
+    o2_high: float
+    pollutant: str
+    unit: str
+    rules: tuple[_Threshold, ...]
+
+    def fires(self, value: float, o2: float | None) -> bool:
+        """The exact test: does any rule fire on this reading (before applicability)?"""
+        return any(rule.fires(value, o2, self.pollutant, self.unit) for rule in self.rules)
+
+
+def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None,
+               has_o2: bool, has_volume: bool) -> Gate | None:
+    """The gate of a reading group, or None when its readings need the exact path anyway."""
+    try:
+        canonical = to_canonical(pollutant, 1.0, unit)[1]
+    except UnitError:
+        return None  # quarantined on the exact path, with its message
+    high, low, o2_high = math.inf, -math.inf, math.inf
+    references: set[float] = set()
+    thresholds: list[_Threshold] = []
+    for rule in rules:
+        if rule.threshold is None or rule.unit is None or (rule.benchmark is not None and has_volume):
+            return None
+        try:
+            scale = convert(to_canonical(pollutant, 1.0, unit)[0], canonical, rule.unit)
+        except UnitError:
+            return None
+        if not scale > 0:
+            return None
+        kind, bounds = rule.threshold[0], tuple(rule.threshold[1:])
+        reference = rule.o2_reference.get(process or "") if has_o2 else None
+        thresholds.append(_Threshold(rule, process if has_o2 else None))
+        if reference is not None:
+            references.add(float(reference))
+            if kind == "range" or len(references) > 1:
+                return None  # not met in the rule packs; the exact path covers it
+            o2_high = min(o2_high, _cut(_below(bounds[-1]), scale))
+            continue
+        high = min(high, _cut(_below(bounds[-1]), scale))
+        if kind == "range":
+            low = max(low, _cut(_above(bounds[0]), scale, up=True))
+    o2_free = 21.0 - references.pop() if references else None
+    return Gate(high, low, o2_free, o2_high, pollutant, unit, tuple(thresholds))
+
+
+def _below(bound: float) -> float:
+    return bound - _MARGIN - abs(bound) * _MARGIN
+
+
+def _above(bound: float) -> float:
+    return bound + _MARGIN + abs(bound) * _MARGIN
+
+
+def _cut(bound: float, scale: float, up: bool = False) -> float:
+    """The raw value matching a judged bound, moved outwards so the cut stays conservative."""
+    raw = bound / scale
+    return raw + abs(raw) * _MARGIN + _TINY if up else raw - abs(raw) * _MARGIN - _TINY

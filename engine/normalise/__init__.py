@@ -1,0 +1,25 @@
+"""Stage 3, normalisation: valid events become what rules and windows work on.
+
+In: a valid event. Out: a `Reading` in canonical units (readings.py, with units.py), the
+enterprise's registration and equipment remembered (enterprises.py), minute readings folded
+into hourly means in event time (windows.py), and the idempotency verdict by event id
+(dedupe.py: new, duplicate or conflict).
+"""
+
+from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest
+from engine.normalise.enterprises import Enterprises
+from engine.normalise.readings import Reading, epoch_of, reading_from_event
+from engine.normalise.windows import HourlyAverager, stream_of
+
+__all__ = [
+    "DedupeIndex",
+    "Enterprises",
+    "HourlyAverager",
+    "Reading",
+    "Seen",
+    "Verdict",
+    "content_digest",
+    "epoch_of",
+    "reading_from_event",
+    "stream_of",
+]

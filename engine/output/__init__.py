@@ -1,0 +1,28 @@
+"""Stage 6, outputs: records out, tamper-evident.
+
+In: findings, decisions and quarantine records. Out: JSON lines (jsonl.py), hash-chained so
+edits, removals and reorderings are detected (chain.py, with the verifier), or a SQLite store
+with checkpoints for crash-safe runs and queries (store.py).
+"""
+
+from engine.output.chain import GENESIS, ChainedWriter, Verdict, canonical, record_hash, unchained, verify_file, verify_lines
+from engine.output.jsonl import JsonlSink, ListSink, dumps
+from engine.output.store import Store, StoreError, is_store, log_lines
+
+__all__ = [
+    "GENESIS",
+    "ChainedWriter",
+    "JsonlSink",
+    "ListSink",
+    "Store",
+    "StoreError",
+    "Verdict",
+    "canonical",
+    "dumps",
+    "is_store",
+    "log_lines",
+    "record_hash",
+    "unchained",
+    "verify_file",
+    "verify_lines",
+]

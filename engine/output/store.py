@@ -1,0 +1,208 @@
+"""The embedded default store: findings, decisions and quarantine records in SQLite (WAL).
+
+One table of records in output order (`seq`), each the exact JSON line a JSONL log would hold
+(with its `prev`/`hash` chain fields), plus columns indexed for queries by enterprise, list,
+action, rule and time. `export` writes the records back out as a chained JSONL log, byte for
+byte what `rectify run --out` writes.
+
+Crash safety: the run driver (engine/run.py) writes the records of N input lines and a
+checkpoint (input offset + engine snapshot) in one transaction. A run killed at any moment
+leaves the store at its last checkpoint; started again with the same store it restores the
+engine, skips the lines already done and ends with exactly the records of an uninterrupted
+run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from engine.normalise.readings import epoch_of
+from engine.output.chain import GENESIS, ChainedWriter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    record TEXT NOT NULL,
+    id TEXT,
+    enterprise TEXT,
+    list TEXT,
+    action TEXT,
+    rule TEXT,
+    time TEXT,
+    epoch REAL,
+    hash TEXT NOT NULL,
+    line BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_enterprise ON records (enterprise, epoch);
+CREATE INDEX IF NOT EXISTS records_list ON records (list, action);
+CREATE INDEX IF NOT EXISTS records_action ON records (action);
+CREATE INDEX IF NOT EXISTS records_rule ON records (rule);
+CREATE INDEX IF NOT EXISTS records_epoch ON records (epoch);
+CREATE INDEX IF NOT EXISTS records_id ON records (id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    offset INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+"""
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def is_store(path: str) -> bool:
+    """Whether a file is a SQLite database (a store) rather than a JSONL log."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def log_lines(path: str) -> list[bytes]:
+    """A decision log's lines: a JSONL file, or the records of a SQLite store."""
+    if is_store(path):
+        with Store(path) as store:
+            return list(store.lines())
+    data = Path(path).read_bytes()
+    lines = data.split(b"\n")
+    return lines[:-1] if data.endswith(b"\n") else lines
+
+
+class StoreError(RuntimeError):
+    """The store does not fit the run (other rule set or input), or is already complete."""
+
+
+class Store:
+    """A SQLite decision store. Not thread-safe: one writer, as SQLite wants."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Insert one chained record (a sink for ChainedWriter)."""
+        time = record.get("time")
+        self.db.execute(
+            "INSERT INTO records (record, id, enterprise, list, action, rule, time, epoch, hash, line)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.get("record"), record.get("id"), record.get("enterprise"), record.get("list"), record.get("action"),
+             record.get("rule"), time, epoch_of(time) if isinstance(time, str) else None, record["hash"],
+             orjson.dumps(record)),
+        )
+
+    def sink(self) -> _StoreSink:
+        """A sink (write/close) inserting records into this store."""
+        return _StoreSink(self)
+
+    def writer(self) -> ChainedWriter:
+        """A ChainedWriter continuing this store's chain."""
+        return ChainedWriter(self.sink(), prev=self.head())
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def save_checkpoint(self, offset: int, state: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO checkpoint (one, offset, state) VALUES (1, ?, ?)", (offset, state))
+
+    def checkpoint(self) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT offset, state FROM checkpoint WHERE one = 1").fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value).decode()))
+
+    def meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def head(self) -> str:
+        row = self.db.execute("SELECT hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return GENESIS if row is None else row[0]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def lines(self) -> Iterator[bytes]:
+        """Every record in output order, as its JSON line (no newline)."""
+        for (line,) in self.db.execute("SELECT line FROM records ORDER BY seq"):
+            yield bytes(line)
+
+    def export(self, stream: IO[bytes]) -> int:
+        """The records as a chained JSONL log; returns how many."""
+        count = 0
+        for line in self.lines():
+            stream.write(line + b"\n")
+            count += 1
+        return count
+
+    def find(self, record_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT line FROM records WHERE id = ? ORDER BY seq LIMIT 1", (record_id,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def query(self, *, enterprise: str | None = None, list: str | None = None, action: str | None = None,
+              rule: str | None = None, since: str | None = None, until: str | None = None,
+              record: str | None = None) -> Iterator[dict[str, Any]]:
+        """Records matching every filter given, in output order. `since`/`until` (RFC 3339) bound
+        event time, inclusive."""
+        where, args = [], []
+        for column, value in (("enterprise", enterprise), ("list", list), ("action", action), ("rule", rule),
+                              ("record", record)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("epoch >= ?")
+            args.append(epoch_of(since))
+        if until is not None:
+            where.append("epoch <= ?")
+            args.append(epoch_of(until))
+        sql = "SELECT line FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        for (line,) in self.db.execute(sql, args):
+            yield orjson.loads(line)
+
+
+class _StoreSink:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.store.write(record)
+
+    def close(self) -> None:
+        pass
+
+
+def difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two run configurations, key by key."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in keys)

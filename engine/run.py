@@ -1,0 +1,171 @@
+"""The run driver: input lines through an engine into outputs. One driver for every way to run.
+
+`rectify run`, `rectify run --store` (crash-safe, resumable), `rectify replay`, `rectify demo`,
+the reports, `explain` and what-if all run through `Run`: chunks of input through the batch
+path (engine/fast/), each chunk's records written through one output wiring (`Outputs`:
+sinks, quarantine apart when asked, the hash chain), a checkpoint after a chunk when one is
+due, and the end of input (`flush`, `as_of`). `feed_line` takes one event at a time for a
+live service, each record written before it returns.
+
+    Run(engine, Outputs(JsonlSink(out))).feed(JsonlFiles(paths)).finish() -> RunSummary
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from engine.fast import batches
+from engine.output import GENESIS, ChainedWriter, Store, StoreError
+from engine.output.store import difference
+from engine.pipeline import Engine, Line
+from engine.records import Quarantined, Record, RunSummary
+
+
+class Sink(Protocol):
+    def write(self, record: dict[str, Any]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Progress(Protocol):
+    n: int | float
+
+    def update(self, n: int | float) -> Any: ...
+
+
+class Outputs:
+    """The one output wiring: records to `out`, quarantine records to `quarantine` when given
+    (else to `out` too); each sink hash-chained (prev, hash) unless `chain` is off. `prev`
+    continues an existing chain (a resumed store)."""
+
+    def __init__(self, out: Sink, quarantine: Sink | None = None, *, chain: bool = True, prev: str = GENESIS) -> None:
+        self.chain = chain
+        self.out: Any = ChainedWriter(out, prev) if chain else out
+        self.quarantine: Any = None
+        if quarantine is not None:
+            self.quarantine = ChainedWriter(quarantine) if chain else quarantine
+
+    def write(self, record: Record) -> None:
+        if self.quarantine is not None and isinstance(record, Quarantined):
+            self.quarantine.write(record.to_dict())
+        else:
+            self.out.write(record.to_dict())
+
+    def write_all(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self.write(record)
+
+    @property
+    def head(self) -> str | None:
+        """The hash of the last record written to `out` (None without a chain)."""
+        return self.out.head if self.chain else None
+
+    @property
+    def written(self) -> int:
+        return int(self.out.written)
+
+    def chain_info(self) -> dict[str, Any]:
+        """{"chain": {records, head}} for a summary, or {} without a chain."""
+        return {"chain": {"records": self.written, "head": self.head}} if self.chain else {}
+
+    def close(self) -> None:
+        self.out.close()
+        if self.quarantine is not None:
+            self.quarantine.close()
+
+
+class Run:
+    """Input → engine → outputs. `feed` as often as there is input, then `finish` once.
+
+    `checkpoint(lines_done)` is called after a chunk once `every` more lines are done (the
+    store commits the records and a snapshot there); `progress` (a tqdm-like bar) follows the
+    lines read.
+    """
+
+    def __init__(self, engine: Engine, outputs: Outputs, *, as_of: str | None = None, workers: int = 0,
+                 batch_size: int = 256, progress: Progress | None = None,
+                 checkpoint: Callable[[int], None] | None = None, every: int = 5000) -> None:
+        self.engine = engine
+        self.outputs = outputs
+        self.as_of = as_of
+        self.workers = workers
+        self.batch_size = batch_size
+        self.progress = progress
+        self.checkpoint = checkpoint
+        self.every = every
+
+    def feed(self, lines: Iterable[Line], skip: int = 0) -> Run:
+        """Run input lines (files, lines or events) through the batch path; `skip` lines already done."""
+        engine, write = self.engine, self.outputs.write
+        last = skip
+        for done, records in batches(engine, lines, batch_size=self.batch_size, workers=self.workers, skip=skip):
+            for record in records:
+                write(record)
+            if self.progress is not None and engine.summary.read - self.progress.n >= 4096:
+                self.progress.update(engine.summary.read - self.progress.n)
+            if self.checkpoint is not None and done - last >= self.every:
+                self.checkpoint(done)
+                last = done
+        return self
+
+    def feed_line(self, item: Line) -> list[Record]:
+        """One line or event (a live service): its records, written before this returns."""
+        records = self.engine.process_line(item, self.engine.summary.read + 1)
+        self.outputs.write_all(records)
+        return records
+
+    def finish(self) -> RunSummary:
+        """The end of input: open windows judged, what is due escalated; the run's summary."""
+        self.outputs.write_all(self.engine.flush(self.as_of))
+        if self.progress is not None:
+            self.progress.update(self.engine.summary.read - self.progress.n)
+        return self.engine.summary
+
+
+def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[str, Any], every: int = 5000,
+                   as_of: str | None = None, progress: Progress | None = None) -> tuple[RunSummary, bool]:
+    """A crash-safe run into a SQLite store: records and a checkpoint every `every` lines in one
+    transaction; started again on the same store after a kill, it resumes from the checkpoint.
+
+    `lines` must be re-readable (files). `config` (rule set, inputs, as_of…) must equal the one
+    the store was started with. Returns (summary, resumed). Raises StoreError if the store
+    belongs to another run or is already complete.
+    """
+    config = dict(config)
+    known = store.meta("config")
+    if known is not None and known != config:
+        raise StoreError(f"{store.path} holds a run with another configuration: {difference(known, config)}")
+    if store.meta("complete"):
+        raise StoreError(f"{store.path} already holds a complete run ({store.count()} records, head {store.head()})")
+    offset = 0
+    found = store.checkpoint()
+    if found is not None:
+        offset, state = found
+        engine.restore(state)
+    elif store.count():
+        raise StoreError(f"{store.path} holds records but no checkpoint")
+    outputs = Outputs(store.sink(), prev=store.head())
+
+    def checkpoint(done: int) -> None:
+        store.save_checkpoint(done, engine.snapshot())
+        store.commit()
+        store.begin()
+
+    store.begin()
+    try:
+        if known is None:
+            store.set_meta("config", config)
+        if progress is not None:
+            progress.update(offset)
+        summary = Run(engine, outputs, as_of=as_of, progress=progress, checkpoint=checkpoint, every=every) \
+            .feed(lines, skip=offset).finish()
+        store.set_meta("complete", True)
+        store.set_meta("summary", {"ruleset": engine.ruleset, **summary.to_dict()})
+        store.set_meta("head", outputs.head)
+        store.db.execute("DELETE FROM checkpoint")
+        store.commit()
+    except BaseException:
+        store.rollback()
+        raise
+    return engine.summary, found is not None

@@ -1,0 +1,96 @@
+"""The schema files shipped in `schemas/`: loading, composing into one resource, and error
+messages that name the field path ('data.value: ...')."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+SCHEMA_PACKAGE = "schemas"
+VOCABULARY_ID = "urn:rectify:schema:vocabulary"
+
+
+def load_core_schema(name: str) -> dict[str, Any]:
+    """Read a schema file shipped in the `schemas` package (e.g. 'envelope.schema.json')."""
+    text = resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def core_validator(name: str) -> jsonschema.Draft202012Validator:
+    """A cached reference validator for a schema file shipped in `schemas` (rule packs, methods)."""
+    return jsonschema.Draft202012Validator(load_core_schema(name))
+
+
+def inline_vocabulary(node: Any, vocabulary: Mapping[str, Any]) -> Any:
+    """Replace $refs into the vocabulary by the definitions, so one schema is self-contained."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(VOCABULARY_ID + "#/$defs/"):
+            name = ref.rsplit("/", 1)[1]
+            merged = copy.deepcopy(vocabulary[name])
+            for key, value in node.items():
+                if key != "$ref":
+                    merged[key] = inline_vocabulary(value, vocabulary)
+            return merged
+        return {key: inline_vocabulary(value, vocabulary) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inline_vocabulary(item, vocabulary) for item in node]
+    return node
+
+
+def strip_ids(node: Any) -> Any:
+    """Drop nested $id/$schema so a composed schema is one resource."""
+    if isinstance(node, dict):
+        return {k: strip_ids(v) for k, v in node.items() if k not in ("$id", "$schema")}
+    if isinstance(node, list):
+        return [strip_ids(item) for item in node]
+    return node
+
+
+def first_non_finite(value: Any, path: str = "data") -> str | None:
+    """The path of the first NaN or infinite number in `value`, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = first_non_finite(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_non_finite(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    parts: list[str] = []
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(event)"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """'field.path: what is wrong' for one jsonschema error."""
+    if error.validator == "format":
+        cause = f": {error.cause}" if error.cause else ""
+        return f"{_path(error)}: {error.instance!r} is not a valid {error.validator_value}{cause}"
+    if error.validator == "required":
+        return f"{_path(error)}: {error.message}"
+    if error.validator == "additionalProperties":
+        return f"{_path(error)}: {error.message}"
+    if error.validator == "enum":
+        return f"{_path(error)}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    return f"{_path(error)}: {error.message}"
