@@ -44,7 +44,7 @@ POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """A valid event ready to be admitted: what the stages after de-duplication need.
 
@@ -52,16 +52,13 @@ class Prepared:
     turn out to be taken by another event)."""
 
     event: Mapping[str, Any]
+    id: str
     reading: Reading | None
     digest: bytes
     epoch: float
     raw: Any = None
     source: str = "<input>"
     line: int = 0
-
-    @property
-    def id(self) -> str:
-        return self.event["id"]  # type: ignore[no-any-return]
 
 
 class Engine:
@@ -149,11 +146,11 @@ class Engine:
         """
         self.summary.read += 1
         try:
-            prepared = self.prepare(event, from_json=False)
+            prepared = self.prepare(event, False)
         except InvalidEvent:
             self.summary.quarantined += 1
             raise
-        return self.accept(prepared, self.admit(prepared))
+        return self.accept(prepared, self.dedupe.verdict(prepared.id, prepared.digest, prepared.epoch))
 
     def run(self, lines: Iterable[Line], as_of: str | None = None) -> Iterator[Record]:
         """Stream input (lines of JSON or event mappings) one event at a time; yield findings,
@@ -209,7 +206,9 @@ class Engine:
             self.summary.quarantined += 1
             return [prepared]
         try:
-            return list(self.accept(prepared, self.admit(prepared) if verdict is None else verdict))
+            if verdict is None:
+                verdict = self.dedupe.verdict(prepared.id, prepared.digest, prepared.epoch)
+            return self.accept(prepared, verdict)
         except InvalidEvent as exc:
             return [quarantined(prepared.raw, prepared.source, prepared.line, str(exc))]
 
@@ -234,7 +233,7 @@ class Engine:
         if problem is not None:
             raise InvalidEvent(problem)
         epoch = reading.epoch if reading is not None else epoch_of(event["time"])
-        return Prepared(event, reading, content_digest(event), epoch, event if raw is None else raw, source, line)
+        return Prepared(event, event["id"], reading, content_digest(event), epoch, event if raw is None else raw, source, line)
 
     def admit(self, prepared: Prepared) -> Verdict:
         """The de-duplication verdict for a prepared event (remembered when new)."""
@@ -260,7 +259,8 @@ class Engine:
         findings = self._apply(event, prepared.reading)
         out.extend(findings)
         out.extend(self.decisions.on_event(event, prepared.epoch, findings))
-        self.summary.count(out)
+        if out:
+            self.summary.count(out)
         return out
 
     def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
@@ -278,9 +278,13 @@ class Engine:
 
     def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
         event_type, subject, data = event["type"], event["subject"], event["data"]
-        self.enterprises.note(event_type, subject, data)
-        if event_type not in ("enterprise.registered", "evaluation.closed") and subject not in self.enterprises:
-            self.summary.unregistered += 1  # (a close is the authority's, of no enterprise)
+        if event_type == "enterprise.registered":
+            self.enterprises.note(event_type, subject, data)
+        else:
+            if event_type == "equipment.declared":
+                self.enterprises.note(event_type, subject, data)
+            if event_type != "evaluation.closed" and not self.enterprises.known(subject):  # a close is the authority's
+                self.summary.unregistered += 1
         if not self.validator.known(event_type):
             self.summary.unknown_types[event_type] += 1
             return []

@@ -59,3 +59,12 @@ def test_memory_of_ids_is_flat_in_log_length():
         return len(engine.dedupe)
 
     assert held(6) <= held(3) * 1.2
+
+
+def test_the_batch_digests_are_the_per_event_digests():
+    from engine.normalise import content_digest, content_digests
+
+    events = generate_city(enterprises=20, days=1, seed=5).events[:500] + [{"b": 1, "a": [1.5, None]}, {"a": [1.5, None], "b": 1}]
+    assert content_digests(events) == [content_digest(e) for e in events]
+    assert content_digest(events[-1]) == content_digest(events[-2])  # key order is not content
+    assert len(set(content_digests(events[:500]))) == 500

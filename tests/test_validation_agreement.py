@@ -50,3 +50,34 @@ def test_agree_on_mutated_events(event, data):
     fast = validator.fast_is_valid(mutated)
     reference = validator.reference_problem(mutated)
     assert fast is (reference is None), (mutated, reference)
+
+
+def _naive_first_non_finite(value, path="data"):
+    """The obvious walk (building every path), to check the quick one against."""
+    import math
+
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _naive_first_non_finite(item, f"{path}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _naive_first_non_finite(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+                        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4),
+                        max_leaves=20)
+
+
+@given(_JSONISH)
+def test_the_non_finite_walk_finds_what_the_obvious_walk_finds(value):
+    from engine.validate.schemas import first_non_finite
+
+    assert first_non_finite(value) == _naive_first_non_finite(value)

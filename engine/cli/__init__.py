@@ -11,25 +11,53 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import click
 
-from engine.cli import audit, demo, info, ingest, report, run
 from engine.cli.logs import configure
 
+# command name -> "module:attribute"; a command's module is imported only when it runs
+COMMANDS = {
+    "run": "engine.cli.run:run",
+    "validate": "engine.cli.run:validate",
+    "rules": "engine.cli.info:rules",
+    "plugins": "engine.cli.info:plugins",
+    "report": "engine.cli.report:report",
+    "evaluate": "engine.cli.report:evaluate",
+    "demo": "engine.cli.demo:demo",
+    "ingest": "engine.cli.ingest:ingest_group",
+    "verify": "engine.cli.audit:verify",
+    "replay": "engine.cli.audit:replay",
+    "decisions": "engine.cli.audit:decisions",
+    "explain": "engine.cli.audit:explain",
+    "diff": "engine.cli.audit:diff",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (the pattern in click's documentation)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command: Any = getattr(importlib.import_module(module), attribute)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
 @click.version_option(package_name="ningbo-rectify", prog_name="rectify")
 def cli(log_level: str) -> None:
     """rectify: findings from enterprise event logs, by industry rule packs."""
     configure(log_level)
-
-
-for command in (run.run, run.validate, info.rules, info.plugins, report.report, report.evaluate, demo.demo,
-                ingest.ingest_group, audit.verify, audit.replay, audit.decisions, audit.explain, audit.diff):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

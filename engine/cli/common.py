@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from engine.cli.logs import get_logger
 from engine.decide import MethodError
+from engine.ingest.hj212 import Registry, RegistryError
 from engine.judge import RulePackError
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
@@ -63,6 +64,18 @@ def build_engine(disable: Sequence[str], options: Sequence[str], params: str | N
     log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
              rules=len(engine.rules), inactive_rules=len(engine.inactive_rules), ruleset=engine.ruleset)
     return engine
+
+
+def load_registry(path: str) -> Registry:
+    """The HJ 212 station registry; a bad file is a usage error naming the entry and field."""
+    try:
+        return Registry.load(path)
+    except RegistryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--registry") from None
+
+
+def chunks(handle: IO[bytes]) -> Iterable[bytes]:
+    return iter(lambda: handle.read(1 << 16), b"")
 
 
 def engine_options(function: Any) -> Any:

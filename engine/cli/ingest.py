@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import IO, Any
+from typing import Any
 
 import click
 
-from engine.cli.common import output_files
+from engine.cli.common import chunks, load_registry, output_files
 from engine.cli.logs import get_logger
 from engine.ingest import opened
-from engine.ingest.hj212 import Registry, RegistryError, ingest
+from engine.ingest.hj212 import ingest
 from engine.ingest.hj212.listener import ListenerLimits, serve
 from engine.output import JsonlSink
 from engine.records import Quarantined
-
-
-def load_registry(path: str) -> Registry:
-    """The HJ 212 station registry; a bad file is a usage error naming the entry and field."""
-    try:
-        return Registry.load(path)
-    except RegistryError as exc:
-        raise click.BadParameter(str(exc), param_hint="--registry") from None
-
-
-def chunks(handle: IO[bytes]) -> Iterable[bytes]:
-    return iter(lambda: handle.read(1 << 16), b"")
 
 
 def _parse_listen(value: str) -> tuple[str, int]:

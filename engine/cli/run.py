@@ -13,14 +13,15 @@ from engine.cli.common import (
     EXIT_INVALID,
     EXIT_USAGE,
     build_engine,
+    chunks,
     engine_options,
     load_parameters,
+    load_registry,
     output_files,
     progress_bar,
     report_run,
     time_option,
 )
-from engine.cli.ingest import chunks, load_registry
 from engine.cli.logs import get_logger
 from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
 from engine.ingest.hj212 import ingest_numbered

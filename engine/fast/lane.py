@@ -38,7 +38,7 @@ import orjson
 from engine.decide.layer import DecisionLayer
 from engine.fast.shapes import Path, ShapePlan, plan_shape
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
-from engine.normalise import DedupeIndex, content_digest, epoch_of
+from engine.normalise import DedupeIndex, content_digests, epoch_of
 from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
@@ -97,9 +97,10 @@ class FastLane:
         times: list[Any] = [None] * n
         for rows in _group(events):
             self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
-        for i in [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]:
+        quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
+        for i, digest in zip(quiet, content_digests([events[i] for i in quiet])):
             sorting.epochs[i] = epoch_of(times[i])
-            sorting.digests[i] = content_digest(events[i])
+            sorting.digests[i] = digest
         return sorting
 
     def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,

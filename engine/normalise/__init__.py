@@ -6,7 +6,7 @@ into hourly means in event time (windows.py), and the idempotency verdict by eve
 (dedupe.py: new, duplicate or conflict).
 """
 
-from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest
+from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest, content_digests
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.readings import Reading, epoch_of, reading_from_event
 from engine.normalise.windows import HourlyAverager, stream_of
@@ -19,6 +19,7 @@ __all__ = [
     "Seen",
     "Verdict",
     "content_digest",
+    "content_digests",
     "epoch_of",
     "reading_from_event",
     "stream_of",

@@ -31,9 +31,17 @@ class Seen(Enum):
 Verdict = tuple[bool, Seen]  # (beyond the horizon when it arrived, new / duplicate / conflict)
 
 
+_blake2b, _dumps, _SORTED = hashlib.blake2b, orjson.dumps, orjson.OPT_SORT_KEYS
+
+
 def content_digest(event: Any) -> bytes:
     """What "the same content" means for an id: blake2b-96 of the event's sorted-key JSON."""
-    return hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=12).digest()
+    return _blake2b(_dumps(event, option=_SORTED), digest_size=12).digest()
+
+
+def content_digests(events: Iterable[Any]) -> list[bytes]:
+    """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
+    return [_blake2b(_dumps(event, option=_SORTED), digest_size=12).digest() for event in events]
 
 
 class DedupeIndex:
@@ -53,9 +61,9 @@ class DedupeIndex:
         return self.horizon is not None and epoch < self._newest - self.horizon
 
     def verdict(self, event_id: str, digest: bytes, epoch: float) -> Verdict:
-        """Whether the event is beyond the horizon, and `check`'s verdict (remembered when new)."""
-        beyond = self.beyond_horizon(epoch)
-        return beyond, self.check(event_id, digest, epoch)
+        """Whether the event is beyond the horizon (`beyond_horizon`), and `check`'s verdict (remembered when new)."""
+        horizon = self.horizon
+        return horizon is not None and epoch < self._newest - horizon, self.check(event_id, digest, epoch)
 
     def remembers(self, ids: Iterable[str]) -> set[str]:
         """Which of these ids are remembered now."""

@@ -6,7 +6,7 @@ by the judge (industry, EIA date, scale) and the decision layer (`where` conditi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -17,6 +17,11 @@ class Enterprises:
     def __init__(self) -> None:
         self._registry: dict[str, Mapping[str, Any]] = {}
         self._equipment: dict[str, dict[str, Mapping[str, Any]]] = {}
+        # the hot path's two questions, answered by the dict itself (no Python frame per event)
+        self.get: Callable[[str], Mapping[str, Any] | None] = self._registry.get
+        """The latest registration of an enterprise, or None."""
+        self.known: Callable[[object], bool] = self._registry.__contains__
+        """Whether an enterprise is registered."""
 
     def note(self, event_type: str, subject: str, data: Mapping[str, Any]) -> None:
         """Remember a registration or an equipment declaration."""
@@ -24,10 +29,6 @@ class Enterprises:
             self._registry[subject] = data
         elif event_type == "equipment.declared":
             self._equipment.setdefault(subject, {})[data["equipment_id"]] = data
-
-    def get(self, code: str) -> Mapping[str, Any] | None:
-        """The latest registration of an enterprise, or None."""
-        return self._registry.get(code)
 
     def __contains__(self, code: object) -> bool:
         return code in self._registry
