@@ -40,6 +40,7 @@ class RuleInfo:
     plugin: str
     severity: str | None = None
     category: str | None = None
+    escalation: Mapping[str, str] | None = None  # the basis of escalating an order (decision rules)
 
     def title(self, lang: str) -> str:
         return self.title_zh if lang == "zh" and self.title_zh else self.title_en or self.id
@@ -100,8 +101,10 @@ def rule_infos(engine: Engine) -> tuple[dict[str, RuleInfo], dict[str, str]]:
             programme = {k: str(v) for k, v in (document.get("title") or {}).items()}
         for spec in [*(document.get("rules") or []), *(document.get("decisions") or [])]:
             title = spec.get("title") or {}
+            escalation = spec.get("escalation")
             infos[spec["id"]] = RuleInfo(spec["id"], str(title.get("zh", "")), str(title.get("en", spec["id"])),
-                                         source.plugin, spec.get("severity"), spec.get("category"))
+                                         source.plugin, spec.get("severity"), spec.get("category"),
+                                         escalation.get("basis") if isinstance(escalation, dict) else None)
     for rule in engine.rules:  # compiled: the category the engine derived
         infos[rule.id] = RuleInfo(rule.id, rule.title_zh, rule.title_en, rule.plugin, rule.severity, rule.category)
     method = engine.method  # the mu-average rules carry no titles: named by the vocabulary
