@@ -16,7 +16,8 @@ from engine.report import rule_infos
 @engine_options
 def rules(as_json: bool, lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool,
           backend: str) -> None:
-    """List every rule: id, plugin, basis, verified, whether it is active (and why not), title."""
+    """List every rule: id, plugin, basis, verified, whether it is active (and why not); in
+    Chinese also the rule's title."""
     engine = build_engine(disable, options, params, strict, backend)
     tr = translator(lang)
     _ = tr.gettext
@@ -29,7 +30,8 @@ def rules(as_json: bool, lang: str, disable: tuple[str, ...], options: tuple[str
         state = _("active") if row["active"] else _("inactive: {reason}").format(reason=row["reason"])
         verified = _("verified") if row["verified"] else _("UNVERIFIED")
         title = titles[row["id"]].title(tr.lang) if row["id"] in titles else row["title"]
-        click.echo(f"{row['id']}\t{tr.label('plugin', row['plugin'])}\t{title}\t{basis}\t{verified}\t{state}")
+        line = f"{row['id']}\t{tr.label('plugin', row['plugin'])}\t{basis}\t{verified}\t{state}"
+        click.echo(line + (f"\t{title}" if tr.lang == "zh" else ""))  # English: the columns scripts read
 
 
 @click.command()
