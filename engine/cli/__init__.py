@@ -4,6 +4,7 @@
     ingest.py  ingest hj212 (files, stdin, or a TCP listener)
     audit.py   verify, replay, decisions, explain, diff
     report.py  report, evaluate
+    notice.py  notice (rectification notices as PDF)
     info.py    rules, plugins
     demo.py    demo
     common.py  exit codes, engine options, output files, the run summary; logs.py structlog set-up
@@ -34,6 +35,7 @@ COMMANDS = {
     "decisions": "engine.cli.audit:decisions",
     "explain": "engine.cli.audit:explain",
     "diff": "engine.cli.audit:diff",
+    "notice": "engine.cli.notice:notice",
 }
 
 

@@ -143,6 +143,20 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
+    def registry(self) -> dict[str, Any]:
+        """The enterprises' registrations the run knew (names for people's outputs): saved when the
+        run completed, from the checkpoint while it runs; {} for a store made before either."""
+        saved = self.meta("registry")
+        if isinstance(saved, dict):
+            return saved
+        found = self.checkpoint()
+        if found is not None:
+            state = orjson.loads(found[1])
+            registry = (state.get("enterprises") or {}).get("registry") if isinstance(state, dict) else None
+            if isinstance(registry, dict):
+                return registry
+        return {}
+
     # ---- reading ---------------------------------------------------------------------------
 
     def head(self) -> str:
