@@ -6,6 +6,7 @@
     report.py  report, evaluate
     info.py    rules, plugins
     demo.py    demo
+    serve.py   serve (the live service: HTTP and HJ 212 in, decisions at once)
     common.py  exit codes, engine options, output files, the run summary; logs.py structlog set-up
 """
 
@@ -34,6 +35,7 @@ COMMANDS = {
     "decisions": "engine.cli.audit:decisions",
     "explain": "engine.cli.audit:explain",
     "diff": "engine.cli.audit:diff",
+    "serve": "engine.cli.serve:serve",
 }
 
 

@@ -1,0 +1,485 @@
+"""The service's core: one engine and one store behind one writer thread.
+
+In: batches of input lines (from HTTP or HJ 212), submitted from the event loop in arrival
+order. Out: for each line its outcome (accepted, duplicate or quarantined with the reason, and
+the ids of the records it gave), once the line, its records and the chain are committed; and
+read-only views (status, an enterprise's state) taken between commits.
+
+    submit(lines) ──► queue ──► writer thread: for each waiting batch, in order:
+                                  events(seq, source, line) + Run.feed_line → records (store, --out)
+                                COMMIT (one transaction for everything waiting: group commit)
+                                then the acknowledgements; a checkpoint when one is due
+
+The writer is the only thread that touches the engine or writes the store. Readers open their
+own read-only connections (SQLite WAL): they see committed data only.
+
+Crash safety: a line and its records are committed together before the sender hears back,
+so after `kill -9` the store holds exactly what was acknowledged (and perhaps a last batch
+that was committed but not yet answered; its sender resends it and gets "duplicate").
+A restart restores the engine from the last checkpoint (a snapshot taken between commits,
+every `checkpoint_every` events and at shutdown) and feeds it the events kept after it,
+checking that they give exactly the records the store holds: nothing acknowledged is lost,
+nothing is decided twice. Determinism: the records equal `rectify run` over the kept events
+in arrival order (no end of input: the service never reaches it), which `rectify replay
+--verify STORE` checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from engine.output import ListSink, Store, StoreError, dumps, unchained
+from engine.pipeline import Engine
+from engine.records import Decision, Finding, InputLine, Quarantined, Record
+from engine.run import Outputs, Run
+
+SERVICE_KIND = "rectify serve"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one input line: `status` is accepted, duplicate or quarantined (`reason`)."""
+
+    seq: int
+    id: str | None
+    status: str
+    reason: str | None = None
+    records: tuple[tuple[str, str], ...] = ()  # (record kind, id) of the findings and decisions it gave
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "id": self.id, "status": self.status}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.records:
+            out["records"] = [{"record": kind, "id": rid} for kind, rid in self.records]
+        return out
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Lines to process: (source, line or a source's quarantine record, id hint) each."""
+
+    items: list[tuple[str, bytes | Quarantined, str | None]]
+    future: concurrent.futures.Future[list[Outcome]] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(slots=True)
+class _Call:
+    """A read of the engine's state, run on the writer thread between commits."""
+
+    function: Callable[[Engine], Any]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+_STOP = object()
+
+
+class Busy(RuntimeError):
+    """Too many events wait for the writer (HTTP 503; the sender retries)."""
+
+
+class Stopped(RuntimeError):
+    """The service is stopping or has failed: nothing more is accepted."""
+
+
+class _ServiceSink:
+    """The chained records into the store; their JSON lines kept for --out until the commit."""
+
+    def __init__(self, store: Store, out: bool) -> None:
+        self.store = store
+        self.pending: list[bytes] | None = [] if out else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.store.write(record)
+        if self.pending is not None:
+            self.pending.append(dumps(record))
+
+    def close(self) -> None:
+        pass
+
+
+def iso(epoch: float | None) -> str | None:
+    """An event-time clock (epoch seconds) as RFC 3339 in UTC, or None before the first event."""
+    if epoch is None or epoch == float("-inf"):
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+
+
+class Service:
+    """One engine and one store, written by one thread. Start, submit, read, stop.
+
+    `make_engine` builds a fresh engine of the service's configuration (the writer's own, and
+    one for each explanation). `out`: also write the chained records as JSON lines to this
+    file ('-' = stdout); the file is rewritten from the store at start, so it always equals it.
+    `checkpoint_every`: events between engine snapshots (a restart replays at most about that
+    many). `max_pending`: events allowed to wait for the writer before submit raises Busy.
+    `group`: most events per transaction. `fsync`: SQLite synchronous=FULL (an acknowledged
+    event survives a power cut, not only a process kill).
+    """
+
+    def __init__(self, store_path: str | Path, make_engine: Callable[[], Engine], *, out: str | None = None,
+                 checkpoint_every: int = 1_000_000, max_pending: int = 200_000, group: int = 20_000,
+                 fsync: bool = False, on_failure: Callable[[BaseException], None] | None = None) -> None:
+        self.store_path = str(store_path)
+        self.make_engine = make_engine
+        self.out_path = out
+        self.checkpoint_every = checkpoint_every
+        self.max_pending = max_pending
+        self.group = group
+        self.fsync = fsync
+        self.on_failure = on_failure
+        self.ruleset = ""
+        self.recovered: dict[str, Any] = {}
+        self.failure: BaseException | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._status: dict[str, Any] = {}
+        self._readers: list[Store] = []
+        self._local = threading.local()
+        self._readers_lock = threading.Lock()
+        self._hj212: list[dict[str, Any] | Quarantined] = []
+        self._hj212_last: asyncio.Future[list[Outcome]] | None = None
+        # writer-thread state
+        self._engine: Engine | None = None
+        self._store: Store | None = None
+        self._run: Run | None = None
+        self._sink: _ServiceSink | None = None
+        self._out: IO[bytes] | None = None
+        self._seq = 0
+        self._records = 0
+        self._checkpointed = 0
+
+    # ---- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, restore the engine (checkpoint + the events after it), start the
+        writer. Raises StoreError if the store belongs to something else or does not replay."""
+        started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._main, args=(started,), name="rectify-writer", daemon=True)
+        self._thread.start()
+        started.result()
+
+    def stop(self) -> None:
+        """Stop accepting, write what waits, take a checkpoint, close. Call from any thread."""
+        self._stopping = True
+        if self._hj212:
+            items, self._hj212 = self._hj212, []
+            self._enqueue(items, "hj212")
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping or self.failure is not None
+
+    # ---- input ----------------------------------------------------------------------------------
+
+    def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> concurrent.futures.Future[list[Outcome]]:
+        """Queue lines (line, id hint) from one sender; the future gives their outcomes once committed."""
+        if self.stopping:
+            raise Stopped("the service is stopping" if self.failure is None else f"the service failed: {self.failure}")
+        with self._pending_lock:
+            if self._pending + len(items) > self.max_pending and self._pending:
+                raise Busy(f"{self._pending} events are waiting to be written; retry shortly")
+            self._pending += len(items)
+        batch = _Batch([(source, line, hint) for line, hint in items])
+        self._queue.put(batch)
+        return batch.future
+
+    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> concurrent.futures.Future[list[Outcome]]:
+        lines: list[tuple[str, bytes | Quarantined, str | None]] = []
+        for item in items:
+            if isinstance(item, Quarantined):
+                lines.append((source, item, None))
+            else:
+                lines.append((source, orjson.dumps(item), item.get("id")))
+        with self._pending_lock:
+            self._pending += len(lines)
+        batch = _Batch(lines)
+        self._queue.put(batch)
+        return batch.future
+
+    def hj212_sink(self, record: dict[str, Any] | Quarantined) -> None:
+        """The HJ 212 listener's sink (on the event loop): events and rejected packets wait for `durable`."""
+        self._hj212.append(record)
+
+    async def durable(self) -> None:
+        """The HJ 212 listener awaits this before it replies: everything its sink was given is committed."""
+        if self._hj212:
+            items, self._hj212 = self._hj212, []
+            if self.stopping and self.failure is not None:
+                raise Stopped(f"the service failed: {self.failure}")
+            self._hj212_last = asyncio.wrap_future(self._enqueue(items, "hj212"))
+        if self._hj212_last is not None:
+            await asyncio.shield(self._hj212_last)
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def call(self, function: Callable[[Engine], Any]) -> concurrent.futures.Future[Any]:
+        """Run `function(engine)` on the writer thread between commits (a consistent view)."""
+        if self.failure is not None:
+            raise Stopped(f"the service failed: {self.failure}")
+        job = _Call(function)
+        self._queue.put(job)
+        return job.future
+
+    def status(self) -> dict[str, Any]:
+        """Counts, clock and store as of the last commit (never waits for the writer)."""
+        status = dict(self._status)
+        status["pending_events"] = self._pending
+        status["state"] = "failed" if self.failure is not None else "stopping" if self._stopping else "running"
+        return status
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Store]:
+        """This thread's read-only connection to the store (opened on first use)."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self.store_path, readonly=True)
+            self._local.store = store
+            with self._readers_lock:
+                self._readers.append(store)
+        yield store
+
+    # ---- the writer thread ---------------------------------------------------------------------
+
+    def _main(self, started: concurrent.futures.Future[None]) -> None:
+        try:
+            self._open()
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            if self._store is not None:
+                self._store.close()
+            started.set_exception(exc)
+            return
+        started.set_result(None)
+        try:
+            self._serve()
+        except BaseException as exc:  # noqa: BLE001 - a fault in the engine or the store: stop, loudly
+            self.failure = exc
+            self._fail_waiting(exc)
+            if self.on_failure is not None:
+                self.on_failure(exc)
+        finally:
+            if self._out is not None:
+                self._out.flush()
+                if self.out_path != "-":
+                    self._out.close()
+            assert self._store is not None
+            self._store.close()
+
+    def _open(self) -> None:
+        engine = self.make_engine()
+        self.ruleset = engine.ruleset
+        store = self._store = Store(self.store_path)
+        if self.fsync:
+            store.db.execute("PRAGMA synchronous=FULL")
+        config = {"kind": SERVICE_KIND, "ruleset": engine.ruleset, "backend": engine.backend}
+        known = store.meta("config")
+        if known is None and store.count():
+            raise StoreError(f"{self.store_path} holds records of a `rectify run`, not of a service")
+        if known is not None and known != config:
+            if known.get("kind") != SERVICE_KIND:
+                raise StoreError(f"{self.store_path} holds a `rectify run --store` run, not a service's records")
+            differs = "; ".join(f"{k}: stored {known.get(k)!r}, now {config.get(k)!r}" for k in sorted(config)
+                                if known.get(k) != config.get(k))
+            raise StoreError(f"{self.store_path} was written with another configuration ({differs}); "
+                             "start with the options, --params and plugins it was made with")
+        started = time.perf_counter()
+        offset, skip = 0, 0
+        found = store.checkpoint()
+        if found is not None:
+            offset, state = found
+            engine.restore(state)
+            skip = int(store.meta("checkpoint_records") or 0)
+        # the events after the checkpoint, again: the engine's state, and a check of the records kept
+        replay = ListSink()
+        again = Run(engine, Outputs(replay, chain=False))
+        replayed = 0
+        for item in store.inputs(after=offset):
+            again.feed_line(item)
+            replayed += 1
+        kept = [unchained(orjson.loads(line)) for _, line in store.page(after=skip, limit=-1)]
+        if kept != replay.records:
+            where = next((i for i, (a, b) in enumerate(zip(kept, replay.records)) if a != b), min(len(kept), len(replay.records)))
+            raise StoreError(f"{self.store_path}: the events kept after the checkpoint do not give the records kept "
+                             f"(first difference at record {skip + where + 1}: {len(kept)} kept, {len(replay.records)} "
+                             "replayed); the store was changed, or the engine is not the one that wrote it")
+        self._engine = engine
+        self._seq = store.last_event()
+        self._records = store.count()
+        self._checkpointed = offset
+        self._open_out(store)
+        self._sink = _ServiceSink(store, self._out is not None)
+        self._run = Run(engine, Outputs(self._sink, prev=store.head()))
+        if known is None:
+            store.begin()
+            store.set_meta("config", config)
+            store.commit()
+        self.recovered = {"events": self._seq, "records": self._records, "checkpoint": offset, "replayed": replayed,
+                          "seconds": round(time.perf_counter() - started, 3)}
+        self._publish(store)
+
+    def _open_out(self, store: Store) -> None:
+        if self.out_path is None:
+            return
+        if self.out_path == "-":
+            import sys
+
+            self._out = sys.stdout.buffer
+            return
+        target = Path(self.out_path)
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("wb") as handle:
+            store.export(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(target)
+        self._out = target.open("ab")
+
+    def _serve(self) -> None:
+        store = self._store
+        assert store is not None
+        while True:
+            first = self._queue.get()
+            jobs = [first]
+            events = len(first.items) if isinstance(first, _Batch) else 0
+            while events < self.group and first is not _STOP:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                if job is _STOP:
+                    break
+                if isinstance(job, _Batch):
+                    events += len(job.items)
+            batches = [j for j in jobs if isinstance(j, _Batch)]
+            if batches:
+                self._write(batches)
+            for job in jobs:
+                if isinstance(job, _Call):
+                    assert self._engine is not None
+                    try:
+                        job.future.set_result(job.function(self._engine))
+                    except Exception as exc:  # noqa: BLE001 - a read failed; the sender hears why
+                        job.future.set_exception(exc)
+            if jobs[-1] is _STOP:
+                if self._seq > self._checkpointed:
+                    self._checkpoint()
+                return
+            if self._seq - self._checkpointed >= self.checkpoint_every and (
+                    self._queue.empty() or self._seq - self._checkpointed >= 2 * self.checkpoint_every):
+                self._checkpoint()
+
+    def _write(self, batches: list[_Batch]) -> None:
+        store, run, sink, engine = self._store, self._run, self._sink, self._engine
+        assert store is not None and run is not None and sink is not None and engine is not None
+        summary = engine.summary
+        rows: list[tuple[int, str, bool, bytes]] = []
+        results: list[list[Outcome]] = []
+        written = run.outputs.written
+        store.begin()
+        try:
+            for batch in batches:
+                outcomes = []
+                for source, line, hint in batch.items:
+                    self._seq += 1
+                    seq = self._seq
+                    if isinstance(line, Quarantined):
+                        rows.append((seq, source, True, orjson.dumps(line.to_dict())))
+                        item: InputLine | Quarantined = line
+                    else:
+                        rows.append((seq, source, False, line))
+                        item = InputLine(source, seq, line)
+                    duplicates = summary.duplicate
+                    records = run.feed_line(item)
+                    outcomes.append(_outcome(seq, hint, records, summary.duplicate > duplicates))
+                results.append(outcomes)
+            store.add_events(rows)
+            store.commit()
+        except BaseException as exc:
+            store.rollback()
+            for batch in batches:
+                batch.future.set_exception(Stopped(f"the service failed: {exc!r}"))
+            raise
+        self._records += run.outputs.written - written
+        if self._out is not None and sink.pending is not None:
+            self._out.write(b"".join(sink.pending))
+            self._out.flush()
+            sink.pending.clear()
+        with self._pending_lock:
+            self._pending -= len(rows)
+        self._publish(store)
+        for batch, outcomes in zip(batches, results):
+            batch.future.set_result(outcomes)
+
+    def _checkpoint(self) -> None:
+        store, engine = self._store, self._engine
+        assert store is not None and engine is not None
+        state = engine.snapshot()
+        store.begin()
+        try:
+            store.save_checkpoint(self._seq, state)
+            store.set_meta("checkpoint_records", self._records)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
+        self._checkpointed = self._seq
+        if "store" in self._status:
+            self._status["store"] = {**self._status["store"], "checkpoint": self._seq}
+
+    def _publish(self, store: Store) -> None:
+        engine, run = self._engine, self._run
+        assert engine is not None and run is not None
+        summary = engine.summary
+        self._status = {
+            "clock": iso(engine.decisions.clock),
+            "counts": {"read": summary.read, "processed": summary.processed, "duplicate": summary.duplicate,
+                       "quarantined": summary.quarantined, "findings": sum(summary.findings.values()),
+                       "decisions": sum(summary.decisions.values()), "open_orders": engine.decisions.open_orders},
+            "store": {"path": self.store_path, "events": self._seq, "records": self._records,
+                      "head": run.outputs.head, "checkpoint": self._checkpointed},
+            "ruleset": engine.ruleset,
+        }
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, (_Batch, _Call)) and not job.future.done():
+                job.future.set_exception(Stopped(f"the service failed: {exc}"))
+
+
+def _outcome(seq: int, hint: str | None, records: list[Record], duplicate: bool) -> Outcome:
+    if len(records) == 1 and isinstance(records[0], Quarantined):
+        return Outcome(seq, hint, "quarantined", records[0].error)
+    if duplicate:
+        return Outcome(seq, hint, "duplicate")
+    made = tuple(("finding" if isinstance(r, Finding) else "decision", r.id) for r in records
+                 if isinstance(r, (Finding, Decision)))
+    return Outcome(seq, hint, "accepted", None, made)
+
