@@ -50,7 +50,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             text = self.log.read_text(encoding="utf-8", errors="replace")
-            found = re.search(r"rectify serve: listening http=(\S+?)(?: hj212=(\S+?))?;", text)
+            found = re.search(r"rectify serve: listening http=(\S+?)(?: hj212=(\S+?))?;.*\n", text)
             if found:
                 break
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -62,7 +62,7 @@ class Server:
         if found.group(2):
             host, _, port = found.group(2).rpartition(":")
             self.hj212 = (host, int(port))
-        self.ready_line = found.group(0)
+        self.ready_line = found.group(0).strip()  # what was recovered: events, records, replayed
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.process.poll() is None:
