@@ -139,7 +139,10 @@ def test_a_batch_answers_each_event_in_order_with_seq_and_the_records_it_gave(se
     assert [o["id"] for o in outcomes] == ["reg-serve-1", "m-1", "m-1", "m-1", "bad-subject", None]
     seqs = [o["seq"] for o in outcomes]
     assert seqs == list(range(seqs[0], seqs[0] + 6))
-    assert [r["record"] for r in outcomes[1]["records"]] == ["finding"]
+    assert [r["record"] for r in body["records"]] == ["finding"]  # what the batch gave, with its place in the chain
+    stored = client.get(f"{served.url}/records", params={"after": body["records"][0]["seq"] - 1, "limit": 1}).json()
+    assert stored["records"][0]["record"]["id"] == body["records"][0]["id"]
+    assert stored["records"][0]["record"]["event"] == ["m-1"]
     assert "already used by a different event" in outcomes[3]["reason"]
     assert "check character" in outcomes[4]["reason"] and outcomes[4]["reason"].startswith("subject")
     assert outcomes[5]["reason"]
@@ -147,6 +150,21 @@ def test_a_batch_answers_each_event_in_order_with_seq_and_the_records_it_gave(se
     page = client.get(f"{served.url}/records", params={"record": "quarantine", "limit": 1000}).json()
     mine = [r["record"] for r in page["records"] if r["record"]["line"] == seqs[4]]
     assert len(mine) == 1 and mine[0]["source"] == "http" and mine[0]["error"] == outcomes[4]["reason"]
+
+
+def test_a_large_batch_of_new_events_takes_the_batch_path_with_the_same_answers(served, client):
+    events: list[Any] = [emission(f"big-batch-{i}", i % 24, 12.0 + i % 7, day=3) for i in range(60)]
+    events[7] = {**events[7], "subject": "91330200MA2AB12340"}      # bad check character
+    events[30] = {**events[30], "data": {**events[30]["data"], "unit": "furlongs"}}
+    events[45]["data"]["value"] = 95.0                              # a finding
+    body = post_batch(client, served.url, orjson.dumps(events)).json()
+    assert (body["accepted"], body["duplicate"], body["quarantined"]) == (58, 0, 2)
+    statuses = {i: o["status"] for i, o in enumerate(body["events"]) if o["status"] != "accepted"}
+    assert statuses == {7: "quarantined", 30: "quarantined"}
+    assert body["events"][7]["reason"].startswith("subject") and "unit" in body["events"][30]["reason"]
+    assert [r["record"] for r in body["records"]] == ["finding"]
+    again = post_batch(client, served.url, orjson.dumps(events)).json()  # sent again: one by one, all known
+    assert (again["accepted"], again["duplicate"], again["quarantined"]) == (0, 58, 2) and again["records"] == []
 
 
 def test_structured_and_binary_mode_from_the_cloudevents_sdk_are_one_event(served, client):
@@ -159,7 +177,7 @@ def test_structured_and_binary_mode_from_the_cloudevents_sdk_are_one_event(serve
     assert response.status_code == 200, response.text
     first = response.json()["events"][0]
     assert first["status"] == "accepted" and first["id"] == "sdk-1"
-    assert [r["record"] for r in first["records"]] == ["finding"]
+    assert [r["record"] for r in response.json()["records"]] == ["finding"]
     structured = to_structured_event(event)
     again = client.post(f"{served.url}/events", content=structured.body, headers=structured.headers).json()
     assert again["events"][0]["status"] == "duplicate"  # same content, whatever the mode

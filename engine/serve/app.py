@@ -131,13 +131,14 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
         except Stopped as exc:
             return _error(503, str(exc))
         try:
-            outcomes = await asyncio.wrap_future(future)
+            receipt = await asyncio.wrap_future(future)
         except Stopped as exc:
             return _error(503, str(exc))
         counts = {"accepted": 0, "duplicate": 0, "quarantined": 0}
-        for outcome in outcomes:
+        for outcome in receipt.outcomes:
             counts[outcome.status] += 1
-        return _json({**counts, "events": [o.to_dict() for o in outcomes]})
+        return _json({**counts, "events": [o.to_dict() for o in receipt.outcomes],
+                      "records": [{"seq": seq, "record": kind, "id": rid} for seq, kind, rid in receipt.records]})
 
     async def get_records(request: Request) -> Response:
         """Records in chain order, paged.
@@ -326,15 +327,20 @@ def _components() -> dict[str, Any]:
         "EventData": {"oneOf": [{"$ref": "#/components/schemas/Event"},
                                 {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
         "Outcome": {"type": "object", "required": ["seq", "id", "status"], "properties": {
-            "seq": {"type": "integer", "description": "Arrival number (the line number in `rectify replay`)."},
+            "seq": {"type": "integer", "description": "Arrival number: the line number of its quarantine record and in "
+                                                      "`rectify replay --verify STORE`."},
             "id": {"type": ["string", "null"]},
             "status": {"enum": ["accepted", "duplicate", "quarantined"]},
-            "reason": {"type": "string", "description": "Why it was quarantined: the field path and what is wrong."},
-            "records": {"type": "array", "items": {"type": "object", "properties": {
-                "record": {"enum": ["finding", "decision"]}, "id": {"type": "string"}}}}}},
-        "Outcomes": {"type": "object", "required": ["accepted", "duplicate", "quarantined", "events"], "properties": {
+            "reason": {"type": "string", "description": "Why it was quarantined: the field path and what is wrong."}}},
+        "Outcomes": {"type": "object", "required": ["accepted", "duplicate", "quarantined", "events", "records"],
+                     "properties": {
             "accepted": {"type": "integer"}, "duplicate": {"type": "integer"}, "quarantined": {"type": "integer"},
-            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Outcome"}}}},
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Outcome"}},
+            "records": {"type": "array", "description": "The findings and decisions these events gave, in chain order "
+                                                        "(seq: GET /records?after=seq-1).",
+                        "items": {"type": "object", "properties": {
+                            "seq": {"type": "integer"}, "record": {"enum": ["finding", "decision"]},
+                            "id": {"type": "string"}}}}}},
         "RecordPage": {"type": "object", "required": ["records", "next"], "properties": {
             "records": {"type": "array", "items": {"type": "object", "properties": {
                 "seq": {"type": "integer"},

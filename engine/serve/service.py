@@ -33,7 +33,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,10 +43,12 @@ import orjson
 
 from engine.output import ListSink, Store, StoreError, dumps, unchained
 from engine.pipeline import Engine
-from engine.records import Decision, Finding, InputLine, Quarantined, Record
+from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run
 
 SERVICE_KIND = "rectify serve"
+BATCH_PATH_MIN = 32  # fewer lines than this go one by one (the batch path's set-up costs more)
+BATCH_PATH_CHUNK = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +59,21 @@ class Outcome:
     id: str | None
     status: str
     reason: str | None = None
-    records: tuple[tuple[str, str], ...] = ()  # (record kind, id) of the findings and decisions it gave
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seq": self.seq, "id": self.id, "status": self.status}
         if self.reason is not None:
             out["reason"] = self.reason
-        if self.records:
-            out["records"] = [{"record": kind, "id": rid} for kind, rid in self.records]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A submission, committed: each line's outcome, in the order sent, and the records its
+    lines gave as (seq in the store, record kind, id), in chain order."""
+
+    outcomes: list[Outcome]
+    records: list[tuple[int, str, str | None]]
 
 
 @dataclass(slots=True)
@@ -73,7 +81,7 @@ class _Batch:
     """Lines to process: (source, line or a source's quarantine record, id hint) each."""
 
     items: list[tuple[str, bytes | Quarantined, str | None]]
-    future: concurrent.futures.Future[list[Outcome]] = field(default_factory=concurrent.futures.Future)
+    future: concurrent.futures.Future[Receipt] = field(default_factory=concurrent.futures.Future)
 
 
 @dataclass(slots=True)
@@ -96,14 +104,23 @@ class Stopped(RuntimeError):
 
 
 class _ServiceSink:
-    """The chained records into the store; their JSON lines kept for --out until the commit."""
+    """The chained records into the store; their JSON lines kept for --out until the commit;
+    (seq, kind, id) of each noted for the receipt of the submission being written."""
 
-    def __init__(self, store: Store, out: bool) -> None:
+    def __init__(self, store: Store, out: bool, seq: int) -> None:
         self.store = store
         self.pending: list[bytes] | None = [] if out else None
+        self.seq = seq
+        self.noted: list[tuple[int, str, str | None]] = []
+        self.rejected: list[tuple[int, str, str]] = []  # (line, source, error) of quarantine records
 
     def write(self, record: dict[str, Any]) -> None:
         self.store.write(record)
+        self.seq += 1
+        if record["record"] == "quarantine":
+            self.rejected.append((record["line"], record["source"], record["error"]))
+        else:
+            self.noted.append((self.seq, record["record"], record.get("id")))
         if self.pending is not None:
             self.pending.append(dumps(record))
 
@@ -154,7 +171,7 @@ class Service:
         self._local = threading.local()
         self._readers_lock = threading.Lock()
         self._hj212: list[dict[str, Any] | Quarantined] = []
-        self._hj212_last: asyncio.Future[list[Outcome]] | None = None
+        self._hj212_last: asyncio.Future[Receipt] | None = None
         # writer-thread state
         self._engine: Engine | None = None
         self._store: Store | None = None
@@ -164,6 +181,7 @@ class Service:
         self._seq = 0
         self._records = 0
         self._checkpointed = 0
+        self._checkpoint_seconds: float | None = None
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -195,8 +213,8 @@ class Service:
 
     # ---- input ----------------------------------------------------------------------------------
 
-    def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> concurrent.futures.Future[list[Outcome]]:
-        """Queue lines (line, id hint) from one sender; the future gives their outcomes once committed."""
+    def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> concurrent.futures.Future[Receipt]:
+        """Queue lines (line, id hint) from one sender; the future gives their receipt once committed."""
         if self.stopping:
             raise Stopped("the service is stopping" if self.failure is None else f"the service failed: {self.failure}")
         with self._pending_lock:
@@ -207,7 +225,7 @@ class Service:
         self._queue.put(batch)
         return batch.future
 
-    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> concurrent.futures.Future[list[Outcome]]:
+    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> concurrent.futures.Future[Receipt]:
         lines: list[tuple[str, bytes | Quarantined, str | None]] = []
         for item in items:
             if isinstance(item, Quarantined):
@@ -330,8 +348,8 @@ class Service:
         self._records = store.count()
         self._checkpointed = offset
         self._open_out(store)
-        self._sink = _ServiceSink(store, self._out is not None)
-        self._run = Run(engine, Outputs(self._sink, prev=store.head()))
+        self._sink = _ServiceSink(store, self._out is not None, self._records)
+        self._run = Run(engine, Outputs(self._sink, prev=store.head()), batch_size=BATCH_PATH_CHUNK)
         if known is None:
             store.begin()
             store.set_meta("config", config)
@@ -393,29 +411,25 @@ class Service:
                 self._checkpoint()
 
     def _write(self, batches: list[_Batch]) -> None:
-        store, run, sink, engine = self._store, self._run, self._sink, self._engine
-        assert store is not None and run is not None and sink is not None and engine is not None
-        summary = engine.summary
+        store, run, sink = self._store, self._run, self._sink
+        assert store is not None and run is not None and sink is not None
         rows: list[tuple[int, str, bool, bytes]] = []
-        results: list[list[Outcome]] = []
+        receipts: list[Receipt] = []
         written = run.outputs.written
         store.begin()
         try:
             for batch in batches:
-                outcomes = []
-                for source, line, hint in batch.items:
+                items: list[InputLine | Quarantined] = []
+                first = self._seq + 1
+                for source, line, _ in batch.items:
                     self._seq += 1
-                    seq = self._seq
                     if isinstance(line, Quarantined):
-                        rows.append((seq, source, True, orjson.dumps(line.to_dict())))
-                        item: InputLine | Quarantined = line
+                        rows.append((self._seq, source, True, orjson.dumps(line.to_dict())))
+                        items.append(line)
                     else:
-                        rows.append((seq, source, False, line))
-                        item = InputLine(source, seq, line)
-                    duplicates = summary.duplicate
-                    records = run.feed_line(item)
-                    outcomes.append(_outcome(seq, hint, records, summary.duplicate > duplicates))
-                results.append(outcomes)
+                        rows.append((self._seq, source, False, line))
+                        items.append(InputLine(source, self._seq, line))
+                receipts.append(self._feed(batch, items, first))
             store.add_events(rows)
             store.commit()
         except BaseException as exc:
@@ -431,12 +445,51 @@ class Service:
         with self._pending_lock:
             self._pending -= len(rows)
         self._publish(store)
-        for batch, outcomes in zip(batches, results):
-            batch.future.set_result(outcomes)
+        for batch, receipt in zip(batches, receipts):
+            batch.future.set_result(receipt)
+
+    def _feed(self, batch: _Batch, items: list[InputLine | Quarantined], first: int) -> Receipt:
+        """One submission through the run driver: its lines' outcomes and its records.
+
+        When none of its ids can be a duplicate (none remembered, none twice in it: live
+        traffic), the batch path takes it (engine/fast/: quiet readings in bulk; the same
+        records) and every line is accepted unless quarantined; otherwise each line goes on
+        its own and the counts say which were duplicates. Either way the output is the one
+        `rectify run` gives."""
+        run, sink, engine = self._run, self._sink, self._engine
+        assert run is not None and sink is not None and engine is not None
+        sink.noted, sink.rejected = [], []
+        hints = [hint for _, _, hint in batch.items]
+        ids = [hint for hint in hints if hint is not None]
+        outcomes: list[Outcome] = []
+        if len(items) >= BATCH_PATH_MIN and len(set(ids)) == len(ids) and not engine.dedupe.remembers(ids):
+            run.feed(items)
+            sources = {item.source for item in items if isinstance(item, InputLine)}
+            rejected = {line: error for line, source, error in sink.rejected if source in sources}
+            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
+                if isinstance(item, Quarantined):
+                    outcomes.append(Outcome(seq, hint, "quarantined", item.error))
+                elif seq in rejected:
+                    outcomes.append(Outcome(seq, hint, "quarantined", rejected[seq]))
+                else:
+                    outcomes.append(Outcome(seq, hint, "accepted"))
+        else:
+            summary = engine.summary
+            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
+                duplicates = summary.duplicate
+                records = run.feed_line(item)
+                if len(records) == 1 and isinstance(records[0], Quarantined):
+                    outcomes.append(Outcome(seq, hint, "quarantined", records[0].error))
+                elif summary.duplicate > duplicates:
+                    outcomes.append(Outcome(seq, hint, "duplicate"))
+                else:
+                    outcomes.append(Outcome(seq, hint, "accepted"))
+        return Receipt(outcomes, sink.noted)
 
     def _checkpoint(self) -> None:
         store, engine = self._store, self._engine
         assert store is not None and engine is not None
+        started = time.perf_counter()  # for /health only, never for a decision
         state = engine.snapshot()
         store.begin()
         try:
@@ -447,8 +500,10 @@ class Service:
             store.rollback()
             raise
         self._checkpointed = self._seq
+        self._checkpoint_seconds = round(time.perf_counter() - started, 3)
         if "store" in self._status:
-            self._status["store"] = {**self._status["store"], "checkpoint": self._seq}
+            self._status["store"] = {**self._status["store"], "checkpoint": self._seq,
+                                     "checkpoint_seconds": self._checkpoint_seconds}
 
     def _publish(self, store: Store) -> None:
         engine, run = self._engine, self._run
@@ -460,7 +515,8 @@ class Service:
                        "quarantined": summary.quarantined, "findings": sum(summary.findings.values()),
                        "decisions": sum(summary.decisions.values()), "open_orders": engine.decisions.open_orders},
             "store": {"path": self.store_path, "events": self._seq, "records": self._records,
-                      "head": run.outputs.head, "checkpoint": self._checkpointed},
+                      "head": run.outputs.head, "checkpoint": self._checkpointed,
+                      "checkpoint_seconds": self._checkpoint_seconds},
             "ruleset": engine.ruleset,
         }
 
@@ -474,12 +530,4 @@ class Service:
                 job.future.set_exception(Stopped(f"the service failed: {exc}"))
 
 
-def _outcome(seq: int, hint: str | None, records: list[Record], duplicate: bool) -> Outcome:
-    if len(records) == 1 and isinstance(records[0], Quarantined):
-        return Outcome(seq, hint, "quarantined", records[0].error)
-    if duplicate:
-        return Outcome(seq, hint, "duplicate")
-    made = tuple(("finding" if isinstance(r, Finding) else "decision", r.id) for r in records
-                 if isinstance(r, (Finding, Decision)))
-    return Outcome(seq, hint, "accepted", None, made)
 
