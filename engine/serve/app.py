@@ -16,7 +16,6 @@ content type the binding does not know, 503 busy or stopping (retry).
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -64,7 +63,7 @@ def _integer(request: Request, name: str, default: int, low: int, high: int | No
 
 
 def enterprise_state(engine: Engine, code: str) -> dict[str, Any]:
-    """What the engine holds of one enterprise: registration, open orders, closure (writer thread)."""
+    """What the engine holds of one enterprise: registration, open orders, closure."""
     registration = engine.registry.get(code)
     return {
         "registration": dict(registration) if registration is not None else None,
@@ -131,7 +130,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
         except Stopped as exc:
             return _error(503, str(exc))
         try:
-            receipt = await asyncio.wrap_future(future)
+            receipt = await future
         except Stopped as exc:
             return _error(503, str(exc))
         counts = {"accepted": 0, "duplicate": 0, "quarantined": 0}
@@ -195,7 +194,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
         """
         code = request.path_params["code"]
         try:
-            state = await asyncio.wrap_future(service.call(lambda engine: enterprise_state(engine, code)))
+            state = service.view(lambda engine: enterprise_state(engine, code))
         except Stopped as exc:
             return _error(503, str(exc))
 
@@ -265,8 +264,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
           "200": {description: One self-contained HTML page., content: {text/html: {schema: {type: string}}}}
         """
         try:
-            registry, targets, ruleset = await asyncio.wrap_future(
-                service.call(lambda engine: (dict(engine.registry), engine.targets(), engine.ruleset)))
+            registry, targets, ruleset = service.view(lambda engine: (dict(engine.registry), engine.targets(), engine.ruleset))
         except Stopped as exc:
             return _error(503, str(exc))
 

@@ -1,5 +1,5 @@
-"""Running the service: one asyncio process with the HTTP server (uvicorn), the HJ 212 listener
-and the writer thread, until SIGTERM or SIGINT.
+"""Running the service: one asyncio process (uvloop) with the HTTP server (uvicorn), the HJ 212
+listener and the service's writes, until SIGTERM or SIGINT.
 
 In: a `ServeConfig`. Out: the exit code (0 after a graceful stop, 1 when the writer failed),
 a `ready(info)` call once both sockets listen (the addresses actually bound, what was
@@ -7,13 +7,14 @@ recovered), the HJ 212 listener's stats in the log.
 
 Graceful stop: both servers stop accepting at once; HTTP requests in flight are answered
 (uvicorn waits up to `grace` seconds), HJ 212 packets received are committed and replied;
-then the writer writes what waits, takes a checkpoint and closes the store and --out.
+then what waits is written, a checkpoint taken, the store and --out closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -73,11 +74,12 @@ async def _main(service: Service, config: ServeConfig, ready: Callable[[dict[str
     stop = asyncio.Event()
     failed: list[BaseException] = []
 
-    def on_failure(exc: BaseException) -> None:  # on the writer thread
+    def on_failure(exc: BaseException) -> None:
         failed.append(exc)
-        loop.call_soon_threadsafe(stop.set)
+        stop.set()
 
     service.on_failure = on_failure
+    service.attach(loop)
     http_socket = bind(*config.http)
     app = create_app(service, token=config.token, max_body=config.max_body)
     server = _Uvicorn(uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
@@ -105,7 +107,7 @@ async def _main(service: Service, config: ServeConfig, ready: Callable[[dict[str
     stopped.cancel()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
-    await asyncio.to_thread(service.stop)
+    service.stop()
     http_socket.close()
     if listener is not None:
         info["hj212_stats"] = {k: getattr(listener.stats, k) for k in listener.stats.__slots__}
@@ -113,6 +115,15 @@ async def _main(service: Service, config: ServeConfig, ready: Callable[[dict[str
 
 
 def run(service: Service, config: ServeConfig, ready: Callable[[dict[str, Any]], None]) -> int:
-    """Serve a started `service` until SIGTERM/SIGINT, on uvloop; the exit code."""
+    """Serve a started `service` until SIGTERM/SIGINT, on uvloop; the exit code.
+
+    The process's garbage collector is set for a long-lived service: what exists after start-up
+    (plugins, compiled rules and schemas, the restored state) is frozen out of collections, and
+    young objects are collected less often. With the defaults, full collections over the
+    growing state (every id remembered for the de-duplication horizon) paused the loop for tens
+    of milliseconds several times a minute under benchmarks/test_serve_load.py."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(service, config, ready))

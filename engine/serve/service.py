@@ -1,22 +1,25 @@
-"""The service's core: one engine and one store behind one writer thread.
+"""The service's core: one engine and one store, written on the event loop between requests.
 
-In: batches of input lines (from HTTP or HJ 212), submitted from the event loop in arrival
-order. Out: for each line its outcome (accepted, duplicate or quarantined with the reason, and
-the ids of the records it gave), once the line, its records and the chain are committed; and
-read-only views (status, an enterprise's state) taken between commits.
+In: batches of input lines (from HTTP or HJ 212), submitted in arrival order. Out: for each
+batch a receipt, once its lines, their records and the chain are committed: each line's
+outcome (accepted, duplicate, or quarantined with the reason) and the records the batch gave;
+and read-only views (status, an enterprise's state) that only ever see committed state.
 
-    submit(lines) ──► queue ──► writer thread: for each waiting batch, in order:
-                                  events(seq, source, line) + Run.feed_line → records (store, --out)
-                                COMMIT (one transaction for everything waiting: group commit)
-                                then the acknowledgements; a checkpoint when one is due
+    submit(lines) ──► waiting ──► _drain (a loop callback, after the requests ready now):
+                                    events(seq, source, line) + the run driver → records (store, --out)
+                                  COMMIT (one transaction for everything waiting: group commit)
+                                  then the receipts; a checkpoint when one is due
 
-The writer is the only thread that touches the engine or writes the store. Readers open their
-own read-only connections (SQLite WAL): they see committed data only.
+Everything that touches the engine or writes the store runs on the event loop's thread, one
+group at a time: no locks, no second writer, and no thread fighting the loop for the GIL
+(measured: a writer thread beside the loop lost most of its time waiting to take the GIL back
+after each SQLite call). Readers open their own read-only connections (SQLite WAL): they see
+committed data only, from any thread.
 
 Crash safety: a line and its records are committed together before the sender hears back,
-so after `kill -9` the store holds exactly what was acknowledged (and perhaps a last batch
-that was committed but not yet answered; its sender resends it and gets "duplicate").
-A restart restores the engine from the last checkpoint (a snapshot taken between commits,
+so after `kill -9` the store holds exactly what was acknowledged (and perhaps a last group
+that was committed but not yet answered; its senders send it again and get "duplicate").
+A restart restores the engine from the last checkpoint (a snapshot taken between groups,
 every `checkpoint_every` events and at shutdown) and feeds it the events kept after it,
 checking that they give exactly the records the store holds: nothing acknowledged is lost,
 nothing is decided twice. Determinism: the records equal `rectify run` over the kept events
@@ -27,14 +30,14 @@ in arrival order (no end of input: the service never reaches it), which `rectify
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
-import queue
+import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -81,18 +84,7 @@ class _Batch:
     """Lines to process: (source, line or a source's quarantine record, id hint) each."""
 
     items: list[tuple[str, bytes | Quarantined, str | None]]
-    future: concurrent.futures.Future[Receipt] = field(default_factory=concurrent.futures.Future)
-
-
-@dataclass(slots=True)
-class _Call:
-    """A read of the engine's state, run on the writer thread between commits."""
-
-    function: Callable[[Engine], Any]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-
-
-_STOP = object()
+    future: asyncio.Future[Receipt]
 
 
 class Busy(RuntimeError):
@@ -136,19 +128,19 @@ def iso(epoch: float | None) -> str | None:
 
 
 class Service:
-    """One engine and one store, written by one thread. Start, submit, read, stop.
+    """One engine and one store, written on the event loop. Start, attach, submit, read, stop.
 
     `make_engine` builds a fresh engine of the service's configuration (the writer's own, and
     one for each explanation). `out`: also write the chained records as JSON lines to this
     file ('-' = stdout); the file is rewritten from the store at start, so it always equals it.
     `checkpoint_every`: events between engine snapshots (a restart replays at most about that
-    many). `max_pending`: events allowed to wait for the writer before submit raises Busy.
+    many). `max_pending`: events allowed to wait to be written before submit raises Busy.
     `group`: most events per transaction. `fsync`: SQLite synchronous=FULL (an acknowledged
     event survives a power cut, not only a process kill).
     """
 
     def __init__(self, store_path: str | Path, make_engine: Callable[[], Engine], *, out: str | None = None,
-                 checkpoint_every: int = 1_000_000, max_pending: int = 200_000, group: int = 20_000,
+                 checkpoint_every: int = 1_000_000, max_pending: int = 200_000, group: int = 5_000,
                  fsync: bool = False, on_failure: Callable[[BaseException], None] | None = None) -> None:
         self.store_path = str(store_path)
         self.make_engine = make_engine
@@ -161,18 +153,17 @@ class Service:
         self.ruleset = ""
         self.recovered: dict[str, Any] = {}
         self.failure: BaseException | None = None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: deque[_Batch] = deque()
+        self._scheduled = False
         self._pending = 0
-        self._pending_lock = threading.Lock()
         self._stopping = False
-        self._thread: threading.Thread | None = None
         self._status: dict[str, Any] = {}
         self._readers: list[Store] = []
         self._local = threading.local()
         self._readers_lock = threading.Lock()
         self._hj212: list[dict[str, Any] | Quarantined] = []
         self._hj212_last: asyncio.Future[Receipt] | None = None
-        # writer-thread state
         self._engine: Engine | None = None
         self._store: Store | None = None
         self._run: Run | None = None
@@ -180,28 +171,50 @@ class Service:
         self._out: IO[bytes] | None = None
         self._seq = 0
         self._records = 0
-        self._checkpointed = 0
+        self._checkpointed = 0  # the seq the last checkpoint (written or being written) covers
+        self._stored = 0  # the seq of the checkpoint in the store
         self._checkpoint_seconds: float | None = None
+        self._child: tuple[int, int, int, Path, float] | None = None  # pid, seq, records, file, started
 
     # ---- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the store, restore the engine (checkpoint + the events after it), start the
-        writer. Raises StoreError if the store belongs to something else or does not replay."""
-        started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, args=(started,), name="rectify-writer", daemon=True)
-        self._thread.start()
-        started.result()
+        """Open the store and restore the engine (checkpoint + the events kept after it). Raises
+        StoreError if the store belongs to something else or does not replay to its records."""
+        try:
+            self._open()
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            raise
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop submissions come from and groups are written on."""
+        self._loop = loop
 
     def stop(self) -> None:
-        """Stop accepting, write what waits, take a checkpoint, close. Call from any thread."""
+        """Stop accepting, write what waits, take a checkpoint, close (on the loop's thread)."""
         self._stopping = True
         if self._hj212:
             items, self._hj212 = self._hj212, []
             self._enqueue(items, "hj212")
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        if self._store is not None:
+            self._abandon_child()
+            if self.failure is None:
+                try:
+                    while self._waiting:
+                        self._write_group()
+                    if self._seq > self._stored:
+                        self._checkpoint()
+                except BaseException as exc:  # noqa: BLE001 - reported as the service's failure
+                    self._fail(exc)
+            if self._out is not None:
+                self._out.flush()
+                if self.out_path != "-":
+                    self._out.close()
+            self._store.close()
+            self._store = None
         with self._readers_lock:
             for reader in self._readers:
                 reader.close()
@@ -213,57 +226,52 @@ class Service:
 
     # ---- input ----------------------------------------------------------------------------------
 
-    def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> concurrent.futures.Future[Receipt]:
+    def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> asyncio.Future[Receipt]:
         """Queue lines (line, id hint) from one sender; the future gives their receipt once committed."""
         if self.stopping:
             raise Stopped("the service is stopping" if self.failure is None else f"the service failed: {self.failure}")
-        with self._pending_lock:
-            if self._pending + len(items) > self.max_pending and self._pending:
-                raise Busy(f"{self._pending} events are waiting to be written; retry shortly")
-            self._pending += len(items)
-        batch = _Batch([(source, line, hint) for line, hint in items])
-        self._queue.put(batch)
-        return batch.future
+        if self._pending + len(items) > self.max_pending and self._pending:
+            raise Busy(f"{self._pending} events are waiting to be written; retry shortly")
+        return self._queue([(source, line, hint) for line, hint in items])
 
-    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> concurrent.futures.Future[Receipt]:
-        lines: list[tuple[str, bytes | Quarantined, str | None]] = []
-        for item in items:
-            if isinstance(item, Quarantined):
-                lines.append((source, item, None))
-            else:
-                lines.append((source, orjson.dumps(item), item.get("id")))
-        with self._pending_lock:
-            self._pending += len(lines)
-        batch = _Batch(lines)
-        self._queue.put(batch)
+    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> asyncio.Future[Receipt]:
+        return self._queue([(source, item, None) if isinstance(item, Quarantined) else
+                            (source, orjson.dumps(item), item.get("id")) for item in items])
+
+    def _queue(self, lines: list[tuple[str, bytes | Quarantined, str | None]]) -> asyncio.Future[Receipt]:
+        assert self._loop is not None, "attach() the event loop first"
+        batch = _Batch(lines, self._loop.create_future())
+        self._waiting.append(batch)
+        self._pending += len(lines)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)
         return batch.future
 
     def hj212_sink(self, record: dict[str, Any] | Quarantined) -> None:
-        """The HJ 212 listener's sink (on the event loop): events and rejected packets wait for `durable`."""
+        """The HJ 212 listener's sink: events and rejected packets wait for `durable`."""
         self._hj212.append(record)
 
     async def durable(self) -> None:
         """The HJ 212 listener awaits this before it replies: everything its sink was given is committed."""
         if self._hj212:
             items, self._hj212 = self._hj212, []
-            if self.stopping and self.failure is not None:
+            if self.failure is not None:
                 raise Stopped(f"the service failed: {self.failure}")
-            self._hj212_last = asyncio.wrap_future(self._enqueue(items, "hj212"))
+            self._hj212_last = self._enqueue(items, "hj212")
         if self._hj212_last is not None:
             await asyncio.shield(self._hj212_last)
 
     # ---- reading --------------------------------------------------------------------------------
 
-    def call(self, function: Callable[[Engine], Any]) -> concurrent.futures.Future[Any]:
-        """Run `function(engine)` on the writer thread between commits (a consistent view)."""
-        if self.failure is not None:
-            raise Stopped(f"the service failed: {self.failure}")
-        job = _Call(function)
-        self._queue.put(job)
-        return job.future
+    def view(self, function: Callable[[Engine], Any]) -> Any:
+        """`function(engine)` on the loop's thread, between groups: the committed state."""
+        if self.failure is not None or self._engine is None:
+            raise Stopped(f"the service failed: {self.failure}" if self.failure is not None else "the service is closed")
+        return function(self._engine)
 
     def status(self) -> dict[str, Any]:
-        """Counts, clock and store as of the last commit (never waits for the writer)."""
+        """Counts, clock and store as of the last commit."""
         status = dict(self._status)
         status["pending_events"] = self._pending
         status["state"] = "failed" if self.failure is not None else "stopping" if self._stopping else "running"
@@ -280,31 +288,7 @@ class Service:
                 self._readers.append(store)
         yield store
 
-    # ---- the writer thread ---------------------------------------------------------------------
-
-    def _main(self, started: concurrent.futures.Future[None]) -> None:
-        try:
-            self._open()
-        except BaseException as exc:  # noqa: BLE001 - handed to start()
-            if self._store is not None:
-                self._store.close()
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        try:
-            self._serve()
-        except BaseException as exc:  # noqa: BLE001 - a fault in the engine or the store: stop, loudly
-            self.failure = exc
-            self._fail_waiting(exc)
-            if self.on_failure is not None:
-                self.on_failure(exc)
-        finally:
-            if self._out is not None:
-                self._out.flush()
-                if self.out_path != "-":
-                    self._out.close()
-            assert self._store is not None
-            self._store.close()
+    # ---- writing ----------------------------------------------------------------------------------
 
     def _open(self) -> None:
         engine = self.make_engine()
@@ -346,7 +330,9 @@ class Service:
         self._engine = engine
         self._seq = store.last_event()
         self._records = store.count()
-        self._checkpointed = offset
+        self._checkpointed = self._stored = offset
+        for stale in Path(self.store_path).parent.glob(Path(self.store_path).name + ".checkpoint-*"):
+            stale.unlink(missing_ok=True)  # a snapshot a killed process was still writing
         self._open_out(store)
         self._sink = _ServiceSink(store, self._out is not None, self._records)
         self._run = Run(engine, Outputs(self._sink, prev=store.head()), batch_size=BATCH_PATH_CHUNK)
@@ -375,40 +361,112 @@ class Service:
         partial.replace(target)
         self._out = target.open("ab")
 
-    def _serve(self) -> None:
-        store = self._store
-        assert store is not None
-        while True:
-            first = self._queue.get()
-            jobs = [first]
-            events = len(first.items) if isinstance(first, _Batch) else 0
-            while events < self.group and first is not _STOP:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                if job is _STOP:
-                    break
-                if isinstance(job, _Batch):
-                    events += len(job.items)
-            batches = [j for j in jobs if isinstance(j, _Batch)]
-            if batches:
-                self._write(batches)
-            for job in jobs:
-                if isinstance(job, _Call):
-                    assert self._engine is not None
-                    try:
-                        job.future.set_result(job.function(self._engine))
-                    except Exception as exc:  # noqa: BLE001 - a read failed; the sender hears why
-                        job.future.set_exception(exc)
-            if jobs[-1] is _STOP:
-                if self._seq > self._checkpointed:
-                    self._checkpoint()
-                return
-            if self._seq - self._checkpointed >= self.checkpoint_every and (
-                    self._queue.empty() or self._seq - self._checkpointed >= 2 * self.checkpoint_every):
-                self._checkpoint()
+    def _drain(self) -> None:
+        """A loop callback: write one group; come back (after the I/O now ready) while more wait."""
+        self._scheduled = False
+        if self.failure is not None or self._store is None:
+            return
+        try:
+            self._write_group()
+            self._collect_child()
+            if self._waiting:
+                self._scheduled = True
+                assert self._loop is not None
+                self._loop.call_soon(self._drain)
+            elif self._seq - self._checkpointed >= self.checkpoint_every:
+                self._checkpoint_in_background()
+        except BaseException as exc:  # noqa: BLE001 - a fault in the engine or the store: stop, loudly
+            self._fail(exc)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def _checkpoint_in_background(self) -> None:
+        """Snapshot the engine in a forked child, so the loop does not stop for it (a snapshot
+        takes seconds when millions of ids are remembered); store it when the child is done.
+
+        The child gets a copy of the state as it is now, between groups: exactly the events up
+        to `seq`, all committed. It only serialises it to a file (no SQLite, no loop) and exits;
+        the loop stores the file as the checkpoint in a short transaction of its own."""
+        if self._child is not None:
+            return
+        engine = self._engine
+        assert engine is not None and self._loop is not None
+        target = Path(f"{self.store_path}.checkpoint-{os.getpid()}-{self._seq}")
+        started = time.perf_counter()  # for /health only, never for a decision
+        pid = os.fork()
+        if pid == 0:  # the child: write the snapshot, leave at once (no cleanup of the parent's things)
+            code = 1
+            try:
+                # let go of the parent's sockets and files at once: a listening socket held here
+                # would keep a restarted service from binding its port
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                signal.alarm(3600)  # never outlive a stuck parent by much
+                partial = target.with_name(target.name + ".partial")
+                partial.write_bytes(engine.snapshot())
+                partial.replace(target)
+                code = 0
+            finally:
+                os._exit(code)
+        self._child = (pid, self._seq, self._records, target, started)
+        self._checkpointed = self._seq
+        self._loop.call_later(0.2, self._poll_child)
+
+    def _poll_child(self) -> None:
+        if self._child is None or self._store is None:
+            return
+        try:
+            self._collect_child()
+        except BaseException as exc:  # noqa: BLE001 - the store failed
+            self._fail(exc)
+            return
+        if self._child is not None and self._loop is not None:
+            self._loop.call_later(0.2, self._poll_child)
+
+    def _collect_child(self) -> None:
+        """Store the child's snapshot once it is done (between groups, on the loop)."""
+        if self._child is None:
+            return
+        pid, seq, records, target, started = self._child
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            return
+        self._child = None
+        if os.waitstatus_to_exitcode(status) != 0 or not target.exists():
+            self._checkpointed = self._stored  # try again when the next one is due
+            return
+        self._save_checkpoint(seq, records, target.read_bytes(), started)
+        target.unlink(missing_ok=True)
+
+    def _abandon_child(self) -> None:
+        """Shutdown: a snapshot still being written is not needed (a newer one follows)."""
+        if self._child is None:
+            return
+        pid, _, _, target, _ = self._child
+        self._child = None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        for leftover in (target, target.with_name(target.name + ".partial")):
+            leftover.unlink(missing_ok=True)
+
+    def _write_group(self) -> None:
+        batches: list[_Batch] = []
+        events = 0
+        while self._waiting and (not batches or events + len(self._waiting[0].items) <= self.group):
+            batch = self._waiting.popleft()
+            batches.append(batch)
+            events += len(batch.items)
+        self._write(batches)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        while self._waiting:
+            batch = self._waiting.popleft()
+            if not batch.future.done():
+                batch.future.set_exception(Stopped(f"the service failed: {exc!r}"))
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     def _write(self, batches: list[_Batch]) -> None:
         store, run, sink = self._store, self._run, self._sink
@@ -435,18 +493,19 @@ class Service:
         except BaseException as exc:
             store.rollback()
             for batch in batches:
-                batch.future.set_exception(Stopped(f"the service failed: {exc!r}"))
+                if not batch.future.done():
+                    batch.future.set_exception(Stopped(f"the service failed: {exc!r}"))
             raise
         self._records += run.outputs.written - written
         if self._out is not None and sink.pending is not None:
             self._out.write(b"".join(sink.pending))
             self._out.flush()
             sink.pending.clear()
-        with self._pending_lock:
-            self._pending -= len(rows)
+        self._pending -= len(rows)
         self._publish(store)
         for batch, receipt in zip(batches, receipts):
-            batch.future.set_result(receipt)
+            if not batch.future.done():  # a sender that went away cancelled it
+                batch.future.set_result(receipt)
 
     def _feed(self, batch: _Batch, items: list[InputLine | Quarantined], first: int) -> Receipt:
         """One submission through the run driver: its lines' outcomes and its records.
@@ -487,22 +546,28 @@ class Service:
         return Receipt(outcomes, sink.noted)
 
     def _checkpoint(self) -> None:
-        store, engine = self._store, self._engine
-        assert store is not None and engine is not None
+        """A checkpoint now, in this process (at shutdown)."""
+        engine = self._engine
+        assert engine is not None
         started = time.perf_counter()  # for /health only, never for a decision
-        state = engine.snapshot()
+        self._save_checkpoint(self._seq, self._records, engine.snapshot(), started)
+        self._checkpointed = self._seq
+
+    def _save_checkpoint(self, seq: int, records: int, state: bytes, started: float) -> None:
+        store = self._store
+        assert store is not None
         store.begin()
         try:
-            store.save_checkpoint(self._seq, state)
-            store.set_meta("checkpoint_records", self._records)
+            store.save_checkpoint(seq, state)
+            store.set_meta("checkpoint_records", records)
             store.commit()
         except BaseException:
             store.rollback()
             raise
-        self._checkpointed = self._seq
+        self._stored = seq
         self._checkpoint_seconds = round(time.perf_counter() - started, 3)
         if "store" in self._status:
-            self._status["store"] = {**self._status["store"], "checkpoint": self._seq,
+            self._status["store"] = {**self._status["store"], "checkpoint": seq,
                                      "checkpoint_seconds": self._checkpoint_seconds}
 
     def _publish(self, store: Store) -> None:
@@ -515,19 +580,7 @@ class Service:
                        "quarantined": summary.quarantined, "findings": sum(summary.findings.values()),
                        "decisions": sum(summary.decisions.values()), "open_orders": engine.decisions.open_orders},
             "store": {"path": self.store_path, "events": self._seq, "records": self._records,
-                      "head": run.outputs.head, "checkpoint": self._checkpointed,
+                      "head": run.outputs.head, "checkpoint": self._stored,
                       "checkpoint_seconds": self._checkpoint_seconds},
             "ruleset": engine.ruleset,
         }
-
-    def _fail_waiting(self, exc: BaseException) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(job, (_Batch, _Call)) and not job.future.done():
-                job.future.set_exception(Stopped(f"the service failed: {exc}"))
-
-
-
