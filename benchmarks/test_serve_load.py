@@ -2,7 +2,7 @@
 plus HTTP batches, both acknowledged only after the commit.
 
 One server process (`rectify serve --store ... --hj212 ...`) and one client process (this one,
-asyncio): STATIONS data loggers on persistent TCP connections, each sending an hourly packet
+asyncio on uvloop): STATIONS data loggers on persistent TCP connections, each sending an hourly packet
 (particulate matter and NOx of an electric melting furnace) once per HOUR_SECONDS of wall
 time, spread evenly, waiting for the 9014 reply; and SENDERS HTTP senders posting batches of
 BATCH hourly readings of other outlets of the same enterprises, each as soon as its previous
@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvloop
 
 from engine.ingest.hj212 import build_packet
 from engine.validate.uscc import make_uscc
@@ -180,7 +181,7 @@ def test_serve_load(benchmark, tmp_path, capsys):
                 assert client.post(f"{url}/events", content=orjson.dumps(registrations[first:first + 1000]),
                                    headers=BATCHED).status_code == 200
 
-        stats = benchmark.pedantic(lambda: asyncio.run(_load(url, (host, int(port)), codes, mns)), rounds=1, iterations=1)
+        stats = benchmark.pedantic(lambda: uvloop.run(_load(url, (host, int(port)), codes, mns)), rounds=1, iterations=1)
         with httpx.Client(timeout=60) as client:
             health = client.get(f"{url}/health").json()
     finally:
