@@ -393,13 +393,18 @@ class Service:
         assert engine is not None and self._loop is not None
         target = Path(f"{self.store_path}.checkpoint-{os.getpid()}-{self._seq}")
         started = time.perf_counter()  # for /health only, never for a decision
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or processes for a child now: the next group tries again
+            return
         if pid == 0:  # the child: write the snapshot, leave at once (no cleanup of the parent's things)
             code = 1
             try:
                 # let go of the parent's sockets and files at once: a listening socket held here
                 # would keep a restarted service from binding its port
                 os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)  # the parent's handlers talk to its loop
                 signal.alarm(3600)  # never outlive a stuck parent by much
                 partial = target.with_name(target.name + ".partial")
                 partial.write_bytes(engine.snapshot())
