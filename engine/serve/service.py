@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
@@ -120,6 +121,19 @@ class _ServiceSink:
         pass
 
 
+def _write_snapshot(engine: Engine, target: Path) -> None:
+    """In the forked checkpoint child: the engine's snapshot to `target` (atomically), nothing else."""
+    # let go of the parent's sockets and files at once: a listening socket held here would keep
+    # a restarted service from binding its port
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # the parent's handlers talk to its loop
+    signal.alarm(3600)  # never outlive a stuck parent by much
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(engine.snapshot())
+    partial.replace(target)
+
+
 def iso(epoch: float | None) -> str | None:
     """An event-time clock (epoch seconds) as RFC 3339 in UTC, or None before the first event."""
     if epoch is None or epoch == float("-inf"):
@@ -174,7 +188,7 @@ class Service:
         self._checkpointed = 0  # the seq the last checkpoint (written or being written) covers
         self._stored = 0  # the seq of the checkpoint in the store
         self._checkpoint_seconds: float | None = None
-        self._child: tuple[int, int, int, Path, float] | None = None  # pid, seq, records, file, started
+        self._child: tuple[Any, int, int, Path, float] | None = None  # process, seq, records, file, started
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -389,30 +403,16 @@ class Service:
         the loop stores the file as the checkpoint in a short transaction of its own."""
         if self._child is not None:
             return
-        engine = self._engine
-        assert engine is not None and self._loop is not None
+        assert self._engine is not None and self._loop is not None
         target = Path(f"{self.store_path}.checkpoint-{os.getpid()}-{self._seq}")
         started = time.perf_counter()  # for /health only, never for a decision
+        child = multiprocessing.get_context("fork").Process(target=_write_snapshot, args=(self._engine, target),
+                                                            name="rectify-checkpoint", daemon=True)
         try:
-            pid = os.fork()
+            child.start()
         except OSError:  # no memory or processes for a child now: the next group tries again
             return
-        if pid == 0:  # the child: write the snapshot, leave at once (no cleanup of the parent's things)
-            code = 1
-            try:
-                # let go of the parent's sockets and files at once: a listening socket held here
-                # would keep a restarted service from binding its port
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)  # the parent's handlers talk to its loop
-                signal.alarm(3600)  # never outlive a stuck parent by much
-                partial = target.with_name(target.name + ".partial")
-                partial.write_bytes(engine.snapshot())
-                partial.replace(target)
-                code = 0
-            finally:
-                os._exit(code)
-        self._child = (pid, self._seq, self._records, target, started)
+        self._child = (child, self._seq, self._records, target, started)
         self._checkpointed = self._seq
         self._loop.call_later(0.2, self._poll_child)
 
@@ -431,12 +431,12 @@ class Service:
         """Store the child's snapshot once it is done (between groups, on the loop)."""
         if self._child is None:
             return
-        pid, seq, records, target, started = self._child
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == 0:
+        child, seq, records, target, started = self._child
+        if child.is_alive():
             return
         self._child = None
-        if os.waitstatus_to_exitcode(status) != 0 or not target.exists():
+        child.join()
+        if child.exitcode != 0 or not target.exists():
             self._checkpointed = self._stored  # try again when the next one is due
             return
         self._save_checkpoint(seq, records, target.read_bytes(), started)
@@ -446,12 +446,10 @@ class Service:
         """Shutdown: a snapshot still being written is not needed (a newer one follows)."""
         if self._child is None:
             return
-        pid, _, _, target, _ = self._child
+        child, _, _, target, _ = self._child
         self._child = None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        child.kill()
+        child.join()
         for leftover in (target, target.with_name(target.name + ".partial")):
             leftover.unlink(missing_ok=True)
 
