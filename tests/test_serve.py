@@ -38,7 +38,10 @@ CST = timezone(timedelta(hours=8))
 
 
 class Server:
-    """`rectify serve` in a subprocess; stderr to a file, addresses read from its ready line."""
+    """`rectify serve` in a subprocess; stderr to a file, addresses read from its ready line.
+    Every one started is killed at the end of its test module if still running (`reap_servers`)."""
+
+    started: list[Server] = []
 
     def __init__(self, store: Path, *extra: str, http: str = "127.0.0.1:0", env: dict[str, str] | None = None,
                  timeout: float = 60.0) -> None:
@@ -47,6 +50,7 @@ class Server:
         with self.log.open("wb") as handle:
             self.process = subprocess.Popen([*RECTIFY, "serve", "--store", str(store), "--http", http, *extra],
                                             stdout=subprocess.DEVNULL, stderr=handle, env=env)
+        Server.started.append(self)
         deadline = time.monotonic() + timeout
         while True:
             text = self.log.read_text(encoding="utf-8", errors="replace")
@@ -75,6 +79,16 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reap_servers():
+    """No server outlives its module, whatever failed."""
+    yield
+    while Server.started:
+        server = Server.started.pop()
+        if server.process.poll() is None:
+            server.kill()
 
 
 def batches(events: list[dict[str, Any]], size: int) -> list[bytes]:

@@ -27,7 +27,7 @@ import orjson
 from engine.devtools.demo import generate_city
 from engine.output import Store
 from test_hj212 import frame
-from test_serve import BATCH, RECTIFY, REGISTRY, Server
+from test_serve import BATCH, RECTIFY, REGISTRY, Server, reap_servers  # noqa: F401 - the fixture kills leftovers
 
 KILLS = 5
 MN, PW = "3302FDY00000000000000001", "123456"
