@@ -7,6 +7,7 @@
     notice.py  notice (rectification notices as PDF)
     info.py    rules, plugins
     demo.py    demo
+    serve.py   serve (the live service: HTTP and HJ 212 in, decisions at once)
     common.py  exit codes, engine options, output files, the run summary; logs.py structlog set-up
 """
 
@@ -36,6 +37,7 @@ COMMANDS = {
     "explain": "engine.cli.audit:explain",
     "diff": "engine.cli.audit:diff",
     "notice": "engine.cli.notice:notice",
+    "serve": "engine.cli.serve:serve",
 }
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import click
 import orjson
 
-from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_records
+from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_kept, \
+    replay_records
 from engine.audit import explain as run_explain
 from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, lang_option, time_option
 from engine.ingest import JsonlFiles
@@ -71,9 +72,10 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--verify", "log", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The decision log to compare with (JSONL, or a SQLite store).")
+              help="The decision log to compare with (JSONL, or a SQLite store). Without EVENTS: the store of "
+                   "`rectify serve`, replayed from the events it kept.")
 @time_option("--as-of", "The --as-of the log was made with.")
 @click.option("--quarantine-separate", is_flag=True, help="The log was written with --quarantine FILE (no quarantine records).")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
@@ -81,12 +83,19 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool, as_json: bool,
            disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
+    Without EVENTS, the log is a `rectify serve` store: its kept events are replayed in arrival order.
 
     Also checks the log's hash chain. Exit 1 on a divergence or a broken chain."""
+    if not events and not (is_store(log) and _kept_events(log)):
+        raise click.UsageError("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)")
     engine = build_engine(disable, options, params, strict, backend)
     lines = log_lines(log)
     verdict = verify_lines(lines)
-    mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
+    if events:
+        mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
+    else:
+        with Store(log) as db:
+            mine = replay_kept(engine, db)
     divergence = first_divergence(lines, mine)
     if as_json:
         click.echo(orjson.dumps({"log": log, "records": len(lines), "replayed": len(mine), "ruleset": engine.ruleset,
@@ -110,6 +119,11 @@ def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_sepa
                 click.echo("the rule set differs: replay with the options, --params and plugins the log was made with")
     if divergence is not None or not verdict.ok:
         raise SystemExit(EXIT_INVALID)
+
+
+def _kept_events(path: str) -> int:
+    with Store(path) as db:
+        return db.last_event()
 
 
 # ---- rectify decisions --------------------------------------------------------------------------

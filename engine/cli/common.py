@@ -77,6 +77,14 @@ def load_registry(path: str) -> Registry:
         raise click.BadParameter(str(exc), param_hint="--registry") from None
 
 
+def host_port(value: str, option: str) -> tuple[str, int]:
+    """A HOST:PORT option value ([::1]:PORT for IPv6), or a usage error naming the option."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]"), int(port)
+
+
 def chunks(handle: IO[bytes]) -> Iterable[bytes]:
     return iter(lambda: handle.read(1 << 16), b"")
 
