@@ -14,51 +14,70 @@ import contextlib
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 import orjson
-import yaml
 from tqdm import tqdm
 
 from engine.cli.logs import get_logger
 from engine.decide import MethodError
 from engine.ingest.hj212 import Registry, RegistryError
-from engine.judge import RulePackError
+from engine.judge import ParameterError, RulePackError
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
 from engine.records import RunSummary
 from engine.run import Outputs
 from engine.validate import check_date_time
+from engine.validate.yamlsafe import YamlError, read_yaml
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 
 
-def load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
-    """`--params FILE`: YAML {pack: {parameter: value}}."""
+def config_error(message: str) -> NoReturn:
+    """A configuration error: the message on stderr, exit 3."""
+    click.echo(f"rectify: configuration error: {message}", err=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+def load_parameters(path: str | None, lines: dict[str, int] | None = None) -> dict[str, dict[str, Any]] | None:
+    """`--params FILE`: YAML {pack: {parameter: value}}, read by the bounded safe loader; a bad
+    file is a configuration error (exit 3) naming the file, line and field. `lines` receives
+    the line of each `pack.parameter`, for errors found when the engine checks the values."""
     if path is None:
         return None
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--params") from None
-    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
-        raise click.BadParameter(f"{path}: expected {{pack: {{parameter: value}}}}", param_hint="--params")
+        document = read_yaml(path, lines=lines) or {}
+    except YamlError as exc:
+        config_error(f"--params {exc}")
+    if not isinstance(document, dict):
+        config_error(f"--params {path}:1: expected {{pack: {{parameter: value}}}}")
+    for pack, values in document.items():
+        if not isinstance(values, dict):
+            line = (lines or {}).get(str(pack), 1)
+            config_error(f"--params {path}:{line}: {pack}: expected {{parameter: value}}, got {type(values).__name__}")
     return document
 
 
 def build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
                  backend: str = "compiled", method: str | None = None) -> Engine:
-    """The engine the options describe; a configuration error exits 3 with the reason."""
+    """The engine the options describe; a configuration error exits 3 with the reason (for a
+    `--params` value: the file, line and field)."""
     log = get_logger()
+    lines: dict[str, int] = {}
+    parameters = load_parameters(params, lines)
     try:
-        engine = Engine(disable=disable, options=options, parameters=load_parameters(params), strict=strict, backend=backend,
+        engine = Engine(disable=disable, options=options, parameters=parameters, strict=strict, backend=backend,
                         evaluation_method=method)
+    except ParameterError as exc:
+        field = f"{exc.pack}.{exc.name}"
+        if params and field in lines:
+            config_error(f"--params {params}:{lines[field]}: {field}: {exc.reason}")
+        config_error(str(exc))
     except (RulePackError, PluginConflict, MethodError) as exc:
-        click.echo(f"rectify: configuration error: {exc}", err=True)
-        raise SystemExit(EXIT_CONFIG) from None
+        config_error(str(exc))
     for failure in engine.plugins.failures:
         log.warning("plugin_failed", plugin=failure.name, cause=failure.cause)
     log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
