@@ -101,7 +101,7 @@ class Partition:
             except orjson.JSONDecodeError:
                 continue
             try:
-                prepared = self.engine.prepare(event)
+                prepared = self.engine.prepare(event, True, text)
             except InvalidEvent:
                 continue
             out.append((index, prepared.id, prepared.digest, prepared.epoch))

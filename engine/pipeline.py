@@ -26,10 +26,11 @@ import orjson
 
 from engine.decide import DecisionLayer, DecisionRule, Detector, Evaluation, InactiveDecision, compile_decisions, load_method
 from engine.fast import batches
+from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import READING_TYPES, UNAVAILABLE, WINDOW, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     parse_pack, route
-from engine.normalise import DedupeIndex, Enterprises, HourlyAverager, Reading, Seen, Verdict, content_digest, epoch_of, \
-    reading_from_event
+from engine.normalise import DedupeIndex, Enterprises, HourlyAverager, Reading, Seen, Verdict, canonical_json, digest_of, \
+    epoch_of, reading_from_event
 from engine.plugins import PluginSet, RulePackSource, load_plugins
 from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
@@ -187,7 +188,7 @@ class Engine:
         try:
             event = orjson.loads(item)
         except orjson.JSONDecodeError as exc:
-            return self.process_prepared(quarantined(item, source, line, f"invalid JSON: {exc}"))
+            return self.process_prepared(quarantined(item, source, line, json_problem(item, exc)))
         return self.process_parsed(event, item, source, line)
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
@@ -230,10 +231,15 @@ class Engine:
                 reading = reading_from_event(event)
             except UnitError as exc:
                 problem = f"data.unit: {exc}"
+        canonical = canonical_json(event) if problem is None else b""
+        if problem is None and from_json and isinstance(raw, (str, bytes)) and may_repeat_keys(raw, canonical):
+            repeated = repeated_key(raw)
+            if repeated is not None:
+                problem = f"{repeated}: the key appears twice in one object (JSON readers keep one silently: ambiguous)"
         if problem is not None:
             raise InvalidEvent(problem)
         epoch = reading.epoch if reading is not None else epoch_of(event["time"])
-        return Prepared(event, event["id"], reading, content_digest(event), epoch, event if raw is None else raw, source, line)
+        return Prepared(event, event["id"], reading, digest_of(canonical), epoch, event if raw is None else raw, source, line)
 
     def admit(self, prepared: Prepared) -> Verdict:
         """The de-duplication verdict for a prepared event (remembered when new)."""

@@ -20,6 +20,7 @@ from engine.judge import RulePackError
 from engine.output import Store, Verdict, is_store, log_lines, unchained, verify_file, verify_lines
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
+from engine.validate import load_core_schema
 
 
 def _open_store(path: str, must_exist: bool = True) -> Store:
@@ -114,11 +115,18 @@ def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_sepa
 # ---- rectify decisions --------------------------------------------------------------------------
 
 
+def _decision_values(field: str) -> list[str]:
+    """The values a decision's `list` or `action` can take (schemas/decision.schema.json), so a
+    misspelt filter is refused instead of answering "0 record(s)"."""
+    return [v for v in load_core_schema("decision.schema.json")["properties"][field]["enum"] if v is not None]
+
+
+
 @click.command()
 @click.option("--store", "store", required=True, type=click.Path(exists=True, dir_okay=False), help="The SQLite store.")
 @click.option("--enterprise", metavar="CODE")
-@click.option("--list", "list_", metavar="LIST", help="backward_capacity, high_consumption_low_efficiency, scattered_polluted")
-@click.option("--action", metavar="ACTION")
+@click.option("--list", "list_", type=click.Choice(_decision_values("list")), help="The programme list.")
+@click.option("--action", type=click.Choice(_decision_values("action")), help="The route (decision action).")
 @click.option("--rule", metavar="RULE", help="Rule id (findings) or decision rule id (decisions).")
 @time_option("--since", "Event time from (RFC 3339).")
 @time_option("--until", "Event time until (RFC 3339).")

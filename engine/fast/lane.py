@@ -38,7 +38,8 @@ import orjson
 from engine.decide.layer import DecisionLayer
 from engine.fast.shapes import Path, ShapePlan, plan_shape
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
-from engine.normalise import DedupeIndex, content_digests, epoch_of
+from engine.ingest import may_repeat_keys
+from engine.normalise import DedupeIndex, canonical_json, digest_of, epoch_of
 from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
@@ -88,19 +89,25 @@ class FastLane:
 
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
         """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
-        yield from self.apply(self.sort(events), events, raws, source, first_line)
+        yield from self.apply(self.sort(events, raws), events, raws, source, first_line)
 
-    def sort(self, events: Sequence[Any]) -> Sorting:
-        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it."""
+    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None) -> Sorting:
+        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it.
+
+        `raws`: the lines the events were parsed from; a line that may repeat a key inside an
+        object is not quiet (the exact path checks it and quarantines it if it does)."""
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
         times: list[Any] = [None] * n
         for rows in _group(events):
             self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
         quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
-        for i, digest in zip(quiet, content_digests([events[i] for i in quiet])):
+        for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
+            if raws is not None and may_repeat_keys(raws[i], canonical):
+                sorting.lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
+                continue
             sorting.epochs[i] = epoch_of(times[i])
-            sorting.digests[i] = digest
+            sorting.digests[i] = digest_of(canonical)
         return sorting
 
     def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,

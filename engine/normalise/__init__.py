@@ -6,7 +6,7 @@ into hourly means in event time (windows.py), and the idempotency verdict by eve
 (dedupe.py: new, duplicate or conflict).
 """
 
-from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest, content_digests
+from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, canonical_json, content_digest, digest_of
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.readings import Reading, epoch_of, reading_from_event
 from engine.normalise.windows import HourlyAverager, stream_of
@@ -18,8 +18,9 @@ __all__ = [
     "Reading",
     "Seen",
     "Verdict",
+    "canonical_json",
     "content_digest",
-    "content_digests",
+    "digest_of",
     "epoch_of",
     "reading_from_event",
     "stream_of",

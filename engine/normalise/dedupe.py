@@ -39,9 +39,14 @@ def content_digest(event: Any) -> bytes:
     return _blake2b(_dumps(event, option=_SORTED), digest_size=12).digest()
 
 
-def content_digests(events: Iterable[Any]) -> list[bytes]:
-    """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
-    return [_blake2b(_dumps(event, option=_SORTED), digest_size=12).digest() for event in events]
+def canonical_json(event: Any) -> bytes:
+    """The event's sorted-key JSON, the text `content_digest` hashes (`digest_of`)."""
+    return _dumps(event, option=_SORTED)
+
+
+def digest_of(canonical: bytes) -> bytes:
+    """`content_digest` of the event whose `canonical_json` this is."""
+    return _blake2b(canonical, digest_size=12).digest()
 
 
 class DedupeIndex:
