@@ -64,6 +64,10 @@ BARRIER_TYPES = frozenset({"evaluation.closed"})
 CHUNK = 50_000
 
 
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler named by `scheduler=` did not answer within `connect_timeout` seconds."""
+
+
 class Batch(list):  # type: ignore[type-arg]
     """A list subclass: Dask pickles it as one object instead of walking it element by element."""
 
@@ -203,17 +207,19 @@ class DistributedRun:
     `scheduler`: the address of an existing Dask scheduler (e.g. "tcp://host:8786"); without
     it a LocalCluster of `workers` processes (default 2) is started and closed. `client`: an
     existing `dask.distributed.Client` to use instead. On an existing cluster `workers` caps
-    how many of its workers are used (default all). Engine keyword arguments are passed to
+    how many of its workers are used (default all); a scheduler that does not answer within
+    `connect_timeout` seconds raises SchedulerUnreachable. Engine keyword arguments are passed to
     every partition's Engine (they must be picklable: no `plugins=` objects).
     """
 
     def __init__(self, inputs: Any, *, scheduler: str | None = None, workers: int | None = None, as_of: str | None = None,
-                 chunk_size: int = CHUNK, client: Any = None, **engine_kwargs: Any) -> None:
+                 chunk_size: int = CHUNK, client: Any = None, connect_timeout: float = 10.0, **engine_kwargs: Any) -> None:
         if "plugins" in engine_kwargs:
             raise TypeError("distributed runs load the plugins on each worker: pass disable=/extra options, not plugins=")
         self.inputs = inputs
         self.scheduler, self.workers, self.as_of, self.chunk_size = scheduler, workers, as_of, chunk_size
         self.client = client
+        self.connect_timeout = connect_timeout
         self.engine_kwargs = engine_kwargs
         self.summary = RunSummary()
         self.ruleset: str | None = None
@@ -227,7 +233,11 @@ class DistributedRun:
         client = self.client
         if client is None:
             if self.scheduler is not None:
-                client = Client(self.scheduler)
+                try:
+                    client = Client(self.scheduler, timeout=self.connect_timeout)
+                except OSError as exc:  # dask: "Timed out trying to connect to ..."
+                    raise SchedulerUnreachable(f"cannot reach the Dask scheduler at {self.scheduler} within "
+                                               f"{self.connect_timeout:g} s ({exc})") from None
             else:
                 self.workers = self.workers or 2
                 cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,

@@ -14,10 +14,11 @@ import orjson
 
 from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_records
 from engine.audit import explain as run_explain
-from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, time_option
+from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, store_errors, time_option
 from engine.ingest import JsonlFiles
 from engine.judge import RulePackError
-from engine.output import Store, Verdict, is_store, log_lines, unchained, verify_file, verify_lines
+from engine.output import DamagedStore, Store, Verdict, binary_problem, is_store, log_lines, unchained, verify_file, verify_lines
+from engine.output.store import SQLITE_MAGIC
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
 from engine.validate import load_core_schema
@@ -54,8 +55,28 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
         raise click.UsageError("give LOG or --store DB (one of them)")
     path = log or store
     assert path is not None
+    if store is not None and not is_store(store):
+        with open(store, "rb") as handle:
+            start = handle.read(16)
+        click.echo(f"{store}: not a SQLite store: it starts with {start!r}, not {SQLITE_MAGIC!r} "
+                   "(overwritten or not a store); STORE DAMAGED", err=True)
+        raise SystemExit(EXIT_INVALID)
+    if not is_store(path) and (problem := binary_problem(path)) is not None:
+        click.echo(f"{path}: {problem}; LOG DAMAGED", err=True)
+        raise SystemExit(EXIT_INVALID)
     if is_store(path):
-        with Store(path) as db:
+        try:
+            opened = Store(path)
+        except DamagedStore as exc:
+            click.echo(f"{path}: STORE DAMAGED: SQLite cannot open it ({exc.reason or exc})", err=True)
+            raise SystemExit(EXIT_INVALID) from None
+        with store_errors(path), opened as db:
+            problems = db.integrity()  # SQLite's check of every page first: the chain is read from those pages
+            if problems:
+                for problem in problems[:20]:
+                    click.echo(f"{path}: integrity check: {problem}")
+                click.echo(f"{path}: STORE DAMAGED ({len(problems)} problem(s) in SQLite's integrity check)", err=True)
+                raise SystemExit(EXIT_INVALID)
             verdict = verify_lines(db.lines(), head)
             stored_head = db.meta("head")
             if head is None and stored_head is not None and stored_head != verdict.head:
@@ -84,7 +105,8 @@ def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_sepa
 
     Also checks the log's hash chain. Exit 1 on a divergence or a broken chain."""
     engine = build_engine(disable, options, params, strict, backend)
-    lines = log_lines(log)
+    with store_errors(log):
+        lines = log_lines(log)
     verdict = verify_lines(lines)
     mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
     divergence = first_divergence(lines, mine)
@@ -137,7 +159,7 @@ def _decision_values(field: str) -> list[str]:
 def decisions(store: str, enterprise: str | None, list_: str | None, action: str | None, rule: str | None,
               since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None) -> None:
     """Query the findings and decisions in a store by enterprise, list, action, rule and event time."""
-    with _open_store(store) as db:
+    with store_errors(store), _open_store(store) as db:
         if export is not None:
             if export == "-":
                 count = db.export(sys.stdout.buffer)
@@ -193,7 +215,7 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
     if source is not None:
         logged = None
         if is_store(source):
-            with Store(source) as db:
+            with store_errors(source), Store(source) as db:
                 logged = db.find(record_id)
         else:
             for line in log_lines(source):

@@ -3,7 +3,8 @@ output files and the run summary as text. Commands only wire; the work is in the
 
 Exit codes scripts can trust:
   0  the command ran (a run with quarantined lines still ran: see the summary)
-  1  `rectify validate` found invalid lines, a broken chain, a divergence, not found, or an internal error
+  1  `rectify validate` found invalid lines, a broken chain, a damaged store, a divergence, not found, or an
+     internal error
   2  usage error (bad option, missing file, a store that does not fit the run)
   3  configuration error (an invalid rule pack, a plugin conflict, an unknown option)
 """
@@ -11,6 +12,7 @@ Exit codes scripts can trust:
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ from engine.judge import ParameterError, RulePackError
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
 from engine.records import RunSummary
+from engine.output import DamagedStore, damaged
 from engine.run import Outputs
 from engine.validate import check_date_time
 from engine.validate.yamlsafe import YamlError, read_yaml
@@ -83,6 +86,19 @@ def build_engine(disable: Sequence[str], options: Sequence[str], params: str | N
     log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
              rules=len(engine.rules), inactive_rules=len(engine.inactive_rules), ruleset=engine.ruleset)
     return engine
+
+
+@contextlib.contextmanager
+def store_errors(path: str | None) -> Iterator[None]:
+    """A damaged SQLite store (truncated, overwritten, corrupt) met inside: a message, exit 1."""
+    try:
+        yield
+    except DamagedStore as exc:
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    except sqlite3.DatabaseError as exc:
+        click.echo(f"rectify: {damaged(path or '(store)', exc)}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
 
 
 def load_registry(path: str) -> Registry:
