@@ -10,7 +10,9 @@ and gives every line its global index. A chunk of lines goes through two rounds:
    valid lines. The driver runs ONE global `DedupeIndex` over them in line order, so every
    line gets the verdict it gets on one machine (new, duplicate, conflict, beyond horizon;
    an id reused by another enterprise is a conflict, whichever partition holds it), and
-   the global event-time clock follows: the "ticks" are the lines where it moves forward.
+   ONE global `EventClock` (engine/normalise/clock.py, the guard against a far-future event)
+   follows: the "ticks" are the lines where it moves forward. The partitions' clocks
+   `follow` it: they move by ticks only.
 2. run (on the workers): each partition processes its own lines with those verdicts and the
    ticks of the whole log. Before each of its lines it applies the ticks up to that line;
    a tick that passes the deadline of one of its open orders escalates it *at that tick's
@@ -55,7 +57,7 @@ from typing import Any
 import orjson
 
 from engine.ingest import read_jsonl
-from engine.normalise import DedupeIndex, Seen, epoch_of, stream_of
+from engine.normalise import DedupeIndex, EventClock, Seen, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
 from engine.records import Decision, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 
@@ -90,14 +92,15 @@ class Partition:
     def __init__(self, engine_kwargs: Mapping[str, Any], number: int) -> None:
         self.number = number
         self.engine = Engine(**engine_kwargs)
+        self.engine.clock.follow()  # the driver's clock decides; ticks move this one
         self._prepared: dict[int, Prepared] = {}  # line index -> the event the probe found valid
 
     def info(self) -> dict[str, Any]:
         return {"ruleset": self.engine.ruleset, "partition": self.number, "pid": os.getpid()}
 
     def probe(self, lines: Batch) -> Batch:
-        """(index, id, digest, epoch) of each valid line of `lines` [(index, text)]: the engine's
-        `prepare` (parse, schema, units), nothing remembered but the prepared events."""
+        """(index, id, digest, epoch, subject) of each valid line of `lines` [(index, text)]: the
+        engine's `prepare` (parse, schema, units), nothing remembered but the prepared events."""
         out = Batch()
         for index, text in lines:
             try:
@@ -108,7 +111,7 @@ class Partition:
                 prepared = self.engine.prepare(event, True, text)
             except InvalidEvent:
                 continue
-            out.append((index, prepared.id, prepared.digest, prepared.epoch))
+            out.append((index, prepared.id, prepared.digest, prepared.epoch, prepared.event["subject"]))
             self._prepared[index] = prepared
         return out
 
@@ -308,7 +311,7 @@ class DistributedRun:
                                    f"the driver {self.ruleset}: install the same plugins everywhere")
         clock_started = self._tick("engines", clock_started)
         dedupe = DedupeIndex(self.engine_kwargs.get("dedupe_horizon_days", 7.0))
-        clock = float("-inf")
+        clock = EventClock(**local.engine.clock.parameters)
         pending: list[list[int]] = [[] for _ in range(count + 1)]  # closed years to tell each partition (last: local)
         iterator = _lines(self.inputs)
         routed = self._route(iterator, 0, count)
@@ -317,10 +320,10 @@ class DistributedRun:
         while routed is not None:
             entries, barriers, probes, index = routed
             # ---- round 1: probes (sent before the previous chunk was merged), one global dedupe here
-            found: dict[int, tuple[str, bytes, float]] = {}
+            found: dict[int, tuple[str, bytes, float, str]] = {}
             for result in [c.result() for c in calls] + [local.probe(probes[DRIVER])]:
-                for i, event_id, digest, epoch in result:
-                    found[i] = (event_id, digest, epoch)
+                for i, event_id, digest, epoch, subject in result:
+                    found[i] = (event_id, digest, epoch, subject)
             clock_started = self._tick("probe", clock_started)
             verdicts: dict[int, tuple[bool, str]] = {}
             tick_index, tick_epoch = array("q"), array("d")
@@ -328,14 +331,15 @@ class DistributedRun:
                 key = found.get(entry[0])
                 if key is None:
                     continue
-                event_id, digest, epoch = key
+                event_id, digest, epoch, subject = key
                 beyond = dedupe.beyond_horizon(epoch)
                 seen = dedupe.check(event_id, digest, epoch)
                 verdicts[entry[0]] = (beyond, seen.value)
-                if seen is Seen.NEW and epoch > clock:
-                    clock = epoch
+                moved = clock.observe(epoch, subject) if seen is Seen.NEW else None
+                if moved is not None:
+                    dedupe.advance(moved)
                     tick_index.append(entry[0])
-                    tick_epoch.append(epoch)
+                    tick_epoch.append(moved)
             real_barriers = sorted(i for i in barriers if verdicts.get(i, (False, ""))[1] == Seen.NEW.value)
             clock_started = self._tick("dedupe", clock_started)
             # ---- round 2: segments between barriers; the next chunk is read and routed meanwhile
@@ -391,6 +395,7 @@ class DistributedRun:
         self.summary = RunSummary()
         for summary in [local_summary, *(s for _, s in results)]:
             self.summary.merge(summary)
+        self.summary.clock_held += clock.stranded  # held before the clock started: only the driver knows
         del actors, futures
         for tagged in out:
             yield tagged[3]

@@ -183,6 +183,8 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
         extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
     if data["late_readings"]:
         extras.append(f"late minute readings {data['late_readings']}")
+    if data["clock_held"]:
+        extras.append(f"events too far ahead of the clock to move it alone {data['clock_held']}")
     if extras:
         lines.append("; ".join(extras))
     if seconds is not None and seconds > 0:

@@ -39,7 +39,7 @@ from engine.decide.layer import DecisionLayer
 from engine.fast.shapes import Path, ShapePlan, plan_shape
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
 from engine.ingest import may_repeat_keys
-from engine.normalise import DedupeIndex, canonical_json, digest_of, epoch_of
+from engine.normalise import DedupeIndex, EventClock, canonical_json, digest_of, epoch_of
 from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
@@ -55,6 +55,7 @@ class Host(Protocol):
     validator: EventValidator
     judge: Judge
     dedupe: DedupeIndex
+    clock: EventClock
     decisions: DecisionLayer
     lane_stats: Counter[str]
 
@@ -231,13 +232,15 @@ class FastLane:
         """A run of quiet events: counters, ids and the clock in bulk.
 
         An event that moves the clock past an open order's deadline is not quiet after all
-        (the order escalates at its place): it is taken exactly, and the run goes on after it.
+        (the order escalates at its place), nor is one further ahead of the clock than it may
+        move on its own (engine/normalise/clock.py): it is taken exactly, and the run goes on
+        after it.
         """
-        decisions = self.engine.decisions
+        decisions, clock = self.engine.decisions, self.engine.clock
         epochs = sorting.epochs[run.start:run.stop]
         start = 0
         while start < len(epochs):
-            limit = decisions.quiet_until()
+            limit = min(decisions.quiet_until(), clock.plausible_until())
             stop = start
             top = -math.inf
             if max(epochs[start:]) <= limit:
