@@ -12,7 +12,8 @@ from typing import Any
 import click
 import orjson
 
-from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_records
+from engine.audit import ManifestError, NotFound, SpecError, compare, diff_text, explain_text, first_divergence, \
+    pinned_engine, read_manifest, replay_records
 from engine.audit import explain as run_explain
 from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, store_errors, time_option
 from engine.ingest import JsonlFiles
@@ -95,16 +96,46 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 @click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--verify", "log", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The decision log to compare with (JSONL, or a SQLite store).")
-@time_option("--as-of", "The --as-of the log was made with.")
+@time_option("--as-of", "The --as-of the log was made with (default: the log's manifest says).")
 @click.option("--quarantine-separate", is_flag=True, help="The log was written with --quarantine FILE (no quarantine records).")
+@click.option("--ignore-manifest", is_flag=True,
+              help="Build the engine from the installed plugins and the options given, not from the log's manifest.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 @engine_options
-def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool, as_json: bool,
-           disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+@click.pass_context
+def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool,
+           ignore_manifest: bool, as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None,
+           strict: bool, backend: str) -> None:
     """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
 
-    Also checks the log's hash chain. Exit 1 on a divergence or a broken chain."""
-    engine = build_engine(disable, options, params, strict, backend)
+    By default the engine is the one the log's manifest describes (LOG.manifest.json, or the
+    store's): the same plugins at the same versions (others installed are ignored, with a
+    note), options, parameters and backend. Also checks the log's hash chain. Exit 1 on a
+    divergence or a broken chain, 3 when the manifest cannot be honoured."""
+    with store_errors(log):
+        try:
+            found = None if ignore_manifest else read_manifest(log)
+        except ManifestError as exc:
+            click.echo(f"rectify: configuration error: {exc}", err=True)
+            raise SystemExit(EXIT_CONFIG) from None
+    if found is None:
+        engine = build_engine(disable, options, params, strict, backend)
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in ("disable", "options", "params", "strict", "backend")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"the log's manifest names its rule set; {', '.join(given)} would change it "
+                                   "(add --ignore-manifest to use them instead)")
+        try:
+            engine, notes = pinned_engine(found)
+        except (ManifestError, RulePackError, PluginConflict) as exc:
+            click.echo(f"rectify: configuration error: {exc}", err=True)
+            raise SystemExit(EXIT_CONFIG) from None
+        for note in notes:
+            click.echo(f"rectify: {note}", err=True)
+        if as_of is None:
+            as_of = found["as_of"]
+        quarantine_separate = quarantine_separate or found["quarantine_separate"]
     with store_errors(log):
         lines = log_lines(log)
     verdict = verify_lines(lines)

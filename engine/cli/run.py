@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from engine.cli.common import (
     EXIT_INVALID,
@@ -29,7 +30,7 @@ from engine.ingest.hj212 import ingest_numbered
 from engine.output import JsonlSink, Store, StoreError, damaged
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
-from engine.run import Outputs, Run, run_into_store
+from engine.run import Outputs, Run, manifest, manifest_path, run_into_store
 
 
 @click.command()
@@ -74,6 +75,10 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         raise click.UsageError("--hj212 needs --registry")
     stations = load_registry(hj212_registry) if hj212 and hj212_registry else None
     engine = build_engine(disable, options, params, strict, backend)
+    if out != "-" and store is None:  # what made the rule set, for `rectify replay` (engine/run.py manifest)
+        Path(manifest_path(out)).write_bytes(orjson.dumps(
+            manifest(engine, as_of=as_of, quarantine_separate=quarantine is not None, chain=chain),
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     if cluster is not None:
         if hj212 or store is not None:
             raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
