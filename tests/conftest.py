@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Randomised tests run the same examples every time (CI, and by default here): derandomized,
+# no example database. HYPOTHESIS_PROFILE=explore searches afresh.
+settings.register_profile("rectify", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "rectify"))
 
 from engine import Engine
 
