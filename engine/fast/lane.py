@@ -104,7 +104,10 @@ class FastLane:
             self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
         quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
         for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
-            if raws is not None and may_repeat_keys(raws[i], canonical):
+            raw = raws[i] if raws is not None else None
+            # may_repeat_keys (engine/ingest/jsonl.py), inlined for bytes: the hot path's one extra check
+            if raw is not None and (b"\\" in raw or raw.count(b":") != canonical.count(b":")
+                                    if type(raw) is bytes else may_repeat_keys(raw, canonical)):
                 sorting.lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
                 continue
             sorting.epochs[i] = epoch_of(times[i])
