@@ -21,7 +21,6 @@ from engine.ingest.hj212 import Registry
 from engine.ingest.hj212.listener import Hj212Listener, ListenerLimits
 from engine.ingest.hj212.protocol import build_packet, crc16_hj212
 from engine.ingest.jsonl import may_repeat_keys
-from engine.judge import parse_pack
 from engine.judge.expressions import ExpressionError, compile_expression
 from engine.normalise import canonical_json
 from engine.plugins import RulePackSource
