@@ -10,7 +10,9 @@ and gives every line its global index. A chunk of lines goes through two rounds:
    valid lines. The driver runs ONE global `DedupeIndex` over them in line order, so every
    line gets the verdict it gets on one machine (new, duplicate, conflict, beyond horizon;
    an id reused by another enterprise is a conflict, whichever partition holds it), and
-   the global event-time clock follows: the "ticks" are the lines where it moves forward.
+   ONE global `EventClock` (engine/normalise/clock.py, the guard against a far-future event)
+   follows: the "ticks" are the lines where it moves forward. The partitions' clocks
+   `follow` it: they move by ticks only.
 2. run (on the workers): each partition processes its own lines with those verdicts and the
    ticks of the whole log. Before each of its lines it applies the ticks up to that line;
    a tick that passes the deadline of one of its open orders escalates it *at that tick's
@@ -55,13 +57,17 @@ from typing import Any
 import orjson
 
 from engine.ingest import read_jsonl
-from engine.normalise import DedupeIndex, Seen, epoch_of, stream_of
+from engine.normalise import DedupeIndex, EventClock, Seen, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
 from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 
 DRIVER = -1
 BARRIER_TYPES = frozenset({"evaluation.closed"})
 CHUNK = 50_000
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler named by `scheduler=` did not answer within `connect_timeout` seconds."""
 
 
 class Batch(list):  # type: ignore[type-arg]
@@ -86,14 +92,15 @@ class Partition:
     def __init__(self, engine_kwargs: Mapping[str, Any], number: int) -> None:
         self.number = number
         self.engine = Engine(**engine_kwargs)
+        self.engine.clock.follow()  # the driver's clock decides; ticks move this one
         self._prepared: dict[int, Prepared] = {}  # line index -> the event the probe found valid
 
     def info(self) -> dict[str, Any]:
         return {"ruleset": self.engine.ruleset, "partition": self.number, "pid": os.getpid()}
 
     def probe(self, lines: Batch) -> Batch:
-        """(index, id, digest, epoch) of each valid line of `lines` [(index, text)]: the engine's
-        `prepare` (parse, schema, units), nothing remembered but the prepared events."""
+        """(index, id, digest, epoch, subject) of each valid line of `lines` [(index, text)]: the
+        engine's `prepare` (parse, schema, units), nothing remembered but the prepared events."""
         out = Batch()
         for index, text in lines:
             try:
@@ -101,10 +108,10 @@ class Partition:
             except orjson.JSONDecodeError:
                 continue
             try:
-                prepared = self.engine.prepare(event)
+                prepared = self.engine.prepare(event, True, text)
             except InvalidEvent:
                 continue
-            out.append((index, prepared.id, prepared.digest, prepared.epoch))
+            out.append((index, prepared.id, prepared.digest, prepared.epoch, prepared.event["subject"]))
             self._prepared[index] = prepared
         return out
 
@@ -204,17 +211,19 @@ class DistributedRun:
     `scheduler`: the address of an existing Dask scheduler (e.g. "tcp://host:8786"); without
     it a LocalCluster of `workers` processes (default 2) is started and closed. `client`: an
     existing `dask.distributed.Client` to use instead. On an existing cluster `workers` caps
-    how many of its workers are used (default all). Engine keyword arguments are passed to
+    how many of its workers are used (default all); a scheduler that does not answer within
+    `connect_timeout` seconds raises SchedulerUnreachable. Engine keyword arguments are passed to
     every partition's Engine (they must be picklable: no `plugins=` objects).
     """
 
     def __init__(self, inputs: Any, *, scheduler: str | None = None, workers: int | None = None, as_of: str | None = None,
-                 chunk_size: int = CHUNK, client: Any = None, **engine_kwargs: Any) -> None:
+                 chunk_size: int = CHUNK, client: Any = None, connect_timeout: float = 10.0, **engine_kwargs: Any) -> None:
         if "plugins" in engine_kwargs:
             raise TypeError("distributed runs load the plugins on each worker: pass disable=/extra options, not plugins=")
         self.inputs = inputs
         self.scheduler, self.workers, self.as_of, self.chunk_size = scheduler, workers, as_of, chunk_size
         self.client = client
+        self.connect_timeout = connect_timeout
         self.engine_kwargs = engine_kwargs
         self.summary = RunSummary()
         self.ruleset: str | None = None
@@ -228,7 +237,11 @@ class DistributedRun:
         client = self.client
         if client is None:
             if self.scheduler is not None:
-                client = Client(self.scheduler)
+                try:
+                    client = Client(self.scheduler, timeout=self.connect_timeout)
+                except OSError as exc:  # dask: "Timed out trying to connect to ..."
+                    raise SchedulerUnreachable(f"cannot reach the Dask scheduler at {self.scheduler} within "
+                                               f"{self.connect_timeout:g} s ({exc})") from None
             else:
                 self.workers = self.workers or 2
                 cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,
@@ -299,7 +312,7 @@ class DistributedRun:
                                    f"the driver {self.ruleset}: install the same plugins everywhere")
         clock_started = self._tick("engines", clock_started)
         dedupe = DedupeIndex(self.engine_kwargs.get("dedupe_horizon_days", 7.0))
-        clock = float("-inf")
+        clock = EventClock(**local.engine.clock.parameters)
         pending: list[list[int]] = [[] for _ in range(count + 1)]  # closed years to tell each partition (last: local)
         iterator = _lines(self.inputs)
         routed = self._route(iterator, 0, count)
@@ -308,10 +321,10 @@ class DistributedRun:
         while routed is not None:
             entries, barriers, probes, index = routed
             # ---- round 1: probes (sent before the previous chunk was merged), one global dedupe here
-            found: dict[int, tuple[str, bytes, float]] = {}
+            found: dict[int, tuple[str, bytes, float, str]] = {}
             for result in [c.result() for c in calls] + [local.probe(probes[DRIVER])]:
-                for i, event_id, digest, epoch in result:
-                    found[i] = (event_id, digest, epoch)
+                for i, event_id, digest, epoch, subject in result:
+                    found[i] = (event_id, digest, epoch, subject)
             clock_started = self._tick("probe", clock_started)
             verdicts: dict[int, tuple[bool, str]] = {}
             tick_index, tick_epoch = array("q"), array("d")
@@ -319,14 +332,15 @@ class DistributedRun:
                 key = found.get(entry[0])
                 if key is None:
                     continue
-                event_id, digest, epoch = key
+                event_id, digest, epoch, subject = key
                 beyond = dedupe.beyond_horizon(epoch)
                 seen = dedupe.check(event_id, digest, epoch)
                 verdicts[entry[0]] = (beyond, seen.value)
-                if seen is Seen.NEW and epoch > clock:
-                    clock = epoch
+                moved = clock.observe(epoch, subject) if seen is Seen.NEW else None
+                if moved is not None:
+                    dedupe.advance(moved)
                     tick_index.append(entry[0])
-                    tick_epoch.append(epoch)
+                    tick_epoch.append(moved)
             real_barriers = sorted(i for i in barriers if verdicts.get(i, (False, ""))[1] == Seen.NEW.value)
             clock_started = self._tick("dedupe", clock_started)
             # ---- round 2: segments between barriers; the next chunk is read and routed meanwhile
@@ -382,6 +396,7 @@ class DistributedRun:
         self.summary = RunSummary()
         for summary in [local_summary, *(s for _, s in results)]:
             self.summary.merge(summary)
+        self.summary.clock_held += clock.stranded  # held before the clock started: only the driver knows
         del actors, futures
         for tagged in out:
             yield tagged[3]

@@ -2,7 +2,7 @@
 
     prepare: parse ─► validate (validate/) ─► normalise (normalise/readings) ─► digest
     admit:   de-duplicate by id (normalise/dedupe)
-    accept:  clock ─► enterprises ─► windows ─► judge (judge/) ─► decide (decide/)
+    accept:  clock (normalise/clock) ─► enterprises ─► windows ─► judge (judge/) ─► decide (decide/)
 
 Each stage is an object the Engine is composed of and that owns its state (`state()` /
 `restore()`); the stage API (`prepare`, `admit`, `accept`, `flush`'s parts) can be called one
@@ -36,10 +36,11 @@ from engine.decide import (
     programme_parameters,
 )
 from engine.fast import batches
+from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     parse_pack, route
-from engine.normalise import DedupeIndex, Enterprises, MeanWindows, Reading, Seen, Verdict, content_digest, epoch_of, \
-    reading_from_event, stream_of
+from engine.normalise import DedupeIndex, Enterprises, EventClock, MeanWindows, Reading, Seen, Verdict, canonical_json, \
+    digest_of, epoch_of, reading_from_event, stream_of
 from engine.plugins import PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
@@ -81,6 +82,10 @@ class Engine:
     Stages may be handed in: `validator` (an `EventValidator` built for the same plugins, e.g.
     shared by several engines) and `dedupe` (a `DedupeIndex`).
 
+    `clock_lead_days` and `clock_quorum` guard the event-time clock (engine/normalise/clock.py):
+    an event more than `clock_lead_days` ahead of it moves it only when events of
+    `clock_quorum` enterprises agree; `clock_lead_days=None` turns the guard off.
+
     Not thread-safe: one Engine per thread (or per shard of enterprises). Rules, the
     index and the validators are immutable after construction and could be shared.
     """
@@ -99,6 +104,8 @@ class Engine:
         dedupe_horizon_days: float | None = 7.0,
         validator: EventValidator | None = None,
         dedupe: DedupeIndex | None = None,
+        clock_lead_days: float | None = 7.0,
+        clock_quorum: int = 2,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -130,6 +137,7 @@ class Engine:
         # the stages, in the order data flows
         self.validator = validator if validator is not None else EventValidator(self.plugins.infos, self.plugins.event_schemas)
         self.dedupe = dedupe if dedupe is not None else DedupeIndex(dedupe_horizon_days)
+        self.clock = EventClock(clock_lead_days, clock_quorum)
         self.enterprises = Enterprises()
         self.hours = MeanWindows("hour")
         self.days = MeanWindows("day")
@@ -201,7 +209,7 @@ class Engine:
         try:
             event = orjson.loads(item)
         except orjson.JSONDecodeError as exc:
-            return self.process_prepared(quarantined(item, source, line, f"invalid JSON: {exc}"))
+            return self.process_prepared(quarantined(item, source, line, json_problem(item, exc)))
         return self.process_parsed(event, item, source, line)
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
@@ -244,10 +252,15 @@ class Engine:
                 reading = reading_from_event(event)
             except UnitError as exc:
                 problem = f"data.unit: {exc}"
+        canonical = canonical_json(event) if problem is None else b""
+        if problem is None and from_json and isinstance(raw, (str, bytes)) and may_repeat_keys(raw, canonical):
+            repeated = repeated_key(raw)
+            if repeated is not None:
+                problem = f"{repeated}: the key appears twice in one object (JSON readers keep one silently: ambiguous)"
         if problem is not None:
             raise InvalidEvent(problem)
         epoch = reading.epoch if reading is not None else epoch_of(event["time"])
-        return Prepared(event, event["id"], reading, content_digest(event), epoch, event if raw is None else raw, source, line)
+        return Prepared(event, event["id"], reading, digest_of(canonical), epoch, event if raw is None else raw, source, line)
 
     def admit(self, prepared: Prepared) -> Verdict:
         """The de-duplication verdict for a prepared event (remembered when new)."""
@@ -269,7 +282,13 @@ class Engine:
             raise InvalidEvent(f"id: {prepared.id!r} was already used by a different event (ids are idempotency keys)")
         self.summary.processed += 1
         event = prepared.event
-        out: list[Finding | Decision | DataGap] = list(self.decisions.advance(prepared.epoch))
+        out: list[Finding | Decision | DataGap] = []
+        held = self.clock.counted
+        moved = self.clock.observe(prepared.epoch, event["subject"])
+        self.summary.clock_held += self.clock.counted - held
+        if moved is not None:
+            self.dedupe.advance(moved)
+            out.extend(self.decisions.advance(moved))
         judged = self._apply(event, prepared.reading)
         out.extend(judged)
         out.extend(self.decisions.on_event(event, prepared.epoch, [f for f in judged if type(f) is Finding]))
@@ -280,8 +299,10 @@ class Engine:
     def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None:
         """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
-        deadline passed up to `top`, the latest of `epochs`; `unavailable` of them flagged other
-        than N): the clock moves, the ids are remembered, the counters add up."""
+        deadline passed up to `top`, the latest of `epochs`, which is at most the clock's
+        `plausible_until()`; `unavailable` of them flagged other than N): the clock moves, the
+        ids are remembered, the counters add up."""
+        self.clock.move_to(top)
         self.decisions.move_quietly(top)
         summary = self.summary
         summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
@@ -366,6 +387,8 @@ class Engine:
 
     def advance_clock(self, epoch: float) -> list[Decision]:
         """Move the event-time clock (a later event elsewhere): what falls due escalates, counted."""
+        self.clock.move_to(epoch)
+        self.dedupe.advance(epoch)
         decisions = self.decisions.advance(epoch)
         self.summary.count(decisions)
         return decisions
@@ -387,6 +410,7 @@ class Engine:
             "summary": self.summary.state(),
             "enterprises": self.enterprises.state(),
             "dedupe": self.dedupe.state(),
+            "clock": self.clock.state(),
             "hours": self.hours.state(),
             "days": self.days.state(),
             "decisions": self.decisions.state(),
@@ -408,6 +432,10 @@ class Engine:
         self.hours.restore(state["hours"])
         self.days.restore(state["days"])
         self.decisions.restore(state["decisions"])
+        if "clock" in state:
+            self.clock.restore(state["clock"])
+        else:  # a snapshot from before the guard: its clock is the decision layer's
+            self.clock.move_to(self.decisions.clock)
 
     # ---- what the engine knows ----------------------------------------------------------------
 

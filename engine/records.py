@@ -140,6 +140,7 @@ class RunSummary:
     unavailable: int = 0
     late: int = 0
     beyond_dedupe_horizon: int = 0
+    clock_held: int = 0  # events too far ahead of the clock to move it alone (engine/normalise/clock.py)
     decisions: Counter[str] = field(default_factory=Counter)
     open_orders: int = 0
     orders_closed: int = 0
@@ -193,6 +194,7 @@ class RunSummary:
             "unavailable_readings": self.unavailable,
             "late_readings": self.late,
             "beyond_dedupe_horizon": self.beyond_dedupe_horizon,
+            "clock_held": self.clock_held,
             "decisions": {k: self.decisions[k] for k in sorted(self.decisions)},
             "decisions_total": sum(self.decisions.values()),
             "open_orders": self.open_orders,

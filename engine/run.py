@@ -8,6 +8,12 @@ due, and the end of input (`flush`, `as_of`). `feed_line` takes one event at a t
 live service, each record written before it returns.
 
     Run(engine, Outputs(JsonlSink(out))).feed(JsonlFiles(paths)).finish() -> RunSummary
+
+`manifest` says what made a run's rule set and output (plugins and their versions, options,
+parameters, backend, the clock guard, as_of, how the output was written): `rectify run` writes
+it next to the log (`LOG.manifest.json`, `manifest_path`) or into the store's meta table, and
+`rectify replay` rebuilds exactly that engine from it (engine/audit/replay.py). Its schema:
+schemas/manifest.schema.json.
 """
 
 from __future__ import annotations
@@ -15,11 +21,50 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from engine.decide import load_method
 from engine.fast import batches
 from engine.output import GENESIS, ChainedWriter, Store, StoreError
 from engine.output.store import difference
 from engine.pipeline import Engine, Line
 from engine.records import Quarantined, Record, RunSummary
+from engine.version import __version__
+
+MANIFEST_FORMAT = 1
+
+
+def manifest(engine: Engine, *, as_of: str | None = None, quarantine_separate: bool = False,
+             chain: bool = True) -> dict[str, Any]:
+    """What made `engine`'s rule set and a run's output, as JSON data (schemas/manifest.schema.json).
+
+    `ruleset` is the fingerprint every record names; the rest is what rebuilds an engine with
+    that fingerprint: the plugins loaded and their versions (any other installed plugin must
+    be disabled), options, the authority's parameters, strictness, backend, whether the
+    mu-average method was the built-in one, the de-duplication horizon and the clock guard;
+    and how the run wrote its output (`as_of`, quarantine records apart, the hash chain).
+    """
+    horizon = engine.dedupe.horizon
+    builtin = load_method(None, engine.parameters).digest
+    return {
+        "manifest": MANIFEST_FORMAT,
+        "ruleset": engine.ruleset,
+        "engine": __version__,
+        "plugins": {info.name: info.version for info in engine.plugins.infos},
+        "options": list(engine.options),
+        "parameters": engine.parameters,
+        "strict": engine.strict,
+        "backend": engine.backend,
+        "evaluation_method": None if engine.method.digest == builtin else engine.method.digest,
+        "dedupe_horizon_days": None if horizon is None else horizon / 86400.0,
+        "clock": {"lead_days": engine.clock.lead_days, "quorum": engine.clock.quorum},
+        "as_of": as_of,
+        "quarantine_separate": quarantine_separate,
+        "chain": chain,
+    }
+
+
+def manifest_path(log: str) -> str:
+    """Where the manifest of a JSONL log lives: next to it."""
+    return f"{log}.manifest.json"
 
 
 class Sink(Protocol):
@@ -156,6 +201,7 @@ def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[
     try:
         if known is None:
             store.set_meta("config", config)
+            store.set_meta("manifest", manifest(engine, as_of=as_of))
         if progress is not None:
             progress.update(offset)
         summary = Run(engine, outputs, as_of=as_of, progress=progress, checkpoint=checkpoint, every=every) \

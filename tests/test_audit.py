@@ -215,8 +215,10 @@ def test_run_out_is_chained_verify_and_replay_agree(events, log, tmp_path):
     replayed = rectify("replay", str(events), "--verify", str(edited))
     assert replayed.returncode == 1
     assert f"first divergence at line 3 (id {record['id']}): field 'enterprise'" in replayed.stdout
-    other = rectify("replay", str(events), "--verify", str(out), "--option", "dyeing.gb4287.table3")
+    other = rectify("replay", str(events), "--verify", str(out), "--ignore-manifest", "--option", "dyeing.gb4287.table3")
     assert other.returncode == 1 and "field 'ruleset'" in other.stdout
+    pinned = rectify("replay", str(events), "--verify", str(out), "--option", "dyeing.gb4287.table3")
+    assert pinned.returncode == 2 and "the log's manifest names its rule set; --options would change it" in pinned.stderr
 
 
 def test_replay_of_the_demo_log_verifies(tmp_path):

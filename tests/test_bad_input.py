@@ -38,7 +38,7 @@ CASES = [
     ("infinity", line(id="b-7").replace("45", "1e999"), "invalid JSON"),
     ("unknown process", line(id="b-8", data={"process": "melting.cupla"}), "data.process: 'melting.cupla' is not one of"),
     ("extra field", line(id="b-9", data={"colour": "red"}), "data: Additional properties are not allowed ('colour' was unexpected)"),
-    ("bad utf-8", b'{"id": "\xff\xfe"}', "invalid JSON"),
+    ("bad utf-8", b'{"id": "\xff\xfe"}', "(line): not valid UTF-8 at byte 9 of 12 (0xff): invalid start byte"),
     ("empty line", "", "invalid JSON"),
 ]
 

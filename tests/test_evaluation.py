@@ -212,7 +212,10 @@ def test_a_gap_year_restarts_the_surcharge_and_a_repeat_close_decides_nothing():
 
 def test_backends_identical_on_a_log_with_a_year_close(fixture_log):
     path = fixture_log[0]
-    events = [orjson.loads(line) for line in path.read_bytes().splitlines()] + d_years_log([2021, 2022])
+    # own ids: the two logs number their events alike (on main the first log's ids were forgotten once its
+    # evaluation.closed, two months after every other event, moved the clock on its own; issue 15)
+    events = [orjson.loads(line) for line in path.read_bytes().splitlines()] + \
+        [{**e, "id": "y-" + e["id"]} for e in d_years_log([2021, 2022])]
 
     def output(backend: str) -> bytes:
         engine = Engine(plugins=PLUGINS, backend=backend)

@@ -177,9 +177,16 @@ def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place():
                     "subject": subject, "time": "2024-01-01T08:00:00+08:00",
                     "data": {"name": "Test foundry", "industry": "foundry", "district": "Beilun", "in_park": True,
                              "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "scale": "above"}}
-    lines = [orjson.dumps(registration)]
+    from datetime import date, timedelta
+
+    from engine.validate import make_uscc
+
+    other = make_uscc("91330200MA2CD5678")
+    lines = [orjson.dumps(registration), orjson.dumps({**registration, "id": "reg-2", "subject": other})]
     lines += [reading(f"2024-03-0{d}T10:00:00+08:00", 45, subject, d) for d in (1, 5, 9)]  # three exceedances: an order
-    lines += [reading(f"2024-{m:02d}-15T10:00:00+08:00", 3, subject, 100 + m) for m in (4, 5, 6, 7, 8)]  # quiet, past the deadline
+    for day in range(40):  # quiet daily readings of two enterprises across the deadline (06-07); the first day's
+        when = (date(2024, 5, 20) + timedelta(days=day)).isoformat()  # jump is corroborated by the second firm
+        lines += [reading(f"{when}T10:00:00+08:00", 3, s, 100 + 2 * day + n) for n, s in enumerate((other, subject))]
     per_event, batch = run_both(lines, batch_size=4096)
     closures = [line for line in (orjson.dumps(r.to_dict()) for r in Engine(plugins=PLUGINS).run(lines)) if b"close_by_law" in line]
     assert len(closures) == 1 and batch.lane_stats["quiet"] >= 2

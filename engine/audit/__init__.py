@@ -9,8 +9,9 @@ its verifier are part of the outputs (engine/output/chain.py).
 """
 
 from engine.audit.explain import NotFound, explain, explain_text
-from engine.audit.replay import Divergence, first_divergence, replay_kept, replay_records
+from engine.audit.replay import Divergence, ManifestError, first_divergence, pinned_engine, read_manifest, replay_kept, \
+    replay_records
 from engine.audit.whatif import SpecError, compare, diff_text, parse_spec
 
-__all__ = ["Divergence", "NotFound", "SpecError", "compare", "diff_text", "explain", "explain_text", "first_divergence",
-           "parse_spec", "replay_kept", "replay_records"]
+__all__ = ["Divergence", "ManifestError", "NotFound", "SpecError", "compare", "diff_text", "explain", "explain_text",
+           "first_divergence", "parse_spec", "pinned_engine", "read_manifest", "replay_kept", "replay_records"]

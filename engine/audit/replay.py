@@ -4,22 +4,92 @@
 one run driver; `replay_kept` is the same for the events a live service kept in its store
 (`rectify serve`), in arrival order and without an end of input (the service never reached
 one); `first_divergence` names the first line and field where a log and a replay differ.
+
+A replay uses the rule set the log was made with, not whatever is installed today:
+`read_manifest` finds what made it (LOG.manifest.json next to a JSONL log, or the store's
+meta; engine/run.py `manifest`), and `pinned_engine` rebuilds exactly that engine: the same
+plugins at the same versions (any other installed plugin is left out, with a note), options,
+parameters, backend and clock guard. A plugin that is missing or at another version is a
+`ManifestError` naming it, and so is an engine whose fingerprint differs from the log's.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import orjson
 
 from engine.ingest import JsonlFiles
+from engine.output import Store, is_store
 from engine.output.chain import CHAIN_FIELDS
 from engine.output.jsonl import ListSink
 from engine.output.store import Store
 from engine.pipeline import Engine
-from engine.run import Outputs, Run
+from engine.plugins import load_plugins
+from engine.run import Outputs, Run, manifest_path
+from engine.validate import core_validator, describe
+from engine.version import __version__
+
+
+class ManifestError(ValueError):
+    """The log's manifest cannot be honoured here: unreadable, or a plugin missing or at another
+    version, or the engine it rebuilds does not have the log's fingerprint."""
+
+
+def read_manifest(log: str) -> dict[str, Any] | None:
+    """The manifest of a decision log (JSONL: LOG.manifest.json; a store: its meta), or None when
+    the log has none (made before manifests existed). ManifestError when it is not valid."""
+    if is_store(log):
+        with Store(log) as db:
+            found = db.meta("manifest")
+        where = f"{log} (meta 'manifest')"
+    else:
+        where = manifest_path(log)
+        if not os.path.exists(where):
+            return None
+        try:
+            with open(where, "rb") as handle:
+                found = orjson.loads(handle.read(1 << 20))
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ManifestError(f"{where}: cannot read the manifest: {exc}") from None
+    if found is None:
+        return None
+    error = jsonschema.exceptions.best_match(core_validator("manifest.schema.json").iter_errors(found))
+    if error is not None:
+        raise ManifestError(f"{where}: not a valid manifest: {describe(error)}")
+    return dict(found)
+
+
+def pinned_engine(manifest: Mapping[str, Any]) -> tuple[Engine, list[str]]:
+    """The engine the manifest describes, and notes on what was left out (installed plugins the
+    log was made without). ManifestError names what cannot be honoured."""
+    installed = {info.name: info.version for info in load_plugins().infos}
+    wanted: dict[str, str] = dict(manifest["plugins"])
+    missing = [f"{name} {version}" for name, version in sorted(wanted.items()) if name not in installed]
+    other = [f"{name} {version} (installed: {installed[name]})" for name, version in sorted(wanted.items())
+             if name in installed and installed[name] != version]
+    if missing or other:
+        raise ManifestError("the log was made with plugin(s) "
+                            + "; ".join(([f"not installed: {', '.join(missing)}"] if missing else [])
+                                        + ([f"at another version: {', '.join(other)}"] if other else []))
+                            + ": install those versions to replay it")
+    if manifest["evaluation_method"] is not None:
+        raise ManifestError(f"the log was made with a custom mu-average method ({manifest['evaluation_method']}): "
+                            "replay it with --ignore-manifest and the same options")
+    extra = sorted(set(installed) - set(wanted))
+    notes = [f"ignoring installed plugin {name} {installed[name]}: the log was made without it" for name in extra]
+    engine = Engine(disable=extra, options=manifest["options"], parameters=manifest["parameters"],
+                    strict=manifest["strict"], backend=manifest["backend"],
+                    dedupe_horizon_days=manifest["dedupe_horizon_days"],
+                    clock_lead_days=manifest["clock"]["lead_days"], clock_quorum=manifest["clock"]["quorum"])
+    if engine.ruleset != manifest["ruleset"]:
+        raise ManifestError(f"the rebuilt rule set {engine.ruleset} is not the log's {manifest['ruleset']} "
+                            f"(rectify {manifest['engine']} made the log, this is rectify {__version__})")
+    return engine, notes
 
 
 def replay_records(engine: Engine, events: Iterable[str], as_of: str | None, quarantine: bool = True) -> list[dict[str, Any]]:

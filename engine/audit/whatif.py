@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.records import Decision, Finding
+from engine.validate.yamlsafe import YamlError, read_yaml
 
 
 class SpecError(ValueError):
@@ -51,9 +50,9 @@ def parse_spec(spec: str) -> Config:
         elif (sep and kind == "params") or Path(item).is_file():
             path = value if sep and kind == "params" else item
             try:
-                document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise SpecError(f"{spec!r}: cannot read {path}: {exc}") from None
+                document = read_yaml(path) or {}
+            except YamlError as exc:
+                raise SpecError(f"{spec!r}: cannot read {exc}") from None
             if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
                 raise SpecError(f"{spec!r}: {path} must be {{pack: {{parameter: value}}}}")
             for pack, values in document.items():

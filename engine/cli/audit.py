@@ -12,16 +12,19 @@ from typing import Any
 import click
 import orjson
 
-from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_kept, \
-    replay_records
+from engine.audit import ManifestError, NotFound, SpecError, compare, diff_text, explain_text, first_divergence, \
+    pinned_engine, read_manifest, replay_kept, replay_records
 from engine.audit import explain as run_explain
-from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, lang_option, time_option
+from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, lang_option, store_errors, \
+    time_option
 from engine.ingest import JsonlFiles
 from engine.judge import RulePackError
-from engine.output import Store, Verdict, is_store, log_lines, unchained, verify_file, verify_lines
+from engine.output import DamagedStore, Store, Verdict, binary_problem, is_store, log_lines, unchained, verify_file, verify_lines
+from engine.output.store import SQLITE_MAGIC
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
 from engine.report.text import record_line
+from engine.validate import load_core_schema
 
 
 def _open_store(path: str, must_exist: bool = True) -> Store:
@@ -55,8 +58,28 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
         raise click.UsageError("give LOG or --store DB (one of them)")
     path = log or store
     assert path is not None
+    if store is not None and not is_store(store):
+        with open(store, "rb") as handle:
+            start = handle.read(16)
+        click.echo(f"{store}: not a SQLite store: it starts with {start!r}, not {SQLITE_MAGIC!r} "
+                   "(overwritten or not a store); STORE DAMAGED", err=True)
+        raise SystemExit(EXIT_INVALID)
+    if not is_store(path) and (problem := binary_problem(path)) is not None:
+        click.echo(f"{path}: {problem}; LOG DAMAGED", err=True)
+        raise SystemExit(EXIT_INVALID)
     if is_store(path):
-        with Store(path) as db:
+        try:
+            opened = Store(path)
+        except DamagedStore as exc:
+            click.echo(f"{path}: STORE DAMAGED: SQLite cannot open it ({exc.reason or exc})", err=True)
+            raise SystemExit(EXIT_INVALID) from None
+        with store_errors(path), opened as db:
+            problems = db.integrity()  # SQLite's check of every page first: the chain is read from those pages
+            if problems:
+                for problem in problems[:20]:
+                    click.echo(f"{path}: integrity check: {problem}")
+                click.echo(f"{path}: STORE DAMAGED ({len(problems)} problem(s) in SQLite's integrity check)", err=True)
+                raise SystemExit(EXIT_INVALID)
             verdict = verify_lines(db.lines(), head)
             stored_head = db.meta("head")
             if head is None and stored_head is not None and stored_head != verdict.head:
@@ -76,20 +99,51 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 @click.option("--verify", "log", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The decision log to compare with (JSONL, or a SQLite store). Without EVENTS: the store of "
                    "`rectify serve`, replayed from the events it kept.")
-@time_option("--as-of", "The --as-of the log was made with.")
+@time_option("--as-of", "The --as-of the log was made with (default: the log's manifest says).")
 @click.option("--quarantine-separate", is_flag=True, help="The log was written with --quarantine FILE (no quarantine records).")
+@click.option("--ignore-manifest", is_flag=True,
+              help="Build the engine from the installed plugins and the options given, not from the log's manifest.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 @engine_options
-def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool, as_json: bool,
-           disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+@click.pass_context
+def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool,
+           ignore_manifest: bool, as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None,
+           strict: bool, backend: str) -> None:
     """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
     Without EVENTS, the log is a `rectify serve` store: its kept events are replayed in arrival order.
 
-    Also checks the log's hash chain. Exit 1 on a divergence or a broken chain."""
-    if not events and not (is_store(log) and _kept_events(log)):
-        raise click.UsageError("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)")
-    engine = build_engine(disable, options, params, strict, backend)
-    lines = log_lines(log)
+    By default the engine is the one the log's manifest describes (LOG.manifest.json, or the
+    store's): the same plugins at the same versions (others installed are ignored, with a
+    note), options, parameters and backend. Also checks the log's hash chain. Exit 1 on a
+    divergence or a broken chain, 3 when the manifest cannot be honoured."""
+    with store_errors(log):
+        if not events and not (is_store(log) and _kept_events(log)):
+            raise click.UsageError("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)")
+        try:
+            found = None if ignore_manifest else read_manifest(log)
+        except ManifestError as exc:
+            click.echo(f"rectify: configuration error: {exc}", err=True)
+            raise SystemExit(EXIT_CONFIG) from None
+    if found is None:
+        engine = build_engine(disable, options, params, strict, backend)
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in ("disable", "options", "params", "strict", "backend")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"the log's manifest names its rule set; {', '.join(given)} would change it "
+                                   "(add --ignore-manifest to use them instead)")
+        try:
+            engine, notes = pinned_engine(found)
+        except (ManifestError, RulePackError, PluginConflict) as exc:
+            click.echo(f"rectify: configuration error: {exc}", err=True)
+            raise SystemExit(EXIT_CONFIG) from None
+        for note in notes:
+            click.echo(f"rectify: {note}", err=True)
+        if as_of is None:
+            as_of = found["as_of"]
+        quarantine_separate = quarantine_separate or found["quarantine_separate"]
+    with store_errors(log):
+        lines = log_lines(log)
     verdict = verify_lines(lines)
     if events:
         mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
@@ -129,11 +183,18 @@ def _kept_events(path: str) -> int:
 # ---- rectify decisions --------------------------------------------------------------------------
 
 
+def _decision_values(field: str) -> list[str]:
+    """The values a decision's `list` or `action` can take (schemas/decision.schema.json), so a
+    misspelt filter is refused instead of answering "0 record(s)"."""
+    return [v for v in load_core_schema("decision.schema.json")["properties"][field]["enum"] if v is not None]
+
+
+
 @click.command()
 @click.option("--store", "store", required=True, type=click.Path(exists=True, dir_okay=False), help="The SQLite store.")
 @click.option("--enterprise", metavar="CODE")
-@click.option("--list", "list_", metavar="LIST", help="backward_capacity, high_consumption_low_efficiency, scattered_polluted")
-@click.option("--action", metavar="ACTION")
+@click.option("--list", "list_", type=click.Choice(_decision_values("list")), help="The programme list.")
+@click.option("--action", type=click.Choice(_decision_values("action")), help="The route (decision action).")
 @click.option("--rule", metavar="RULE", help="Rule id (findings) or decision rule id (decisions).")
 @time_option("--since", "Event time from (RFC 3339).")
 @time_option("--until", "Event time until (RFC 3339).")
@@ -145,7 +206,7 @@ def _kept_events(path: str) -> int:
 def decisions(store: str, enterprise: str | None, list_: str | None, action: str | None, rule: str | None,
               since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None, lang: str) -> None:
     """Query the findings and decisions in a store by enterprise, list, action, rule and event time."""
-    with _open_store(store) as db:
+    with store_errors(store), _open_store(store) as db:
         if export is not None:
             if export == "-":
                 count = db.export(sys.stdout.buffer)
@@ -195,7 +256,7 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
     if source is not None:
         logged = None
         if is_store(source):
-            with Store(source) as db:
+            with store_errors(source), Store(source) as db:
                 logged = db.find(record_id)
         else:
             for line in log_lines(source):

@@ -3,7 +3,8 @@ output files and the run summary as text. Commands only wire; the work is in the
 
 Exit codes scripts can trust:
   0  the command ran (a run with quarantined lines still ran: see the summary)
-  1  `rectify validate` found invalid lines, a broken chain, a divergence, not found, or an internal error
+  1  `rectify validate` found invalid lines, a broken chain, a damaged store, a divergence, not found, or an
+     internal error
   2  usage error (bad option, missing file, a store that does not fit the run)
   3  configuration error (an invalid rule pack, a plugin conflict, an unknown option)
 """
@@ -12,61 +13,95 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 import orjson
-import yaml
 from tqdm import tqdm
 
 from engine.cli.logs import get_logger
 from engine.decide import MethodError
 from engine.i18n import LANGS, resolve_lang
 from engine.ingest.hj212 import Registry, RegistryError
-from engine.judge import RulePackError
+from engine.judge import ParameterError, RulePackError
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
 from engine.records import RunSummary
+from engine.output import DamagedStore, damaged
 from engine.run import Outputs
 from engine.validate import check_date_time
+from engine.validate.yamlsafe import YamlError, read_yaml
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 
 
-def load_parameters(path: str | None) -> dict[str, dict[str, Any]] | None:
-    """`--params FILE`: YAML {pack: {parameter: value}}."""
+def config_error(message: str) -> NoReturn:
+    """A configuration error: the message on stderr, exit 3."""
+    click.echo(f"rectify: configuration error: {message}", err=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+def load_parameters(path: str | None, lines: dict[str, int] | None = None) -> dict[str, dict[str, Any]] | None:
+    """`--params FILE`: YAML {pack: {parameter: value}}, read by the bounded safe loader; a bad
+    file is a configuration error (exit 3) naming the file, line and field. `lines` receives
+    the line of each `pack.parameter`, for errors found when the engine checks the values."""
     if path is None:
         return None
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--params") from None
-    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
-        raise click.BadParameter(f"{path}: expected {{pack: {{parameter: value}}}}", param_hint="--params")
+        document = read_yaml(path, lines=lines) or {}
+    except YamlError as exc:
+        config_error(f"--params {exc}")
+    if not isinstance(document, dict):
+        config_error(f"--params {path}:1: expected {{pack: {{parameter: value}}}}")
+    for pack, values in document.items():
+        if not isinstance(values, dict):
+            line = (lines or {}).get(str(pack), 1)
+            config_error(f"--params {path}:{line}: {pack}: expected {{parameter: value}}, got {type(values).__name__}")
     return document
 
 
 def build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
                  backend: str = "compiled", method: str | None = None) -> Engine:
-    """The engine the options describe; a configuration error exits 3 with the reason."""
+    """The engine the options describe; a configuration error exits 3 with the reason (for a
+    `--params` value: the file, line and field)."""
     log = get_logger()
+    lines: dict[str, int] = {}
+    parameters = load_parameters(params, lines)
     try:
-        engine = Engine(disable=disable, options=options, parameters=load_parameters(params), strict=strict, backend=backend,
+        engine = Engine(disable=disable, options=options, parameters=parameters, strict=strict, backend=backend,
                         evaluation_method=method)
+    except ParameterError as exc:
+        field = f"{exc.pack}.{exc.name}"
+        if params and field in lines:
+            config_error(f"--params {params}:{lines[field]}: {field}: {exc.reason}")
+        config_error(str(exc))
     except (RulePackError, PluginConflict, MethodError) as exc:
-        click.echo(f"rectify: configuration error: {exc}", err=True)
-        raise SystemExit(EXIT_CONFIG) from None
+        config_error(str(exc))
     for failure in engine.plugins.failures:
         log.warning("plugin_failed", plugin=failure.name, cause=failure.cause)
     log.info("engine_ready", plugins=list(engine.plugins.names), blocked=list(engine.plugins.blocked),
              rules=len(engine.rules), inactive_rules=len(engine.inactive_rules), ruleset=engine.ruleset)
     return engine
+
+
+@contextlib.contextmanager
+def store_errors(path: str | None) -> Iterator[None]:
+    """A damaged SQLite store (truncated, overwritten, corrupt) met inside: a message, exit 1."""
+    try:
+        yield
+    except DamagedStore as exc:
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    except sqlite3.DatabaseError as exc:
+        click.echo(f"rectify: {damaged(path or '(store)', exc)}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
 
 
 def load_registry(path: str) -> Registry:
@@ -186,6 +221,8 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
         extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
     if data["late_readings"]:
         extras.append(f"late readings {data['late_readings']}")
+    if data["clock_held"]:
+        extras.append(f"events too far ahead of the clock to move it alone {data['clock_held']}")
     if data["data_gaps_total"]:
         extras.append("data gaps (not judged) " + ", ".join(f"{k} {v}" for k, v in data["data_gaps"].items()))
     if data["unmatched_approvals"]:

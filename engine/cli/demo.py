@@ -13,7 +13,7 @@ from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
 from engine.ingest import JsonlFiles
 from engine.output import JsonlSink
 from engine.report import programme_report, report_text
-from engine.run import Outputs, Run
+from engine.run import Outputs, Run, manifest, manifest_path
 
 
 @click.command()
@@ -33,6 +33,8 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
     write_jsonl(city.events, events_path)
     engine = build_engine((), (), None, False)
     findings_path = folder / "findings.jsonl"
+    Path(manifest_path(str(findings_path))).write_bytes(orjson.dumps(  # for `rectify replay`
+        manifest(engine, quarantine_separate=True), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     with open(findings_path, "wb") as handle, open(folder / "quarantine.jsonl", "wb") as q_handle:
         outputs = Outputs(JsonlSink(handle), JsonlSink(q_handle))  # chained like `rectify run --out`
         bar = progress_bar(len(city.events), progress)

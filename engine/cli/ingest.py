@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from engine.cli.common import chunks, host_port, load_registry, output_files
+from engine.cli.common import EXIT_USAGE, chunks, host_port, load_registry, output_files
 from engine.cli.logs import get_logger
 from engine.ingest import opened
 from engine.ingest.hj212 import ingest
-from engine.ingest.hj212.listener import ListenerLimits, serve
+from engine.ingest.hj212.listener import ListenError, ListenerLimits, serve
 from engine.output import JsonlSink
 from engine.records import Quarantined
 
@@ -29,9 +29,16 @@ def ingest_group() -> None:
 @click.option("--quarantine", type=click.Path(dir_okay=False), help="Rejected packets as JSON lines (default: in --out).")
 @click.option("--listen", metavar="HOST:PORT", help="Accept data loggers over TCP instead of reading FILE (use 127.0.0.1).")
 @click.option("--max-connections", default=256, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--max-unauthenticated", default=64, show_default=True, type=click.IntRange(1, 100_000),
+              help="Connections that have not yet sent a packet with a registered MN and PW; beyond it the oldest is closed.")
 @click.option("--idle-timeout", default=300.0, show_default=True, type=click.FloatRange(0.01, 86_400), help="Seconds.")
+@click.option("--auth-timeout", default=10.0, show_default=True, type=click.FloatRange(0.01, 86_400),
+              help="Seconds a new connection has to send a packet with a registered MN and PW.")
+@click.option("--packet-timeout", default=30.0, show_default=True, type=click.FloatRange(0.01, 86_400),
+              help="Seconds from a packet's first byte to its last (a peer trickling bytes is closed).")
 def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | None, listen: str | None,
-                 max_connections: int, idle_timeout: float) -> None:
+                 max_connections: int, max_unauthenticated: int, idle_timeout: float, auth_timeout: float,
+                 packet_timeout: float) -> None:
     """HJ 212 packets (FILE, '-' for stdin, or --listen) to emission/discharge events."""
     if (file is None) == (listen is None):
         raise click.UsageError("give FILE or --listen HOST:PORT (one of them)")
@@ -60,9 +67,14 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
         else:
             if address[0] not in ("127.0.0.1", "::1", "localhost"):
                 get_logger().warning("hj212_listen_not_loopback", host=address[0])
-            stats = serve(stations, sink, address[0], address[1],
-                          ListenerLimits(max_connections=max_connections, idle_timeout=idle_timeout),
-                          ready=lambda host, port: click.echo(f"listening on {host}:{port}", err=True))
+            limits = ListenerLimits(max_connections=max_connections, max_unauthenticated=max_unauthenticated,
+                                    idle_timeout=idle_timeout, auth_timeout=auth_timeout, packet_timeout=packet_timeout)
+            try:
+                stats = serve(stations, sink, address[0], address[1], limits,
+                              ready=lambda host, port: click.echo(f"listening on {host}:{port}", err=True))
+            except ListenError as exc:
+                click.echo(f"rectify: {exc}", err=True)
+                raise SystemExit(EXIT_USAGE) from None
             get_logger().info("hj212_listener_stopped", **{k: getattr(stats, k) for k in stats.__slots__})
         out_sink.close()
         q_sink.close()

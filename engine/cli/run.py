@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from engine.cli.common import (
     EXIT_INVALID,
@@ -25,10 +27,10 @@ from engine.cli.common import (
 from engine.cli.logs import get_logger
 from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
 from engine.ingest.hj212 import ingest_numbered
-from engine.output import JsonlSink, Store, StoreError
+from engine.output import JsonlSink, Store, StoreError, damaged
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
-from engine.run import Outputs, Run, run_into_store
+from engine.run import Outputs, Run, manifest, manifest_path, run_into_store
 
 
 @click.command()
@@ -52,6 +54,8 @@ from engine.run import Outputs, Run, run_into_store
 @click.option("--cluster", type=click.Choice(["dask"]), default=None,
               help="Distributed replay on Dask, same output as one machine (docs/distributed.md).")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="With --cluster dask: an existing scheduler (tcp://host:8786).")
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="With --scheduler: seconds to wait for the scheduler before giving up (exit 2).")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
 @click.option("--jobs", "jobs", type=click.IntRange(0), default=0, show_default=True,
@@ -62,7 +66,8 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         hj212: tuple[str, ...], hj212_registry: str | None,
         as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
         store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
-        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0) -> None:
+        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0,
+        connect_timeout: float = 10.0) -> None:
     """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
     if not events and not hj212:
         raise click.UsageError("give EVENTS and/or --hj212 FILE")
@@ -70,10 +75,15 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         raise click.UsageError("--hj212 needs --registry")
     stations = load_registry(hj212_registry) if hj212 and hj212_registry else None
     engine = build_engine(disable, options, params, strict, backend)
+    if out != "-" and store is None:  # what made the rule set, for `rectify replay` (engine/run.py manifest)
+        Path(manifest_path(out)).write_bytes(orjson.dumps(
+            manifest(engine, as_of=as_of, quarantine_separate=quarantine is not None, chain=chain),
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     if cluster is not None:
         if hj212 or store is not None:
             raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
         return _run_on_cluster(events, scheduler=scheduler, workers=workers, out=out, quarantine=quarantine,
+                               connect_timeout=connect_timeout,
                                summary_json=summary_json, as_of=as_of, chain=chain,
                                engine_kwargs=dict(disable=disable, options=options, strict=strict,
                                                   parameters=load_parameters(params), backend=backend))
@@ -121,11 +131,19 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], path: str, every: i
               "inputs": [[str(Path(e).resolve()), Path(e).stat().st_size] for e in events]}
     started = time.perf_counter()
     bar = progress_bar(count_lines(events), progress)
-    db = Store(path)
+    try:
+        db = Store(path)
+    except StoreError as exc:
+        bar.close()
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     try:
         summary, resumed = run_into_store(engine, JsonlFiles(events), db, config=config, every=every, as_of=as_of,
                                           progress=bar)
         head, records = db.head(), db.count()
+    except sqlite3.DatabaseError as exc:
+        click.echo(f"rectify: {damaged(path, exc)}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     except StoreError as exc:
         click.echo(f"rectify: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
@@ -140,18 +158,22 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], path: str, every: i
 
 def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: int | None, out: str,
                     quarantine: str | None, summary_json: str | None, as_of: str | None, chain: bool,
-                    engine_kwargs: dict[str, Any]) -> None:
+                    engine_kwargs: dict[str, Any], connect_timeout: float = 10.0) -> None:
     """`rectify run --cluster dask`: the same outputs, chain and summary as a local run."""
-    from engine.distributed import DistributedRun
+    from engine.distributed import DistributedRun, SchedulerUnreachable
 
     if not events:
         raise click.UsageError("--cluster dask needs EVENTS files")
     started = time.perf_counter()  # for the throughput line only
-    job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of, **engine_kwargs)
+    job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of,
+                         connect_timeout=connect_timeout, **engine_kwargs)
     with output_files(out, quarantine) as (out_stream, q_stream):
         outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
         try:
             outputs.write_all(job)
+        except SchedulerUnreachable as exc:
+            click.echo(f"rectify: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
         finally:
             outputs.close()
     click.echo(f"distributed: {job.partitions} partitions", err=True)

@@ -29,12 +29,13 @@ from typing import Any
 
 import jsonschema
 import orjson
-import yaml
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
+from engine.judge.rulepacks import ParameterError, parameter_problem
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision
 from engine.validate.schemas import core_validator
+from engine.validate.yamlsafe import YamlError, load_yaml
 
 ROOTS = frozenset({"enterprise", "finance", "indicator", "evaluation", "params", "closed_by_law"})
 DEFAULT_METHOD = ("engine.decide.policy", "mu_average.yaml")
@@ -128,9 +129,9 @@ def _read(source: str | Path | Mapping[str, Any] | None) -> tuple[dict[str, Any]
         except OSError as exc:
             raise MethodError(f"cannot read {source}: {exc}") from None
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MethodError(f"{origin}: not YAML: {exc}") from None
+        document = load_yaml(text, origin)
+    except YamlError as exc:
+        raise MethodError(str(exc)) from None
     if not isinstance(document, dict):
         raise MethodError(f"{origin}: expected a mapping")
     return document, origin
@@ -153,6 +154,9 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
     for name, value in (parameters or {}).get(document["method"], {}).items():
         if name not in params:
             raise MethodError(f"{origin}: --params sets {name!r}, which the method does not define")
+        problem = parameter_problem(document["parameters"][name], value)
+        if problem is not None:
+            raise ParameterError(document["method"], name, problem)
         params[name] = value
         document["parameters"][name] = {**document["parameters"][name], "value": value}
 

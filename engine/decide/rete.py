@@ -14,6 +14,8 @@ in the engine touches durable_rules directly (docs/rete.md maps each row to code
   FNV-1a hash); sid names are checked collision-free per ruleset copy.
 - ``repeat_last_cross_event_tests``: the segfault workaround, a pure function on a ruleset
   definition.
+- the second segfault (a retraction after a rule fired): ``SafeHost`` rebuilds a sid in
+  which an action ran before it retracts anything there (``SafeHost._rebuild`` says why).
 
 Decision semantics live elsewhere; this module knows nothing about lists, orders or deadlines.
 Rule authors: since several enterprises share one sid, every message carries the enterprise
@@ -387,6 +389,9 @@ class SafeHost(_dr.Host):
         self.drain_every_post = drain_every_post
         self._faults: list[ReteFault] = []
         self._ids: dict[tuple[str, str], _Ids] = {}
+        self._dirty: set[tuple[str, str]] = set()  # (ruleset, sid) where an action ran since the last rebuild
+        self._muted = False
+        self.rebuilds = 0
         super().__init__()
 
     def _run(self) -> None:  # Host would start two timer threads here
@@ -411,9 +416,12 @@ class SafeHost(_dr.Host):
         raise KeyError(f"ruleset {ruleset_name!r} is not registered")
 
     def _guard(self, ruleset: str, rule: str, action: Callable[[Any], None]) -> Callable[[Any], None]:
-        faults = self._faults
+        faults, dirty = self._faults, self._dirty
 
         def guarded(c: Any) -> None:
+            dirty.add((ruleset, c.s.sid))  # its facts now have stale frame locations (see _rebuild)
+            if self._muted:
+                return
             try:
                 action(c)
             except Exception as exc:  # surfaced as ReteFault after the post, never swallowed
@@ -432,8 +440,59 @@ class SafeHost(_dr.Host):
         return self._apply(_core.assert_fact, ruleset_name, fact, complete)
 
     def retract_fact(self, ruleset_name: str, fact: dict[str, Any], complete: None = None) -> Outcome:  # type: ignore[override]
-        """Retract a fact (same id and content as asserted)."""
+        """Retract a fact (same id and content as asserted); a sid where an action ran is rebuilt first."""
+        sid = validate_sid(fact.get("sid") if isinstance(fact, dict) else None)
+        if (ruleset_name, sid) in self._dirty and not self._rebuild(ruleset_name, sid):
+            return Outcome.NOT_HANDLED  # the sid held no facts: the core would make a state without its state fact
         return self._apply(_core.retract_fact, ruleset_name, fact, complete)
+
+    def _rebuild(self, ruleset_name: str, sid: str) -> bool:
+        """Give a sid a fresh core state holding the same facts, with no stale frames; False when
+        it held none (the sid is then gone until its next assertion).
+
+        Root cause of the crash on retraction (durable_rules 2.0.28, src/rules; docs/rete.md):
+        when an action completes, ``deleteCurrentAction`` frees its action frame
+        (``deleteDispatchingActionFrame``) but leaves (1) the frame's ``isDispatching`` flag set
+        and (2) the location entries of the *facts* in it pointing at the freed frame. A later
+        retraction of such a fact walks its locations: ``deleteActionFrame`` checks
+        ``isDispatching`` before ``isActive``, answers ERR_NODE_DISPATCHING, and
+        ``handleDeleteMessage`` calls ``deleteMessageFromFrame`` on the freed frame. That
+        function zeroes the fact's slot but never decrements ``messageCount``; its loop
+        ``for (i = 0, c = 0; c < messageCount; ++i)`` counts non-empty slots, so on the
+        *second* retraction from the same frame it runs past the 16-slot ``messages`` array,
+        reading (and where an offset happens to match, writing) the neighbouring pool memory:
+        a SIGSEGV when that memory is unmapped, corrupt state otherwise. Every rule that joins
+        two facts which are later retracted one by one (a count window used up, an order and
+        its clock) reaches it; whether it crashes depends on heap layout.
+
+        The workaround keeps ``deleteMessageFromFrame`` from ever meeting a freed frame twice:
+        before the first retraction in a sid where an action ran, the sid's facts are read
+        (``get_facts``), its state is deleted (``deleteStateNode`` frees the pools without
+        walking frames) and the facts are asserted again with actions muted. Rules whose
+        facts still match fire again, muted, which leaves the sid marked: the next retraction
+        rebuilds again, so a freed frame meets at most one retraction. Matching depends only
+        on the facts held, so what the rules answer afterwards is unchanged; the message ids
+        (and their renames) are the core's own, kept as they are.
+        """
+        ruleset: _SafeRuleset = self.get_ruleset(ruleset_name)
+        facts = ruleset.get_facts(sid)
+        ruleset.delete_state(sid)
+        self._dirty.discard((ruleset_name, sid))
+        errors: list[Any] = []
+        self._muted = True
+        try:
+            for fact in facts:
+                code, handle = ruleset.call(_core.assert_fact, dumps(fact, ruleset.numeric_fields))
+                if code in (0, 3) and handle:
+                    ruleset.do_actions(handle, lambda e, _s: errors.append(e) if e else None)
+            self._drain(ruleset, errors)
+        finally:
+            self._muted = False
+        self.rebuilds += 1
+        if not facts:
+            return False
+        self._check(ruleset_name, sid, errors)
+        return True
 
     def post_batch(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("post_batch runs actions later on a background thread; post one at a time")

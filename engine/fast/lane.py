@@ -38,7 +38,8 @@ import orjson
 from engine.decide.layer import DecisionLayer
 from engine.fast.shapes import Path, ShapePlan, plan_shape
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
-from engine.normalise import DedupeIndex, content_digests, epoch_of
+from engine.ingest import may_repeat_keys
+from engine.normalise import DedupeIndex, EventClock, canonical_json, digest_of, epoch_of
 from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
@@ -54,6 +55,7 @@ class Host(Protocol):
     validator: EventValidator
     judge: Judge
     dedupe: DedupeIndex
+    clock: EventClock
     decisions: DecisionLayer
     lane_stats: Counter[str]
 
@@ -88,19 +90,28 @@ class FastLane:
 
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
         """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
-        yield from self.apply(self.sort(events), events, raws, source, first_line)
+        yield from self.apply(self.sort(events, raws), events, raws, source, first_line)
 
-    def sort(self, events: Sequence[Any]) -> Sorting:
-        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it."""
+    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None) -> Sorting:
+        """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it.
+
+        `raws`: the lines the events were parsed from; a line that may repeat a key inside an
+        object is not quiet (the exact path checks it and quarantines it if it does)."""
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
         times: list[Any] = [None] * n
         for rows in _group(events):
             self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
         quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
-        for i, digest in zip(quiet, content_digests([events[i] for i in quiet])):
+        for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
+            raw = raws[i] if raws is not None else None
+            # may_repeat_keys (engine/ingest/jsonl.py), inlined for bytes: the hot path's one extra check
+            if raw is not None and (b"\\" in raw or raw.count(b":") != canonical.count(b":")
+                                    if type(raw) is bytes else may_repeat_keys(raw, canonical)):
+                sorting.lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
+                continue
             sorting.epochs[i] = epoch_of(times[i])
-            sorting.digests[i] = digest
+            sorting.digests[i] = digest_of(canonical)
         return sorting
 
     def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,
@@ -225,15 +236,16 @@ class FastLane:
 
         An event that moves the clock past an open order's deadline is not quiet after all
         (the order escalates at its place), nor is one of an enterprise the decision layer
-        watches (its next measurement decides, e.g. discharging without a permit): it is taken
-        exactly, and the run goes on after it. Both are judged on the state the rows before left.
+        watches (its next measurement decides, e.g. discharging without a permit), nor one further
+        ahead of the clock than it may move on its own (engine/normalise/clock.py): it is taken
+        exactly, and the run goes on after it. Each is judged on the state the rows before left.
         """
-        decisions = self.engine.decisions
+        decisions, clock = self.engine.decisions, self.engine.clock
         epochs = sorting.epochs[run.start:run.stop]
         subjects = sorting.subjects
         start = 0
         while start < len(epochs):
-            limit = decisions.quiet_until()
+            limit = min(decisions.quiet_until(), clock.plausible_until())
             watched = decisions.watched
             stop = start
             top = -math.inf

@@ -11,7 +11,10 @@ What remains is a check per column:
   column (C loops, no Python per value);
 * anything else a leaf may say (`enum`, `const`, `pattern`, `format`) is checked once per
   distinct value by jsonschema-rs compiled from that very leaf schema, with the same format
-  checkers, and remembered (a city has a few hundred outlets, pollutants and timestamps).
+  checkers, and remembered (a city has a few hundred outlets, pollutants and timestamps);
+* an `if` that only compares scalar fields with `const` (the physical bounds of a value by
+  its unit, schemas/vocabulary.schema.json `measurement_bounds`) makes its `then` a check of
+  the rows where those fields have those values.
 
 A shape whose schema uses any other keyword has no plan. When a column check fails, its
 values are checked one by one and only the events with a failing value leave the group.
@@ -52,11 +55,15 @@ class NoPlan(Exception):
     """The schema says something about this shape that columns cannot check."""
 
 
+When = tuple[tuple[Path, Any], ...]  # a check applies to the rows whose columns equal these values
+
+
 @dataclass(slots=True)
 class ColumnCheck:
-    """What the schema requires of every value in one column."""
+    """What the schema requires of every value in one column (of the rows `when` selects)."""
 
     path: Path
+    when: When = ()
     types: frozenset[type] | None = None
     low: tuple[float, bool] | None = None  # (bound, exclusive)
     high: tuple[float, bool] | None = None
@@ -162,9 +169,49 @@ class ShapePlan:
         bad: set[int] = set()
         for check in self.checks:
             column = columns[check.path]
+            rows = _selected(check.when, columns) if check.when else None
+            if rows is not None:
+                if not rows:
+                    continue
+                if len(rows) < len(column):
+                    picked = [column[i] for i in rows]
+                    if not check.accepts(picked):
+                        bad.update(rows[i] for i in check.failing(picked))
+                    continue
             if not check.accepts(column):
                 bad.update(check.failing(column))
         return bad
+
+
+def _selected(when: When, columns: Mapping[Path, Sequence[Any]]) -> list[int]:
+    """The rows whose columns hold the `when` values (JSON equality: a string equals only a string)."""
+    rows: list[int] | None = None
+    for path, value in when:
+        column = columns[path]
+        try:
+            distinct = set(column)
+        except TypeError:  # an unhashable value: compare row by row
+            distinct = None
+        if distinct is not None and len(distinct) == 1:
+            (only,) = distinct
+            matched = list(range(len(column))) if _json_equal(only, value) else []
+        elif distinct is not None and not any(_json_equal(d, value) for d in distinct):
+            matched = []
+        else:
+            matched = [i for i, item in enumerate(column) if _json_equal(item, value)]
+        if rows is None:
+            rows = matched
+        else:
+            chosen = set(matched)
+            rows = [i for i in rows if i in chosen]
+        if not rows:
+            return []
+    return rows or []
+
+
+def _json_equal(item: Any, value: Any) -> bool:
+    return type(item) is type(value) and item == value if isinstance(value, (str, bool)) or value is None \
+        else (type(item) in (int, float) and item == value)
 
 
 def plan_shape(schema: Mapping[str, Any], shape: Shape,
@@ -174,17 +221,20 @@ def plan_shape(schema: Mapping[str, Any], shape: Shape,
     `shape` maps each key to None (a scalar) or to the shape of a nested object.
     `compile_leaf` turns a leaf schema into a predicate (the engine's compiled validator).
     """
-    leaves: dict[Path, list[Mapping[str, Any]]] = {}
+    leaves: dict[tuple[Path, When], list[Mapping[str, Any]]] = {}
     try:
         _collect(schema, shape, (), leaves)
-        checks = tuple(_column_check(path, parts, compile_leaf) for path, parts in sorted(leaves.items()))
+        checks = tuple(_column_check(path, when, parts, compile_leaf)
+                       for (path, when), parts in sorted(leaves.items(), key=lambda item: repr(item[0])))
     except NoPlan:
         return None
     return ShapePlan(checks)
 
 
-def _collect(schema: Any, shape: Shape, path: Path, leaves: dict[Path, list[Mapping[str, Any]]]) -> None:
-    """Walk an object schema along `shape`, gathering the schemas each scalar must meet."""
+def _collect(schema: Any, shape: Shape, path: Path, leaves: dict[tuple[Path, When], list[Mapping[str, Any]]],
+             when: When = ()) -> None:
+    """Walk an object schema along `shape`, gathering the schemas each scalar must meet (on the
+    rows `when` selects)."""
     if schema is True or schema == {}:
         return
     if not isinstance(schema, Mapping) or not set(schema) <= _OBJECT_KEYWORDS:
@@ -209,20 +259,41 @@ def _collect(schema: Any, shape: Shape, path: Path, leaves: dict[Path, list[Mapp
             continue
         sub = shape[key]
         if sub is None:
-            leaves.setdefault(path + (key,), []).append(subschema)
+            leaves.setdefault((path + (key,), when), []).append(subschema)
         else:
-            _collect(subschema, sub, path + (key,), leaves)
+            _collect(subschema, sub, path + (key,), leaves, when)
     for key, needed in schema.get("dependentRequired", {}).items():
         if key in keys and not set(needed) <= keys:
             raise NoPlan(path + (key,))
     if "if" in schema:
         condition = schema["if"]
-        if not isinstance(condition, Mapping) or set(condition.get("required", ())) <= keys:
-            raise NoPlan(path)  # only an `if` decided by an absent key is decidable here
-        if "else" in schema:
-            _collect(schema["else"], shape, path, leaves)
+        selector = _const_condition(condition, shape, path)
+        if selector is not None and "else" not in schema:
+            if "then" in schema:
+                _collect(schema["then"], shape, path, leaves, when + selector)
+        elif not isinstance(condition, Mapping) or set(condition.get("required", ())) <= keys:
+            raise NoPlan(path)  # otherwise only an `if` decided by an absent key is decidable here
+        elif "else" in schema:
+            _collect(schema["else"], shape, path, leaves, when)
     for part in schema.get("allOf", ()):
-        _collect(part, shape, path, leaves)
+        _collect(part, shape, path, leaves, when)
+
+
+def _const_condition(condition: Any, shape: Shape, path: Path) -> When | None:
+    """An `if` of the form {"properties": {KEY: {"const": SCALAR}, ...}} on scalar keys: the
+    (column, value) pairs that make it true. A key absent from the shape holds vacuously."""
+    if not isinstance(condition, Mapping) or set(condition) - {"properties"} - _ANNOTATIONS:
+        return None
+    selector: list[tuple[Path, Any]] = []
+    for key, sub in condition.get("properties", {}).items():
+        if not isinstance(sub, Mapping) or set(sub) != {"const"} or isinstance(sub["const"], (dict, list)):
+            return None
+        if key not in shape:
+            continue
+        if shape[key] is not None:
+            return None
+        selector.append((path + (key,), sub["const"]))
+    return tuple(selector)
 
 
 def _flatten(parts: list[Any]) -> list[Mapping[str, Any]]:
@@ -238,8 +309,9 @@ def _flatten(parts: list[Any]) -> list[Mapping[str, Any]]:
     return flat
 
 
-def _column_check(path: Path, parts: list[Any], compile_leaf: Callable[[Mapping[str, Any]], Callable[[Any], bool]]) -> ColumnCheck:
-    check = ColumnCheck(path)
+def _column_check(path: Path, when: When, parts: list[Any],
+                  compile_leaf: Callable[[Mapping[str, Any]], Callable[[Any], bool]]) -> ColumnCheck:
+    check = ColumnCheck(path, when)
     per_value: list[Mapping[str, Any]] = []
     for part in _flatten(parts):
         if not set(part) <= _LEAF_KEYWORDS:

@@ -1,7 +1,13 @@
-"""JSONL sources: input lines from files or standard input, each tagged with its file and line number."""
+"""JSONL sources: input lines from files or standard input, each tagged with its file and line number.
+
+A UTF-8 byte order mark at the start of a file is not part of its first line: it is dropped,
+as JSON tools do (RFC 8259 section 8.1 lets a parser ignore it). A line that is not UTF-8 or
+not JSON is quarantined downstream with `json_problem`'s reason.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -9,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from engine.records import InputLine
+
+BOM = b"\xef\xbb\xbf"
 
 
 @contextmanager
@@ -32,6 +40,8 @@ def read_jsonl(paths: Iterable[str | Path]) -> Iterator[InputLine]:
             for number, raw in enumerate(handle, start=1):
                 if raw.endswith(b"\n"):
                     raw = raw[:-1]
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[3:]
                 yield InputLine(source=name, number=number, text=raw)
 
 
@@ -59,10 +69,17 @@ class JsonlFiles:
         for name in self.paths:
             with opened(name) as handle:
                 number, pending, lines = 1, b"", []  # type: int, bytes, list[bytes]
+                first = True
                 while True:
                     block = handle.read1(self.block_bytes)  # type: ignore[attr-defined]
                     if not block:
                         break
+                    if first:
+                        while len(block) < 3 and BOM.startswith(block) and (more := handle.read1(3 - len(block))):
+                            block += more  # a read shorter than the mark: complete it before deciding
+                        block, first = block[3:] if block.startswith(BOM) else block, False
+                        if not block:
+                            continue
                     parts = (pending + block).split(b"\n")
                     pending = parts.pop()
                     if skip:
@@ -90,6 +107,60 @@ class JsonlFiles:
     def rereadable(self) -> bool:
         """Whether another process can read the same lines again (files, not standard input)."""
         return "-" not in self.paths
+
+
+def json_problem(raw: str | bytes, error: Exception) -> str:
+    """Why a line is not a JSON value, for its quarantine record: bytes that are not UTF-8 are
+    named by position (orjson says "surrogates not allowed"), anything else is orjson's reason."""
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = bytes(raw[exc.start:exc.end]).hex(" ")
+            return f"(line): not valid UTF-8 at byte {exc.start + 1} of {len(raw)} (0x{bad}): {exc.reason}"
+    return f"invalid JSON: {error}"
+
+
+def may_repeat_keys(raw: str | bytes, canonical: bytes) -> bool:
+    """Whether a JSON text might repeat a key inside one object (orjson keeps the last silently).
+
+    `canonical` is orjson's compact dump of what it parsed from `raw`. Without escapes (no
+    backslash at all: one memchr) a colon can only be written as itself, so every key
+    separator and every colon inside a string of `raw` is one byte `:`; the dump has exactly
+    one per key it kept and the same colons inside the strings it kept. A repeated key leaves
+    at least one more colon in `raw` than in the dump. So equal counts (nearly always; two C
+    passes over the line) prove there is none; a line with escapes or unequal counts gets
+    `repeated_key`'s exact look (benchmarks/test_reliability.py measures both).
+    """
+    if isinstance(raw, str):
+        return "\\" in raw or raw.count(":") != canonical.count(b":")
+    return b"\\" in raw or raw.count(b":") != canonical.count(b":")
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """An object's (key, value) pairs in text order, as json's object_pairs_hook sees them."""
+
+
+def repeated_key(raw: str | bytes) -> str | None:
+    """The path of the first key a JSON text repeats inside one object ('data.value'), or None."""
+    try:
+        tree = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the parser's own error says so
+    stack: list[tuple[str, object]] = [("", tree)]
+    while stack:
+        path, node = stack.pop(0)
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for key, value in node:
+                where = f"{path}.{key}" if path else key
+                if key in seen:
+                    return where
+                seen.add(key)
+                stack.append((where, value))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(node))
+    return None
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:

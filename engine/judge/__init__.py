@@ -13,11 +13,13 @@ from engine.judge.judge import JUDGE, UNAVAILABLE, WINDOW, Judge, MetricView, ap
 from engine.judge.rulepacks import (
     READING_TYPES,
     InactiveRule,
+    ParameterError,
     Rule,
     RulePack,
     RulePackError,
     compile_rules,
     fingerprint,
+    parameter_problem,
     parse_pack,
 )
 from engine.judge.thresholds import Gate, build_gate, corrected, exceeds
@@ -32,6 +34,7 @@ __all__ = [
     "InactiveRule",
     "Judge",
     "MetricView",
+    "ParameterError",
     "Rule",
     "RuleIndex",
     "RulePack",
@@ -43,6 +46,7 @@ __all__ = [
     "corrected",
     "exceeds",
     "fingerprint",
+    "parameter_problem",
     "parse_pack",
     "route",
 ]

@@ -5,6 +5,12 @@ tokenises and parses an expression into a small tree and compiles the tree into 
 Python closures over a fixed set of operators, so an expression can only read values
 from its context and compare or combine them. Grammar and null semantics are documented
 in docs/rule-packs.md.
+
+Nor can it exhaust time or memory: an expression is refused (ExpressionError, at load time)
+beyond `MAX_CHARS` characters, `MAX_TOKENS` tokens, `MAX_NESTING` levels of parentheses,
+`not`, unary minus and calls, a tree deeper than `MAX_DEPTH` (long chains like `a + b + ...`),
+or a number literal longer than `MAX_NUMBER_CHARS`. The tokeniser is linear in the text.
+The largest shipped condition has 131 characters, 18 tokens and depth 6.
 """
 
 from __future__ import annotations
@@ -18,13 +24,21 @@ from typing import Any
 Scope = Mapping[str, Any]
 Compiled = Callable[[Scope], Any]
 
+MAX_CHARS = 4096
+MAX_TOKENS = 1024
+MAX_NESTING = 32
+MAX_DEPTH = 64
+MAX_NUMBER_CHARS = 40
+
 
 class ExpressionError(ValueError):
     """An expression that does not parse or names something that does not exist."""
 
     def __init__(self, text: str, position: int, message: str) -> None:
-        pointer = " " * position + "^"
-        super().__init__(f"{message} at column {position + 1}\n  {text}\n  {pointer}")
+        start = max(0, position - 60)  # a long expression is shown around the column, not whole
+        shown = ("…" if start else "") + text[start:position + 60] + ("…" if len(text) > position + 60 else "")
+        pointer = " " * (position - start + (1 if start else 0)) + "^"
+        super().__init__(f"{message} at column {position + 1}\n  {shown}\n  {pointer}")
         self.text = text
         self.position = position
         self.reason = message
@@ -51,11 +65,14 @@ class _Token:
 
 
 def _tokenise(text: str) -> list[_Token]:
+    if len(text) > MAX_CHARS:
+        raise ExpressionError(text, 0, f"an expression of {len(text)} characters (at most {MAX_CHARS})")
     tokens: list[_Token] = []
     position = 0
-    while position < len(text):
-        if text[position:].strip() == "":
-            break
+    end = len(text.rstrip())
+    while position < end:
+        if len(tokens) >= MAX_TOKENS:
+            raise ExpressionError(text, position, f"more than {MAX_TOKENS} tokens")
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             start = position + (len(text[position:]) - len(text[position:].lstrip()))
@@ -65,6 +82,8 @@ def _tokenise(text: str) -> list[_Token]:
         raw = match.group(kind)
         start = match.start(kind)
         if kind == "number":
+            if len(raw) > MAX_NUMBER_CHARS:
+                raise ExpressionError(text, start, f"a number of {len(raw)} characters (at most {MAX_NUMBER_CHARS})")
             tokens.append(_Token("number", float(raw) if any(c in raw for c in ".eE") else int(raw), start))
         elif kind == "string":
             tokens.append(_Token("string", raw[1:-1], start))
@@ -86,6 +105,13 @@ class _Parser:
         self.text = text
         self.tokens = _tokenise(text)
         self.index = 0
+        self.nesting = 0
+
+    def deeper(self, token: _Token) -> None:
+        """One more level of nesting (a parenthesis, `not`, unary minus, a call), bounded."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise ExpressionError(self.text, token.position, f"nested more than {MAX_NESTING} levels deep")
 
     def peek(self) -> _Token:
         return self.tokens[self.index]
@@ -128,8 +154,12 @@ class _Parser:
         return node
 
     def not_(self) -> Node:
+        token = self.peek()
         if self.accept("keyword", "not"):
-            return ("not", self.not_())
+            self.deeper(token)
+            node = ("not", self.not_())
+            self.nesting -= 1
+            return node
         return self.comparison()
 
     def comparison(self) -> Node:
@@ -189,8 +219,12 @@ class _Parser:
                 return node
 
     def unary(self) -> Node:
+        token = self.peek()
         if self.accept("op", "-"):
-            return ("neg", self.unary())
+            self.deeper(token)
+            node = ("neg", self.unary())
+            self.nesting -= 1
+            return node
         return self.atom()
 
     def atom(self) -> Node:
@@ -200,20 +234,24 @@ class _Parser:
         if token.kind == "keyword" and token.value in ("true", "false", "null"):
             return ("const", {"true": True, "false": False, "null": None}[token.value])
         if token.kind == "op" and token.value == "(":
+            self.deeper(token)
             node = self.or_()
             self.expect("op", ")")
+            self.nesting -= 1
             return node
         if token.kind == "name":
             if self.accept("op", "("):
                 if token.value not in _FUNCTIONS:
                     raise ExpressionError(self.text, token.position, f"unknown function {token.value!r}")
                 args: list[Node] = []
+                self.deeper(token)
                 if not self.accept("op", ")"):
                     while True:
                         args.append(self.or_())
                         if self.accept("op", ")"):
                             break
                         self.expect("op", ",")
+                self.nesting -= 1
                 return ("call", token.value, tuple(args), token.position)
             return ("name", tuple(token.value.split(".")), token.position)
         found = "the end" if token.kind == "end" else repr(token.value)
@@ -221,24 +259,42 @@ class _Parser:
 
 
 def parse(text: str) -> Node:
-    """Parse an expression into its tree (raises ExpressionError with the column)."""
-    return _Parser(text).parse()
+    """Parse an expression into its tree (raises ExpressionError with the column), bounded
+    in size, nesting and depth (see the module docstring)."""
+    tree = _Parser(text).parse()
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(text, 0, f"an expression tree {depth} levels deep (at most {MAX_DEPTH}: "
+                                       "split long chains of + - * / and or into parts)")
+    return tree
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    kind = node[0]
+    if kind in ("const", "list", "name"):
+        return ()
+    if kind == "call":
+        return tuple(node[2])
+    if kind in ("compare", "arith"):
+        return (node[2], node[3])
+    return tuple(part for part in node[1:] if isinstance(part, tuple) and part and part[0] in _NODE_KINDS)
+
+
+def _depth(tree: Node) -> int:
+    """The depth of a tree, without recursion (a chain of 1,000 `+` is 1,000 deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in _children(node))
+    return deepest
 
 
 def names(node: Node) -> list[tuple[str, ...]]:
     """Every dotted name an expression reads, in order of appearance."""
-    kind = node[0]
-    if kind == "name":
+    if node[0] == "name":
         return [node[1]]
-    if kind in ("const", "list"):
-        return []
-    if kind == "call":
-        children: tuple[Node, ...] = node[2]
-    elif kind in ("compare", "arith"):
-        children = (node[2], node[3])
-    else:  # or, and, not, in, neg: the operands follow the kind
-        children = tuple(part for part in node[1:] if isinstance(part, tuple) and part and part[0] in _NODE_KINDS)
-    return [name for child in children for name in names(child)]
+    return [name for child in _children(node) for name in names(child)]
 
 
 _NODE_KINDS = {"or", "and", "not", "compare", "in", "list", "arith", "neg", "const", "name", "call"}

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 import orjson
-import yaml
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, holds_upward, names, parse
 from engine.units import BENCHMARK_UNITS, UNITS
 from engine.plugins import RulePackSource
 from engine.validate.schemas import core_validator, describe
+from engine.validate.yamlsafe import YamlError, load_yaml
 
 READING_TYPES = ("emission.measured", "discharge.measured")
 SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric"})
@@ -29,6 +30,64 @@ SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "p
 
 class RulePackError(ValueError):
     """A rule pack that is not valid: says which pack, which rule and what is wrong."""
+
+
+class ParameterError(RulePackError):
+    """A parameter value set by the deploying authority (`--params`) that does not fit the
+    parameter's declared kind and unit: names the pack (or method) and the parameter."""
+
+    def __init__(self, pack: str, name: str, reason: str) -> None:
+        super().__init__(f"parameter {pack}.{name}: {reason}")
+        self.pack, self.name, self.reason = pack, name, reason
+
+
+# units that count whole things: a parameter in one of them takes an integer
+COUNT_UNITS = frozenset({"findings", "years", "enterprises", "events"})
+
+
+def parameter_problem(spec: Mapping[str, Any], value: Any) -> str | None:
+    """Why `value` cannot be the value of a parameter declared as `spec` ({value, unit}), or None.
+
+    A parameter is a finite number >= 0 (an integer in a counting unit such as `findings`),
+    or, when its declared value is a mapping or a list, the same shape of such numbers
+    (benchmark volumes per category, surcharges per year). NaN, infinity, text and booleans
+    never are: a rule with such a parameter could never fire, yet would be listed active.
+    """
+    default, unit = spec.get("value"), spec.get("unit", "")
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping) or not value:
+            return f"expected a mapping of categories to numbers in {unit} (like {dict(default)!r}), got {_shown(value)}"
+        for key, item in value.items():
+            problem = _number_problem(item, unit, False)
+            if problem is not None:
+                return f"[{key!r}]: {problem}"
+        return None
+    if isinstance(default, list):
+        if not isinstance(value, list) or len(value) != len(default):
+            return f"expected a list of {len(default)} numbers in {unit}, got {_shown(value)}"
+        for index, item in enumerate(value):
+            problem = _number_problem(item, unit, False)
+            if problem is not None:
+                return f"[{index}]: {problem}"
+        return None
+    return _number_problem(value, unit, unit in COUNT_UNITS)
+
+
+def _number_problem(value: Any, unit: str, whole: bool) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number in {unit}, got {_shown(value)}"
+    if not math.isfinite(value):
+        return f"expected a finite number in {unit}, got {value!r}"
+    if value < 0:
+        return f"expected a number >= 0 in {unit}, got {value!r}"
+    if whole and value != int(value):
+        return f"expected a whole number of {unit}, got {value!r}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40] + '…' if len(text) > 40 else text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +174,25 @@ class InactiveRule:
 
 @dataclass(frozen=True, slots=True)
 class RulePack:
-    """A parsed, schema-valid pack (before options and parameters are applied)."""
+    """A parsed, schema-valid pack (before options and parameters are applied).
+
+    `lines` maps field paths (`rules[3].condition`) to their line in the YAML text."""
 
     plugin: str
     origin: str
     document: Mapping[str, Any]
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, path: str) -> str:
+        """"ORIGIN:LINE: PATH" for messages about one field (ORIGIN alone when the line is unknown)."""
+        parts = path.replace("[", ".[").split(".")
+        for end in range(len(parts), 0, -1):  # a field written through an alias: the line of its rule
+            line = self.lines.get(".".join(parts[:end]).replace(".[", "["))
+            if line is not None:
+                return f"{self.origin}:{line}: {path}"
+        return f"{self.origin}: {path}"
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _rulepack_validator() -> jsonschema.Draft202012Validator:
     return core_validator("rulepack.schema.json")
 
@@ -145,21 +215,40 @@ def parse_pack(source: RulePackSource) -> RulePack:
     Cached by content: engines built in one process (tests, shards) parse a pack once.
     The returned document is shared and never mutated.
     """
+    lines: dict[str, int] = {}
     try:
-        document = yaml.load(source.text, Loader=_YAML_LOADER)  # safe: no Python tags
-    except yaml.YAMLError as exc:
-        raise RulePackError(f"{source.origin}: not valid YAML: {exc}") from None
+        document = load_yaml(source.text, source.origin, lines=lines)  # safe, and bounded in size, aliases, depth, numbers
+    except YamlError as exc:
+        raise RulePackError(str(exc)) from None
     document = _jsonable(document)
     error = jsonschema.exceptions.best_match(_rulepack_validator().iter_errors(document))
     if error is not None:
         where = _rule_hint(document, list(error.absolute_path))
-        raise RulePackError(f"{source.origin}{where}: {describe(error)}")
+        line = _line_of(lines, list(error.absolute_path))
+        raise RulePackError(f"{source.origin}{f':{line}' if line else ''}{where}: {describe(error)}")
     if document["pack"] != source.plugin:
         raise RulePackError(f"{source.origin}: pack {document['pack']!r} is shipped by plugin {source.plugin!r}; they must match")
     for rule in document.get("rules", []):
         if not rule["id"].startswith(document["pack"] + "."):
             raise RulePackError(f"{source.origin}: rule {rule['id']!r} must start with {document['pack'] + '.'!r}")
-    return RulePack(plugin=source.plugin, origin=source.origin, document=document)
+    return RulePack(plugin=source.plugin, origin=source.origin, document=document, lines=lines)
+
+
+def field_path(path: Iterable[Any]) -> str:
+    """A JSON path as the YAML loader names fields: `rules[3].condition`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(lines: Mapping[str, int], path: list[Any]) -> int | None:
+    """The line of the deepest field of `path` the YAML text names."""
+    for end in range(len(path), 0, -1):
+        line = lines.get(field_path(path[:end]))
+        if line is not None:
+            return line
+    return None
 
 
 def _rule_hint(document: Any, path: list[Any]) -> str:
@@ -211,9 +300,12 @@ def compile_rules(
         pack_units = {name: spec["unit"] for name, spec in document.get("parameters", {}).items()}
         for name, value in overrides.get(document["pack"], {}).items():
             if name not in pack_params:
-                raise RulePackError(f"pack {document['pack']!r} has no parameter {name!r} to set")
+                raise ParameterError(document["pack"], name, f"pack {document['pack']!r} has no such parameter to set")
+            problem = parameter_problem(document["parameters"][name], value)
+            if problem is not None:
+                raise ParameterError(document["pack"], name, problem)
             pack_params[name] = value
-        for spec in document.get("rules", []):
+        for index, spec in enumerate(document.get("rules", [])):
             if spec["id"] in seen and not _another_version(spec, seen[spec["id"]], pack.plugin, versions):
                 raise RulePackError(
                     f"duplicate rule id {spec['id']!r}: defined by plugin {seen[spec['id']]!r} and by plugin {pack.plugin!r}"
@@ -225,7 +317,8 @@ def compile_rules(
             try:
                 rule, reason = _compile_rule(spec, pack, pack_params, pack_units, enabled)
             except ExpressionError as exc:
-                raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): {exc}") from None
+                which = "measure" if spec.get("measure") and exc.text == spec["measure"] else "condition"
+                raise RulePackError(f"{pack.where(f'rules[{index}].{which}')} (rule {spec['id']!r}): {exc}") from None
             if reason is None:
                 active.append(rule)
             else:

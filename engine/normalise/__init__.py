@@ -3,24 +3,27 @@
 In: a valid event. Out: a `Reading` in canonical units (readings.py, with units.py), the
 enterprise's registration and equipment remembered (enterprises.py), minute readings folded
 into hourly means in event time (windows.py), and the idempotency verdict by event id
-(dedupe.py: new, duplicate or conflict).
+(dedupe.py: new, duplicate or conflict), and the stream's event-time clock, guarded against
+one source moving time for everyone (clock.py).
 """
 
-from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest, content_digests
+from engine.normalise.clock import EventClock
+from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, canonical_json, content_digest, digest_of
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
-from engine.normalise.windows import HourlyAverager, MeanWindows, stream_of
+from engine.normalise.windows import MeanWindows, stream_of
 
 __all__ = [
     "DedupeIndex",
+    "EventClock",
     "Enterprises",
-    "HourlyAverager",
     "MeanWindows",
     "Reading",
     "Seen",
     "Verdict",
+    "canonical_json",
     "content_digest",
-    "content_digests",
+    "digest_of",
     "epoch_of",
     "plus_days",
     "reading_from_event",

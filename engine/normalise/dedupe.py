@@ -1,8 +1,11 @@
 """Duplicate detection by event id (the CloudEvents idempotency key), with bounded memory.
 
 The same id with the same content is a duplicate; with other content it is an error. Ids
-are remembered for an event-time horizon behind the newest event seen (default 7 days), so
+are remembered for an event-time horizon behind the stream's clock (default 7 days), so
 memory follows the event rate and the number of enterprises, not the length of the log.
+The clock is the guarded event-time clock (engine/normalise/clock.py), handed in with
+`advance`: a far-future event that did not move it cannot make the index forget the ids
+of everyone else.
 An event older than the horizon cannot be checked against ids already forgotten: it is
 processed and counted (`beyond_dedupe_horizon` in the summary), never dropped silently.
 `horizon_days=None` keeps every id (memory grows with the log).
@@ -39,9 +42,14 @@ def content_digest(event: Any) -> bytes:
     return _blake2b(_dumps(event, option=_SORTED), digest_size=12).digest()
 
 
-def content_digests(events: Iterable[Any]) -> list[bytes]:
-    """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
-    return [_blake2b(_dumps(event, option=_SORTED), digest_size=12).digest() for event in events]
+def canonical_json(event: Any) -> bytes:
+    """The event's sorted-key JSON, the text `content_digest` hashes (`digest_of`)."""
+    return _dumps(event, option=_SORTED)
+
+
+def digest_of(canonical: bytes) -> bytes:
+    """`content_digest` of the event whose `canonical_json` this is."""
+    return _blake2b(canonical, digest_size=12).digest()
 
 
 class DedupeIndex:
@@ -70,19 +78,23 @@ class DedupeIndex:
         return set(filter(self._ids.__contains__, ids))
 
     def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
-        """Classify an id and remember it when new."""
+        """Classify an id and remember it when new (the clock moves by `advance`)."""
         previous = self._ids.get(event_id)
         if previous is not None:
             return Seen.DUPLICATE if previous[0] == digest else Seen.CONFLICT
         self._ids[event_id] = (digest, epoch)
+        return Seen.NEW
+
+    def advance(self, epoch: float) -> None:
+        """The stream's clock moved to `epoch`: the horizon follows (ids behind it are purged in time)."""
         if epoch > self._newest:
             self._newest = epoch
             if self.horizon is not None and epoch - self._purged_at > self.horizon / 2:
                 self._purge()
-        return Seen.NEW
 
     def add_new(self, ids: list[str], digests: list[bytes], epochs: list[float]) -> int:
-        """Remember ids known to be new (the batch path): what `check` would do for each, in order.
+        """Remember ids known to be new whose times move the clock (the batch path's quiet events):
+        what `check` and `advance` would do for each, in order.
 
         Returns how many were beyond the horizon when they arrived. When no purge can fall
         due and none is beyond the horizon (nearly always), one dict update does it all.
@@ -99,6 +111,7 @@ class DedupeIndex:
         for event_id, digest, epoch in zip(ids, digests, epochs):
             beyond += self.beyond_horizon(epoch)
             self.check(event_id, digest, epoch)
+            self.advance(epoch)
         return beyond
 
     def _purge(self) -> None:

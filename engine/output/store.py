@@ -77,11 +77,33 @@ def is_store(path: str) -> bool:
         return False
 
 
+def binary_problem(path: str) -> str | None:
+    """Why a file that is not a SQLite store cannot be a JSONL log either, or None: a log is
+    text, so NUL bytes in its first 64 KiB mean a damaged store (e.g. an overwritten header)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(1 << 16)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if b"\x00" in start:
+        return (f"it holds NUL bytes, so it is no JSONL log, and it does not start with the SQLite header "
+                f"(starts with {start[:16]!r}): a store whose header was overwritten?")
+    return None
+
+
 def log_lines(path: str) -> list[bytes]:
-    """A decision log's lines: a JSONL file, or the records of a SQLite store."""
+    """A decision log's lines: a JSONL file, or the records of a SQLite store (DamagedStore if
+    the file is neither)."""
+    if not is_store(path):
+        problem = binary_problem(path)
+        if problem is not None:
+            raise DamagedStore(f"{path}: {problem}")
     if is_store(path):
         with Store(path) as store:
-            return list(store.lines())
+            try:
+                return list(store.lines())
+            except sqlite3.DatabaseError as exc:
+                raise damaged(path, exc) from None
     data = Path(path).read_bytes()
     lines = data.split(b"\n")
     return lines[:-1] if data.endswith(b"\n") else lines
@@ -91,8 +113,28 @@ class StoreError(RuntimeError):
     """The store does not fit the run (other rule set or input), or is already complete."""
 
 
+class DamagedStore(StoreError):
+    """A file that is not a readable rectify store: not SQLite, truncated, or corrupt. Says which
+    file and what SQLite found (`reason`)."""
+
+    reason: str = ""
+
+
+def damaged(path: str, error: BaseException) -> DamagedStore:
+    """The DamagedStore error for a SQLite error met while using the store at `path`."""
+    found = DamagedStore(f"{path} is damaged or not a rectify store (SQLite: {error}); "
+                         f"`rectify verify --store {path}` checks it")
+    found.reason = str(error)
+    return found
+
+
 class Store:
     """A SQLite decision store. Not thread-safe: one writer, as SQLite wants.
+
+    Opening a file that is not a SQLite database, or whose pages SQLite cannot read, raises
+    DamagedStore; `integrity()` runs SQLite's own check of every page and index. A SQLite
+    error met later (a store damaged while open) is `sqlite3.DatabaseError`: callers turn it
+    into DamagedStore with `damaged(path, error)`.
 
     `readonly`: a reader beside the writer (WAL lets it read committed data while the writer
     writes); it may be closed from another thread than the one that used it.
@@ -100,14 +142,29 @@ class Store:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
-        if readonly:
-            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            return
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
-        self.db.executescript(SCHEMA)
+        try:
+            if readonly:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                return
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise damaged(self.path, exc) from None
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise damaged(self.path, exc) from None
+
+    def integrity(self) -> list[str]:
+        """What SQLite's integrity check finds wrong (every page, index and constraint): [] when sound."""
+        try:
+            rows = [row[0] for row in self.db.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if rows == ["ok"] else rows
 
     def close(self) -> None:
         self.db.close()

@@ -48,7 +48,7 @@ import orjson
 from engine.output import ListSink, Store, StoreError, dumps, unchained
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
-from engine.run import Outputs, Run
+from engine.run import Outputs, Run, manifest
 
 SERVICE_KIND = "rectify serve"
 BATCH_PATH_MIN = 32  # fewer lines than this go one by one (the batch path's set-up costs more)
@@ -353,6 +353,7 @@ class Service:
         if known is None:
             store.begin()
             store.set_meta("config", config)
+            store.set_meta("manifest", manifest(engine))  # what `rectify replay --verify STORE` rebuilds
             store.commit()
         self.recovered = {"events": self._seq, "records": self._records, "checkpoint": offset, "replayed": replayed,
                           "seconds": round(time.perf_counter() - started, 3)}

@@ -107,15 +107,31 @@ def _path(error: jsonschema.ValidationError) -> str:
     return "".join(parts) or "(event)"
 
 
+MAX_SHOWN = 80  # characters of a value an error message repeats (a 1 MB value is not repeated whole)
+MAX_MESSAGE = 600
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to MAX_SHOWN characters with its full length said."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:MAX_SHOWN]}… ({size})"
+
+
 def describe(error: jsonschema.ValidationError) -> str:
-    """'field.path: what is wrong' for one jsonschema error."""
+    """'field.path: what is wrong' for one jsonschema error; a long value is shown cut (`shown`)."""
     if error.validator == "format":
         cause = f": {error.cause}" if error.cause else ""
-        return f"{_path(error)}: {error.instance!r} is not a valid {error.validator_value}{cause}"
-    if error.validator == "required":
-        return f"{_path(error)}: {error.message}"
-    if error.validator == "additionalProperties":
-        return f"{_path(error)}: {error.message}"
-    if error.validator == "enum":
-        return f"{_path(error)}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
-    return f"{_path(error)}: {error.message}"
+        text = f"{_path(error)}: {shown(error.instance)} is not a valid {error.validator_value}{cause}"
+    elif error.validator in ("required", "additionalProperties"):
+        text = f"{_path(error)}: {error.message}"
+    elif error.validator == "enum":
+        text = f"{_path(error)}: {shown(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}"
+    else:
+        message, full = error.message, repr(error.instance)
+        if len(full) > MAX_SHOWN:
+            message = message.replace(full, shown(error.instance))
+        text = f"{_path(error)}: {message}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + f"… (message cut at {MAX_MESSAGE} characters)"

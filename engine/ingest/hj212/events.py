@@ -125,9 +125,9 @@ class PacketHandler:
     candidate may also settle earlier parts, e.g. evicted split packets).
     """
 
-    def __init__(self, registry: Registry, max_pending: int = 256) -> None:
+    def __init__(self, registry: Registry, max_pending: int = 256, reassembler: Reassembler[Any] | None = None) -> None:
         self.registry = registry
-        self.reassembler: Reassembler[Any] = Reassembler(max_pending)
+        self.reassembler: Reassembler[Any] = reassembler if reassembler is not None else Reassembler(max_pending)
 
     def handle(self, candidate: bytes | PacketError, tag: Any) -> tuple[Packet | None, list[tuple[Any, bytes | None, list[dict[str, Any]] | PacketError]]]:
         """One candidate in: the parsed packet (None if it failed) and the settled outcomes."""
@@ -142,7 +142,7 @@ class PacketHandler:
             self.registry.authorise(packet)  # refuse parts of unknown stations before holding them
         except PacketError as exc:
             return packet, [(tag, candidate, exc)]
-        whole, dropped = self.reassembler.add(packet, (tag, candidate))
+        whole, dropped = self.reassembler.add(packet, (tag, candidate), len(candidate))
         outcomes += [(t, raw, error) for (t, raw), _, error in dropped]
         if whole is not None:
             try:

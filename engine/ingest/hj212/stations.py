@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.ingest.hj212.protocol import DATA_CNS, MN_PATTERN, QNRTN_MN, QNRTN_PW, QNRTN_ST, ST_MEDIUM, Packet, PacketError
 from engine.validate.uscc import uscc_problem
+from engine.validate.yamlsafe import YamlError, load_yaml
+
 
 class RegistryError(ValueError):
     """A registry file that cannot be used; the message names the entry and the field."""
@@ -68,9 +68,9 @@ class Registry:
             rows = [{k: v for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(text.splitlines())]
         else:
             try:
-                document = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise RegistryError(f"{path}: not YAML: {exc}") from None
+                document = load_yaml(text, str(path))
+            except YamlError as exc:
+                raise RegistryError(str(exc)) from None
             rows = document.get("stations") if isinstance(document, dict) else document
             if not isinstance(rows, list):
                 raise RegistryError(f"{path}: expected a list of stations (or stations: [...])")

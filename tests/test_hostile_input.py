@@ -1,0 +1,233 @@
+"""Hostile and odd input (issue 15, items 4 and 7): readings that cannot be data are quarantined
+with their reason on every path, and the small things a user meets first are right.
+
+What main (69b045b) did (the issue's probe, re-run with these tests against it):
+- `"value":1,"value":99999` gave a finding judged 99999 (orjson keeps the last key);
+- negative concentrations were judged; `1e308` gave findings judged 1e308 or `judged: null`,
+  and an hourly finding with `measured.value: null` that fails schemas/finding.schema.json;
+- `verify` on an empty log said CHAIN BROKEN; a UTF-8 BOM quarantined a valid first line;
+  invalid UTF-8 was reported as "surrogates not allowed"; a 1 MB bad value was repeated whole
+  in the error; `decisions --list bogus` answered "0 record(s)" with exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SUBJECT, registration
+from engine import Engine, Finding, InputLine, JsonlFiles, Quarantined
+from engine.ingest.jsonl import may_repeat_keys, repeated_key
+
+RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
+
+
+def event(id: str, value, *, unit: str = "mg/m3", period: str = "hour", time: str = "2024-03-01T10:00:00+08:00",
+          **data) -> dict:
+    return {"specversion": "1.0", "id": id, "source": "cems", "type": "emission.measured", "subject": SUBJECT, "time": time,
+            "data": {"outlet": "DA001", "process": "melting.cupola.cold_blast", "pollutant": "a34013", "value": value,
+                     "unit": unit, "period": period, "o2_percent": 18.0, **data}}
+
+
+WATER = {"specversion": "1.0", "id": "w-1", "source": "cems", "type": "discharge.measured", "subject": SUBJECT,
+         "time": "2024-03-01T10:00:00+08:00",
+         "data": {"outlet": "DW001", "point": "plant", "destination": "direct", "pollutant": "w01018", "value": 20,
+                  "unit": "mg/L", "period": "hour", "volume_m3": 5, "production": {"quantity": 2, "unit": "t"}}}
+REG = json.dumps({"specversion": "1.0", "id": "r-1", "source": "registry", "type": "enterprise.registered", "subject": SUBJECT,
+                  "time": "2024-01-01T08:00:00+08:00", "data": registration("foundry")})
+
+
+def run_all_paths(plugins, lines: list[str | bytes], tmp_path) -> list[bytes]:
+    """The records of `lines` on the per-event path, the batch path and the batch path with a worker
+    process: asserted byte-identical, returned as JSON lines."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(x.encode() if isinstance(x, str) else x for x in lines) + b"\n")
+    outputs = []
+    for how in ("run", "batch", "jobs"):
+        engine = Engine(plugins=plugins)
+        if how == "run":
+            records = list(engine.run(JsonlFiles([path])))
+        else:
+            records = list(engine.run_batch(JsonlFiles([path]), workers=1 if how == "jobs" else 0, batch_size=8))
+        outputs.append([orjson.dumps(r.to_dict()) for r in records])
+        assert engine.summary.balanced()
+    assert outputs[0] == outputs[1] == outputs[2]
+    return outputs[0]
+
+
+def quarantines(lines: list[bytes]) -> dict[int, str]:
+    return {r["line"]: r["error"] for r in map(orjson.loads, lines) if r["record"] == "quarantine"}
+
+
+# ---- item 4: readings that cannot be data --------------------------------------------------------
+
+
+def test_a_repeated_key_anywhere_in_an_event_is_quarantined_on_every_path(plugins, tmp_path):
+    quiet = [json.dumps(event(f"q-{i}", 10)) for i in range(20)]  # a run the fast lane takes in bulk
+    lines = [REG, *quiet,
+             json.dumps(event("d-1", 1)).replace('"value": 1,', '"value": 1, "value": 99999,'),
+             json.dumps(event("d-2", 1)).replace('"value": 1,', '"value": 1,"value":1,'),  # same value twice: still ambiguous
+             json.dumps(event("d-3", 1)).replace('"id": "d-3",', '"id": "d-3", "id": "d-4",'),
+             json.dumps(WATER | {"id": "d-5"}).replace('"quantity": 2,', '"quantity": 2, "quantity": 3,'),
+             json.dumps(event("d-6", 1)).replace('"value": 1,', '"value" : 1, "value": 2,').replace('"DA001"', '"DA\\u003a1"'),
+             json.dumps(event("ok-1", 1)).replace('"DA001"', '"DA:0\\u003a1"'),  # escapes and colons, no repeat
+             *quiet[:3]]
+    records = run_all_paths(plugins, lines, tmp_path)
+    bad = quarantines(records)
+    assert bad == {
+        22: "data.value: the key appears twice in one object (JSON readers keep one silently: ambiguous)",
+        23: "data.value: the key appears twice in one object (JSON readers keep one silently: ambiguous)",
+        24: "id: the key appears twice in one object (JSON readers keep one silently: ambiguous)",
+        25: "data.production.quantity: the key appears twice in one object (JSON readers keep one silently: ambiguous)",
+        26: "data.value: the key appears twice in one object (JSON readers keep one silently: ambiguous)",
+        # the last three lines repeat ids of the first run: duplicates, not quarantined
+    }
+    assert not any(b"99999" in r for r in records if b'"record":"finding"' in r)
+
+
+@st.composite
+def json_objects(draw):
+    """A JSON object text, sometimes with one key repeated at some depth, written with random
+    spacing and with or without escapes."""
+    keys = st.sampled_from(["a", "b", "value", "k:1", 'q"', "\u6c61"])
+    scalars = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+                        st.booleans(), st.none())
+    tree = draw(st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                               st.dictionaries(keys, inner, max_size=4)), max_leaves=12))
+    if not isinstance(tree, dict):
+        tree = {"a": tree}
+    repeat = draw(st.booleans()) and bool(tree)
+    ascii_only = draw(st.booleans())
+    space = draw(st.sampled_from(["", " ", "\n "]))
+
+    def write(node, top=False) -> str:
+        if isinstance(node, dict):
+            parts = [json.dumps(k, ensure_ascii=ascii_only) + space + ":" + space + write(v) for k, v in node.items()]
+            if (repeat and top) and node:
+                key = next(iter(node))
+                parts.append(json.dumps(key, ensure_ascii=ascii_only) + ":" + write(node[key]))
+            return "{" + ",".join(parts) + "}"
+        if isinstance(node, list):
+            return "[" + ",".join(write(v) for v in node) + "]"
+        return json.dumps(node, ensure_ascii=ascii_only)
+
+    return write(tree, top=True), repeat
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_objects())
+def test_the_cheap_screen_never_misses_a_repeated_key(case):
+    text, repeated = case
+    canonical = orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+    if repeated:
+        assert may_repeat_keys(text, canonical) and may_repeat_keys(text.encode(), canonical)
+        assert repeated_key(text) is not None
+    else:
+        assert repeated_key(text) is None
+
+
+@pytest.mark.parametrize("value, unit, reason", [
+    (-5, "mg/m3", "data.value: -5 is less than the minimum of 0"),
+    (1e308, "mg/m3", "data.value: 1e+308 is greater than the maximum of 1000000"),
+    (2e6, "mg/m3", "data.value: 2000000.0 is greater than the maximum of 1000000"),
+    (1.5e9, "ug/m3", "data.value: 1500000000.0 is greater than the maximum of 1000000000"),
+    (101, "%", "data.value: 101 is greater than the maximum of 100"),
+])
+def test_values_outside_physical_bounds_are_quarantined_on_every_path(plugins, tmp_path, value, unit, reason):
+    lines = [REG, *(json.dumps(event(f"q-{i}", 10)) for i in range(12)), json.dumps(event("x-1", value, unit=unit)),
+             json.dumps(event("ok-1", 45))]
+    records = run_all_paths(plugins, lines, tmp_path)
+    assert quarantines(records) == {14: reason}
+    findings = [r for r in map(orjson.loads, records) if r["record"] == "finding"]
+    assert [f["event"] for f in findings] == [["ok-1"]]
+
+
+def test_huge_minute_readings_cannot_make_an_hourly_finding_without_a_value(plugins, tmp_path):
+    """main: minute readings of 1e308 averaged to an hourly finding with measured.value null."""
+    lines = [REG] + [json.dumps(event(f"m-{i}", 1e308 if i % 2 else 900_000, period="minute",
+                                      time=f"2024-03-01T10:{i:02d}:00+08:00")) for i in range(60)]
+    records = run_all_paths(plugins, lines, tmp_path)
+    assert len(quarantines(records)) == 30
+    for record in map(orjson.loads, records):
+        if record["record"] == "finding":
+            assert record["measured"]["value"] is not None and record["judged"] is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.floats(0, 1e6), o2=st.floats(0, 20.999), period=st.sampled_from(["hour", "minute", "instant"]),
+       volume=st.one_of(st.none(), st.floats(0, 1e9)), quantity=st.floats(1e-9, 1e12))
+def test_readings_within_the_bounds_always_give_finite_valid_records(plugins, value, o2, period, volume, quantity):
+    """Corrections (O2 reference, benchmark volume) of any value inside the bounds stay finite;
+    every record is checked against its schema by the suite's record check (conftest)."""
+    engine = Engine(plugins=plugins)
+    lines = [REG, json.dumps(event("e-1", value, period=period, o2_percent=o2)),
+             json.dumps({"specversion": "1.0", "id": "w-1", "source": "cems", "type": "discharge.measured",
+                         "subject": SUBJECT, "time": "2024-03-01T10:00:00+08:00",
+                         "data": {"outlet": "DW001", "point": "plant", "destination": "direct", "pollutant": "w01018",
+                                  "value": value, "unit": "mg/L", "period": period,
+                                  **({"volume_m3": volume, "production": {"quantity": quantity, "unit": "t",
+                                                                          "category": "cotton_woven"}}
+                                     if volume is not None else {})}})]
+    for record in engine.run(lines):
+        assert not isinstance(record, Quarantined), record.error
+        if isinstance(record, Finding):
+            assert record.judged is not None and record.measured["value"] is not None
+            record.to_dict()
+
+
+# ---- item 7: the small things -----------------------------------------------------------------------
+
+
+def rectify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*RECTIFY, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_verify_on_an_empty_log_is_an_intact_empty_chain(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = rectify("verify", str(empty))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 records, chain intact" in result.stderr
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(plugins, tmp_path):
+    lines = [REG, json.dumps(event("e-1", 45))]
+    records = run_all_paths(plugins, [b"\xef\xbb\xbf" + lines[0].encode(), lines[1]], tmp_path)
+    assert quarantines(records) == {}
+    assert [r["event"] for r in map(orjson.loads, records) if r["record"] == "finding"] == [["e-1"]]
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    small = JsonlFiles([path], block_bytes=2)  # reads shorter than the mark itself
+    assert [line for _, _, chunk in small.chunks(10) for line in chunk] == [x.encode() for x in lines]
+
+
+def test_invalid_utf8_is_named_by_byte(plugins, tmp_path):
+    records = run_all_paths(plugins, [REG, b'{"id": "caf\xe9"}', json.dumps(event("e-1", 45))], tmp_path)
+    assert quarantines(records) == {2: "(line): not valid UTF-8 at byte 12 of 14 (0xe9): invalid continuation byte"}
+
+
+def test_a_huge_bad_value_is_not_repeated_whole_in_the_error(engine):
+    outlet = "X" * 1_000_000
+    line = json.dumps(event("big-1", 45, outlet=outlet))
+    (record,) = [r for r in engine.run([InputLine("events.jsonl", 1, line)]) if isinstance(r, Quarantined)]
+    assert record.error.startswith("data.outlet: 'XXXXXXXX") and "… (1000000 characters) is too long" in record.error
+    assert len(record.error) < 200 and record.raw == line  # the line itself is kept whole: nothing lost
+
+
+def test_decisions_refuses_an_unknown_list_or_action(tmp_path):
+    from engine.output import Store
+
+    with Store(tmp_path / "d.db"):
+        pass
+    result = rectify("decisions", "--store", str(tmp_path / "d.db"), "--list", "bogus")
+    assert result.returncode == 2 and "'bogus' is not one of 'backward_capacity'" in result.stderr
+    result = rectify("decisions", "--store", str(tmp_path / "d.db"), "--action", "close")
+    assert result.returncode == 2 and "'close' is not one of" in result.stderr
+    ok = rectify("decisions", "--store", str(tmp_path / "d.db"), "--list", "scattered_polluted")
+    assert ok.returncode == 0 and "0 record(s)" in ok.stderr
