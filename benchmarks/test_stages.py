@@ -4,21 +4,19 @@ Run with `pytest benchmarks/test_stages.py --benchmark-only -s`. Uses the first 
 lines of the benchmark log, in 256-line chunks as the batch path reads them. Each stage is
 timed on its own, best of three:
 - parse: orjson per line;
-- sort: shape plans, gates, event times and digests (engine/fastlane.py);
-- of which digests: the sorted-key blake2b digest alone;
+- sort: shape plans, gates, event times and digests (engine/fast/lane.py);
+- of which digests: the sorted-key XXH3-64 content digest alone;
 - apply: id exclusion, bulk commits and the exact path, on a fresh engine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from itertools import islice
 
-import orjson
-
 from engine import Engine, JsonlFiles
 from engine.fast import FastLane, parse_lines
+from engine.normalise import content_digests
 
 LINES = 300_000
 
@@ -46,9 +44,8 @@ def test_stages(benchmark, million_log, capsys):
             lane.sort(parse_lines(texts))
 
     def digests() -> None:
-        blake2b, dumps = hashlib.blake2b, orjson.dumps
         for _, _, texts in chunks:
-            [blake2b(dumps(e, option=orjson.OPT_SORT_KEYS), digest_size=12).digest() for e in parse_lines(texts)]
+            content_digests(parse_lines(texts))
 
     def run() -> dict[str, float]:
         seconds = {"parse": _best(parse), "parse+sort": _best(sort), "parse+digests": _best(digests)}

@@ -38,7 +38,7 @@ from engine.validate import EventValidator
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3  # 3: content digests are XXH3-64 (engine/normalise/dedupe.py), was blake2b-96
 POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
@@ -54,7 +54,7 @@ class Prepared:
     event: Mapping[str, Any]
     id: str
     reading: Reading | None
-    digest: bytes
+    digest: int
     epoch: float
     raw: Any = None
     source: str = "<input>"
@@ -263,7 +263,7 @@ class Engine:
             self.summary.count(out)
         return out
 
-    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+    def commit_quiet(self, top: float, ids: list[str], digests: list[int], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None:
         """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
         deadline passed up to `top`, the latest of `epochs`; `unavailable` of them flagged other

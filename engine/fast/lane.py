@@ -61,7 +61,7 @@ class Host(Protocol):
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]: ...
 
-    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+    def commit_quiet(self, top: float, ids: list[str], digests: list[int], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None: ...
 
 
@@ -74,7 +74,7 @@ class Sorting:
     ids: list[Any]
     subjects: list[Any]
     epochs: list[float]
-    digests: list[bytes | None]
+    digests: list[int | None]
 
 
 class FastLane:

@@ -10,12 +10,12 @@ processed and counted (`beyond_dedupe_horizon` in the summary), never dropped si
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
 import orjson
+import xxhash
 
 from engine.state import finite, infinite
 
@@ -31,17 +31,20 @@ class Seen(Enum):
 Verdict = tuple[bool, Seen]  # (beyond the horizon when it arrived, new / duplicate / conflict)
 
 
-_blake2b, _dumps, _SORTED = hashlib.blake2b, orjson.dumps, orjson.OPT_SORT_KEYS
+_xxh3, _dumps, _SORTED = xxhash.xxh3_64_intdigest, orjson.dumps, orjson.OPT_SORT_KEYS
+DIGEST = "xxh3_64(orjson sorted-key JSON)"  # what a digest is; archives and snapshots name it
 
 
-def content_digest(event: Any) -> bytes:
-    """What "the same content" means for an id: blake2b-96 of the event's sorted-key JSON."""
-    return _blake2b(_dumps(event, option=_SORTED), digest_size=12).digest()
+def content_digest(event: Any) -> int:
+    """What "the same content" means for an id: XXH3-64 of the event's sorted-key JSON, an
+    unsigned 64-bit int. XXH3 is a specified, seedless hash (same value in every process,
+    version and platform), so snapshots and archives that store digests stay valid."""
+    return _xxh3(_dumps(event, option=_SORTED))
 
 
-def content_digests(events: Iterable[Any]) -> list[bytes]:
+def content_digests(events: Iterable[Any]) -> list[int]:
     """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
-    return [_blake2b(_dumps(event, option=_SORTED), digest_size=12).digest() for event in events]
+    return [_xxh3(_dumps(event, option=_SORTED)) for event in events]
 
 
 class DedupeIndex:
@@ -49,7 +52,7 @@ class DedupeIndex:
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
         self.horizon = None if horizon_days is None else horizon_days * DAY
-        self._ids: dict[str, tuple[bytes, float]] = {}
+        self._ids: dict[str, tuple[int, float]] = {}
         self._newest = float("-inf")
         self._purged_at = float("-inf")
 
@@ -60,7 +63,7 @@ class DedupeIndex:
         """Whether an event this old may have had its duplicate forgotten already."""
         return self.horizon is not None and epoch < self._newest - self.horizon
 
-    def verdict(self, event_id: str, digest: bytes, epoch: float) -> Verdict:
+    def verdict(self, event_id: str, digest: int, epoch: float) -> Verdict:
         """Whether the event is beyond the horizon (`beyond_horizon`), and `check`'s verdict (remembered when new)."""
         horizon = self.horizon
         return horizon is not None and epoch < self._newest - horizon, self.check(event_id, digest, epoch)
@@ -69,7 +72,7 @@ class DedupeIndex:
         """Which of these ids are remembered now."""
         return set(filter(self._ids.__contains__, ids))
 
-    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
+    def check(self, event_id: str, digest: int, epoch: float) -> Seen:
         """Classify an id and remember it when new."""
         previous = self._ids.get(event_id)
         if previous is not None:
@@ -81,7 +84,7 @@ class DedupeIndex:
                 self._purge()
         return Seen.NEW
 
-    def add_new(self, ids: list[str], digests: list[bytes], epochs: list[float]) -> int:
+    def add_new(self, ids: list[str], digests: list[int], epochs: list[float]) -> int:
         """Remember ids known to be new (the batch path): what `check` would do for each, in order.
 
         Returns how many were beyond the horizon when they arrived. When no purge can fall
@@ -110,11 +113,11 @@ class DedupeIndex:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The ids remembered, with digest (hex) and event time, as JSON data."""
-        return {"ids": [[k, d.hex(), e] for k, (d, e) in self._ids.items()], "newest": finite(self._newest),
+        """The ids remembered, with digest (16 hex digits) and event time, as JSON data."""
+        return {"ids": [[k, f"{d:016x}", e] for k, (d, e) in self._ids.items()], "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._ids = {k: (bytes.fromhex(d), e) for k, d, e in state["ids"]}
+        self._ids = {k: (int(d, 16), e) for k, d, e in state["ids"]}
         self._newest = infinite(state["newest"])
         self._purged_at = infinite(state["purged_at"])
