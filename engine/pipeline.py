@@ -184,11 +184,26 @@ class Engine:
             source, line, item = item.source, item.number, item.text
         if isinstance(item, Mapping):
             return self.process_parsed(item, item, source, line, from_json=False)
+        return self.process_prepared(self.prepare_line(item, source, line))
+
+    def prepare_line(self, text: str | bytes, source: str = "<input>", line: int = 0) -> Prepared | Quarantined:
+        """Parse, validate and normalise one raw line: `Prepared`, or the quarantine record a run
+        writes for it. Reads no state and changes none (the archive writer validates this way)."""
         try:
-            event = orjson.loads(item)
+            event = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            return self.process_prepared(quarantined(item, source, line, f"invalid JSON: {exc}"))
-        return self.process_parsed(event, item, source, line)
+            return quarantined(text, source, line, f"invalid JSON: {exc}")
+        try:
+            return self.prepare(event, True, text, source, line)
+        except InvalidEvent as exc:
+            return quarantined(text, source, line, str(exc))
+
+    @property
+    def validation(self) -> str:
+        """What `prepare` accepts, as a fingerprint: the engine version, strict mode and the
+        composed schemas. An archive validated by an engine with the same fingerprint is trusted."""
+        document = {"rectify": __version__, "strict": self.strict, "schemas": self.validator.schemas}
+        return "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
         """A line already parsed (by the batch path): the stages after parsing."""

@@ -57,6 +57,9 @@ class Host(Protocol):
     decisions: DecisionLayer
     lane_stats: Counter[str]
 
+    @property
+    def validation(self) -> str: ...
+
     def process_line(self, item: InputLine, number: int = 0) -> list[Record]: ...
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]: ...

@@ -1,0 +1,212 @@
+"""The columnar lane: an archive's rows replayed by column (engine/ingest/archive.py).
+
+The archive writer validated and normalised every line once, so a typed row (a valid
+reading) arrives with its event time, content digest and rule-relevant fields as columns.
+For a window of rows in input order this lane:
+
+* gates: rows are grouped by what the rule index and corrections look at (type, pollutant,
+  unit, process, point, destination, period, flag, whether O₂ and a volume are given); each
+  group gets the judge's own `Gate` (`Judge.screen`, engine/judge/thresholds.py: cuts from
+  each rule's threshold and the `corrected` arithmetic), and the cuts are compared with the
+  value column in numpy. A row outside the cuts is judged exactly by `Gate.fires`;
+* de-duplicates: a quiet row whose id the index remembers, or that another row of the window
+  shares, leaves the lane (the rules of the fast lane, engine/fast/lane.py);
+* commits the quiet runs between the other rows in bulk (`Host.commit_quiet`), moving the
+  clock only up to the next deadline, and takes every other row exactly, in input order: a
+  typed row rebuilt into its event, a raw row as its original line.
+
+Quiet rows never become events; only their ids, digests, times and subjects are handed to the
+engine's state. An archive validated by an engine with another validation fingerprint is
+replayed from its rebuilt lines through the JSONL batch path instead: the same output, slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.fast.lane import Host
+from engine.judge import UNAVAILABLE, Gate
+from engine.ingest.archive import NUMBERS, STRINGS, Archive, rebuild
+from engine.normalise.dedupe import DIGEST
+from engine.records import InputLine, Record
+
+_GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
+_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+
+
+def archive_batches(engine: Host, archive: Archive, skip: int = 0) -> Iterator[tuple[int, list[Record]]] | None:
+    """(rows consumed so far, their records) for each window of the archive, in input order;
+    None when the engine may not trust the archive's validation (the caller replays its lines)."""
+    if not archive.trusted_by(engine.validation, DIGEST):
+        return None
+    return _windows(ColumnLane(engine), archive, skip)
+
+
+def _windows(lane: ColumnLane, archive: Archive, skip: int) -> Iterator[tuple[int, list[Record]]]:
+    done = skip
+    for table in archive.tables(skip):
+        records = lane.window(table)
+        done += table.num_rows
+        yield done, records
+
+
+class ColumnLane:
+    """Per engine: gates are built on first sight of a group and kept."""
+
+    def __init__(self, engine: Host) -> None:
+        self.engine = engine
+        self.stats = engine.lane_stats
+        self._gates: dict[tuple[Any, ...], Gate | int] = {}
+
+    def window(self, table: pa.Table) -> list[Record]:
+        """The records of a window of rows (in input order), as the per-event path gives them."""
+        n = table.num_rows
+        kind = self._sort(table)
+        quiet = np.flatnonzero(kind != _EXACT)
+        ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
+        self._exclude_repeated_ids(table, kind, quiet, ids)
+        quiet_mask = kind != _EXACT
+        exact = np.flatnonzero(~quiet_mask)
+        self.stats["quiet"] += n - len(exact)
+        self.stats["exact"] += len(exact)
+        # what committing and exact processing need, as Python values, once per window
+        position = np.full(n, -1, dtype=np.int64)
+        position[quiet] = np.arange(len(quiet))
+        digests = table.column("digest").take(quiet).to_numpy().tolist() if len(quiet) else []
+        epochs_all = table.column("epoch").to_numpy(zero_copy_only=False)
+        subjects = table.column("subject").take(quiet).to_pylist() if len(quiet) else []
+        rows = table.take(exact).to_pylist() if len(exact) else []
+        unavailable = (kind == _UNAVAILABLE)
+        out: list[Record] = []
+        start = 0
+        for number, index in enumerate(exact.tolist() + [n]):
+            if index > start:
+                self._commit(start, index, kind, quiet_mask, position, ids, digests, epochs_all, subjects,
+                             unavailable, table, out)
+            if index < n:
+                out.extend(self._exact(rows[number]))
+            start = index + 1
+        return out
+
+    # ---- sorting --------------------------------------------------------------------------
+
+    def _sort(self, table: pa.Table) -> np.ndarray:
+        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut."""
+        n = table.num_rows
+        kind = np.zeros(n, dtype=np.int8)
+        typed = pc.and_(pc.is_null(table.column("raw")), pc.fill_null(table.column("valid"), False))
+        typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
+        if not len(typed_rows):
+            return kind
+        sub = table.take(typed_rows)
+        codes, keys = [], []
+        for name in _GATE_COLUMNS:
+            encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
+            keys.append(encoded.dictionary.to_pylist())
+            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1)
+        value = sub.column("value").to_numpy()
+        o2 = sub.column("o2_percent").to_numpy()
+        has_o2 = ~np.isnan(o2)
+        has_volume = ~np.isnan(sub.column("volume_m3").to_numpy())
+        combined = np.zeros(len(typed_rows), dtype=np.int64)
+        for column, names in zip(codes, keys):
+            combined = combined * (len(names) + 1) + column
+        combined = (combined * 2 + has_o2) * 2 + has_volume
+        groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        count = len(groups)
+        status = np.zeros(count, dtype=np.int8)
+        low, high = np.full(count, np.inf), np.full(count, -np.inf)
+        o2_free, o2_high = np.full(count, np.nan), np.full(count, np.inf)
+        gates: list[Gate | None] = [None] * count
+        for g, row in enumerate(first.tolist()):
+            key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
+            gate = self._gate(key, bool(has_o2[row]), bool(has_volume[row]))
+            if isinstance(gate, int):
+                status[g] = gate
+                low[g], high[g] = -np.inf, np.inf
+                continue
+            status[g], gates[g] = _QUIET, gate
+            low[g], high[g], o2_high[g] = gate.low, gate.high, gate.o2_high
+            if gate.o2_free is not None:
+                o2_free[g] = gate.o2_free
+        with np.errstate(divide="ignore", invalid="ignore"):
+            outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
+        row_status = status[inverse]
+        for p in np.flatnonzero(outside & (row_status == _QUIET)).tolist():
+            gate = gates[inverse[p]]
+            assert gate is not None
+            if gate.fires(float(value[p]), None if not has_o2[p] else float(o2[p])):
+                row_status[p] = _EXACT
+        kind[typed_rows] = row_status
+        return kind
+
+    def _gate(self, key: tuple[Any, ...], has_o2: bool, has_volume: bool) -> Gate | int:
+        found = self._gates.get(key + (has_o2, has_volume))
+        if found is None:
+            event_type, pollutant, unit, process, point, destination, period, flag = key
+            screened = self.engine.judge.screen(event_type, pollutant, unit, process, point, destination, period,
+                                                flag if flag is not None else "N", has_o2, has_volume)
+            found = _EXACT if screened is None else _UNAVAILABLE if screened == UNAVAILABLE else screened  # type: ignore[assignment]
+            self._gates[key + (has_o2, has_volume)] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, ids: list[Any]) -> None:
+        """Quiet rows whose id is remembered, repeated in the window, or used by another row of it leave the lane."""
+        if not ids:
+            return
+        unique = set(ids)
+        clash = self.engine.dedupe.remembers(unique)
+        all_ids = pc.drop_null(table.column("id")).to_pylist()  # every valid row's id, typed or raw
+        if len(set(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
+            seen: set[str] = set()
+            for event_id in all_ids:
+                if event_id in seen:
+                    clash.add(event_id)
+                seen.add(event_id)
+        if clash:
+            for p, event_id in enumerate(ids):
+                if event_id in clash:
+                    kind[quiet[p]] = _EXACT
+
+    # ---- effects ----------------------------------------------------------------------------
+
+    def _commit(self, start: int, stop: int, kind: np.ndarray, quiet_mask: np.ndarray, position: np.ndarray,
+                ids: list[Any], digests: list[int], epochs_all: np.ndarray, subjects: list[Any],
+                unavailable: np.ndarray, table: pa.Table, out: list[Record]) -> None:
+        """Rows start..stop-1, all quiet: in bulk, up to the next deadline; the row that would pass
+        it is taken exactly (its order escalates at its place) and the run goes on after it."""
+        decisions = self.engine.decisions
+        epochs = epochs_all[start:stop]
+        begin = 0
+        while begin < len(epochs):
+            limit = decisions.quiet_until()
+            rest = epochs[begin:]
+            over = np.flatnonzero(rest > limit)
+            end = len(epochs) if not len(over) else begin + int(over[0])
+            if end > begin:
+                first, last = int(position[start + begin]), int(position[start + end - 1]) + 1
+                self.engine.commit_quiet(float(epochs[begin:end].max()), ids[first:last], digests[first:last],
+                                         epochs[begin:end].tolist(), subjects[first:last],
+                                         int(unavailable[start + begin:start + end].sum()))
+            if end < len(epochs):
+                row = start + end
+                self.stats["quiet"] -= 1
+                self.stats["exact"] += 1
+                out.extend(self._exact(table.slice(row, 1).to_pylist()[0]))
+            begin = end + 1
+
+    def _exact(self, row: dict[str, Any]) -> list[Record]:
+        raw = row["raw"]
+        if raw is not None:
+            return self.engine.process_line(InputLine(row["file"], row["line"], raw))
+        event = rebuild(row)
+        return self.engine.process_parsed(event, orjson.dumps(event), row["file"], row["line"])
+
+
+__all__ = ["NUMBERS", "STRINGS", "ColumnLane", "archive_batches"]
