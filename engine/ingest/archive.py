@@ -318,9 +318,13 @@ class Archive:
                 upcoming += 1
             pieces = [piece for reader in readers for piece in [reader.take_below(low, high)] if piece is not None]
             readers = [reader for reader in readers if not reader.done_below(high)]
-            table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-            if len(pieces) > 1:
+            if not pieces:
+                raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are missing; the archive is damaged")
+            if len(pieces) > 1:  # rows of several partitions: back into input order
+                table = pa.concat_tables(pieces).unify_dictionaries().combine_chunks()
                 table = table.take(pc.sort_indices(table.column("seq")))
+            else:
+                table = pieces[0].combine_chunks()
             if table.num_rows != high - low:
                 raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are incomplete "
                                    f"({table.num_rows} of {high - low} found); the archive is damaged")
@@ -334,7 +338,7 @@ class _FileRows:
     def __init__(self, path: Path, entry: Mapping[str, Any], columns: Sequence[str] | None) -> None:
         self.entry = entry
         try:
-            handle = pq.ParquetFile(path)
+            handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY)
         except (OSError, pa.ArrowInvalid) as exc:
             raise ArchiveError(f"{path}: unreadable part file: {exc}") from None
         metadata = handle.schema_arrow.metadata or {}

@@ -10,8 +10,10 @@ processed and counted (`beyond_dedupe_horizon` in the summary), never dropped si
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from enum import Enum
+from operator import le
 from typing import Any
 
 import orjson
@@ -48,11 +50,22 @@ def content_digests(events: Iterable[Any]) -> list[int]:
 
 
 class DedupeIndex:
-    """Remembers (digest, event time) per id within the horizon; purges in event time."""
+    """Remembers (digest, event time) per id within the horizon; purges in event time.
+
+    Besides the id map, ids are kept in the order they came: `_queue` holds those that arrived
+    in event-time order (their times never decrease), `_late` the few that arrived older than
+    the queue's last. A purge cuts the queue at the horizon (bisect) and filters `_late`, so it
+    costs what it removes, not what is remembered. What the index answers depends only on the
+    ids remembered, the newest time and the last purge; `state()` writes the queue, then the
+    late ids, so a restored index is the same index.
+    """
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
         self.horizon = None if horizon_days is None else horizon_days * DAY
         self._ids: dict[str, tuple[int, float]] = {}
+        self._queue: list[str] = []
+        self._queue_epochs: list[float] = []
+        self._late: dict[str, float] = {}
         self._newest = float("-inf")
         self._purged_at = float("-inf")
 
@@ -78,6 +91,11 @@ class DedupeIndex:
         if previous is not None:
             return Seen.DUPLICATE if previous[0] == digest else Seen.CONFLICT
         self._ids[event_id] = (digest, epoch)
+        if not self._queue_epochs or epoch >= self._queue_epochs[-1]:
+            self._queue.append(event_id)
+            self._queue_epochs.append(epoch)
+        else:
+            self._late[event_id] = epoch
         if epoch > self._newest:
             self._newest = epoch
             if self.horizon is not None and epoch - self._purged_at > self.horizon / 2:
@@ -88,14 +106,18 @@ class DedupeIndex:
         """Remember ids known to be new (the batch path): what `check` would do for each, in order.
 
         Returns how many were beyond the horizon when they arrived. When no purge can fall
-        due and none is beyond the horizon (nearly always), one dict update does it all.
+        due, none is beyond the horizon and the times do not decrease (nearly always), the
+        ids are remembered in two bulk steps.
         """
         if not ids:
             return 0
         top = max(epochs)
         newest = max(self._newest, top)
-        if self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon):
+        if (self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon)) \
+                and (not self._queue_epochs or epochs[0] >= self._queue_epochs[-1]) and all(map(le, epochs, epochs[1:])):
             self._ids.update(zip(ids, zip(digests, epochs)))
+            self._queue.extend(ids)
+            self._queue_epochs.extend(epochs)
             self._newest = newest
             return 0
         beyond = 0
@@ -107,17 +129,34 @@ class DedupeIndex:
     def _purge(self) -> None:
         assert self.horizon is not None
         oldest = self._newest - self.horizon
-        self._ids = {k: v for k, v in self._ids.items() if v[1] >= oldest}
+        cut = bisect_left(self._queue_epochs, oldest)
+        if cut:
+            ids = self._ids
+            for event_id in self._queue[:cut]:
+                del ids[event_id]
+            del self._queue[:cut], self._queue_epochs[:cut]
+        if self._late:
+            for event_id in [k for k, e in self._late.items() if e < oldest]:
+                del self._ids[event_id], self._late[event_id]
         self._purged_at = self._newest
 
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The ids remembered, with digest (16 hex digits) and event time, as JSON data."""
-        return {"ids": [[k, f"{d:016x}", e] for k, (d, e) in self._ids.items()], "newest": finite(self._newest),
+        """The ids remembered, with digest (16 hex digits) and event time, as JSON data: those
+        that came in time order, then the `late` ones."""
+        ids = self._ids
+        entries = [[k, f"{ids[k][0]:016x}", ids[k][1]] for k in self._queue]
+        entries += [[k, f"{ids[k][0]:016x}", ids[k][1]] for k in self._late]
+        return {"ids": entries, "late": len(self._late), "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._ids = {k: (int(d, 16), e) for k, d, e in state["ids"]}
+        entries = state["ids"]
+        split = len(entries) - state["late"]
+        self._ids = {k: (int(d, 16), e) for k, d, e in entries}
+        self._queue = [k for k, _, _ in entries[:split]]
+        self._queue_epochs = [e for _, _, e in entries[:split]]
+        self._late = {k: e for k, _, e in entries[split:]}
         self._newest = infinite(state["newest"])
         self._purged_at = infinite(state["purged_at"])
