@@ -205,10 +205,11 @@ class Engine:
         document = {"rectify": __version__, "strict": self.strict, "schemas": self.validator.schemas}
         return "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
-        """A line already parsed (by the batch path): the stages after parsing."""
+    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
+                       valid: bool = False) -> list[Record]:
+        """A line already parsed (by the batch path): the stages after parsing (`valid`: see `prepare`)."""
         try:
-            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line)
+            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line, valid)
         except InvalidEvent as exc:
             prepared = quarantined(raw, source, line, str(exc))
         return self.process_prepared(prepared)
@@ -230,13 +231,15 @@ class Engine:
     # ---- the stages -----------------------------------------------------------------------
 
     def prepare(self, event: Any, from_json: bool = True, raw: Any = None, source: str = "<input>",
-                line: int = 0) -> Prepared:
+                line: int = 0, valid: bool = False) -> Prepared:
         """Validate and normalise one parsed event; InvalidEvent says what is wrong and where.
 
         Reads no state and changes none (nothing is counted): any process may prepare.
-        `from_json`: parsed by orjson (which refuses NaN and infinities itself).
+        `from_json`: parsed by orjson (which refuses NaN and infinities itself). `valid`: the
+        batch path has already checked it against the same schemas (a shape plan, or an
+        archive validated by an engine with the same `validation` fingerprint).
         """
-        problem = self.validator.problem(event, from_json)
+        problem = None if valid else self.validator.problem(event, from_json)
         if problem is None and not self.validator.known(event["type"]) and self.strict:
             problem = f"type: unknown event type {event['type']!r} (strict mode)"
         reading: Reading | None = None
@@ -283,7 +286,8 @@ class Engine:
         """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
         deadline passed up to `top`, the latest of `epochs`; `unavailable` of them flagged other
         than N): the clock moves, the ids are remembered, the counters add up."""
-        self.decisions.move_quietly(top)
+        if top > self.decisions.clock:  # else the clock stays (and no deadline search is needed)
+            self.decisions.move_quietly(top)
         summary = self.summary
         summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
         summary.read += len(ids)

@@ -185,8 +185,9 @@ class ColumnLane:
         epochs = epochs_all[start:stop]
         begin = 0
         while begin < len(epochs):
-            limit = decisions.quiet_until()
             rest = epochs[begin:]
+            # nothing can fall due below the clock: the deadline search only when time moves on
+            limit = decisions.clock if rest.max() <= decisions.clock else decisions.quiet_until()
             over = np.flatnonzero(rest > limit)
             end = len(epochs) if not len(over) else begin + int(over[0])
             if end > begin:
@@ -205,8 +206,8 @@ class ColumnLane:
         raw = row["raw"]
         if raw is not None:
             return self.engine.process_line(InputLine(row["file"], row["line"], raw))
-        event = rebuild(row)
-        return self.engine.process_parsed(event, orjson.dumps(event), row["file"], row["line"])
+        event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
+        return self.engine.process_parsed(event, orjson.dumps(event), row["file"], row["line"], valid=True)
 
 
 def _pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
