@@ -198,6 +198,13 @@ class Engine:
         except InvalidEvent as exc:
             return quarantined(text, source, line, str(exc))
 
+    def prepare_checked(self, event: Any, text: str | bytes, source: str = "<input>", line: int = 0) -> Prepared | Quarantined:
+        """`prepare_line` for a line parsed already and proven valid by a shape plan (units are still checked)."""
+        try:
+            return self.prepare(event, True, text, source, line, valid=True)
+        except InvalidEvent as exc:
+            return quarantined(text, source, line, str(exc))
+
     @property
     def validation(self) -> str:
         """What `prepare` accepts, as a fingerprint: the engine version, strict mode and the
