@@ -293,13 +293,18 @@ class Engine:
         """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
         deadline passed up to `top`, the latest of `epochs`; `unavailable` of them flagged other
         than N): the clock moves, the ids are remembered, the counters add up."""
+        self.commit_quiet_counted(top, ids, digests, epochs, self.enterprises.strangers(subjects), unavailable)
+
+    def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
+                             unavailable: int) -> None:
+        """`commit_quiet` with the events of unregistered enterprises counted already (`strangers`)."""
         if top > self.decisions.clock:  # else the clock stays (and no deadline search is needed)
             self.decisions.move_quietly(top)
         summary = self.summary
         summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
         summary.read += len(ids)
         summary.processed += len(ids)
-        summary.unregistered += self.enterprises.strangers(subjects)
+        summary.unregistered += strangers
         summary.unavailable += unavailable
 
     def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:

@@ -197,3 +197,22 @@ def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
     assert lines == [line.text for line in read_jsonl([log])]
     tail = [row for table in archive.tables(skip=333) for row in table.column("seq").to_pylist()]
     assert tail == list(range(333, 700))
+
+
+def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place(tmp_path):
+    from test_fastlane import reading
+
+    subject = "91330200MA2AB1234Y"
+    registration = {"specversion": "1.0", "id": "reg", "source": "registry", "type": "enterprise.registered",
+                    "subject": subject, "time": "2024-01-01T08:00:00+08:00",
+                    "data": {"name": "Test foundry", "industry": "foundry", "district": "Beilun", "in_park": True,
+                             "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "scale": "above"}}
+    lines = [orjson.dumps(registration)]
+    lines += [reading(f"2024-03-0{d}T10:00:00+08:00", 45, subject, d) for d in (1, 5, 9)]  # three exceedances: an order
+    lines += [reading(f"2024-{m:02d}-15T10:00:00+08:00", 3, subject, 100 + m) for m in (4, 5, 6, 7, 8)]  # quiet, past the deadline
+    lines += [reading(f"2024-08-{d:02d}T10:00:00+08:00", 3, "91330200MA2AB12352", 200 + d) for d in range(16, 20)]  # a stranger
+    log = write(tmp_path / "due.jsonl", lines)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    engine = compare([log], tmp_path / "archive", window=1000)
+    assert engine.lane_stats["quiet"] >= 2 and engine.summary.unregistered == 4
+    assert b"close_by_law" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))

@@ -71,27 +71,52 @@ class ColumnLane:
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
-        quiet_mask = kind != _EXACT
-        exact = np.flatnonzero(~quiet_mask)
+        exact = np.flatnonzero(kind == _EXACT)
         self.stats["quiet"] += n - len(exact)
         self.stats["exact"] += len(exact)
-        # what committing and exact processing need, as Python values, once per window
+        rows = _rows(table.take(exact)) if len(exact) else []
+        if not len(quiet):
+            return [record for row in rows for record in self._exact(row)]
+        # the runs of quiet rows between exact ones, and what committing each needs, by column
+        starts = np.concatenate(([0], exact + 1))
+        stops = np.concatenate((exact, [n]))
+        runs = stops > starts
+        starts, stops = starts[runs], stops[runs]
         position = np.full(n, -1, dtype=np.int64)
         position[quiet] = np.arange(len(quiet))
-        digests = table.column("digest").take(quiet).to_numpy().tolist() if len(quiet) else []
-        epochs_all = table.column("epoch").to_numpy(zero_copy_only=False)
-        subjects = _pylist(table.column("subject").take(quiet)) if len(quiet) else []
-        rows = _rows(table.take(exact)) if len(exact) else []
-        unavailable = (kind == _UNAVAILABLE)
+        firsts, lasts = position[starts], position[stops - 1] + 1
+        still = kind[quiet] != _EXACT  # rows excluded after sorting lie between runs: neutral below
+        epochs = table.column("epoch").take(quiet).to_numpy()
+        tops = np.maximum.reduceat(np.where(still, epochs, -np.inf), firsts).tolist()
+        unavailable = np.add.reduceat((kind[quiet] == _UNAVAILABLE).astype(np.int64), firsts).tolist()
+        subjects = table.column("subject").take(quiet).combine_chunks()
+        if pa.types.is_dictionary(subjects.type):
+            names, codes = subjects.dictionary.to_pylist(), pc.fill_null(subjects.indices, 0).to_numpy()
+        else:
+            names, codes = subjects.to_pylist(), np.arange(len(quiet))
+        registry = self.engine.registry
+        known_size = len(registry)
+        unknown = ~np.array([name in registry for name in names], dtype=bool)
+        strangers = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts).tolist()
+        digests = table.column("digest").take(quiet).to_numpy().tolist()
+        epoch_list = epochs.tolist()
         out: list[Record] = []
-        start = 0
-        for number, index in enumerate(exact.tolist() + [n]):
-            if index > start:
-                self._commit(start, index, kind, quiet_mask, position, ids, digests, epochs_all, subjects,
-                             unavailable, table, out)
-            if index < n:
-                out.extend(self._exact(rows[number]))
-            start = index + 1
+        row_of_exact = {int(index): number for number, index in enumerate(exact.tolist())}
+        run = 0
+        for index in range(len(starts) + len(exact)):
+            # runs and exact rows in input order: a run starts where the previous exact row ended
+            next_exact = exact[index - run] if index - run < len(exact) else n
+            if run < len(starts) and starts[run] <= next_exact:
+                first, last = int(firsts[run]), int(lasts[run])
+                if len(registry) != known_size:  # a registration in between: who is known has changed
+                    known_size = len(registry)
+                    unknown = ~np.array([name in registry for name in names], dtype=bool)
+                    strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
+                self._commit(first, last, tops[run], ids, digests, epoch_list, strangers[run], unavailable[run],
+                             int(starts[run]), kind, table, out)
+                run += 1
+            else:
+                out.extend(self._exact(rows[row_of_exact[int(next_exact)]]))
         return out
 
     # ---- sorting --------------------------------------------------------------------------
@@ -176,30 +201,38 @@ class ColumnLane:
 
     # ---- effects ----------------------------------------------------------------------------
 
-    def _commit(self, start: int, stop: int, kind: np.ndarray, quiet_mask: np.ndarray, position: np.ndarray,
-                ids: list[Any], digests: list[int], epochs_all: np.ndarray, subjects: list[Any],
-                unavailable: np.ndarray, table: pa.Table, out: list[Record]) -> None:
-        """Rows start..stop-1, all quiet: in bulk, up to the next deadline; the row that would pass
-        it is taken exactly (its order escalates at its place) and the run goes on after it."""
+    def _commit(self, first: int, last: int, top: float, ids: list[Any], digests: list[int], epochs: list[float],
+                strangers: int, unavailable: int, row: int, kind: np.ndarray, table: pa.Table,
+                out: list[Record]) -> None:
+        """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
+        in bulk when it cannot pass a deadline (nothing falls due below the clock, so the deadline
+        search runs only when time moves on), else row by row up to the row that would pass one,
+        which is taken exactly (its order escalates at its place), and on after it."""
         decisions = self.engine.decisions
-        epochs = epochs_all[start:stop]
+        if top <= decisions.clock or top <= decisions.quiet_until():
+            self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
+                                             unavailable)
+            return
+        registry = self.engine.registry
+        subjects = _pylist(table.column("subject").slice(row, last - first))
         begin = 0
-        while begin < len(epochs):
-            rest = epochs[begin:]
-            # nothing can fall due below the clock: the deadline search only when time moves on
-            limit = decisions.clock if rest.max() <= decisions.clock else decisions.quiet_until()
-            over = np.flatnonzero(rest > limit)
-            end = len(epochs) if not len(over) else begin + int(over[0])
+        size = last - first
+        while begin < size:
+            limit = decisions.quiet_until()
+            end = begin
+            while end < size and epochs[first + end] <= limit:
+                end += 1
             if end > begin:
-                first, last = int(position[start + begin]), int(position[start + end - 1]) + 1
-                self.engine.commit_quiet(float(epochs[begin:end].max()), ids[first:last], digests[first:last],
-                                         epochs[begin:end].tolist(), subjects[first:last],
-                                         int(unavailable[start + begin:start + end].sum()))
-            if end < len(epochs):
-                row = start + end
+                span = range(first + begin, first + end)
+                self.engine.commit_quiet_counted(
+                    max(epochs[first + begin:first + end]), ids[first + begin:first + end],
+                    digests[first + begin:first + end], epochs[first + begin:first + end],
+                    sum(1 for i in span if subjects[i - first] not in registry),
+                    int((kind[row + begin:row + end] == _UNAVAILABLE).sum()))
+            if end < size:
                 self.stats["quiet"] -= 1
                 self.stats["exact"] += 1
-                out.extend(self._exact(_rows(table.slice(row, 1))[0]))
+                out.extend(self._exact(_rows(table.slice(row + end, 1))[0]))
             begin = end + 1
 
     def _exact(self, row: dict[str, Any]) -> list[Record]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -66,8 +66,14 @@ class Host(Protocol):
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
                        valid: bool = False) -> list[Record]: ...
 
+    @property
+    def registry(self) -> Mapping[str, Mapping[str, Any]]: ...
+
     def commit_quiet(self, top: float, ids: list[str], digests: list[int], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None: ...
+
+    def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
+                             unavailable: int) -> None: ...
 
 
 @dataclass(slots=True)
