@@ -50,7 +50,7 @@ def content_digests(events: Iterable[Any]) -> list[int]:
 
 
 class DedupeIndex:
-    """Remembers (digest, event time) per id within the horizon; purges in event time.
+    """Remembers the content digest and event time of each id within the horizon; purges in event time.
 
     Besides the id map, ids are kept in the order they came: `_queue` holds those that arrived
     in event-time order (their times never decrease), `_late` the few that arrived older than
@@ -62,7 +62,7 @@ class DedupeIndex:
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
         self.horizon = None if horizon_days is None else horizon_days * DAY
-        self._ids: dict[str, tuple[int, float]] = {}
+        self._ids: dict[str, int] = {}  # id -> content digest
         self._queue: list[str] = []
         self._queue_epochs: list[float] = []
         self._late: dict[str, float] = {}
@@ -89,8 +89,8 @@ class DedupeIndex:
         """Classify an id and remember it when new."""
         previous = self._ids.get(event_id)
         if previous is not None:
-            return Seen.DUPLICATE if previous[0] == digest else Seen.CONFLICT
-        self._ids[event_id] = (digest, epoch)
+            return Seen.DUPLICATE if previous == digest else Seen.CONFLICT
+        self._ids[event_id] = digest
         if not self._queue_epochs or epoch >= self._queue_epochs[-1]:
             self._queue.append(event_id)
             self._queue_epochs.append(epoch)
@@ -115,7 +115,7 @@ class DedupeIndex:
         newest = max(self._newest, top)
         if (self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon)) \
                 and (not self._queue_epochs or epochs[0] >= self._queue_epochs[-1]) and all(map(le, epochs, epochs[1:])):
-            self._ids.update(zip(ids, zip(digests, epochs)))
+            self._ids.update(zip(ids, digests))
             self._queue.extend(ids)
             self._queue_epochs.extend(epochs)
             self._newest = newest
@@ -146,15 +146,15 @@ class DedupeIndex:
         """The ids remembered, with digest (16 hex digits) and event time, as JSON data: those
         that came in time order, then the `late` ones."""
         ids = self._ids
-        entries = [[k, f"{ids[k][0]:016x}", ids[k][1]] for k in self._queue]
-        entries += [[k, f"{ids[k][0]:016x}", ids[k][1]] for k in self._late]
+        entries = [[k, f"{ids[k]:016x}", e] for k, e in zip(self._queue, self._queue_epochs)]
+        entries += [[k, f"{ids[k]:016x}", e] for k, e in self._late.items()]
         return {"ids": entries, "late": len(self._late), "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
     def restore(self, state: dict[str, Any]) -> None:
         entries = state["ids"]
         split = len(entries) - state["late"]
-        self._ids = {k: (int(d, 16), e) for k, d, e in entries}
+        self._ids = {k: int(d, 16) for k, d, _ in entries}
         self._queue = [k for k, _, _ in entries[:split]]
         self._queue_epochs = [e for _, _, e in entries[:split]]
         self._late = {k: e for k, _, e in entries[split:]}
