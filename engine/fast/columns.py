@@ -22,11 +22,10 @@ replayed from its rebuilt lines through the JSONL batch path instead: the same o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -235,12 +234,14 @@ class ColumnLane:
                 out.extend(self._exact(_rows(table.slice(row + end, 1))[0]))
             begin = end + 1
 
-    def _exact(self, row: dict[str, Any]) -> list[Record]:
+    def _exact(self, row: Mapping[str, Any]) -> list[Record]:
         raw = row["raw"]
         if raw is not None:
             return self.engine.process_line(InputLine(row["file"], row["line"], raw))
         event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
-        return self.engine.process_parsed(event, orjson.dumps(event), row["file"], row["line"], valid=True)
+        # the event stands for its line: the line is orjson's spelling of it (checked when written),
+        # which is what a quarantine record would show
+        return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
 
 
 def _pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
@@ -254,10 +255,28 @@ def _pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     return names[codes].tolist()  # type: ignore[no-any-return]
 
 
-def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    """The rows of a (small) table as dicts of Python values."""
-    columns = [_pylist(table.column(name)) for name in table.column_names]
-    return [dict(zip(table.column_names, values)) for values in zip(*columns)]
+class _Row(Mapping[str, Any]):
+    """One row of a small table, read from its columns on use (an exact row needs a few fields)."""
+
+    __slots__ = ("_columns", "_index")
+
+    def __init__(self, columns: dict[str, list[Any]], index: int) -> None:
+        self._columns, self._index = columns, index
+
+    def __getitem__(self, name: str) -> Any:
+        return self._columns[name][self._index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def _rows(table: pa.Table) -> list[_Row]:
+    """The rows of a (small) table, each reading Python values from the converted columns."""
+    columns = {name: _pylist(table.column(name)) for name in table.column_names}
+    return [_Row(columns, i) for i in range(table.num_rows)]
 
 
 __all__ = ["NUMBERS", "STRINGS", "ColumnLane", "archive_batches"]
