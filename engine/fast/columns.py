@@ -66,7 +66,7 @@ class ColumnLane:
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
         n = table.num_rows
-        kind = self._sort(table)
+        kind = self.sort(table)
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
@@ -120,7 +120,7 @@ class ColumnLane:
 
     # ---- sorting --------------------------------------------------------------------------
 
-    def _sort(self, table: pa.Table) -> np.ndarray:
+    def sort(self, table: pa.Table) -> np.ndarray:
         """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut."""
         n = table.num_rows
         kind = np.zeros(n, dtype=np.int8)
@@ -184,15 +184,11 @@ class ColumnLane:
         """Quiet rows whose id is remembered, repeated in the window, or used by another row of it leave the lane."""
         if not ids:
             return
-        unique = set(ids)
-        clash = self.engine.dedupe.remembers(unique)
-        all_ids = pc.drop_null(table.column("id")).to_pylist()  # every valid row's id, typed or raw
-        if len(set(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
-            seen: set[str] = set()
-            for event_id in all_ids:
-                if event_id in seen:
-                    clash.add(event_id)
-                seen.add(event_id)
+        clash = self.engine.dedupe.remembers(ids)
+        all_ids = pc.drop_null(table.column("id"))  # every valid row's id, typed or raw
+        if len(pc.unique(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
+            counts = pc.value_counts(all_ids)
+            clash.update(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
         if clash:
             for p, event_id in enumerate(ids):
                 if event_id in clash:
