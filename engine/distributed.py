@@ -57,7 +57,7 @@ import orjson
 from engine.ingest import read_jsonl
 from engine.normalise import DedupeIndex, Seen, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
-from engine.records import Decision, InputLine, InvalidEvent, Quarantined, Record, RunSummary
+from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 
 DRIVER = -1
 BARRIER_TYPES = frozenset({"evaluation.closed"})
@@ -175,7 +175,8 @@ class Partition:
             findings.extend((base + (k,), f) for k, f in enumerate(found))
         out = Batch((end, 1, key, f) for key, f in findings)
         for key, finding in findings:
-            out.extend((end, 2, key + (j,), d) for j, d in enumerate(engine.decisions.on_findings([finding])))
+            if type(finding) is Finding:
+                out.extend((end, 2, key + (j,), d) for j, d in enumerate(engine.decisions.on_findings([finding])))
         out.extend((end, 3, _due_key(d), d) for d in engine.decisions.finish(epoch_of(as_of) if as_of else None))
         engine.summary.count([r[3] for r in out])
         engine.settle()

@@ -24,21 +24,31 @@ from typing import Any
 
 import orjson
 
-from engine.decide import DecisionLayer, DecisionRule, Detector, Evaluation, InactiveDecision, compile_decisions, load_method
+from engine.decide import (
+    ROUTE_DEADLINES,
+    DecisionLayer,
+    DecisionRule,
+    Detector,
+    Evaluation,
+    InactiveDecision,
+    compile_decisions,
+    load_method,
+    programme_parameters,
+)
 from engine.fast import batches
-from engine.judge import READING_TYPES, UNAVAILABLE, WINDOW, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
+from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     parse_pack, route
-from engine.normalise import DedupeIndex, Enterprises, HourlyAverager, Reading, Seen, Verdict, content_digest, epoch_of, \
-    reading_from_event
+from engine.normalise import DedupeIndex, Enterprises, MeanWindows, Reading, Seen, Verdict, content_digest, epoch_of, \
+    reading_from_event, stream_of
 from engine.plugins import PluginSet, RulePackSource, load_plugins
-from engine.records import Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
+from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
 from engine.units import UnitError
 from engine.validate import EventValidator
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
-SNAPSHOT_FORMAT = 3  # 3: content digests are XXH3-64 (engine/normalise/dedupe.py), was blake2b-96
+SNAPSHOT_FORMAT = 4  # 4: content digests are XXH3-64 ints and the dedupe index keeps its arrival order (was blake2b-96)
 POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
@@ -113,14 +123,18 @@ class Engine:
         decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
         self.decision_rules: tuple[DecisionRule, ...] = tuple(decision_rules)
         self.inactive_decisions: tuple[InactiveDecision, ...] = tuple(inactive_decisions)
+        policy = programme_parameters(packs, self.parameters)
+        self.minimums = {"hour": policy.get("min_valid_values_per_hour"), "day": policy.get("min_valid_hours_per_day")}
+        deadlines = {route: policy[name] for route, name in ROUTE_DEADLINES.items() if policy.get(name) is not None}
 
         # the stages, in the order data flows
         self.validator = validator if validator is not None else EventValidator(self.plugins.infos, self.plugins.event_schemas)
         self.dedupe = dedupe if dedupe is not None else DedupeIndex(dedupe_horizon_days)
         self.enterprises = Enterprises()
-        self.hours = HourlyAverager()
+        self.hours = MeanWindows("hour")
+        self.days = MeanWindows("day")
         self.judge = Judge(self.rules, self.plugins.metrics, self.ruleset, self.enterprises.get)
-        self.evaluation = Evaluation(self.method, self.ruleset, self.enterprises.get)
+        self.evaluation = Evaluation(self.method, self.ruleset, self.enterprises.get, deadlines)
         self.decisions = DecisionLayer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
                                        self.enterprises.get, self.evaluation, self._detector())
         self.summary = RunSummary()
@@ -136,8 +150,8 @@ class Engine:
 
     # ---- running ------------------------------------------------------------------------
 
-    def process(self, event: Mapping[str, Any]) -> list[Finding | Decision]:
-        """Validate and evaluate one event: its findings (in rule-id order), then the decisions.
+    def process(self, event: Mapping[str, Any]) -> list[Finding | Decision | DataGap]:
+        """Validate and evaluate one event: its findings and data gaps (in rule-id order), then the decisions.
 
         Decisions that fell due because this event moved the event-time clock come first.
 
@@ -264,7 +278,7 @@ class Engine:
         """The de-duplication verdict for a prepared event (remembered when new)."""
         return self.dedupe.verdict(prepared.id, prepared.digest, prepared.epoch)
 
-    def accept(self, prepared: Prepared, verdict: Verdict) -> list[Finding | Decision]:
+    def accept(self, prepared: Prepared, verdict: Verdict) -> list[Finding | Decision | DataGap]:
         """Apply an admitted event: the clock, enterprises, windows, judge and decision layer.
 
         A duplicate gives [] (counted); an id already used by other content raises InvalidEvent
@@ -280,10 +294,10 @@ class Engine:
             raise InvalidEvent(f"id: {prepared.id!r} was already used by a different event (ids are idempotency keys)")
         self.summary.processed += 1
         event = prepared.event
-        out: list[Finding | Decision] = list(self.decisions.advance(prepared.epoch))
-        findings = self._apply(event, prepared.reading)
-        out.extend(findings)
-        out.extend(self.decisions.on_event(event, prepared.epoch, findings))
+        out: list[Finding | Decision | DataGap] = list(self.decisions.advance(prepared.epoch))
+        judged = self._apply(event, prepared.reading)
+        out.extend(judged)
+        out.extend(self.decisions.on_event(event, prepared.epoch, [f for f in judged if type(f) is Finding]))
         if out:
             self.summary.count(out)
         return out
@@ -307,7 +321,7 @@ class Engine:
         summary.unregistered += strangers
         summary.unavailable += unavailable
 
-    def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding]:
+    def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding | DataGap]:
         event_type, subject, data = event["type"], event["subject"], event["data"]
         if event_type == "enterprise.registered":
             self.enterprises.note(event_type, subject, data)
@@ -320,38 +334,66 @@ class Engine:
             self.summary.unknown_types[event_type] += 1
             return []
         if reading is None:
-            return self.judge.fact(event)
-        path = route(reading.period, reading.flag)
+            return list(self.judge.fact(event))
+        path = route(reading.type, reading.period, reading.flag)
         if path == UNAVAILABLE:
             self.summary.unavailable += 1
             return []
-        if path == WINDOW:
+        if path == JUDGE:
+            return self.judge.reading(reading, reading.period)
+        out: list[Finding | DataGap] = []
+        if reading.period == "minute":
             closed, late = self.hours.add(reading)
-            if late:
-                self.summary.late += 1
-            findings = [f for hour in closed for f in self.judge.reading(hour, "hour")]
-            return findings + self.judge.reading(reading, "instant")
-        return self.judge.reading(reading, reading.period)
+            for hour in closed:
+                out.extend(self._closed_hour(hour))
+            if reading.type == "emission.measured":  # single stack readings, e.g. GB 39726's "any reading" limits
+                out.extend(self.judge.reading(reading, "instant"))
+        else:  # an hourly wastewater value: into its day
+            days, late = self.days.add(reading)
+            for day in days:
+                out.extend(self.judge.reading(day, "day", self.minimums["day"]))
+        if late:
+            self.summary.late += 1
+        return out
+
+    def _closed_hour(self, hour: Reading) -> list[Finding | DataGap]:
+        """An hourly mean: judged (stack data), or folded into its day (wastewater)."""
+        if hour.type != "discharge.measured":
+            return self.judge.reading(hour, "hour", self.minimums["hour"])
+        days, late = self.days.add(hour)
+        if late:
+            self.summary.late += 1
+        return [f for day in days for f in self.judge.reading(day, "day", self.minimums["day"])]
 
     # ---- the end of input -------------------------------------------------------------------
 
-    def flush(self, as_of: str | None = None) -> list[Finding | Decision]:
+    def flush(self, as_of: str | None = None) -> list[Finding | Decision | DataGap]:
         """End of input: close open hourly windows, decide on them, escalate what is due.
 
         `as_of` (RFC 3339) is the reference time of a replay: orders whose deadline lies
         before it escalate. Without it, the clock is the latest event time seen.
         """
-        findings = [f for _, found in self.close_windows() for f in found]
-        out: list[Finding | Decision] = list(findings)
-        out.extend(self.decisions.on_findings(findings))
+        judged = [f for _, found in self.close_windows() for f in found]
+        out: list[Finding | Decision | DataGap] = list(judged)
+        out.extend(self.decisions.on_findings([f for f in judged if type(f) is Finding]))
         out.extend(self.decisions.finish(epoch_of(as_of) if as_of else None))
         self.summary.count(out)
         self.settle()
         return out
 
-    def close_windows(self) -> list[tuple[Reading, list[Finding]]]:
-        """Every open hourly window closed and judged, in time then stream order (not counted)."""
-        return [(hour, self.judge.reading(hour, "hour")) for hour in self.hours.flush()]
+    def close_windows(self) -> list[tuple[Reading, list[Finding | DataGap]]]:
+        """Every open window closed and judged (hours, then the days wastewater hours feed), in
+        time then stream order; late values are counted."""
+        closed: list[tuple[Reading, list[Finding | DataGap]]] = []
+        for hour in self.hours.flush():
+            if hour.type != "discharge.measured":
+                closed.append((hour, self.judge.reading(hour, "hour", self.minimums["hour"])))
+                continue
+            days, late = self.days.add(hour)
+            self.summary.late += late
+            closed.extend((day, self.judge.reading(day, "day", self.minimums["day"])) for day in days)
+        closed.extend((day, self.judge.reading(day, "day", self.minimums["day"])) for day in self.days.flush())
+        return sorted(closed, key=lambda item: (item[0].epoch, stream_of(item[0]), item[0].period))
 
     def advance_clock(self, epoch: float) -> list[Decision]:
         """Move the event-time clock (a later event elsewhere): what falls due escalates, counted."""
@@ -360,9 +402,10 @@ class Engine:
         return decisions
 
     def settle(self) -> None:
-        """Copy the decision layer's order counts into the summary (the end of a run)."""
+        """Copy the decision layer's counts into the summary (the end of a run)."""
         self.summary.open_orders = self.decisions.open_orders
         self.summary.orders_closed = self.decisions.orders_closed
+        self.summary.unmatched_approvals = self.decisions.unmatched_approvals
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -376,6 +419,7 @@ class Engine:
             "enterprises": self.enterprises.state(),
             "dedupe": self.dedupe.state(),
             "hours": self.hours.state(),
+            "days": self.days.state(),
             "decisions": self.decisions.state(),
         }
         return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
@@ -393,6 +437,7 @@ class Engine:
         self.enterprises.restore(state["enterprises"])
         self.dedupe.restore(state["dedupe"])
         self.hours.restore(state["hours"])
+        self.days.restore(state["days"])
         self.decisions.restore(state["decisions"])
 
     # ---- what the engine knows ----------------------------------------------------------------

@@ -82,6 +82,50 @@ class Quarantined:
         return {"record": "quarantine", "line": self.line, "source": self.source, "raw": self.raw, "error": self.error}
 
 
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """A reading a rule could not judge, and why: never judged uncorrected in silence.
+
+    `reason`: `o2_missing` (the limit is referenced to O₂ and no O₂ was measured),
+    `benchmark_inputs_missing` (a benchmark-volume correction without volume or production),
+    `too_few_values` (an hourly or daily average with fewer valid values than the authority's minimum).
+    """
+
+    id: str
+    rule: str
+    rule_version: int
+    plugin: str
+    enterprise: str
+    time: str
+    event: tuple[str, ...]
+    pollutant: str | None
+    period: str
+    reason: str
+    detail: str
+    measured: Mapping[str, Any] | None
+    basis: Mapping[str, str]
+    ruleset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "data_gap",
+            "id": self.id,
+            "rule": self.rule,
+            "rule_version": self.rule_version,
+            "plugin": self.plugin,
+            "enterprise": self.enterprise,
+            "time": self.time,
+            "event": list(self.event),
+            "pollutant": self.pollutant,
+            "period": self.period,
+            "reason": self.reason,
+            "detail": self.detail,
+            "measured": dict(self.measured) if self.measured is not None else None,
+            "basis": dict(self.basis),
+            "ruleset": self.ruleset,
+        }
+
+
 @dataclass(slots=True)
 class RunSummary:
     """Counts of a run. read == processed + duplicate + quarantined, always."""
@@ -99,17 +143,23 @@ class RunSummary:
     decisions: Counter[str] = field(default_factory=Counter)
     open_orders: int = 0
     orders_closed: int = 0
+    data_gaps: Counter[str] = field(default_factory=Counter)
+    unmatched_approvals: int = 0
 
     def balanced(self) -> bool:
         return self.read == self.processed + self.duplicate + self.quarantined
 
-    def count(self, records: Iterable[Finding | Decision]) -> None:
-        """Count findings per plugin and decisions per list/route."""
+    def count(self, records: Iterable[Finding | Decision | DataGap]) -> None:
+        """Count findings per plugin, decisions per list/route (and status, when not effective),
+        data gaps per reason."""
         for record in records:
             if isinstance(record, Finding):
                 self.findings[record.plugin] += 1
+            elif isinstance(record, Decision):
+                status = "" if record.status == "effective" else f" ({record.status})"
+                self.decisions[f"{record.list or 'unlisted'}/{record.action}{status}"] += 1
             else:
-                self.decisions[f"{record.list or 'unlisted'}/{record.action}"] += 1
+                self.data_gaps[record.reason] += 1
 
     def merge(self, other: RunSummary) -> None:
         """Add another summary's counts (partitions of one run)."""
@@ -147,6 +197,9 @@ class RunSummary:
             "decisions_total": sum(self.decisions.values()),
             "open_orders": self.open_orders,
             "orders_closed": self.orders_closed,
+            "data_gaps": {k: self.data_gaps[k] for k in sorted(self.data_gaps)},
+            "data_gaps_total": sum(self.data_gaps.values()),
+            "unmatched_approvals": self.unmatched_approvals,
         }
 
 
@@ -167,8 +220,9 @@ class Decision:
     events: tuple[str, ...]
     supersedes: str | None
     ruleset: str
-    evaluation: Mapping[str, Any] | None = None  # mu-average decisions only (engine/evaluation.py)
+    evaluation: Mapping[str, Any] | None = None  # mu-average decisions only (engine/decide/evaluation.py)
     surcharge_yuan_per_kwh: float | None = None  # differentiated electricity surcharge, D class only
+    status: str = "effective"  # proposed (needs an approval), effective, withdrawn, completed (verified)
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -184,6 +238,7 @@ class Decision:
             "basis": dict(self.basis),
             "evidence": {"findings": list(self.findings), "events": list(self.events)},
             "supersedes": self.supersedes,
+            "status": self.status,
             "ruleset": self.ruleset,
         }
         # optional fields are written only when set, so other decision records keep their bytes
@@ -194,4 +249,4 @@ class Decision:
         return record
 
 
-Record = Finding | Decision | Quarantined
+Record = Finding | Decision | DataGap | Quarantined

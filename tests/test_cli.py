@@ -65,7 +65,7 @@ def test_output_is_valid_against_the_record_schemas(city_log, tmp_path):
     assert rectify("run", str(city_log), "--out", str(out)).returncode == 0
     seen = set()
     validators = {name: jsonschema.Draft202012Validator(load_core_schema(f"{name}.schema.json"), format_checker=checker)
-                  for name in ("finding", "decision", "quarantine")}
+                  for name in ("finding", "decision", "quarantine", "data_gap")}
     for text in out.read_text().splitlines():
         record = json.loads(text)
         validators[record["record"]].validate(record)

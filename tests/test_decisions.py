@@ -56,7 +56,7 @@ def test_three_exceedances_give_an_order_and_a_missed_deadline_closes_by_law(eng
     assert records[-1] is closure
 
 
-def test_a_passing_verification_before_the_deadline_closes_the_order(engine, make_event):
+def test_a_passing_verification_before_the_deadline_completes_the_order(engine, make_event):
     def tail(events):
         return []
 
@@ -65,7 +65,9 @@ def test_a_passing_verification_before_the_deadline_closes_the_order(engine, mak
     more = [make_event("rectification.verified", "2024-05-01T00:00:00+08:00", {"decision": order.id, "passed": True}),
             make_event("energy.reported", "2024-07-01T00:00:00+08:00", {"period": "2024-06"}, subject=OTHER)]
     later = [r for e in more for r in engine.process(e)] + engine.flush()
-    assert decisions(later) == []
+    (done,) = decisions(later)  # a record that the order was carried out, and no escalation
+    assert (done.status, done.action, done.list, done.supersedes) == ("completed", "rectify", "scattered_polluted", order.id)
+    assert done.time == "2024-05-01T00:00:00+08:00" and done.events == (more[0]["id"],)
     assert engine.summary.orders_closed == 1 and engine.summary.open_orders == 0
 
 
@@ -85,12 +87,16 @@ def test_a_failed_verification_leaves_the_order_open(engine, make_event):
     assert engine.flush() == [] and engine.summary.open_orders == 1
 
 
-def test_a_failing_inspection_during_the_order_escalates_at_its_time(engine, make_event):
-    records, made = order_scenario(engine, make_event, lambda _: [
-        make_event("inspection.recorded", "2024-04-02T09:00:00+08:00", {"result": "fail", "violations": ["stack"]})])
-    order, closure = made
-    assert closure.action == "close_by_law" and closure.time == "2024-04-02T09:00:00+08:00"
-    assert closure.supersedes == order.id and closure.events == (records[-1].events[0],)
+def test_a_failing_inspection_during_the_order_is_evidence_not_a_closure(engine, make_event):
+    """Environmental Protection Law Art. 60: a failed inspection before the deadline does not close the
+    enterprise; it is evidence on the order, cited when the deadline passes and a closure is proposed."""
+    inspection = make_event("inspection.recorded", "2024-04-02T09:00:00+08:00", {"result": "fail", "violations": ["stack"]})
+    records, made = order_scenario(engine, make_event, lambda _: [inspection])
+    (order,) = made
+    assert engine.summary.open_orders == 1  # the run ended with the order still open
+    (closure,) = decisions(engine.flush(as_of="2024-06-08T00:00:00+08:00"))
+    assert (closure.action, closure.status, closure.time) == ("close_by_law", "proposed", order.deadline)
+    assert closure.supersedes == order.id and closure.events == (inspection["id"],)
 
 
 def test_as_of_escalates_at_the_end_of_a_replay(engine, make_event):

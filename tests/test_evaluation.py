@@ -241,7 +241,7 @@ def test_decisions_match_the_schema_and_other_decisions_keep_their_fields(fixtur
                      action="rectify", deadline=None, basis={"standard": "x"}, findings=(), events=(), supersedes=None,
                      ruleset="sha256:" + "0" * 64)
     assert list(plain.to_dict()) == ["record", "id", "rule", "rule_version", "enterprise", "time", "list", "action",
-                                     "deadline", "basis", "evidence", "supersedes", "ruleset"]
+                                     "deadline", "basis", "evidence", "supersedes", "status", "ruleset"]
     report = programme_report(records, {}, {"target_tax_per_mu": 600000})
     assert report["decisions"] == sum(report["by_list_action"].values()) == len(records)
     assert sum(report["evaluation"]["2023"]["classes"]["above"].values()) == 28

@@ -84,3 +84,34 @@ def test_error_points_at_the_column():
 def test_comparisons_agree_with_python(a, b):
     assert ev("judged > limit", judged=a, limit=b) is (a > b)
     assert ev("judged <= limit", judged=a, limit=b) is (a <= b)
+
+
+@pytest.mark.parametrize("text,upward", [
+    ("judged > limit", True), ("judged >= limit and enterprise.sub_sector != 'batik'", True),
+    ("limit < judged or data.x == 1", True), ("judged < limit", False), ("not judged > limit", False),
+    ("judged * 2 > limit", False), ("judged > judged", False), ("data.x == 1", True),
+])
+def test_upper_limits_are_recognised(text, upward):
+    from engine.judge.expressions import holds_upward, parse
+
+    assert holds_upward(parse(text), ("judged",)) is upward
+
+
+def test_a_benchmark_corrected_rule_must_be_an_upper_limit():
+    """The benchmark-volume correction can only raise a value: a rule it corrects must be an upper
+    limit, so that an exceedance without the correction's inputs is still an exceedance."""
+    import yaml
+
+    from engine.judge import RulePackError, compile_rules, parse_pack
+    from engine.plugins import RulePackSource
+
+    pack = {"pack": "t", "version": "1", "title": {"zh": "t", "en": "t"},
+            "parameters": {"bench": {"value": {"a": 10}, "unit": "m3/t"}},
+            "rules": [{"id": "t.low", "version": 1, "title": {"zh": "t", "en": "t"}, "category": "discharge",
+                       "applies_to": {"type": "discharge.measured", "pollutant": "w01018"}, "period": "day",
+                       "parameters": {"limit": {"value": 5, "unit": "mg/L"}}, "correction": {"benchmark_volume": "bench"},
+                       "condition": "judged < limit", "basis": {"standard": "x"}, "verified": True, "severity": "minor",
+                       "examples": [{"name": "x", "given": [{"type": "evaluation.closed", "time": "2024-01-01T00:00:00+08:00",
+                                                  "data": {"year": 2023}}], "expect": []}]}]}
+    with pytest.raises(RulePackError, match="upper limit"):
+        compile_rules([parse_pack(RulePackSource("t", "t.yaml", yaml.safe_dump(pack)))])

@@ -244,7 +244,7 @@ def test_a_gate_lets_through_only_readings_no_rule_fires_on(event, value, o2):
         data["o2_percent"] = o2
     candidate = dict(event, data=data)
     key = tuple(data.get(f, "N" if f == "flag" else None) for f in ("pollutant", "unit", "process", "point", "destination", "period", "flag"))
-    gate = lane._gate(event["type"], key, "o2_percent" in data, False)
+    gate = lane._gate(event["type"], key, "o2_percent" in data)
     if isinstance(gate, int):
         return
     inside = gate.low <= value <= gate.high and (gate.o2_free is None or value * gate.o2_free / (21.0 - data["o2_percent"]) <= gate.o2_high)
@@ -306,7 +306,7 @@ def bound_events() -> tuple[list[dict[str, Any]], int]:
             continue
         subject = subjects[sorted(rule.industries)[0] if rule.industries else "other"]
         for pollutant in sorted(rule.pollutants or ["a34013"]):
-            data: dict[str, Any] = {"outlet": "X1", "pollutant": pollutant, "period": rule.period}
+            data: dict[str, Any] = {"outlet": "X1", "pollutant": pollutant, "period": min(rule.periods)}
             if rule.type == "emission.measured":
                 data["process"] = sorted(rule.processes)[0] if rule.processes else "melting.electric"
             else:

@@ -18,7 +18,9 @@ def cupola(value, o2=None, period="hour", time="10:00", flag="N", process="melti
 
 
 def findings(engine, events):
-    return [r for r in engine.run(events) if hasattr(r, "rule")]
+    from engine import Finding
+
+    return [r for r in engine.run(events) if isinstance(r, Finding)]
 
 
 def test_o2_example_from_the_standard(engine, make_event):

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from engine import Engine, load_plugins
 from engine.cli import cli
-from engine.devtools.demo import generate_city, write_jsonl
+from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
@@ -60,7 +60,7 @@ class _Numbers(HTMLParser):
 def page(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     log = folder / "events.jsonl"
-    write_jsonl(generate_city(enterprises=300, days=1, seed=5).events, log)
+    write_jsonl(with_follow_up(generate_city(enterprises=300, days=1, seed=5), seed=5).events, log)
     out = folder / "report.html"
     result = CliRunner().invoke(cli, ["report", str(log), "--html", str(out)])
     assert result.exit_code == 0, result.output
@@ -99,28 +99,33 @@ def test_numbers_in_the_browser_match_the_decision_log(page, tmp_path):
     def number(key: str) -> float:
         return float(shown[key].replace(",", ""))
 
+    def key_of(d):  # list/route, and the status when not effective
+        return f"{d['list'] or 'unlisted'}/{d['action']}" + ("" if d["status"] == "effective" else f" ({d['status']})")
+
     # counts per list and route, straight from the log
-    per_key = Counter(f"{d['list'] or 'unlisted'}/{d['action']}" for d in decisions)
+    per_key = Counter(key_of(d) for d in decisions)
     assert number("decisions") == len(decisions)
     for key, count in per_key.items():
         assert number(f"list_action/{key}") == count, key
     # enterprises per list
     for name in ("backward_capacity", "high_consumption_low_efficiency", "scattered_polluted"):
-        assert number(f"enterprises/{name}") == len({d["enterprise"] for d in decisions if d["list"] == name})
+        assert number(f"enterprises/{name}") == len({d["enterprise"] for d in decisions
+                                                     if d["list"] == name and d["status"] != "withdrawn"})
     # by district and industry (list decisions)
     for prefix, field in (("district", "district"), ("industry", "industry")):
         groups: dict[str, Counter[str]] = {}
         for d in decisions:
             if d["list"] is not None:
                 group = registry[d["enterprise"]][field]
-                groups.setdefault(group, Counter())[f"{d['list']}/{d['action']}"] += 1
+                groups.setdefault(group, Counter())[key_of(d)] += 1
         assert groups
         for group, counts in groups.items():
             for key, count in counts.items():
                 assert number(f"{prefix}/{group}/{key}") == count, (group, key)
             assert number(f"{prefix}/{group}/total") == sum(counts.values())
-    # land freed: once per enterprise vacated, closed or eliminated
-    freed = {d["enterprise"] for d in decisions if d["action"] in ("vacate", "close_by_law", "eliminate")}
+    # land freed: once per enterprise whose vacate, eliminate or relocate order was verified as carried out
+    freed = {d["enterprise"] for d in decisions if d["action"] in ("vacate", "eliminate", "relocate_to_park")
+             and d["status"] == "completed"}
     land = round(sum(registry[e]["land_area_mu"] for e in freed), 3)
     assert freed and number("land_freed_mu") == pytest.approx(land, abs=0.006)
     assert number("progress/land_freed_mu/target") == 45000

@@ -189,7 +189,7 @@ DECISION = {
     "time": "2024-03-01T10:00:00+08:00", "list": "scattered_polluted", "action": "rectify",
     "deadline": "2024-06-01T00:00:00+08:00",
     "basis": {"standard": "GB 39726-2020", "clause": "8.3"},
-    "evidence": {"findings": ["f-1"], "events": ["e-1"]}, "supersedes": None, "ruleset": RULESET,
+    "evidence": {"findings": ["f-1"], "events": ["e-1"]}, "supersedes": None, "status": "effective", "ruleset": RULESET,
 }
 
 
@@ -208,6 +208,18 @@ def test_output_records():
     assert decision.is_valid({**DECISION, "list": None, "deadline": None,
                               "action": "close_by_law", "supersedes": "d-0"})
     assert not decision.is_valid({**DECISION, "action": "warn"})
+    assert decision.is_valid({**DECISION, "action": "close_by_law", "status": "proposed", "supersedes": "d-0", "deadline": None})
+    assert not decision.is_valid({**DECISION, "status": "pending"})
+    assert not decision.is_valid({k: v for k, v in DECISION.items() if k != "status"})
+
+    gap = _validator("urn:rectify:schema:data_gap")
+    record = {"record": "data_gap", "id": "G-" + "0" * 24, "rule": FINDING["rule"], "rule_version": 1, "plugin": "foundry",
+              "enterprise": SUBJECT, "time": FINDING["time"], "event": ["e-1"], "pollutant": "a34013", "period": "hour",
+              "reason": "o2_missing", "detail": "the limit is referenced to 15 % O2", "measured": {"value": 35.0, "unit": "mg/m3"},
+              "basis": {"standard": "GB 39726-2020"}, "ruleset": RULESET}
+    assert gap.is_valid(record)
+    assert not gap.is_valid({**record, "reason": "unknown"})
+    assert not gap.is_valid({**record, "id": "F-" + "0" * 24})
 
     quarantine = _validator("urn:rectify:schema:quarantine")
     record = {"record": "quarantine", "line": 3, "source": "events.jsonl", "raw": "{",

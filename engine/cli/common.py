@@ -147,7 +147,11 @@ def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
     if data["unavailable_readings"]:
         extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
     if data["late_readings"]:
-        extras.append(f"late minute readings {data['late_readings']}")
+        extras.append(f"late readings {data['late_readings']}")
+    if data["data_gaps_total"]:
+        extras.append("data gaps (not judged) " + ", ".join(f"{k} {v}" for k, v in data["data_gaps"].items()))
+    if data["unmatched_approvals"]:
+        extras.append(f"approvals naming no open proposal {data['unmatched_approvals']}")
     if extras:
         lines.append("; ".join(extras))
     if seconds is not None and seconds > 0:

@@ -9,7 +9,7 @@ import click
 import orjson
 
 from engine.cli.common import build_engine, progress_bar, summary_text
-from engine.devtools.demo import generate_city, write_jsonl
+from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
 from engine.ingest import JsonlFiles
 from engine.output import JsonlSink
 from engine.report import programme_report, report_text
@@ -23,9 +23,10 @@ from engine.run import Outputs, Run
 @click.option("--out-dir", default="rectify-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--progress/--no-progress", default=True)
 def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -> None:
-    """Generate a synthetic city, run it through every plugin, print a summary."""
+    """Generate a synthetic city and a year of the bureau's follow-up (verifications, deadlines,
+    approvals), run it through every plugin, print a summary."""
     started = time.perf_counter()
-    city = generate_city(seed=seed, enterprises=enterprises, days=days)
+    city = with_follow_up(generate_city(seed=seed, enterprises=enterprises, days=days), seed=seed)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     events_path = folder / "events.jsonl"

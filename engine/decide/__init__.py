@@ -10,9 +10,10 @@ through its adapter (rete.py, rete_detector.py). The mu-average evaluation is ev
 
 from engine.decide.evaluation import Evaluation, Method, MethodError, load_method, ranking_json, ranking_text
 from engine.decide.layer import DecisionLayer, Detector, Entry, Order, PlainDetector
-from engine.decide.rules import DecisionRule, InactiveDecision, compile_decisions
+from engine.decide.rules import ROUTE_DEADLINES, DecisionRule, InactiveDecision, compile_decisions, programme_parameters
 
 __all__ = [
+    "ROUTE_DEADLINES",
     "DecisionLayer",
     "DecisionRule",
     "Detector",
@@ -25,6 +26,7 @@ __all__ = [
     "PlainDetector",
     "compile_decisions",
     "load_method",
+    "programme_parameters",
     "ranking_json",
     "ranking_text",
 ]

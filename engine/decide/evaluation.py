@@ -32,7 +32,7 @@ import orjson
 import yaml
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
-from engine.normalise.readings import epoch_of
+from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision
 from engine.validate.schemas import core_validator
 
@@ -58,6 +58,7 @@ class Indicator:
     weight: float
     benchmark: str | float  # "mean" or a fixed value
     cap: float | None
+    zero_denominator: str = "zero"  # "zero": scores 0; "best": scores as the population's best (e.g. zero emissions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +85,13 @@ class Method:
     version: int
     title: str
     populations: tuple[Population, ...]
-    classes: tuple[tuple[str, Fraction], ...]
+    classes: tuple[tuple[str, Fraction], ...]  # by quota: (class, share in percent); empty with thresholds
+    thresholds: tuple[tuple[str, float | None], ...]  # by score: (class, minimum score; None for the last)
+    missing: str  # how an indicator without a value scores: "zero", or "mean" (the population's average score)
     digits: int
     exclusions: tuple[tuple[str, Compiled], ...] = field(repr=False, compare=False)
     list: str
+    orders: frozenset[str]  # listed routes that are orders with a deadline
     rules: tuple[ListingRule, ...]
     routes: tuple[tuple[str, Compiled], ...] = field(repr=False, compare=False)
     surcharge_when: Compiled | None = field(repr=False, compare=False)
@@ -100,6 +104,10 @@ class Method:
     @property
     def classify_rule(self) -> str:
         return self.id + ".classify"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.classes) or tuple(name for name, _ in self.thresholds)
 
 
 def _validator() -> jsonschema.Draft202012Validator:
@@ -185,15 +193,28 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
                 numerator=(num[0], num[1]), denominator=(den[0], den[1]), multiplier=float(ind.get("multiplier", 1)),
                 weight=float(ind["weight"]), benchmark=ind["benchmark"] if ind["benchmark"] == "mean" else float(ind["benchmark"]),
                 cap=None if ind.get("cap") is None else float(ind["cap"]),
+                zero_denominator=ind.get("zero_denominator", "zero"),
             ))
         check_params(spec["when"], f"population {spec['id']}")
         populations.append(Population(spec["id"], spec.get("title", spec["id"]),
                                       expression(spec["when"], f"population {spec['id']}"), tuple(indicators)))
-    classes = tuple((c["class"], Fraction(str(c["share"]))) for c in document["classes"])
-    if sum(share for _, share in classes) != 100:
-        raise MethodError(f"{origin}: class shares add up to {float(sum(s for _, s in classes))}, not 100")
-    if len({c for c, _ in classes}) != len(classes):
+    specs = document["classes"]
+    if len({c["class"] for c in specs}) != len(specs):
         raise MethodError(f"{origin}: a class appears twice")
+    classes: tuple[tuple[str, Fraction], ...] = ()
+    thresholds: tuple[tuple[str, float | None], ...] = ()
+    if all("share" in c for c in specs):
+        classes = tuple((c["class"], Fraction(str(c["share"]))) for c in specs)
+        if sum(share for _, share in classes) != 100:
+            raise MethodError(f"{origin}: class shares add up to {float(sum(s for _, s in classes))}, not 100")
+    elif all("min_score" in c for c in specs[:-1]) and not any("share" in c for c in specs) and "min_score" not in specs[-1]:
+        thresholds = tuple((c["class"], float(c["min_score"]) if "min_score" in c else None) for c in specs)
+        minimums = [m for _, m in thresholds[:-1]]
+        if any(a <= b for a, b in zip(minimums, minimums[1:])):  # type: ignore[operator]
+            raise MethodError(f"{origin}: class minimum scores must fall from the best class down")
+    else:
+        raise MethodError(f"{origin}: classes are either all by share (quotas adding up to 100) or all by min_score "
+                          "(from the best class down; the last class, without min_score, takes the rest)")
     listing = document["listing"]
     for rule in listing["rules"]:
         check_params(rule["when"], rule["id"])
@@ -217,9 +238,10 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
     digest = "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Method(
         name=document["method"], id=document["id"], version=document["version"], title=document["title"]["en"],
-        populations=tuple(populations), classes=classes, digits=int(document.get("score_digits", 6)),
+        populations=tuple(populations), classes=classes, thresholds=thresholds,
+        missing=document.get("missing_scores", "zero"), digits=int(document.get("score_digits", 6)),
         exclusions=tuple((e["id"], expression(e["when"], f"exclusion {e['id']}")) for e in document.get("exclusions", [])),
-        list=listing["list"],
+        list=listing["list"], orders=frozenset(listing.get("orders", ())),
         rules=tuple(ListingRule(r["id"], expression(r["when"], r["id"]), r["basis"]) for r in listing["rules"]),
         routes=tuple((r["action"], expression(r["when"], f"route {r['action']}")) for r in listing["routes"]),
         surcharge_when=expression(surcharge["when"], "surcharge") if surcharge is not None else None,
@@ -280,8 +302,10 @@ class Evaluation:
     one entry per enterprise whose last class was D (pruned when a year closes without it).
     """
 
-    def __init__(self, method: Method, ruleset: str, registration: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(self, method: Method, ruleset: str, registration: Callable[[str], Mapping[str, Any] | None],
+                 deadlines: Mapping[str, float] | None = None) -> None:
         self.method = method
+        self._deadlines = dict(deadlines or {})  # route -> days: listed routes become orders with a deadline
         self._ruleset = ruleset
         self._registration = registration
         self._finance: dict[int, dict[str, tuple[float, str, Mapping[str, Any]]]] = {}
@@ -363,15 +387,18 @@ class Evaluation:
     def _rank_population(self, population: Population, rows: list[tuple[Ranked, dict[str, Any]]], year: int, digits: int) -> None:
         method = self.method
         raw: dict[str, list[float | None]] = {}
+        zero: dict[str, set[int]] = {}  # rows whose denominator is a true zero (e.g. no emissions at all)
         for indicator in population.indicators:
             column: list[float | None] = []
-            for row, scope in rows:
+            zero[indicator.id] = set()
+            for index, (row, scope) in enumerate(rows):
                 numerator = (scope[indicator.numerator[0]] or {}).get(indicator.numerator[1])
                 denominator = (scope[indicator.denominator[0]] or {}).get(indicator.denominator[1])
                 if not _number(numerator) or not _number(denominator):
                     value, flag = None, MISSING
                 elif denominator == 0:
                     value, flag = None, ZERO_DENOMINATOR
+                    zero[indicator.id].add(index)
                 else:
                     value, flag = numerator / denominator * indicator.multiplier, None
                     if not math.isfinite(value):
@@ -389,18 +416,32 @@ class Evaluation:
             else:
                 benchmark = float(indicator.benchmark)
             usable = benchmark is not None and benchmark > 0
+            scores: list[float | None] = []
             for index, (row, _) in enumerate(rows):
-                cell = row.indicators[indicator.id]
                 value = column[index]
                 if value is None or not usable:
-                    score = 0.0
+                    scores.append(None)
                     if value is not None:
-                        cell["flag"] = NO_BENCHMARK
-                else:
-                    assert benchmark is not None
-                    score = indicator.weight * value / benchmark
-                    if indicator.cap is not None:
-                        score = min(score, indicator.cap)
+                        row.indicators[indicator.id]["flag"] = NO_BENCHMARK
+                    continue
+                assert benchmark is not None
+                score = indicator.weight * value / benchmark
+                scores.append(min(score, indicator.cap) if indicator.cap is not None else score)
+            scored = [x for x in scores if x is not None]
+            # a true zero denominator on a "best" indicator (no emissions at all) scores as the best
+            # in the population (the cap, when set); a missing value scores 0, or the mean score
+            best = indicator.cap if indicator.cap is not None else max(scored, default=indicator.weight)
+            average = math.fsum(scored) / len(scored) if scored else 0.0
+            for index, (row, _) in enumerate(rows):
+                cell = row.indicators[indicator.id]
+                score = scores[index]
+                if score is None:
+                    if index in zero[indicator.id] and indicator.zero_denominator == "best":
+                        score = best
+                    elif cell["flag"] == MISSING and method.missing == "mean":
+                        score = average
+                    else:
+                        score = 0.0
                 cell["benchmark"] = None if benchmark is None else round(benchmark, digits)
                 cell["score"] = round(score, digits)
                 totals[index].append(score)
@@ -411,13 +452,16 @@ class Evaluation:
         bounds = class_bounds(size, method.classes)
         for position, row in enumerate(ordered, start=1):
             row.rank, row.size = position, size
-            row.klass = next(name for name, last in bounds if position <= last)
+            if bounds:
+                row.klass = next(name for name, last in bounds if position <= last)
+            else:  # by score thresholds
+                row.klass = next(name for name, low in method.thresholds if low is None or (row.score or 0.0) >= low)
             row.tied = any(0 <= j < size and ordered[j].score == row.score for j in (position - 2, position))
         by_row = {id(row): scope for row, scope in rows}
         for row in ordered:
             scope = by_row[id(row)]
             previous = self._streak.get(row.enterprise)
-            if row.klass == method.classes[-1][0]:
+            if row.klass == method.class_names[-1]:
                 row.consecutive_d_years = previous[1] + 1 if previous is not None and previous[0] == year - 1 else 1
             scope["indicator"] = dict(row.values)
             scope["evaluation"] = {"year": year, "population": row.population, "class": row.klass, "score": row.score,
@@ -446,7 +490,7 @@ class Evaluation:
         order = {p.id: n for n, p in enumerate(self.method.populations)}
         ranked = sorted((r for r in ranking if r.rank is not None), key=lambda r: (order[r.population or ""], r.rank or 0))
         out: list[Decision] = []
-        last_class = self.method.classes[-1][0]
+        last_class = self.method.class_names[-1]
         for row in ranked:
             previous = self._streak.get(row.enterprise)
             supersedes = previous[2] if previous is not None and row.consecutive_d_years > 1 else None
@@ -513,9 +557,11 @@ class Evaluation:
         events = tuple(sorted((row.finance_event, event["id"])))
         key = "|".join((rule, str(method.version), row.enterprise, event["time"], action, "", ",".join(events),
                         supersedes or "", str(year)))
+        days = self._deadlines.get(action) if listed is not None and action in method.orders else None
         return Decision(
             id="D-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule, rule_version=method.version,
-            enterprise=row.enterprise, time=event["time"], list=listed, action=action, deadline=None, basis=basis,
+            enterprise=row.enterprise, time=event["time"], list=listed, action=action,
+            deadline=plus_days(event["time"], days) if days is not None else None, basis=basis,
             findings=(), events=events, supersedes=supersedes, ruleset=self._ruleset,
             evaluation=row.evaluation(method, year), surcharge_yuan_per_kwh=row.surcharge,
         )

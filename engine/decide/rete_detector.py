@@ -11,8 +11,10 @@ facts (through engine/decide/rete.py, which honours every measured quirk of dura
 - deadlines vs the event-time clock: order facts `{kind: order, oid, enterprise, d}` and a
   per-enterprise clock fact `{kind: clock, enterprise, t}`; the rule fires when t > d
   (no timers: durable_rules' own timers use the wall clock);
-- sequences: a verification fact joined to an open order of the same enterprise with
-  e <= d closes it; a failing-inspection fact joined to open orders escalates them.
+- sequences: a passing verification fact joined to its open order of the same enterprise with
+  e <= d completes it; a failing one with e >= d escalates it; a failing-inspection (or early
+  failing verification) fact joined to the enterprise's orders with e <= d finds the running
+  orders it is evidence on.
 
 Posting is one message at a time on one SafeHost with no background threads, so the action
 order is replayable. tests/test_backends.py proves this backend and the reference give
@@ -62,7 +64,11 @@ def decision_ruleset(rules: Iterable[DecisionRule], sink: Callable[[str, Any], N
         "all": [order, {"v": {"$and": [{"kind": "verified"}, _same("o"), {"decision": {"o": "oid"}}, {"$lte": {"e": {"o": "d"}}}]}}],
         "run": lambda c: sink("verified", c.o.oid),
     }
-    definition["failed_inspection_during_order"] = {
+    definition["failed_at_or_after_deadline"] = {
+        "all": [order, {"u": {"$and": [{"kind": "unverified"}, _same("o"), {"decision": {"o": "oid"}}, {"$gte": {"e": {"o": "d"}}}]}}],
+        "run": lambda c: sink("late", c.o.oid),
+    }
+    definition["order_running"] = {
         "all": [order, {"i": {"$and": [{"kind": "inspection"}, _same("o"), {"$lte": {"e": {"o": "d"}}}]}}],
         "run": lambda c: sink("inspected", c.o.oid),
     }
@@ -75,7 +81,7 @@ class ReteDetector:
     name = "rete"
 
     def __init__(self, rules: Iterable[DecisionRule], shards: int = 2400) -> None:
-        self._signals: dict[str, list[Any]] = {"count": [], "due": [], "verified": [], "inspected": []}
+        self._signals: dict[str, list[Any]] = {"count": [], "due": [], "verified": [], "late": [], "inspected": []}
         self.host = SafeHost()
         self.rete = ShardedRuleset(self.host, "decisions", decision_ruleset(rules, self._signal),
                                    SidMap(shards=shards), numeric_fields=_NUMERIC)
@@ -155,7 +161,12 @@ class ReteDetector:
         found = self._probe(enterprise, fact, "verified")
         return found[0] if found else None
 
-    def failed_inspection(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
+    def failed_late(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None:
+        fact = {"id": self._id("u"), "kind": "unverified", "enterprise": enterprise, "decision": decision, "e": float(epoch)}
+        found = self._probe(enterprise, fact, "late")
+        return found[0] if found else None
+
+    def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
         fact = {"id": self._id("i"), "kind": "inspection", "enterprise": enterprise, "e": float(epoch)}
         return sorted(set(self._probe(enterprise, fact, "inspected")))
 

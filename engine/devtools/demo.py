@@ -27,13 +27,13 @@ import random
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from engine.validate.uscc import make_uscc
 
-__all__ = ["AUTHORITY", "DemoCity", "VIOLATION_TAGS", "generate_city", "write_jsonl"]
+__all__ = ["AUTHORITY", "DemoCity", "VIOLATION_TAGS", "generate_city", "with_follow_up", "write_jsonl"]
 
 _CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _OFFSET = "+08:00"
@@ -53,6 +53,10 @@ _DISTRICTS: tuple[tuple[str, str, str], ...] = (
     ("Yuyao", "330281", "余姚"),
     ("Cixi", "330282", "慈溪"),
 )
+# the people's government of each district, county or county-level city (approves closures)
+_GOVERNMENT = {"海曙": "宁波市海曙区", "江北": "宁波市江北区", "北仑": "宁波市北仑区", "镇海": "宁波市镇海区",
+               "鄞州": "宁波市鄞州区", "奉化": "宁波市奉化区", "象山": "象山县", "宁海": "宁海县", "余姚": "余姚市",
+               "慈溪": "慈溪市"}
 _NAME_WORDS = (
     "鑫达", "恒通", "宏远", "华兴", "永盛", "金源", "瑞丰", "天成", "海诚", "联创",
     "精工", "博远", "嘉禾", "盛泰", "宇航", "东升", "明辉", "信达", "康顺", "伟业",
@@ -197,6 +201,62 @@ def generate_city(
     return DemoCity(events=log.events(), violators=violators, enterprises=enterprises)
 
 
+def with_follow_up(city: DemoCity, *, seed: int = 2024) -> DemoCity:
+    """The city a year on: what the bureau does with the decisions of `city`'s log.
+
+    The log is run once (the batch path, in memory) to find the orders and the closure
+    proposals it leads to; then, from a separate generator: about 70 % of the orders are
+    verified as carried out before their deadline, about 10 % fail a verification first; the
+    deadlines of the rest pass (a closure is proposed); a month after the last deadline the
+    people's government approves about 80 % of the proposals and withdraws the others. The
+    new events (ids `demo-f…`) follow the city's own, in time order.
+    """
+    from engine.pipeline import Engine
+    from engine.records import Decision
+
+    rng = random.Random(f"{seed}/follow-up")
+    orders = [r for r in Engine().run_batch(city.events) if isinstance(r, Decision) and r.deadline is not None]
+    log = _Log()
+    last = max((o.deadline for o in orders), default=None)
+    for order in orders:
+        start, deadline = datetime.fromisoformat(order.time), datetime.fromisoformat(order.deadline or "")
+        span = (deadline - start).total_seconds()
+        roll = rng.random()
+        if roll < 0.8:
+            if roll >= 0.7:  # a failing verification first: evidence on the order, not a closure
+                log.add(_at(start, span * rng.uniform(0.2, 0.4)), "demo/bureau", "rectification.verified", order.enterprise,
+                        {"decision": order.id, "passed": False})
+            if roll < 0.7 or rng.random() < 0.5:
+                log.add(_at(start, span * rng.uniform(0.5, 0.95)), "demo/bureau", "rectification.verified", order.enterprise,
+                        {"decision": order.id, "passed": True})
+    if last is not None:  # the deadlines of the others pass; closures are proposed at their deadlines
+        ahead = [*city.events, *_renumbered(log.events())]
+        proposals = [r for r in Engine().run_batch(ahead, as_of=_at(datetime.fromisoformat(last), 60))
+                     if isinstance(r, Decision) and r.status == "proposed"]
+        approval = datetime.fromisoformat(last) + timedelta(days=30)
+        governments = {code: name for _, code, name in _DISTRICTS}
+        for number, proposal in enumerate(proposals, start=1):
+            approved = rng.random() < 0.8
+            place = governments.get(proposal.enterprise[2:8], "")
+            log.add(_at(approval, 3600 * (number % 8)), "demo/government", "approval.recorded", proposal.enterprise,
+                    {"decision": proposal.id, "approved": approved, "authority": f"{_GOVERNMENT.get(place, '宁波市')}人民政府",
+                     "document": f"{place[:1] or '甬'}政发〔{approval.year}〕{number}号",
+                     **({} if approved else {"note": "整改已完成，不予关停"})})
+    return DemoCity(events=[*city.events, *_renumbered(log.events())], violators=city.violators,
+                    enterprises=city.enterprises)
+
+
+def _renumbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Follow-up events get ids of their own (`demo-f…`), apart from the city's."""
+    return [{**event, "id": event["id"].replace("demo-", "demo-f")} for event in events]
+
+
+def _at(start: datetime, seconds: float) -> str:
+    """An RFC 3339 time `seconds` after `start`, to the minute."""
+    moment = start + timedelta(seconds=seconds)
+    return moment.replace(second=0, microsecond=0).isoformat()
+
+
 def write_jsonl(events: Iterable[dict[str, Any]], path: Path) -> int:
     """Write one compact JSON object per line (UTF-8, \\n); returns the number written."""
     count = 0
@@ -331,13 +391,15 @@ def _register(
         else:
             destination = rng.choices(("park_plant", "municipal", "direct", "indirect"), (45, 35, 12, 8))[0]
         profile["destination"] = destination
+        profile["sub_sector"] = data["sub_sector"]
     elif kind == "plating":
         equipment.append((
             "PLT01",
             "plating_line",
             {"cyanide": "plating_cyanide" in tags, "layers": rng.choice(("single", "multi")),
-             "plating": rng.choice(("zinc", "nickel", "chromium", "copper"))},
+             "metal": rng.choice(("zinc", "nickel", "chromium", "copper"))},
         ))
+        profile["layers"] = equipment[-1][2]["layers"]
         profile["destination"] = (
             rng.choice(("municipal", "direct"))
             if not in_park
@@ -447,8 +509,16 @@ def _monitor(
                     "value": round(rng.uniform(low, high), 1), "unit": "mg/m3", "period": "hour",
                     "flag": flag})
         destination = profile["destination"]
+        water = random.Random(f"water/{code}")
         for day in days:
             time = f"{day.isoformat()}T00:00:00{_OFFSET}"
+            # the day's plated area and wastewater: usually under the GB 21900 benchmark volume
+            # (single 200 / multi 500 L per m2), about 1 firm in 10 over it
+            area = round(water.uniform(200, 3000))
+            per_m2 = {"single": 200, "multi": 500}[profile["layers"]] * (water.uniform(1.05, 1.4) if water.random() < 0.1
+                                                                         else water.uniform(0.5, 0.95))
+            volume = {"volume_m3": round(area * per_m2 / 1000, 1),
+                      "production": {"quantity": area, "unit": "m2", "category": profile["layers"]}}
             ni = rng.uniform(0.6, 1.2) if "plating_ni" in tags else rng.uniform(0.05, 0.3)
             # HJ 212 reports Cr6+ in ug/L: 250-400 ug/L is 0.25-0.4 mg/L, over the 0.2 limit
             cr6 = rng.uniform(250, 400) if "plating_cr6_ugl" in tags else rng.uniform(10, 120)
@@ -461,7 +531,7 @@ def _monitor(
                 add(time, "demo/wastewater", "discharge.measured", code, {
                     "outlet": outlet, "point": point, "destination": destination,
                     "pollutant": pollutant, "value": value, "unit": unit, "period": "day",
-                    "flag": "N"})
+                    "flag": "N", **volume})
     elif kind == "dyeing":
         destination = profile["destination"]
         if destination == "park_plant":  # relaxed 500 / 150
@@ -470,8 +540,17 @@ def _monitor(
             cod, bod = (60, 150), (10, 35)
         else:  # direct, or municipal which must meet the direct limits 80 / 20
             cod, bod = (30, 60), (5, 15)
+        water = random.Random(f"water/{code}")
+        category = profile["sub_sector"]
         for day in days:
             time = f"{day.isoformat()}T00:00:00{_OFFSET}"
+            # the day's output (t) and wastewater: usually under the GB 4287 benchmark volume
+            # (cotton woven 140 / knitted 85 / silk woven 300 m3 per t), about 1 firm in 10 over it
+            tonnes = round(water.uniform(2, 30), 1)
+            per_t = {"cotton_woven": 140, "knitted": 85, "silk_woven": 300}[category] * (
+                water.uniform(1.05, 1.3) if water.random() < 0.1 else water.uniform(0.5, 0.95))
+            volume = {"volume_m3": round(tonnes * per_t, 1),
+                      "production": {"quantity": tonnes, "unit": "t", "category": category}}
             cod_value = rng.uniform(90, 150) if "dyeing_cod_direct" in tags else rng.uniform(*cod)
             for pollutant, value, unit in (
                 ("w01018", round(cod_value, 1), "mg/L"),
@@ -482,7 +561,7 @@ def _monitor(
                 add(time, "demo/wastewater", "discharge.measured", code, {
                     "outlet": "DW001", "point": "plant", "destination": destination,
                     "pollutant": pollutant, "value": value, "unit": unit, "period": "day",
-                    "flag": "N"})
+                    "flag": "N", **volume})
 
 
 def _energy(
@@ -564,10 +643,11 @@ def _inspect(rng: random.Random, log: _Log, firm: _Firm, days: Sequence[date]) -
 
 def _finance(rng: random.Random, log: _Log, firm: _Firm, profile: dict[str, Any], year: int, time: str) -> None:
     """finance.reported for the mu-average year: six indicators' inputs above size, tax and
-    electricity below size. Tax per mu is log-normal, so some plants of >= 3 mu pay < 40,000."""
+    electricity below size. Tax per mu is log-normal (docs/demo.md, calibration): about 4 % of
+    the plants of >= 3 mu pay < 40,000 yuan per mu (the low-tax rule), the D class is 5 %."""
     land = profile["land_area_mu"]
     if profile["scale"] == "above":
-        tax = land * rng.lognormvariate(11.7, 0.7)  # median about 120,000 yuan/mu
+        tax = land * rng.lognormvariate(12.43, 0.7)  # median about 250,000 yuan/mu
         value_added = tax * rng.uniform(4, 10)
         revenue = value_added * rng.uniform(3, 5)
         energy = value_added / rng.uniform(10_000, 60_000)
@@ -579,7 +659,7 @@ def _finance(rng: random.Random, log: _Log, firm: _Firm, profile: dict[str, Any]
             "emissions_kg": round(value_added / rng.uniform(20_000, 200_000), 1),
         }
     else:
-        tax = land * rng.lognormvariate(10.8, 0.8)  # median about 50,000 yuan/mu
+        tax = land * rng.lognormvariate(11.4, 0.6)  # median about 90,000 yuan/mu
         data = {"year": year, "tax_yuan": round(tax), "revenue_yuan": round(tax * rng.uniform(15, 40)),
                 "electricity_kwh": round(tax * rng.uniform(0.5, 4))}
     log.add(time, "demo/finance", "finance.reported", firm.code, data)

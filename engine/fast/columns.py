@@ -5,7 +5,7 @@ reading) arrives with its event time, content digest and rule-relevant fields as
 For a window of rows in input order this lane:
 
 * gates: rows are grouped by what the rule index and corrections look at (type, pollutant,
-  unit, process, point, destination, period, flag, whether O₂ and a volume are given); each
+  unit, process, point, destination, period, flag, whether O₂ is given); each
   group gets the judge's own `Gate` (`Judge.screen`, engine/judge/thresholds.py: cuts from
   each rule's threshold and the `corrected` arithmetic), and the cuts are compared with the
   value column in numpy. A row outside the cuts is judged exactly by `Gate.fires`;
@@ -137,11 +137,10 @@ class ColumnLane:
         value = sub.column("value").to_numpy()
         o2 = sub.column("o2_percent").to_numpy()
         has_o2 = ~np.isnan(o2)
-        has_volume = ~np.isnan(sub.column("volume_m3").to_numpy())
         combined = np.zeros(len(typed_rows), dtype=np.int64)
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
-        combined = (combined * 2 + has_o2) * 2 + has_volume
+        combined = combined * 2 + has_o2
         groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
         count = len(groups)
         status = np.zeros(count, dtype=np.int8)
@@ -150,7 +149,7 @@ class ColumnLane:
         gates: list[Gate | None] = [None] * count
         for g, row in enumerate(first.tolist()):
             key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
-            gate = self._gate(key, bool(has_o2[row]), bool(has_volume[row]))
+            gate = self._gate(key, bool(has_o2[row]))
             if isinstance(gate, int):
                 status[g] = gate
                 low[g], high[g] = -np.inf, np.inf
@@ -170,14 +169,14 @@ class ColumnLane:
         kind[typed_rows] = row_status
         return kind
 
-    def _gate(self, key: tuple[Any, ...], has_o2: bool, has_volume: bool) -> Gate | int:
-        found = self._gates.get(key + (has_o2, has_volume))
+    def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
+        found = self._gates.get(key + (has_o2,))
         if found is None:
             event_type, pollutant, unit, process, point, destination, period, flag = key
             screened = self.engine.judge.screen(event_type, pollutant, unit, process, point, destination, period,
-                                                flag if flag is not None else "N", has_o2, has_volume)
+                                                flag if flag is not None else "N", has_o2)
             found = _EXACT if screened is None else _UNAVAILABLE if screened == UNAVAILABLE else screened  # type: ignore[assignment]
-            self._gates[key + (has_o2, has_volume)] = found  # type: ignore[assignment]
+            self._gates[key + (has_o2,)] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
 
     def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, ids: list[Any]) -> None:
@@ -201,10 +200,11 @@ class ColumnLane:
                 out: list[Record]) -> None:
         """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
         in bulk when it cannot pass a deadline (nothing falls due below the clock, so the deadline
-        search runs only when time moves on), else row by row up to the row that would pass one,
-        which is taken exactly (its order escalates at its place), and on after it."""
+        search runs only when time moves on) and no enterprise is watched, else row by row up to
+        the row that would pass one, or that belongs to a watched enterprise (its next event
+        decides): that row is taken exactly (an order escalates at its place), and on after it."""
         decisions = self.engine.decisions
-        if top <= decisions.clock or top <= decisions.quiet_until():
+        if not decisions.watched and (top <= decisions.clock or top <= decisions.quiet_until()):
             self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
                                              unavailable)
             return
@@ -214,8 +214,9 @@ class ColumnLane:
         size = last - first
         while begin < size:
             limit = decisions.quiet_until()
+            watched = decisions.watched  # an enterprise whose next event decides is taken exactly
             end = begin
-            while end < size and epochs[first + end] <= limit:
+            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched):
                 end += 1
             if end > begin:
                 span = range(first + begin, first + end)

@@ -158,8 +158,8 @@ class FastLane:
             return
         invalid = plan.failing(columns)
         event_type, _, data_keys = signature
-        has_o2, has_volume = "o2_percent" in data_keys, "volume_m3" in data_keys or "production" in data_keys
-        gates = self._gates.setdefault((event_type, has_o2, has_volume), {})
+        has_o2 = "o2_percent" in data_keys
+        gates = self._gates.setdefault((event_type, has_o2), {})
         fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
         values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
         id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
@@ -169,7 +169,7 @@ class FastLane:
             valid[rows[p]] = True
             gate = gates.get(key)
             if gate is None:
-                gate = gates[key] = self._gate(event_type, key, has_o2, has_volume)
+                gate = gates[key] = self._gate(event_type, key, has_o2)
             if isinstance(gate, int):  # _EXACT, or _UNAVAILABLE (counted, never judged)
                 if gate == _EXACT:
                     continue
@@ -200,8 +200,8 @@ class FastLane:
             self._plans[signature] = planned
         return self._plans[signature]
 
-    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool, has_volume: bool) -> Gate | int:
-        screened = self.engine.judge.screen(event_type, *key, has_o2, has_volume)
+    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
+        screened = self.engine.judge.screen(event_type, *key, has_o2)
         if screened is None:
             return _EXACT  # a unit error, the hourly window, or a rule beyond thresholds
         if screened == UNAVAILABLE:
@@ -239,21 +239,26 @@ class FastLane:
         """A run of quiet events: counters, ids and the clock in bulk.
 
         An event that moves the clock past an open order's deadline is not quiet after all
-        (the order escalates at its place): it is taken exactly, and the run goes on after it.
+        (the order escalates at its place), nor is one of an enterprise the decision layer
+        watches (its next measurement decides, e.g. discharging without a permit): it is taken
+        exactly, and the run goes on after it. Both are judged on the state the rows before left.
         """
         decisions = self.engine.decisions
         epochs = sorting.epochs[run.start:run.stop]
+        subjects = sorting.subjects
         start = 0
         while start < len(epochs):
             highest = max(epochs[start:])
             # nothing can fall due below the clock: the deadline search only when time moves on
             limit = decisions.clock if highest <= decisions.clock else decisions.quiet_until()
+            watched = decisions.watched
             stop = start
             top = -math.inf
-            if highest <= limit:
+            if not watched and highest <= limit:
                 stop, top = len(epochs), max(epochs[start:])
             else:
-                while stop < len(epochs) and epochs[stop] <= limit:
+                while (stop < len(epochs) and epochs[stop] <= limit
+                       and not (watched and subjects[run.start + stop] in watched)):
                     top = max(top, epochs[stop])
                     stop += 1
             if stop > start:

@@ -244,6 +244,23 @@ def names(node: Node) -> list[tuple[str, ...]]:
 _NODE_KINDS = {"or", "and", "not", "compare", "in", "list", "arith", "neg", "const", "name", "call"}
 
 
+def holds_upward(node: Node, name: tuple[str, ...]) -> bool:
+    """Whether a condition that holds stays true when `name` grows (an upper limit): `name`
+    appears only as `name > x`, `name >= x` (or `x < name`, `x <= name`) inside and/or."""
+    kind = node[0]
+    if kind in ("and", "or"):
+        return holds_upward(node[1], name) and holds_upward(node[2], name)
+    if name not in names(node):
+        return True
+    if kind == "compare":
+        op, left, right = node[1], node[2], node[3]
+        if left[:2] == ("name", name) and op in (">", ">=") and name not in names(right):
+            return True
+        if right[:2] == ("name", name) and op in ("<", "<=") and name not in names(left):
+            return True
+    return False
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -28,7 +28,7 @@ class RuleIndex:
         if found is None:
             found = tuple(
                 r for r in self.candidates(event_type, pollutant)
-                if r.period == period
+                if period in r.periods
                 and (r.processes is None or process in r.processes)
                 and (r.points is None or point in r.points)
                 and (r.destinations is None or destination in r.destinations)

@@ -22,7 +22,7 @@ from engine.judge.index import RuleIndex
 from engine.judge.rulepacks import Rule
 from engine.normalise.readings import Reading
 from engine.plugins import Metric
-from engine.records import Finding
+from engine.records import DataGap, Finding
 from engine.units import BENCHMARK_UNITS, UnitError, round_judged, to_canonical
 
 UNAVAILABLE, WINDOW, JUDGE = "unavailable", "window", "judge"
@@ -30,11 +30,13 @@ UNAVAILABLE, WINDOW, JUDGE = "unavailable", "window", "judge"
 Registration = Callable[[str], Mapping[str, Any] | None]
 
 
-def route(period: str, flag: str) -> str:
-    """What becomes of a valid reading before any rule looks at it (UNAVAILABLE, WINDOW or JUDGE)."""
+def route(event_type: str, period: str, flag: str) -> str:
+    """What becomes of a valid reading before any rule looks at it: UNAVAILABLE (a flag other than
+    N: counted, never judged), WINDOW (minute values go to hourly means; hourly wastewater values
+    to daily means), or JUDGE (at its own period)."""
     if flag != "N":
         return UNAVAILABLE
-    if period == "minute":
+    if period == "minute" or (period == "hour" and event_type == "discharge.measured"):
         return WINDOW
     return JUDGE
 
@@ -87,13 +89,17 @@ class Judge:
 
     # ---- readings -----------------------------------------------------------------------
 
-    def reading(self, reading: Reading, period: str) -> list[Finding]:
-        """Findings of one reading (or hourly mean) judged at `period`, in rule-id order."""
+    def reading(self, reading: Reading, period: str, minimum: int | None = None) -> list[Finding | DataGap]:
+        """Findings of one reading (or mean) judged at `period`, in rule-id order, and a data gap
+        for each applicable rule that cannot judge it: the limit is referenced to O2 and no O2
+        was measured; a daily benchmark-volume correction lacks its inputs (unless the measured
+        value already exceeds, which the correction could only raise); a mean of fewer than
+        `minimum` values."""
         registration = self._registration(reading.enterprise)
         industry = registration.get("industry") if registration is not None else None
         eia = registration.get("eia_approved_on") if registration is not None else None
         day = reading.time[:10]
-        findings: list[Finding] = []
+        out: list[Finding | DataGap] = []
         for rule in self.index.for_reading(reading.type, reading.pollutant, reading.process, reading.point,
                                            reading.destination, period):
             if rule.industries is not None and industry not in rule.industries:
@@ -101,7 +107,19 @@ class Judge:
             if rule.windows is not None and not rule.applies_on(day, eia):
                 continue
             measured, judged, factor, reference = corrected(rule, reading.value, reading.unit, reading.o2, reading.process)
-            ratio, note = (None, {}) if rule.benchmark is None else benchmark_ratio(rule, reading.data)
+            if minimum is not None and reading.count < minimum:
+                out.append(self.gap(rule, reading, period, "too_few_values",
+                                    f"a {period} mean of {reading.count} valid value(s); the authority's minimum is {minimum}",
+                                    measured))
+                continue
+            if reference is not None and factor is None:
+                out.append(self.gap(rule, reading, period, "o2_missing",
+                                    f"the limit is referenced to {reference:g} % O2 for process {reading.process}; "
+                                    "the reading carries no O2 (o2_percent)", measured))
+                continue
+            ratio, note = None, {}
+            if rule.benchmark is not None and period == "day":  # the standards' accounting period is one working day
+                ratio, note = benchmark_ratio(rule, reading.data)
             if ratio is not None and ratio > 1:
                 judged *= ratio
             rounded = _round(judged)
@@ -114,21 +132,34 @@ class Judge:
                     value = rule.measure(scope)
                     scope["judged"] = rounded = _round(value) if value is not None else None
                 fire = rule.condition(scope) is True
+            if note and ratio is None:  # the correction could not be made; it could only raise the value
+                if not fire:
+                    out.append(self.gap(rule, reading, period, "benchmark_inputs_missing",
+                                        f"the benchmark-volume correction cannot be made: {note['reason']}", measured))
+                    continue
+                note = {**note, "reason": note["reason"] + "; the measured concentration exceeds the limit already"}
             if not fire:
                 continue
             corrections: list[dict[str, Any]] = []
             if reading.raw_unit != rule.unit:
                 corrections.append({"kind": "unit", "from": reading.raw_unit, "to": rule.unit})
             if reference is not None:
-                if factor is None:
-                    corrections.append({"kind": "o2", "reference": reference, "measured": None, "applied": False})
-                else:
-                    corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
-            if ratio is not None or note.get("reason"):
+                corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
+            if note:
                 corrections.append({**note, "kind": "benchmark_volume"})
-            findings.append(self.finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
-                                         {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
-        return findings
+            out.append(self.finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
+                                    {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
+        return out
+
+    def gap(self, rule: Rule, reading: Reading, period: str, reason: str, detail: str, measured: float) -> DataGap:
+        """The record of a reading `rule` could not judge (engine/records.py `DataGap`)."""
+        key = "|".join((rule.id, str(rule.version), reading.enterprise, reading.time, ",".join(reading.event_ids), reason))
+        return DataGap(
+            id="G-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule.id, rule_version=rule.version,
+            plugin=rule.plugin, enterprise=reading.enterprise, time=reading.time, event=reading.event_ids,
+            pollutant=reading.pollutant, period=period, reason=reason, detail=detail,
+            measured={"value": _round(measured), "unit": rule.unit}, basis=rule.basis, ruleset=self.ruleset,
+        )
 
     # ---- facts ----------------------------------------------------------------------------
 
@@ -188,9 +219,9 @@ class Judge:
     # ---- the batch path ---------------------------------------------------------------------
 
     def screen(self, event_type: str, pollutant: str, unit: str, process: str | None, point: str | None,
-               destination: str | None, period: str, flag: str, has_o2: bool, has_volume: bool) -> Gate | str | None:
+               destination: str | None, period: str, flag: str, has_o2: bool) -> Gate | str | None:
         """How the batch path may take valid readings of one group (same type, pollutant, unit,
-        process, point, destination, period, flag, and whether O₂ and a volume are given):
+        process, point, destination, period, flag, and whether O₂ is given):
 
         UNAVAILABLE (counted, never judged), a `Gate` (quiet unless the gate lets it through),
         or None (only the per-event path can say: a unit error, the hourly window, a rule
@@ -199,13 +230,13 @@ class Judge:
             to_canonical(pollutant, 1.0, unit)
         except UnitError:
             return None  # quarantined on the per-event path, with its message
-        path = route(period, flag)
+        path = route(event_type, period, flag)
         if path == UNAVAILABLE:
             return UNAVAILABLE
         if path == WINDOW:
             return None
         rules = self.index.for_reading(event_type, pollutant, process, point, destination, period)
-        return build_gate(rules, pollutant, unit, process, has_o2, has_volume)
+        return build_gate(rules, pollutant, unit, process, period, has_o2)
 
 
 def applicable(rule: Rule, registration: Mapping[str, Any] | None, day: str, *, process: str | None = None,
@@ -226,19 +257,23 @@ def applicable(rule: Rule, registration: Mapping[str, Any] | None, day: str, *, 
 
 
 def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
-    """GB 4287 / GB 21900: actual volume ÷ benchmark volume for the production, when data carry both."""
+    """GB 4287 / GB 21900: actual volume ÷ benchmark volume Σ Yᵢ·Qᵢ for the day's production (one
+    category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made."""
+    assert rule.benchmark is not None and rule.benchmark_unit is not None
     volume, production = data.get("volume_m3"), data.get("production")
     if volume is None or production is None:
-        return None, {}
-    assert rule.benchmark is not None and rule.benchmark_unit is not None
-    category = production.get("category")
-    per_unit = rule.benchmark.get(category) if category is not None else None
+        missing = " and ".join(name for name, v in (("volume_m3", volume), ("production", production)) if v is None)
+        return None, {"applied": False, "reason": f"the reading carries no {missing}"}
     product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
-    if per_unit is None:
-        return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
-    if production.get("unit") != product_unit:
-        return None, {"applied": False, "reason": f"production unit {production.get('unit')!r}, benchmark is per {product_unit}"}
-    benchmark_m3 = production["quantity"] * per_unit * to_m3
+    benchmark_m3 = 0.0
+    for item in production if isinstance(production, list) else [production]:
+        category = item.get("category")
+        per_unit = rule.benchmark.get(category) if category is not None else None
+        if per_unit is None:
+            return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
+        if item.get("unit") != product_unit:
+            return None, {"applied": False, "reason": f"production unit {item.get('unit')!r}, benchmark is per {product_unit}"}
+        benchmark_m3 += item["quantity"] * per_unit * to_m3
     if benchmark_m3 <= 0:
         return None, {"applied": False, "reason": "no production in the accounting period"}
     ratio = volume / benchmark_m3

@@ -19,7 +19,7 @@ import jsonschema
 import orjson
 import yaml
 
-from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
+from engine.judge.expressions import Compiled, ExpressionError, compile_expression, holds_upward, names, parse
 from engine.units import BENCHMARK_UNITS, UNITS
 from engine.plugins import RulePackSource
 from engine.validate.schemas import core_validator, describe
@@ -60,7 +60,7 @@ class Rule:
     points: frozenset[str] | None
     destinations: frozenset[str] | None
     kinds: frozenset[str] | None
-    period: str
+    periods: frozenset[str]
     unit: str | None
     parameters: Mapping[str, Any]
     pack_parameters: Mapping[str, Any]
@@ -323,6 +323,11 @@ def _compile_rule(
             benchmark, benchmark_unit = pack_params[name], pack_units[name]
         else:
             raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): benchmark_volume names no parameter {name!r}")
+        if not holds_upward(parse(spec["condition"]), ("judged",)) or measure_text:
+            raise RulePackError(
+                f"{pack.origin} (rule {spec['id']!r}): a benchmark-volume-corrected rule must be an upper limit on judged "
+                "(judged > x or judged >= x, combined with and/or; no measure): the correction can only raise the value"
+            )
         if benchmark is None:
             missing.append(name)
         elif not isinstance(benchmark, Mapping) or benchmark_unit not in BENCHMARK_UNITS:
@@ -349,7 +354,7 @@ def _compile_rule(
         points=_as_set(applies.get("point")),
         destinations=_as_set(applies.get("destination")),
         kinds=_as_set(applies.get("kind")),
-        period=spec.get("period", "none"),
+        periods=_as_set(spec.get("period", "none")) or frozenset({"none"}),
         unit=unit,
         parameters=dict(rule_params),
         pack_parameters=dict(pack_params),

@@ -88,9 +88,11 @@ class Gate:
         return any(rule.fires(value, o2, self.pollutant, self.unit) for rule in self.rules)
 
 
-def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None,
-               has_o2: bool, has_volume: bool) -> Gate | None:
-    """The gate of a reading group, or None when its readings need the exact path anyway."""
+def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None, period: str,
+               has_o2: bool) -> Gate | None:
+    """The gate of a reading group, or None when its readings need the exact path anyway: a rule
+    beyond the specialised thresholds, a daily benchmark-volume correction (made, or a data gap),
+    an O2-referenced limit without O2 (a data gap)."""
     try:
         canonical = to_canonical(pollutant, 1.0, unit)[1]
     except UnitError:
@@ -99,7 +101,9 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
     references: set[float] = set()
     thresholds: list[_Threshold] = []
     for rule in rules:
-        if rule.necessary is None or rule.unit is None or (rule.benchmark is not None and has_volume):
+        if rule.necessary is None or rule.unit is None or (rule.benchmark is not None and period == "day"):
+            return None
+        if not has_o2 and rule.o2_reference.get(process or "") is not None:
             return None
         try:
             scale = convert(to_canonical(pollutant, 1.0, unit)[0], canonical, rule.unit)

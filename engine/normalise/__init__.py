@@ -8,19 +8,21 @@ into hourly means in event time (windows.py), and the idempotency verdict by eve
 
 from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, content_digest, content_digests
 from engine.normalise.enterprises import Enterprises
-from engine.normalise.readings import Reading, epoch_of, reading_from_event
-from engine.normalise.windows import HourlyAverager, stream_of
+from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
+from engine.normalise.windows import HourlyAverager, MeanWindows, stream_of
 
 __all__ = [
     "DedupeIndex",
     "Enterprises",
     "HourlyAverager",
+    "MeanWindows",
     "Reading",
     "Seen",
     "Verdict",
     "content_digest",
     "content_digests",
     "epoch_of",
+    "plus_days",
     "reading_from_event",
     "stream_of",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.units import to_canonical
@@ -37,6 +37,7 @@ class Reading:
     period: str
     flag: str
     data: Mapping[str, Any]
+    count: int = 1  # values in a mean (1 for a single reading)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -46,6 +47,11 @@ def epoch_of(time: str) -> float:
     Cached: monitoring data of a whole city share a handful of timestamps per hour.
     """
     return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
+
+
+def plus_days(time: str, days: float) -> str:
+    """An RFC 3339 time `days` later, in the same offset (a deadline)."""
+    return (datetime.fromisoformat(time.replace("Z", "+00:00")) + timedelta(days=days)).isoformat()
 
 
 def reading_from_event(event: Mapping[str, Any]) -> Reading:

@@ -1,9 +1,13 @@
-"""Event-time windows: hourly averages from minute data (GB 39726 §8.3 judges 1-hour means).
+"""Event-time windows: means of a stream over clock hours or local days.
 
-A stream (enterprise, type, outlet, process, pollutant) has one open clock hour. A minute
-reading of a later hour closes it; the end of input closes the rest (in a sorted order, so
-the output never depends on dict order). A minute reading for an hour already closed is
-late: counted, not judged (a side output, as Flink does, rather than a silent change).
+Hourly means from minute data (GB 39726 §8.3 judges 1-hour means); daily means of wastewater
+from hourly values (online wastewater data are judged as daily means; the standards' benchmark
+water volume is counted over one working day). A stream (enterprise, type, outlet, process or
+point, pollutant) has one open window. A value of a later window closes it; the end of input
+closes the rest (in a sorted order, so the output never depends on dict order). A value for a
+window already closed is late: counted, not judged (a side output, as Flink does, rather than
+a silent change). Hours are clock hours of the epoch; days are local calendar days of the
+reading's UTC offset.
 """
 
 from __future__ import annotations
@@ -33,17 +37,28 @@ def stream_of(reading: Reading) -> StreamKey:
     return (reading.enterprise, reading.type, reading.outlet, reading.process or reading.point or "", reading.pollutant)
 
 
-class HourlyAverager:
-    """Folds minute readings (flag N only) into hourly mean Readings."""
+class MeanWindows:
+    """Folds readings (flag N only) into mean Readings of `period` ("hour": clock hours of the
+    epoch; "day": local calendar days)."""
 
-    def __init__(self) -> None:
+    def __init__(self, period: str = "hour") -> None:
+        if period not in ("hour", "day"):
+            raise ValueError(f"period must be hour or day, got {period!r}")
+        self.period = period
+        self._span = 3600.0 if period == "hour" else 86400.0
         self._open: dict[StreamKey, _Hour] = {}
         self._closed_until: dict[StreamKey, float] = {}
 
     def add(self, reading: Reading) -> tuple[list[Reading], bool]:
-        """Add one minute reading; returns (hours it closed, whether it was late)."""
+        """Add one reading; returns (windows it closed, whether it was late)."""
         key = stream_of(reading)
-        start = reading.epoch - reading.epoch % 3600
+        offset: timedelta | None = None
+        if self.period == "hour":
+            start = reading.epoch - reading.epoch % 3600
+        else:
+            offset = datetime.fromisoformat(reading.time.replace("Z", "+00:00")).utcoffset() or timedelta(0)
+            local = reading.epoch + offset.total_seconds()
+            start = local - local % 86400 - offset.total_seconds()
         if start < self._closed_until.get(key, float("-inf")):
             return [], True
         closed: list[Reading] = []
@@ -52,7 +67,8 @@ class HourlyAverager:
             closed.append(self._close(key, hour))
             hour = None
         if hour is None:
-            offset = datetime.fromisoformat(reading.time.replace("Z", "+00:00")).utcoffset() or timedelta(0)
+            if offset is None:
+                offset = datetime.fromisoformat(reading.time.replace("Z", "+00:00")).utcoffset() or timedelta(0)
             hour = _Hour(start=start, offset=offset)
             self._open[key] = hour
         if hour.first is None:
@@ -60,12 +76,12 @@ class HourlyAverager:
         hour.values.append(reading.value)
         if reading.o2 is not None:
             hour.o2.append(reading.o2)
-        hour.ids.append(reading.event_ids[0])
+        hour.ids.extend(reading.event_ids)
         return closed, False
 
     def _close(self, key: StreamKey, hour: _Hour) -> Reading:
         del self._open[key]
-        self._closed_until[key] = hour.start + 3600
+        self._closed_until[key] = hour.start + self._span
         first = hour.first
         assert first is not None
         local = datetime.fromtimestamp(hour.start, tz=timezone(hour.offset))
@@ -85,13 +101,14 @@ class HourlyAverager:
             unit=first.unit,
             raw_unit=first.raw_unit,
             o2=o2,
-            period="hour",
+            period=self.period,
             flag="N",
             data=first.data,
+            count=len(hour.values),
         )
 
     def flush(self) -> list[Reading]:
-        """Close every open hour (end of input), ordered by time then stream."""
+        """Close every open window (end of input), ordered by time then stream."""
         pending = sorted(self._open.items(), key=lambda item: (item[1].start, item[0]))
         return [self._close(key, hour) for key, hour in pending]
 
@@ -121,3 +138,6 @@ def _reading_state(reading: Reading | None) -> dict[str, Any] | None:
 
 def _restore_reading(data: dict[str, Any] | None) -> Reading | None:
     return None if data is None else Reading(**{**data, "event_ids": tuple(data["event_ids"])})
+
+
+HourlyAverager = MeanWindows  # the hourly means of minute data (MeanWindows("hour"))

@@ -8,15 +8,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 LISTS = ("backward_capacity", "high_consumption_low_efficiency", "scattered_polluted")
-LAND_ACTIONS = ("vacate", "close_by_law", "eliminate")
+LAND_ACTIONS = ("vacate", "eliminate", "relocate_to_park")  # routes that free the enterprise's land once carried out
 
 
 def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]],
                      targets: Mapping[str, Any]) -> dict[str, Any]:
     """Aggregate decision records (as written) with the registry they refer to.
 
-    Enterprises are counted once per list (an order and its escalation are one enterprise);
-    land is counted once per enterprise with a vacate, close_by_law or eliminate decision.
+    Enterprises are counted once per list (an order and its escalation are one enterprise; a
+    withdrawn proposal does not count). Land is counted once per enterprise: `land_decided_mu`
+    when a vacate, eliminate or relocate decision is made, `land_freed_mu` only when such an
+    order is verified as carried out (a `completed` record: the land is actually vacated); the
+    progress against the land target counts land freed. Records other than `effective` are
+    counted per list and route with their status (`.../close_by_law (proposed)`).
     Mu-average class records (list null, action `classify`) count in `by_list_action` as
     `unlisted/classify` but not by industry and district (those count lists and routes); every
     mu-average decision counts in `evaluation`: classes per year and population, surcharges,
@@ -27,13 +31,15 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
     by_district: dict[str, Counter[str]] = {}
     on_list: dict[str, set[str]] = {name: set() for name in LISTS}
     eliminated: set[str] = set()
-    land_enterprises: set[str] = set()
+    land_decided: set[str] = set()
+    land_freed: set[str] = set()
     classes: dict[int, dict[str, Counter[str]]] = {}
     surcharges: dict[int, Counter[str]] = {}
     tax_land: dict[int, list[tuple[str, float]]] = {}
     for record in decisions:
         enterprise, action, listed = record["enterprise"], record["action"], record["list"]
-        key = f"{listed or 'unlisted'}/{action}"
+        status = record.get("status", "effective")
+        key = f"{listed or 'unlisted'}/{action}" + ("" if status == "effective" else f" ({status})")
         by_list_action[key] += 1
         registration = registry.get(enterprise, {})
         evaluation = record.get("evaluation")
@@ -49,13 +55,16 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
             continue
         by_industry.setdefault(registration.get("industry", "unregistered"), Counter())[key] += 1
         by_district.setdefault(registration.get("district", "unregistered"), Counter())[key] += 1
+        if status == "withdrawn":
+            continue
         if listed in on_list:
             on_list[listed].add(enterprise)
         if listed == "backward_capacity" and action == "eliminate":
             eliminated.add(enterprise)
         if action in LAND_ACTIONS:
-            land_enterprises.add(enterprise)
-    land = sum(float(registry.get(e, {}).get("land_area_mu") or 0.0) for e in sorted(land_enterprises))
+            (land_freed if status == "completed" else land_decided).add(enterprise)
+    land = sum(float(registry.get(e, {}).get("land_area_mu") or 0.0) for e in sorted(land_freed))
+    decided = sum(float(registry.get(e, {}).get("land_area_mu") or 0.0) for e in sorted(land_decided | land_freed))
     latest = max(tax_land) if tax_land else None
     tax_per_mu = None
     if latest is not None:  # sum of tax / sum of land = sum of (tax per mu x land) / sum of land
@@ -77,6 +86,7 @@ def programme_report(decisions: Iterable[Mapping[str, Any]], registry: Mapping[s
         "enterprises_per_list": {name: len(on_list[name]) for name in LISTS},
         "by_industry": {k: _sorted(v) for k, v in sorted(by_industry.items())},
         "by_district": {k: _sorted(v) for k, v in sorted(by_district.items())},
+        "land_decided_mu": round(decided, 3),
         "land_freed_mu": round(land, 3),
         "progress": progress,
         "evaluation": {
@@ -105,6 +115,8 @@ def report_text(report: Mapping[str, Any]) -> str:
     for key, count in report["by_list_action"].items():
         lines.append(f"  {key:<52}{count:>7}")
     lines.append("enterprises per list: " + ", ".join(f"{k} {v}" for k, v in report["enterprises_per_list"].items()))
+    lines.append(f"land: decided {report['land_decided_mu']} mu (vacate, eliminate, relocate), freed {report['land_freed_mu']} mu "
+                 "(orders verified as carried out)")
     lines.append("progress against the programme targets:")
     for name, item in report["progress"].items():
         percent = "n/a" if item["percent"] is None else f"{item['percent']:.2f} %"

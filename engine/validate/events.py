@@ -29,6 +29,7 @@ CORE_TYPES = (
     "inspection.recorded",
     "rectification.verified",
     "evaluation.closed",
+    "approval.recorded",
 )
 
 

@@ -58,7 +58,8 @@ plugin = IndustryPlugin(
     version=__version__,
     title="Foundry industry (GB 39726-2020 and foundry capacity norms)",
     package=__name__,
-    industries=("foundry",),  # its processes are all in the core vocabulary
+    industries=("foundry",),
+    processes=("sand_reclamation.thermal",),  # the roasting furnace of thermal reclamation (GB 39726 Table 1, note g)
     event_schemas=(("equipment.declared", "schemas/equipment.schema.json"),),
     metrics=(
         Metric(
