@@ -216,3 +216,26 @@ def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place(tmp_path
     engine = compare([log], tmp_path / "archive", window=1000)
     assert engine.lane_stats["quiet"] >= 2 and engine.summary.unregistered == 4
     assert b"close_by_law" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))
+
+
+def test_a_watched_enterprise_s_quiet_reading_decides_at_its_place(tmp_path):
+    """An enterprise registered without an emission permit: its first measurement, quiet by every
+    limit, puts it on the list (engine/decide, the watched enterprises); by column as per event."""
+    from test_fastlane import reading
+
+    subjects = ["91330200MA2AB1234Y", "91330200MA2AB12352"]
+    lines = []
+    for n, subject in enumerate(subjects):
+        lines.append(orjson.dumps({
+            "specversion": "1.0", "id": f"reg-{n}", "source": "registry", "type": "enterprise.registered",
+            "subject": subject, "time": "2024-01-01T08:00:00+08:00",
+            "data": {"name": f"Foundry {n}", "industry": "foundry", "district": "Beilun", "in_park": True,
+                     "eia_approved_on": "2010-01-01", "permits": {"emission_permit": n == 1}, "scale": "above"}}))
+    for d in range(1, 9):
+        for n, subject in enumerate(subjects):
+            lines.append(reading(f"2024-03-0{d}T10:00:00+08:00", 3, subject, 10 * d + n))
+    log = write(tmp_path / "watched.jsonl", lines)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    engine = compare([log], tmp_path / "archive", window=1000)
+    assert engine.lane_stats["quiet"] >= 8
+    assert b"no_permit" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))
