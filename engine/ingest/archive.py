@@ -68,6 +68,7 @@ SCHEMA = pa.schema(
     + [(name, pa.string()) for name in STRINGS]
     + [(name, pa.float64()) for name in NUMBERS]
 )
+_DATA_COLUMNS = STRINGS + NUMBERS
 _DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS]
 
 
@@ -210,7 +211,10 @@ class ArchiveWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.manifest = Manifest(fingerprint=fingerprint, buckets=buckets, digest=digest)
         self.rows_per_file = rows_per_file
-        self._pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._pending: dict[tuple[str, int], dict[str, list[Any]]] = {}  # partition -> column -> values
+        self._shapes: dict[tuple[Any, ...], str | None] = {}
+        self._buckets: dict[str, int] = {}
+        self._last_source: str | None = None
         self._buffered = 0
         self._part = len(self.manifest.files)
         self.typed = 0  # rows of this write kept as typed columns
@@ -223,48 +227,81 @@ class ArchiveWriter:
             epoch: float | None = None, digest: int | None = None) -> None:
         """One input line: `event` its parsed event (None when it did not parse); for a valid
         event, its event time and content digest."""
-        row: dict[str, Any] = {"seq": self.manifest.rows, "file": file, "line": line, "valid": valid,
-                               "epoch": epoch, "digest": digest}
-        shape = shape_of(event) if valid and event is not None else None
+        shape = self._shape(event) if valid and event is not None else None
         if shape is not None and orjson.dumps(event) != raw:
             shape = None  # spelt differently from what orjson writes: keep the bytes
+        if valid and event is not None:
+            subject = event["subject"]
+            bucket = self._buckets.get(subject)
+            if bucket is None:
+                bucket = self._buckets[subject] = zlib.crc32(str(subject).encode()) % self.manifest.buckets
+            key: tuple[str, int] = (event["time"][:7], bucket)
+        else:
+            key = ("unknown", 0)
+        columns = self._pending.get(key)
+        if columns is None:
+            columns = self._pending[key] = {name: [] for name in SCHEMA.names}
+        columns["seq"].append(self.manifest.rows)
+        columns["file"].append(file)
+        columns["line"].append(line)
+        columns["valid"].append(valid)
+        columns["epoch"].append(epoch)
+        columns["digest"].append(digest)
+        columns["shape"].append(shape)
         if shape is None:
-            row["raw"] = raw
-            if valid and event is not None:  # the envelope as columns too (ids: de-duplication by column)
-                row.update((key, event[key]) for key in ENVELOPE if type(event.get(key)) is str)
+            columns["raw"].append(raw)
+            for name in ENVELOPE:  # a valid event's envelope as columns too (ids: de-duplication by column)
+                value = event.get(name) if valid and event is not None else None
+                columns[name].append(value if type(value) is str else None)
+            for name in _DATA_COLUMNS:
+                columns[name].append(None)
         else:
             self.typed += 1
-            row["shape"] = shape
-            row.update(event)  # type: ignore[arg-type]
-            row.update(event["data"])  # type: ignore[index]
-            del row["data"]
-        if valid and event is not None:
-            month, bucket = str(event["time"])[:7], zlib.crc32(str(event["subject"]).encode()) % self.manifest.buckets
-        else:
-            month, bucket = "unknown", 0
-        if file not in self.manifest.sources:
-            self.manifest.sources.append(file)
-        self._pending.setdefault((month, bucket), []).append(row)
+            columns["raw"].append(None)
+            for name in ENVELOPE:
+                columns[name].append(event[name])  # type: ignore[index]
+            data = event["data"]  # type: ignore[index]
+            for name in _DATA_COLUMNS:
+                columns[name].append(data.get(name))
+        if file != self._last_source:
+            if file not in self.manifest.sources:
+                self.manifest.sources.append(file)
+            self._last_source = file
         self.manifest.rows += 1
         self._buffered += 1
         if self._buffered >= self.rows_per_file:
             self.flush()
 
+    def _shape(self, event: Mapping[str, Any]) -> str | None:
+        """`shape_of`, remembered by key order and value types (a log has a handful of shapes)."""
+        data = event.get("data")
+        if type(data) is not dict:
+            return None
+        key = (tuple(event), tuple(map(type, event.values())), tuple(data), tuple(map(type, data.values())),
+               event.get("type"))
+        found = self._shapes.get(key, self)
+        if found is self:
+            found = shape_of(event)
+            if len(self._shapes) < 4096:
+                self._shapes[key] = found
+        if found is not None and any(type(v) is int and not -_SAFE_INT <= v <= _SAFE_INT for v in data.values()):
+            return None
+        return found  # type: ignore[return-value]
+
     def flush(self) -> None:
         """Write the buffered rows: one new part file per partition touched."""
-        for (month, bucket), rows in sorted(self._pending.items()):
+        for (month, bucket), columns in sorted(self._pending.items()):
             folder = self.directory / f"month={month}" / f"bucket={bucket:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{self._part:05d}.parquet"
             self._part += 1
-            columns = {f.name: [row.get(f.name) for row in rows] for f in SCHEMA}
             table = pa.table(columns, schema=SCHEMA).replace_schema_metadata(
                 {"rectify.archive.format": str(ARCHIVE_FORMAT), "rectify.version": __version__})
             pq.write_table(table, folder / name, compression="zstd", row_group_size=1 << 16,
                            use_dictionary=_DICTIONARY, write_statistics=["seq"])
-            self.manifest.files.append({"path": f"month={month}/bucket={bucket:02d}/{name}", "rows": len(rows),
-                                        "seq_min": rows[0]["seq"], "seq_max": rows[-1]["seq"], "month": month,
-                                        "bucket": bucket})
+            seq = columns["seq"]
+            self.manifest.files.append({"path": f"month={month}/bucket={bucket:02d}/{name}", "rows": len(seq),
+                                        "seq_min": seq[0], "seq_max": seq[-1], "month": month, "bucket": bucket})
         self._pending.clear()
         self._buffered = 0
 
