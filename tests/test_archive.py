@@ -239,3 +239,31 @@ def test_a_watched_enterprise_s_quiet_reading_decides_at_its_place(tmp_path):
     engine = compare([log], tmp_path / "archive", window=1000)
     assert engine.lane_stats["quiet"] >= 8
     assert b"no_permit" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))
+
+
+def test_a_crashed_run_of_an_archive_into_a_store_resumes_exactly(tmp_path):
+    """Checkpoints count rows of the archive as lines of the JSONL: a run that dies after some
+    checkpoints resumes from the last one and ends with the records of an uninterrupted JSONL run."""
+    from engine.output import Store
+    from engine.run import run_into_store
+
+    class Crashing(Archive):
+        def tables(self, skip=0, columns=None):
+            for number, table in enumerate(super().tables(skip, columns)):
+                if number == 6:
+                    raise RuntimeError("the machine went down")
+                yield table
+
+    log = write(tmp_path / "adv.jsonl", adversarial_log(3, 500) + [orjson.dumps(e) for e in CITY.events[:300]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    config = {"inputs": "the same"}
+    with Store(tmp_path / "reference.db") as store:
+        run_into_store(Engine(plugins=PLUGINS), JsonlFiles([log]), store, config=config, every=40)
+        expected = list(store.lines())
+    with Store(tmp_path / "crashed.db") as store, pytest.raises(RuntimeError):
+        run_into_store(Engine(plugins=PLUGINS), Crashing(tmp_path / "archive", window=50), store, config=config, every=40)
+    with Store(tmp_path / "crashed.db") as store:
+        assert 0 < store.count() < len(expected)
+        _, resumed = run_into_store(Engine(plugins=PLUGINS), Archive(tmp_path / "archive", window=50), store,
+                                    config=config, every=40)
+        assert resumed and list(store.lines()) == expected

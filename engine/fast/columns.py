@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from engine.fast.lane import Host
 from engine.judge import UNAVAILABLE, Gate
-from engine.ingest.archive import NUMBERS, STRINGS, Archive, rebuild
+from engine.ingest.archive import Archive, python_values, rebuild, rows_of
 from engine.normalise.dedupe import DIGEST
 from engine.records import InputLine, Record
 
@@ -73,7 +73,7 @@ class ColumnLane:
         exact = np.flatnonzero(kind == _EXACT)
         self.stats["quiet"] += n - len(exact)
         self.stats["exact"] += len(exact)
-        rows = _rows(table.take(exact)) if len(exact) else []
+        rows = rows_of(table.take(exact)) if len(exact) else []
         if not len(quiet):
             return [record for row in rows for record in self._exact(row)]
         # the runs of quiet rows between exact ones, and what committing each needs, by column
@@ -209,7 +209,7 @@ class ColumnLane:
                                              unavailable)
             return
         registry = self.engine.registry
-        subjects = _pylist(table.column("subject").slice(row, last - first))
+        subjects = python_values(table.column("subject").slice(row, last - first))
         begin = 0
         size = last - first
         while begin < size:
@@ -228,7 +228,7 @@ class ColumnLane:
             if end < size:
                 self.stats["quiet"] -= 1
                 self.stats["exact"] += 1
-                out.extend(self._exact(_rows(table.slice(row + end, 1))[0]))
+                out.extend(self._exact(rows_of(table.slice(row + end, 1))[0]))
             begin = end + 1
 
     def _exact(self, row: Mapping[str, Any]) -> list[Record]:
@@ -241,39 +241,4 @@ class ColumnLane:
         return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
 
 
-def _pylist(column: pa.ChunkedArray | pa.Array) -> list[Any]:
-    """Python values of a column; a dictionary column through its (small) dictionary, whose
-    strings are made once, not once per row (pyarrow's own conversion is 20x slower here)."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_dictionary(array.type):
-        return array.to_pylist()  # type: ignore[no-any-return]
-    names = np.array(array.dictionary.to_pylist() + [None], dtype=object)
-    codes = pc.fill_null(array.indices, len(names) - 1).to_numpy()
-    return names[codes].tolist()  # type: ignore[no-any-return]
-
-
-class _Row(Mapping[str, Any]):
-    """One row of a small table, read from its columns on use (an exact row needs a few fields)."""
-
-    __slots__ = ("_columns", "_index")
-
-    def __init__(self, columns: dict[str, list[Any]], index: int) -> None:
-        self._columns, self._index = columns, index
-
-    def __getitem__(self, name: str) -> Any:
-        return self._columns[name][self._index]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._columns)
-
-    def __len__(self) -> int:
-        return len(self._columns)
-
-
-def _rows(table: pa.Table) -> list[_Row]:
-    """The rows of a (small) table, each reading Python values from the converted columns."""
-    columns = {name: _pylist(table.column(name)) for name in table.column_names}
-    return [_Row(columns, i) for i in range(table.num_rows)]
-
-
-__all__ = ["NUMBERS", "STRINGS", "ColumnLane", "archive_batches"]
+__all__ = ["ColumnLane", "archive_batches"]
