@@ -172,6 +172,7 @@ def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[
         store.set_meta("complete", True)
         store.set_meta("summary", {"ruleset": engine.ruleset, **summary.to_dict()})
         store.set_meta("head", outputs.head)
+        store.set_meta("registry", dict(engine.registry))  # names for `decisions` and `notice` (the checkpoint goes)
         store.db.execute("DELETE FROM checkpoint")
         store.commit()
     except BaseException:

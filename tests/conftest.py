@@ -40,3 +40,12 @@ def registration(industry: str, *, in_park: bool = True, eia: str = "2010-01-01"
             "eia_approved_on": eia, "permits": {"emission_permit": True}, "scale": "above"}
     data.update(extra)
     return data
+
+
+@pytest.fixture(autouse=True)
+def english_locale(monkeypatch):
+    """Every test starts in an English locale (the CLI's --lang default comes from LANG); a test
+    that wants Chinese says so with --lang zh or its own LANG."""
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)

@@ -134,7 +134,7 @@ def test_hand_computed_ranking_of_40_enterprises_matches_rectify_evaluate(fixtur
     # the text form carries the same ranking
     text = CliRunner().invoke(cli, ["evaluate", "--year", "2023", str(path)]).stdout
     best = min(expected, key=lambda f: (registrations[f]["scale"] != "above", expected[f][0]))
-    assert f"1\t{best}\t{expected[best][1]}\t{expected[best][2]:.6f}" in text
+    assert f"1\t{best}\t{registrations[best]['name']}\t{expected[best][1]}\t{expected[best][2]:.6f}" in text
 
 
 def test_missing_zero_denominator_and_ties_are_explicit(fixture_log):

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from engine.i18n import translator
 from engine.judge.expressions import names, parse
 from engine.normalise.readings import epoch_of
 from engine.pipeline import Engine
@@ -176,46 +177,71 @@ def explain(engine: Engine, lines: Any, record_id: str, as_of: str | None = None
     return out
 
 
-def explain_text(report: Mapping[str, Any]) -> str:
-    """A short human reading of `explain`'s result."""
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def explain_text(report: Mapping[str, Any], lang: str = "en", name: str = "") -> str:
+    """A short human reading of `explain`'s result in `lang`: plain text, values as JSON (never a
+    Python repr); `name` is the enterprise's registered name, shown beside its code."""
+    tr = translator(lang)
+    _ = tr.gettext
     rule = report["rule"]
-    lines = [f"{report['record']} {report['id']}  enterprise {report['enterprise']}  time {report['time']}",
-             f"rule {rule['id']} version {rule['version']}" + (f" — {rule.get('title')}" if rule.get("title") else "")
-             + ("" if rule.get("loaded", True) else "  (NOT in this engine's rule set)")]
+    who = report["enterprise"] + (f" {name}" if name else "")
+    lines = [_("{record} {id}  enterprise {enterprise}  time {time}").format(
+        record=tr.label("record", report["record"]), id=report["id"], enterprise=who, time=report["time"]),
+        _("rule {id} version {version}").format(id=rule["id"], version=rule["version"])
+        + (f" — {rule.get('title')}" if rule.get("title") else "")
+        + ("" if rule.get("loaded", True) else "  " + _("(NOT in this engine's rule set)"))]
     if rule.get("valid_from") or rule.get("valid_until"):
-        lines.append(f"  in force {rule.get('valid_from') or '…'} to {rule.get('valid_until') or '…'}")
+        lines.append("  " + _("in force {start} to {end}").format(start=rule.get("valid_from") or "…", end=rule.get("valid_until") or "…"))
     basis = report.get("basis") or {}
-    lines.append("basis: " + ", ".join(str(v) for v in (basis.get("standard"), basis.get("table"), basis.get("clause")) if v))
+    lines.append(_("basis: {basis}").format(basis=", ".join(
+        str(v) for v in (basis.get("standard"), basis.get("table"), basis.get("clause")) if v) if lang == "en" else tr.basis(basis)))
     if report["record"] == "finding":
         condition = report.get("condition")
         if condition:
             if condition.get("measure"):
-                lines.append(f"measure: {condition['measure']}")
-            lines.append(f"condition: {condition['text']}  ({'holds' if condition['holds'] else 'DOES NOT HOLD on re-evaluation'})")
-            for name, value in condition["values"].items():
-                lines.append(f"  {name} = {orjson.dumps(value, default=str).decode()}")
-        lines.append(f"measured {orjson.dumps(report.get('measured')).decode()}  judged {report.get('judged')}  "
-                     f"limit {orjson.dumps(report.get('limit')).decode()}")
+                lines.append(_("measure: {text}").format(text=condition["measure"]))
+            lines.append(_("condition: {text}").format(text=condition["text"]) + "  ("
+                         + (_("holds") if condition["holds"] else _("DOES NOT HOLD on re-evaluation")) + ")")
+            for key, value in condition["values"].items():
+                lines.append(f"  {key} = {_json(value)}")
+        lines.append(_("measured {measured}  judged {judged}  limit {limit}").format(
+            measured=_json(report.get("measured")), judged=_json(report.get("judged")), limit=_json(report.get("limit"))))
         for correction in report.get("corrections", []):
-            lines.append("  correction: " + ", ".join(f"{k}={v}" for k, v in correction.items()))
+            lines.append("  " + _("correction: {items}").format(items=", ".join(f"{k}={_json(v)}" for k, v in correction.items())))
         for event in report["evidence"]["events"]:
-            lines.append(f"  evidence event {event['id']} {event['type']} {event['time']} {orjson.dumps(event['data']).decode()}")
+            lines.append("  " + _("evidence event {id} {type} {time} {data}").format(
+                id=event["id"], type=event["type"], time=event["time"], data=_json(event["data"])))
     else:
-        lines.append(f"decision: list {report['list']}  action {report['action']}" + (f"  deadline {report['deadline']}" if report["deadline"] else ""))
+        lines.append(_("decision: list {list}  action {action}").format(list=tr.label("list", report["list"]),
+                                                                       action=tr.label("route", report["action"]))
+                     + ("  " + _("deadline {deadline}").format(deadline=report["deadline"]) if report.get("deadline") else ""))
         trigger = rule.get("trigger")
         if trigger:
-            lines.append(f"  trigger: {trigger['count']} finding(s)" + (f" within {trigger['within_days']} days" if trigger["within_days"] else "")
-                         + (" (registration)" if trigger["registration"] else ""))
+            lines.append("  " + _("trigger: {count} finding(s)").format(count=trigger["count"])
+                         + (" " + _("within {days} days").format(days=trigger["within_days"]) if trigger["within_days"] else "")
+                         + (" " + _("(registration)") if trigger["registration"] else ""))
             if "where" in trigger:
-                lines.append(f"  where {trigger['where']['text']}: " + ", ".join(f"{k}={v!r}" for k, v in trigger["where"]["values"].items()))
+                lines.append("  " + _("where {text}: {values}").format(text=trigger["where"]["text"], values=", ".join(
+                    f"{k}={_json(v)}" for k, v in trigger["where"]["values"].items())))
         if "supersedes" in report:
-            lines.append(f"  supersedes {report['supersedes']['id']}: {report['escalation']}")
+            reasons = {"the order's deadline passed without a passing verification":
+                       _("the order's deadline passed without a passing verification"),
+                       "a failing inspection while the order was open": _("a failing inspection while the order was open")}
+            lines.append("  " + _("supersedes {id}: {reason}").format(id=report["supersedes"]["id"],
+                                                                     reason=reasons.get(report["escalation"], report["escalation"])))
         for f in report["evidence"]["findings"]:
-            lines.append(f"  evidence finding {f['id']}" + (f" {f['rule']} v{f['rule_version']} {f['time']} judged {f['judged']} limit {f['limit']}"
-                                                          if "rule" in f else " (missing)"))
+            lines.append("  " + _("evidence finding {id}").format(id=f["id"]) + (
+                " " + _("{rule} v{version} {time} judged {judged} limit {limit}").format(
+                    rule=f["rule"], version=f["rule_version"], time=f["time"], judged=_json(f["judged"]), limit=_json(f["limit"]))
+                if "rule" in f else " " + _("(missing)")))
         for e in report["evidence"]["events"]:
-            lines.append(f"  evidence event {e['id']}" + (f" {e['type']} {e['time']}" if "type" in e else " (missing)"))
+            lines.append("  " + _("evidence event {id}").format(id=e["id"])
+                         + (f" {e['type']} {e['time']}" if "type" in e else " " + _("(missing)")))
     logged = report.get("logged")
     if logged is not None:
-        lines.append("logged record: " + ("matches the replay" if logged["matches"] else f"DIFFERS from the replay in {logged['fields']}"))
+        lines.append(_("logged record: {verdict}").format(verdict=_("matches the replay") if logged["matches"]
+                                                          else _("DIFFERS from the replay in {fields}").format(fields=", ".join(logged["fields"]))))
     return "\n".join(lines)

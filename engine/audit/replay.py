@@ -1,8 +1,9 @@
 """Replay: re-run an event log and compare with the decision log it produced.
 
 `replay_records` is what `rectify run EVENTS` writes to --out (chained), made in memory by the
-one run driver; `first_divergence` names the first line and field where a log and a replay
-differ.
+one run driver; `replay_kept` is the same for the events a live service kept in its store
+(`rectify serve`), in arrival order and without an end of input (the service never reached
+one); `first_divergence` names the first line and field where a log and a replay differ.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 from engine.ingest import JsonlFiles
 from engine.output.chain import CHAIN_FIELDS
 from engine.output.jsonl import ListSink
+from engine.output.store import Store
 from engine.pipeline import Engine
 from engine.run import Outputs, Run
 
@@ -25,6 +27,14 @@ def replay_records(engine: Engine, events: Iterable[str], as_of: str | None, qua
     records when the log was written with --quarantine FILE)."""
     out = ListSink()
     Run(engine, Outputs(out, None if quarantine else ListSink()), as_of=as_of).feed(JsonlFiles(events)).finish()
+    return out.records
+
+
+def replay_kept(engine: Engine, store: Store) -> list[dict[str, Any]]:
+    """What a service that kept these events wrote: `rectify run` over them in arrival order,
+    chained, without the end of input (open hourly windows stay open, as in the service)."""
+    out = ListSink()
+    Run(engine, Outputs(out)).feed(store.inputs())
     return out.records
 
 

@@ -5,8 +5,10 @@
     ingest.py  ingest hj212 (files, stdin, or a TCP listener)
     audit.py   verify, replay, decisions, explain, diff
     report.py  report, evaluate
+    notice.py  notice (rectification notices as PDF)
     info.py    rules, plugins
     demo.py    demo
+    serve.py   serve (the live service: HTTP and HJ 212 in, decisions at once)
     common.py  exit codes, engine options, output files, the run summary; logs.py structlog set-up
 """
 
@@ -36,6 +38,8 @@ COMMANDS = {
     "decisions": "engine.cli.audit:decisions",
     "explain": "engine.cli.audit:explain",
     "diff": "engine.cli.audit:diff",
+    "notice": "engine.cli.notice:notice",
+    "serve": "engine.cli.serve:serve",
 }
 
 

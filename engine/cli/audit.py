@@ -12,14 +12,16 @@ from typing import Any
 import click
 import orjson
 
-from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_records
+from engine.audit import NotFound, SpecError, compare, diff_text, explain_text, first_divergence, replay_kept, \
+    replay_records
 from engine.audit import explain as run_explain
-from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, time_option
+from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, lang_option, time_option
 from engine.ingest import JsonlFiles
 from engine.judge import RulePackError
 from engine.output import Store, Verdict, is_store, log_lines, unchained, verify_file, verify_lines
 from engine.pipeline import Engine
 from engine.plugins import PluginConflict
+from engine.report.text import record_line
 
 
 def _open_store(path: str, must_exist: bool = True) -> Store:
@@ -70,9 +72,10 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--verify", "log", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The decision log to compare with (JSONL, or a SQLite store).")
+              help="The decision log to compare with (JSONL, or a SQLite store). Without EVENTS: the store of "
+                   "`rectify serve`, replayed from the events it kept.")
 @time_option("--as-of", "The --as-of the log was made with.")
 @click.option("--quarantine-separate", is_flag=True, help="The log was written with --quarantine FILE (no quarantine records).")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
@@ -80,12 +83,19 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool, as_json: bool,
            disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
+    Without EVENTS, the log is a `rectify serve` store: its kept events are replayed in arrival order.
 
     Also checks the log's hash chain. Exit 1 on a divergence or a broken chain."""
+    if not events and not (is_store(log) and _kept_events(log)):
+        raise click.UsageError("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)")
     engine = build_engine(disable, options, params, strict, backend)
     lines = log_lines(log)
     verdict = verify_lines(lines)
-    mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
+    if events:
+        mine = replay_records(engine, events, as_of, quarantine=not quarantine_separate)
+    else:
+        with Store(log) as db:
+            mine = replay_kept(engine, db)
     divergence = first_divergence(lines, mine)
     if as_json:
         click.echo(orjson.dumps({"log": log, "records": len(lines), "replayed": len(mine), "ruleset": engine.ruleset,
@@ -111,6 +121,11 @@ def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_sepa
         raise SystemExit(EXIT_INVALID)
 
 
+def _kept_events(path: str) -> int:
+    with Store(path) as db:
+        return db.last_event()
+
+
 # ---- rectify decisions --------------------------------------------------------------------------
 
 
@@ -126,8 +141,9 @@ def replay(events: tuple[str, ...], log: str, as_of: str | None, quarantine_sepa
 @click.option("--json", "as_json", is_flag=True, help="Records as JSON lines (as stored, with prev/hash).")
 @click.option("--export", "export", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write every record as a chained JSONL log ('-' = stdout), ignoring filters.")
+@lang_option
 def decisions(store: str, enterprise: str | None, list_: str | None, action: str | None, rule: str | None,
-              since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None) -> None:
+              since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None, lang: str) -> None:
     """Query the findings and decisions in a store by enterprise, list, action, rule and event time."""
     with _open_store(store) as db:
         if export is not None:
@@ -139,21 +155,14 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
             click.echo(f"exported {count} records, head {db.head()}", err=True)
             return
         count = 0
+        registry = {} if as_json else db.registry()
         for record in db.query(enterprise=enterprise, list=list_, action=action, rule=rule, since=since, until=until,
                                record=kind):
             count += 1
             if as_json:
                 click.echo(orjson.dumps(record).decode())
                 continue
-            if record["record"] == "decision":
-                what = f"{record['list'] or '-'}/{record['action']}" + (f" by {record['deadline']}" if record.get("deadline") else "")
-            elif record["record"] == "finding":
-                limit = record.get("limit") or {}
-                what = f"judged {record.get('judged')} limit {limit.get('value', limit)} {limit.get('unit', '')}".rstrip()
-            else:
-                what = record.get("error", "")
-            click.echo("\t".join(str(x) for x in (record.get("time") or "-", record["record"], record.get("id") or "-",
-                                                  record.get("enterprise") or "-", record.get("rule") or "-", what)))
+            click.echo(record_line(record, registry, lang))
         if not as_json:
             click.echo(f"{count} record(s)", err=True)
 
@@ -170,9 +179,10 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
 @click.option("--store", "store", type=click.Path(exists=True, dir_okay=False), help="Same as --log, for a store.")
 @time_option("--as-of")
 @click.option("--json", "as_json", is_flag=True, help="The explanation as one JSON object.")
+@lang_option
 @engine_options
 def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str | None, as_of: str | None, as_json: bool,
-            disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+            lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Why a finding or decision (ID) was made: rule and version, the condition and the values
     that satisfied it, corrections, evidence events, basis. Exit 1 if ID is not found."""
     engine = build_engine(disable, options, params, strict, backend)
@@ -201,7 +211,7 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
     if as_json:
         click.echo(orjson.dumps(report, default=str).decode())
     else:
-        click.echo(explain_text(report))
+        click.echo(explain_text(report, lang, name=str(engine.registry.get(report["enterprise"], {}).get("name") or "")))
 
 
 # ---- rectify diff (what-if) ---------------------------------------------------------------------

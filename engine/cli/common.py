@@ -11,7 +11,9 @@ Exit codes scripts can trust:
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from engine.cli.logs import get_logger
 from engine.decide import MethodError
+from engine.i18n import LANGS, resolve_lang
 from engine.ingest.hj212 import Registry, RegistryError
 from engine.judge import RulePackError
 from engine.pipeline import Engine
@@ -74,6 +77,14 @@ def load_registry(path: str) -> Registry:
         raise click.BadParameter(str(exc), param_hint="--registry") from None
 
 
+def host_port(value: str, option: str) -> tuple[str, int]:
+    """A HOST:PORT option value ([::1]:PORT for IPv6), or a usage error naming the option."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]"), int(port)
+
+
 def chunks(handle: IO[bytes]) -> Iterable[bytes]:
     return iter(lambda: handle.read(1 << 16), b"")
 
@@ -107,6 +118,33 @@ def time_option(name: str, help: str | None = None) -> Any:
     """An RFC 3339 event-time option (--as-of, --since, --until)."""
     return click.option(name, name.lstrip("-").replace("-", "_"), help=help,
                         callback=lambda ctx, param, value: check_time(value, name))
+
+
+def lang_option(function: Any) -> Any:
+    """`--lang zh|en` for human-facing output; the default from the locale (zh where LC_ALL,
+    LC_MESSAGES or LANG starts with zh). JSON output is the same in every language."""
+    return click.option("--lang", "lang", type=click.Choice(LANGS), default=None,
+                        callback=lambda ctx, param, value: resolve_lang(value),
+                        help="Language of the text, page or notice (default: from LANG; zh where it starts with zh).")(function)
+
+
+@contextlib.contextmanager
+def input_files(paths: Sequence[str]) -> Iterator[list[str]]:
+    """Event files that can be read twice: standard input ('-') is copied to a temporary file."""
+    if "-" not in paths:
+        yield list(paths)
+        return
+    with tempfile.TemporaryDirectory(prefix="rectify-") as folder:
+        spooled = str(Path(folder) / "stdin.jsonl")
+        with open(spooled, "wb") as handle:
+            shutil.copyfileobj(sys.stdin.buffer, handle)
+        yield [spooled if path == "-" else path for path in paths]
+
+
+def font_error(exc: Exception) -> None:
+    """A missing CJK font (the page and the notices embed one): exit 3 with the way to get it."""
+    click.echo(f"rectify: {exc}", err=True)
+    raise SystemExit(EXIT_CONFIG) from None
 
 
 def progress_bar(total: int | None, enabled: bool) -> tqdm:

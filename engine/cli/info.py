@@ -5,23 +5,33 @@ from __future__ import annotations
 import click
 import orjson
 
-from engine.cli.common import build_engine, engine_options
+from engine.cli.common import build_engine, engine_options, lang_option
+from engine.i18n import translator
+from engine.report import rule_infos
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
+@lang_option
 @engine_options
-def rules(as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
-    """List every rule: id, plugin, basis, verified, and whether it is active (and why not)."""
+def rules(as_json: bool, lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool,
+          backend: str) -> None:
+    """List every rule: id, plugin, basis, verified, whether it is active (and why not); in
+    Chinese also the rule's title."""
     engine = build_engine(disable, options, params, strict, backend)
+    tr = translator(lang)
+    _ = tr.gettext
+    titles = rule_infos(engine)[0] if not as_json else {}
     for row in engine.rules_table():
         if as_json:
             click.echo(orjson.dumps(row).decode())
             continue
-        basis = " ".join(v for v in (row["basis"].get("standard"), row["basis"].get("table")) if v)
-        state = "active" if row["active"] else f"inactive: {row['reason']}"
-        verified = "verified" if row["verified"] else "UNVERIFIED"
-        click.echo(f"{row['id']}\t{row['plugin']}\t{basis}\t{verified}\t{state}")
+        basis = " ".join(tr.label(k, row["basis"][k]) for k in ("standard", "table") if row["basis"].get(k))
+        state = _("active") if row["active"] else _("inactive: {reason}").format(reason=row["reason"])
+        verified = _("verified") if row["verified"] else _("UNVERIFIED")
+        title = titles[row["id"]].title(tr.lang) if row["id"] in titles else row["title"]
+        line = f"{row['id']}\t{tr.label('plugin', row['plugin'])}\t{basis}\t{verified}\t{state}"
+        click.echo(line + (f"\t{title}" if tr.lang == "zh" else ""))  # English: the columns scripts read
 
 
 @click.command()

@@ -6,20 +6,13 @@ from typing import Any
 
 import click
 
-from engine.cli.common import chunks, load_registry, output_files
+from engine.cli.common import chunks, host_port, load_registry, output_files
 from engine.cli.logs import get_logger
 from engine.ingest import opened
 from engine.ingest.hj212 import ingest
 from engine.ingest.hj212.listener import ListenerLimits, serve
 from engine.output import JsonlSink
 from engine.records import Quarantined
-
-
-def _parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
-    return host.strip("[]"), int(port)
 
 
 @click.group("ingest")
@@ -42,7 +35,7 @@ def ingest_hj212(file: str | None, registry: str, out: str, quarantine: str | No
     """HJ 212 packets (FILE, '-' for stdin, or --listen) to emission/discharge events."""
     if (file is None) == (listen is None):
         raise click.UsageError("give FILE or --listen HOST:PORT (one of them)")
-    address = _parse_listen(listen) if listen else None
+    address = host_port(listen, "--listen") if listen else None
     stations = load_registry(registry)
     counts = {"events": 0, "quarantined": 0}
     with output_files(out, quarantine) as (out_stream, q_stream):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import click
 import orjson
 
-from engine.cli.common import build_engine, engine_options, time_option
-from engine.decide import ranking_json, ranking_text
+from engine.cli.common import build_engine, engine_options, font_error, input_files, lang_option, time_option
+from engine.decide import ranking_json
 from engine.ingest import JsonlFiles
-from engine.records import Decision, Finding
-from engine.report import programme_report, render_html, report_text
+from engine.report import collect, programme_report, render_html, report_text
+from engine.report.fonts import FontMissing
+from engine.report.text import ranking_text
 
 
 @click.command()
@@ -20,30 +20,30 @@ from engine.report import programme_report, render_html, report_text
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 @time_option("--as-of", "Reference event time (RFC 3339): orders due before it escalate.")
 @click.option("--html", "html", type=click.Path(dir_okay=False),
-              help="Also write a self-contained HTML page for officials (no network: inline CSS and SVG).")
+              help="Also write a self-contained HTML page for officials (no network: inline CSS, SVG, script and font).")
 @click.option("--method", "method", type=click.Path(exists=True, dir_okay=False),
               help="Mu-average evaluation method (YAML; default: the built-in one).")
+@lang_option
 @engine_options
-def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str | None, method: str | None,
+def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str | None, method: str | None, lang: str,
            disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
-    """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress."""
+    """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress;
+    with --html, the page: findings, decisions and every enterprise's file."""
     engine = build_engine(disable, options, params, strict, backend, method)
-    decisions = []
-    findings: Counter[str] = Counter()
-    for record in engine.run_batch(JsonlFiles(events), as_of=as_of):
-        if isinstance(record, Decision):
-            decisions.append(record.to_dict())
-        elif isinstance(record, Finding):
-            findings[record.enterprise] += 1
-    summary = programme_report(decisions, engine.registry, engine.targets())
+    with input_files(events) as paths:
+        data = collect(engine, paths, as_of)
+    summary = programme_report(data.decisions, data.registry, data.targets)
     if html:
-        Path(html).write_text(render_html(summary, decisions, engine.registry, findings, ruleset=engine.ruleset),
-                              encoding="utf-8")
+        try:
+            page = render_html(data, lang)
+        except FontMissing as exc:
+            font_error(exc)
+        Path(html).write_text(page, encoding="utf-8")
         click.echo(f"report written to {html}", err=True)
     if as_json:
         click.echo(orjson.dumps({"ruleset": engine.ruleset, **summary}, option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(report_text(summary))
+        click.echo(report_text(summary, lang))
 
 
 @click.command()
@@ -52,8 +52,9 @@ def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str 
 @click.option("--method", "method", type=click.Path(exists=True, dir_okay=False),
               help="Mu-average evaluation method (YAML; default: the built-in one).")
 @click.option("--json", "as_json", is_flag=True, help="The ranking as one JSON object.")
+@lang_option
 @engine_options
-def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bool, disable: tuple[str, ...],
+def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bool, lang: str, disable: tuple[str, ...],
              options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Mu-average ranking of YEAR from EVENTS: enterprise, indicators, score, class.
 
@@ -70,4 +71,4 @@ def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bo
         document = {"ruleset": engine.ruleset, **ranking_json(engine.method, year, rows, closed)}
         click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(ranking_text(engine.method, year, rows, closed))
+        click.echo(ranking_text(ranking_json(engine.method, year, rows, closed), engine.method, engine.registry, lang))

@@ -210,6 +210,12 @@ class DecisionLayer:
         """The earliest deadline of an open order (epoch seconds), or None."""
         return min((o.deadline for o in self._open.values()), default=None)
 
+    def orders_of(self, enterprise: str) -> list[Decision]:
+        """The open `rectify` orders of one enterprise (their decisions, deadline included), by deadline."""
+        orders = sorted((o for o in self._open.values() if o.decision.enterprise == enterprise),
+                        key=lambda o: (o.deadline, o.decision.id))
+        return [o.decision for o in orders]
+
     def is_closed(self, enterprise: str) -> bool:
         """Whether a closure of the enterprise is proposed or in effect."""
         return enterprise in self._closed_by_law

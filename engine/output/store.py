@@ -10,12 +10,17 @@ checkpoint (input offset + engine snapshot) in one transaction. A run killed at 
 leaves the store at its last checkpoint; started again with the same store it restores the
 engine, skips the lines already done and ends with exactly the records of an uninterrupted
 run.
+
+A live service (engine/serve/) also keeps every input it accepted, in arrival order, in
+`events` (`seq`, `source`, the line as the engine read it, or the quarantine record a source
+made of a bad packet), written in the same transaction as the records they gave: `inputs()`
+hands them back as the engine's input, for a restart and for `rectify replay --verify STORE`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +28,7 @@ import orjson
 
 from engine.normalise.readings import epoch_of
 from engine.output.chain import GENESIS, ChainedWriter
+from engine.records import InputLine, Quarantined
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -49,6 +55,12 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     offset INTEGER NOT NULL,
     state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    line BLOB NOT NULL
 );
 """
 
@@ -80,10 +92,18 @@ class StoreError(RuntimeError):
 
 
 class Store:
-    """A SQLite decision store. Not thread-safe: one writer, as SQLite wants."""
+    """A SQLite decision store. Not thread-safe: one writer, as SQLite wants.
 
-    def __init__(self, path: str | Path) -> None:
+    `readonly`: a reader beside the writer (WAL lets it read committed data while the writer
+    writes); it may be closed from another thread than the one that used it.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
+        if readonly:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            return
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
@@ -136,12 +156,30 @@ class Store:
         row = self.db.execute("SELECT offset, state FROM checkpoint WHERE one = 1").fetchone()
         return None if row is None else (row[0], bytes(row[1]))
 
+    def add_events(self, rows: Iterable[tuple[int, str, bool, bytes]]) -> None:
+        """Keep accepted inputs: (seq, source, rejected by its source, line) each."""
+        self.db.executemany("INSERT INTO events (seq, source, rejected, line) VALUES (?, ?, ?, ?)", rows)
+
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value).decode()))
 
     def meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
+
+    def registry(self) -> dict[str, Any]:
+        """The enterprises' registrations the run knew (names for people's outputs): saved when the
+        run completed, from the checkpoint while it runs; {} for a store made before either."""
+        saved = self.meta("registry")
+        if isinstance(saved, dict):
+            return saved
+        found = self.checkpoint()
+        if found is not None:
+            state = orjson.loads(found[1])
+            registry = (state.get("enterprises") or {}).get("registry") if isinstance(state, dict) else None
+            if isinstance(registry, dict):
+                return registry
+        return {}
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -151,6 +189,32 @@ class Store:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def last_event(self) -> int:
+        """The seq of the last input kept (0 for none)."""
+        return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def inputs(self, after: int = 0) -> Iterator[InputLine | Quarantined]:
+        """The inputs kept after `after`, in arrival order, as the engine reads them: each line
+        numbered by its seq, a source's quarantine record as it was made."""
+        rows = self.db.execute("SELECT seq, source, rejected, line FROM events WHERE seq > ? ORDER BY seq", (after,))
+        for seq, source, rejected, line in rows:
+            if rejected:
+                record = orjson.loads(line)
+                yield Quarantined(line=record["line"], source=record["source"], raw=record["raw"], error=record["error"])
+            else:
+                yield InputLine(source=source, number=seq, text=bytes(line))
+
+    def page(self, *, after: int = 0, limit: int = 100, enterprise: str | None = None,
+             record: str | None = None) -> list[tuple[int, bytes]]:
+        """Up to `limit` records after seq `after`, in output order, as (seq, JSON line)."""
+        where, args = ["seq > ?"], [after]
+        for column, value in (("enterprise", enterprise), ("record", record)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT seq, line FROM records WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        return [(seq, bytes(line)) for seq, line in self.db.execute(sql, (*args, limit))]
 
     def lines(self) -> Iterator[bytes]:
         """Every record in output order, as its JSON line (no newline)."""

@@ -1,246 +1,316 @@
-"""`rectify report --html`: one self-contained page for officials.
+"""`rectify report --html`: one self-contained page an official can work from, in Chinese or English.
 
-No network and no scripts: inline CSS, and charts drawn here as inline SVG. The page shows
-the numbers of `engine.report.programme_report` (progress against the programme targets,
-counts per list and route by district and industry, land freed, mu-average classes) and the
-worst offenders. Every number a test or an auditor may want to check carries a `data-k`
-attribute naming it (e.g. `data-k="list_action/scattered_polluted/rectify"`), so the page can
-be compared with the decision log mechanically. The output depends on its inputs only (no
-date, no wall clock): the same log gives the same bytes.
+In: `ReportData` (engine/report/data.py) and a language. Out: one HTML page (a string), with
+- the data period, the reference time (event time: the page depends on its input only, the same
+  log gives the same bytes), the rule set and the input counts;
+- key figures and progress against the programme's targets;
+- findings by pollutant, standard, district, industry and severity, with exceedance multiples
+  (judged value / limit) and a timeline chart;
+- decisions per list and route, by district and industry, and the mu-average classes;
+- every enterprise in one table, sortable and searchable in the page (a small inline script;
+  no network), each with its own file: registration, equipment, findings over time, decisions,
+  orders and their deadlines, class history, inspections (a section shown when its link is
+  followed, printable on its own);
+- a subset of Noto Sans CJK SC embedded as WOFF2 (engine/report/fonts.py) with the glyphs of
+  every character in the page, so Chinese renders on a machine without a CJK font.
+Numbers a test or an auditor may check carry `data-k` (what it is) and `data-v` (the raw value).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from html import escape
+from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 
-WORST = 20  # rows of the worst-offenders table
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-_LIST_TITLES = {
-    "backward_capacity": "Backward capacity (淘汰落后产能)",
-    "high_consumption_low_efficiency": "High consumption, low efficiency (高耗低效)",
-    "scattered_polluted": "Scattered and polluted (低散乱污)",
-}
-_PROGRESS_TITLES = {
-    "backward_capacity_eliminated": "Backward-capacity enterprises eliminated",
-    "high_consumption_low_efficiency": "High-consumption low-efficiency enterprises listed",
-    "scattered_polluted": "Scattered and polluted enterprises listed",
-    "land_freed_mu": "Low-efficiency land freed (mu)",
-    "tax_per_mu": "Tax per mu of evaluated enterprises (yuan/mu)",
-}
-_PALETTE = ("#1f5f8b", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#30343f", "#c05746", "#7c9885", "#b8b08d")
-_CLASS_COLOURS = {"A": "#2e7d32", "B": "#7cb342", "C": "#f9a825", "D": "#c62828"}
+from engine.i18n import Translator, translator
+from engine.normalise.readings import epoch_of
+from engine.report import charts
+from engine.report.data import ReportData
+from engine.report.fonts import FAMILY, font_face
+from engine.report.summary import programme_report
 
-_CSS = """
-body{font-family:"Noto Sans","Noto Sans CJK SC","Microsoft YaHei",Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:2px solid #1f5f8b;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#eef3f7}.muted{color:#666;font-size:.85em}
-.kpis{display:flex;flex-wrap:wrap;gap:1em}.kpi{border:1px solid #ccd;border-radius:6px;padding:.6em 1em;min-width:12em}
-.kpi b{display:block;font-size:1.5em}svg text{font-family:inherit}.wide{overflow-x:auto;max-width:100%}
-"""
+PLACEHOLDER = "/*@font-face*/"
+SEVERITIES = ("critical", "major", "minor")
 
 
-def _fmt(value: Any) -> str:
+def environment() -> Environment:
+    """The Jinja environment of the report and notice templates (autoescaped, strict)."""
+    return Environment(loader=PackageLoader("engine.report", "templates"), autoescape=select_autoescape(["html"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def multiple(finding: Mapping[str, Any]) -> float | None:
+    """How many times the limit the judged value is (judged / limit; limit / judged below a
+    minimum); None where there is no numeric limit."""
+    judged, limit = finding.get("judged"), finding.get("limit") or {}
+    if not isinstance(judged, (int, float)):
+        return None
+    upper = limit.get("value", limit.get("max"))
+    if isinstance(upper, (int, float)) and upper > 0 and judged > upper:
+        return round(judged / upper, 2)
+    lower = limit.get("min")
+    if isinstance(lower, (int, float)) and judged < lower and judged > 0:
+        return round(lower / judged, 2)
+    return None
+
+
+def limit_text(tr: Translator, limit: Mapping[str, Any] | None) -> str:
+    if not limit:
+        return "—"
+    unit = tr.name("unit", limit.get("unit", "")) if limit.get("unit") not in (None, "-") else ""
+    if "value" in limit:
+        return f"{tr.number(limit['value'], 3)} {unit}".strip()
+    low, high = limit.get("min"), limit.get("max")
+    return f"{tr.number(low, 3)}–{tr.number(high, 3)} {unit}".strip()
+
+
+def value_text(tr: Translator, value: Any, unit: str | None) -> str:
     if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.2f}" if not value.is_integer() else f"{int(value):,}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+        return "—"
+    shown = tr.name("unit", unit) if unit and unit != "-" else ""
+    return f"{tr.number(value, 3) if isinstance(value, (int, float)) else value} {shown}".strip()
 
 
-def _num(key: str, value: Any, tag: str = "td") -> str:
-    """A number cell that names what it is; `data-v` holds the raw value for machines."""
-    raw = "" if value is None else repr(value) if isinstance(value, float) else str(value)
-    return f'<{tag} class="n" data-k="{escape(key)}" data-v="{escape(raw)}">{escape(_fmt(value))}</{tag}>'
+def _buckets(days: list[str]) -> tuple[str, list[str]]:
+    """Bucket size (day, week, month) for the span of these local dates, and the bucket keys."""
+    first, last = date.fromisoformat(min(days)), date.fromisoformat(max(days))
+    span = (last - first).days
+    size = "day" if span <= 62 else "week" if span <= 366 else "month"
+    keys: list[str] = []
+    current = first
+    while current <= last:
+        key = _bucket(current.isoformat(), size)
+        if not keys or keys[-1] != key:
+            keys.append(key)
+        current += timedelta(days=1)
+    return size, keys
 
 
-def _bar_chart(title: str, rows: Sequence[tuple[str, Mapping[str, float]]], series: Sequence[str],
-               colours: Mapping[str, str] | None = None, width: int = 760) -> str:
-    """Horizontal stacked bars: one row per label, one segment per series."""
-    if not rows or not series:
-        return ""
-    colours = colours or {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(series)}
-    label_w, bar_h, gap, top = 170, 18, 6, 24
-    legend_h = 18 * ((len(series) + 1) // 2)
-    height = top + len(rows) * (bar_h + gap) + legend_h + 10
-    scale_max = max((sum(v.get(s, 0) for s in series) for _, v in rows), default=0) or 1
-    plot_w = width - label_w - 60
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             f"<title>{escape(title)}</title>",
-             f'<text x="0" y="16" font-size="14" font-weight="bold">{escape(title)}</text>']
-    for index, (label, values) in enumerate(rows):
-        y = top + index * (bar_h + gap)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" font-size="12" text-anchor="end">{escape(label)}</text>')
-        x = float(label_w)
-        total = 0.0
-        for name in series:
-            value = values.get(name, 0)
-            if value <= 0:
-                continue
-            w = plot_w * value / scale_max
-            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colours[name]}">'
-                         f"<title>{escape(label)}: {escape(name)} {_fmt(value)}</title></rect>")
-            x += w
-            total += value
-        parts.append(f'<text x="{x + 4:.1f}" y="{y + 13}" font-size="12">{escape(_fmt(total))}</text>')
-    y = top + len(rows) * (bar_h + gap) + 4
-    for index, name in enumerate(series):
-        lx, ly = (index % 2) * (width // 2), y + (index // 2) * 18
-        parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colours[name]}"/>'
-                     f'<text x="{lx + 16}" y="{ly + 11}" font-size="12">{escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _bucket(day: str, size: str) -> str:
+    if size == "day":
+        return day
+    if size == "month":
+        return day[:7]
+    value = date.fromisoformat(day)
+    return (value - timedelta(days=value.weekday())).isoformat()
 
 
-def _progress_chart(progress: Mapping[str, Mapping[str, Any]], width: int = 760) -> str:
-    rows = [(name, item) for name, item in progress.items() if item.get("percent") is not None]
-    if not rows:
-        return ""
-    label_w, bar_h, gap, top = 330, 20, 8, 24
-    height = top + len(rows) * (bar_h + gap) + 6
-    plot_w = width - label_w - 70
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             "<title>Progress against the programme targets</title>",
-             '<text x="0" y="16" font-size="14" font-weight="bold">Progress against the programme targets (% of target)</text>']
-    for index, (name, item) in enumerate(rows):
-        y = top + index * (bar_h + gap)
-        share = max(0.0, min(100.0, float(item["percent"])))
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{escape(_PROGRESS_TITLES.get(name, name))}</text>'
-                     f'<rect x="{label_w}" y="{y}" width="{plot_w}" height="{bar_h}" fill="#e6e6e6"/>'
-                     f'<rect x="{label_w}" y="{y}" width="{plot_w * share / 100:.1f}" height="{bar_h}" fill="#1f5f8b"/>'
-                     f'<text x="{label_w + plot_w + 6}" y="{y + 14}" font-size="12">{item["percent"]:.2f} %</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _group(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    out = []
+    for label, members in groups.items():
+        multiples = [m["multiple"] for m in members if m["multiple"] is not None]
+        out.append({"key": label, "count": len(members), "enterprises": len({m["enterprise"] for m in members}),
+                    "max": max(multiples) if multiples else None,
+                    "median": round(statistics.median(multiples), 2) if multiples else None})
+    return sorted(out, key=lambda g: (-g["count"], g["key"]))
 
 
-def _count_table(prefix: str, title: str, groups: Mapping[str, Mapping[str, int]], keys: Sequence[str]) -> str:
-    head = "".join(f'<th class="n">{escape(k).replace("/", "/<wbr>").replace("_", "_<wbr>")}</th>' for k in keys)
-    rows = []
-    for group, counts in groups.items():
-        cells = "".join(_num(f"{prefix}/{group}/{k}", counts.get(k, 0)) for k in keys)
-        rows.append(f"<tr><th>{escape(group)}</th>{cells}{_num(f'{prefix}/{group}/total', sum(counts.values()))}</tr>")
-    return f'<div class="wide"><table><tr><th>{escape(title)}</th>{head}<th class="n">total</th></tr>{"".join(rows)}</table></div>'
+class _Page:
+    """The view model: everything the template shows, computed once, in the page's language."""
+
+    def __init__(self, data: ReportData, lang: str) -> None:
+        self.data = data
+        self.tr = tr = translator(lang)
+        self.lang = tr.lang
+        self.summary = programme_report(data.decisions, data.registry, data.targets)
+        self.registry = data.registry
+        self.findings = [self._finding(f) for f in data.findings]
+        self.by_enterprise: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for row in self.findings:
+            self.by_enterprise.setdefault(row["enterprise"], {"findings": [], "decisions": []})["findings"].append(row)
+        superseded = {d["supersedes"]: d for d in data.decisions if d.get("supersedes")}
+        verified: dict[str, tuple[str, dict[str, Any]]] = {}
+        for history in data.history.values():
+            for time, event in history.of("rectification.verified"):
+                if event.get("passed") is True and isinstance(event.get("decision"), str):
+                    verified.setdefault(event["decision"], (time, event))
+        self.decisions = [self._decision(d, superseded, verified) for d in data.decisions]
+        for row in self.decisions:
+            self.by_enterprise.setdefault(row["enterprise"], {"findings": [], "decisions": []})["decisions"].append(row)
+
+    # ---- one record each --------------------------------------------------------------------
+
+    def _industry(self, code: str) -> str:
+        return str((self.registry.get(code) or {}).get("industry") or "unregistered")
+
+    def _district(self, code: str) -> str:
+        return str((self.registry.get(code) or {}).get("district") or "unregistered")
+
+    def _finding(self, f: Mapping[str, Any]) -> dict[str, Any]:
+        tr, rule = self.tr, self.data.rule(str(f.get("rule")))
+        basis = f.get("basis") or {}
+        standard = " ".join(x for x in (tr.name("standard", basis.get("standard")) if basis.get("standard") else "",
+                                        tr.name("table", basis.get("table")) if basis.get("table") else "") if x) or "—"
+        measured = f.get("measured") or {}
+        limit = f.get("limit") or {}
+        return {"id": f.get("id"), "enterprise": f.get("enterprise"), "time": f.get("time") or "",
+                "rule": f.get("rule"), "title": rule.title(self.lang), "severity": rule.severity or "major",
+                "pollutant": f.get("pollutant") or "", "standard": standard,
+                "standard_key": basis.get("standard") or "", "district": self._district(str(f.get("enterprise"))),
+                "industry": self._industry(str(f.get("enterprise"))), "multiple": multiple(f),
+                "measured": value_text(tr, measured.get("value"), measured.get("unit")),
+                "judged": value_text(tr, f.get("judged"), limit.get("unit")), "limit": limit_text(tr, limit),
+                "verified": f.get("verified", True)}
+
+    def _decision(self, d: Mapping[str, Any], superseded: Mapping[str, Mapping[str, Any]],
+                  verified: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        tr = self.tr
+        status, state = "", ""
+        if d.get("deadline"):
+            later = superseded.get(str(d.get("id")))
+            passed = verified.get(str(d.get("id")))
+            if passed is not None and epoch_of(passed[0]) <= epoch_of(d["deadline"]):
+                state, status = "closed", tr.gettext("closed: rectification verified on {date}").format(date=tr.date(passed[0]))
+            elif later is not None:
+                state, status = "escalated", tr.gettext("escalated: {route} on {date}").format(route=tr.route(later.get("action", "")),
+                                                                       date=tr.date(later.get("time")))
+            elif self.data.reference_time and epoch_of(self.data.reference_time) > epoch_of(d["deadline"]):
+                state, status = "overdue", tr.gettext("deadline passed")
+            else:
+                state, status = "open", tr.gettext("open")
+        if d.get("status"):
+            status = (status + "; " if status else "") + tr.name("status", d["status"])
+        evaluation = d.get("evaluation") or {}
+        rule = self.data.rule(str(d.get("rule")))
+        known = {"record", "id", "rule", "rule_version", "enterprise", "time", "list", "action", "deadline", "basis",
+                 "evidence", "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status"}
+        extra = {k: v for k, v in d.items() if k not in known}
+        return {"id": d.get("id"), "enterprise": d.get("enterprise"), "time": d.get("time") or "",
+                "list": d.get("list"), "action": d.get("action"), "list_name": tr.list_name(d.get("list")),
+                "route": tr.route(str(d.get("action"))), "deadline": d.get("deadline"), "status": status, "state": state,
+                "title": rule.title(self.lang), "basis": tr.basis(d.get("basis")), "evaluation": evaluation,
+                "surcharge": d.get("surcharge_yuan_per_kwh"), "supersedes": d.get("supersedes"),
+                "extra": ", ".join(f"{k}: {v}" for k, v in sorted(extra.items()))}
+
+    # ---- sections ---------------------------------------------------------------------------
+
+    def findings_groups(self) -> list[dict[str, Any]]:
+        tr = self.tr
+        groups = []
+        for key, heading, name in (
+                ("pollutant", tr.gettext("By pollutant"), lambda k: f"{tr.pollutant(k)} ({k})" if k else tr.gettext("no pollutant (process, energy, registry)")),
+                ("standard", tr.gettext("By standard"), lambda k: k),
+                ("district", tr.gettext("By district"), lambda k: tr.name("district", k)),
+                ("industry", tr.gettext("By industry"), lambda k: tr.name("industry", k)),
+                ("severity", tr.gettext("By severity"), lambda k: tr.name("severity", k))):
+            rows = _group(self.findings, key)
+            for row in rows:
+                row["label"] = name(row["key"])
+            groups.append({"key": key, "heading": heading, "rows": rows})
+        return groups
+
+    def multiples_chart(self) -> str:
+        tr = self.tr
+        edges = ((1.0, 1.5), (1.5, 2.0), (2.0, 5.0), (5.0, float("inf")))
+        labels = [tr.gettext("up to 1.5 times"), tr.gettext("1.5 to 2 times"), tr.gettext("2 to 5 times"),
+                  tr.gettext("over 5 times")]
+        rows = []
+        for (low, high), label in zip(edges, labels):
+            counts = Counter(f["severity"] for f in self.findings
+                             if f["multiple"] is not None and low < f["multiple"] <= high)
+            rows.append((label, {s: float(counts[s]) for s in SEVERITIES}))
+        if not any(sum(v.values()) for _, v in rows):
+            return ""
+        return charts.bars(tr.gettext("Findings by exceedance multiple (judged value / limit)"), rows, SEVERITIES,
+                           {s: tr.name("severity", s) for s in SEVERITIES}, lambda v: tr.number(v, 0),
+                           charts.SEVERITY_COLOURS)
+
+    def timeline_chart(self) -> str:
+        tr = self.tr
+        days = [f["time"][:10] for f in self.findings if len(f["time"]) >= 10]
+        if not days:
+            return ""
+        size, keys = _buckets(days)
+        counts: dict[str, Counter[str]] = {k: Counter() for k in keys}
+        for f in self.findings:
+            if len(f["time"]) >= 10:
+                counts[_bucket(f["time"][:10], size)][f["severity"]] += 1
+        title = {"day": tr.gettext("Findings per day"), "week": tr.gettext("Findings per week (from Monday)"),
+                 "month": tr.gettext("Findings per month")}[size]
+        return charts.timeline(title, [(k, counts[k]) for k in keys], SEVERITIES,
+                               {s: tr.name("severity", s) for s in SEVERITIES}, charts.SEVERITY_COLOURS)
+
+    def progress_rows(self) -> list[dict[str, Any]]:
+        return [{"key": name, "label": self.tr.name("progress", name), **item}
+                for name, item in self.summary["progress"].items()]
+
+    def progress_chart(self) -> str:
+        rows = [(self.tr.name("progress", name), float(item["percent"]))
+                for name, item in self.summary["progress"].items() if item.get("percent") is not None]
+        return charts.progress(self.tr.gettext("Progress against the programme targets (% of target)"), rows)
+
+    def list_action_keys(self) -> list[str]:
+        return [k for k in self.summary["by_list_action"] if k != "unlisted/classify"]
+
+    def key_name(self, key: str) -> str:
+        listed, _, action = key.partition("/")
+        return f"{self.tr.list_name(None if listed == 'unlisted' else listed)} · {self.tr.route(action)}"
+
+    def group_chart(self, field: str, context: str) -> str:
+        keys = self.list_action_keys()
+        groups = self.summary[field]
+        rows = [(self.tr.name(context, g), {k: float(v) for k, v in counts.items() if k in keys}) for g, counts in groups.items()]
+        title = self.tr.gettext("Decisions per list and route by district") if field == "by_district" else \
+            self.tr.gettext("Decisions per list and route by industry")
+        return charts.bars(title, rows, keys, {k: self.key_name(k) for k in keys}, lambda v: self.tr.number(v, 0))
+
+    def class_chart(self, year: str, item: Mapping[str, Any]) -> str:
+        classes = sorted({c for counts in item["classes"].values() for c in counts})
+        rows = [(self.tr.name("population", pop), {c: float(n) for c, n in counts.items()}) for pop, counts in item["classes"].items()]
+        colours = {c: charts.CLASS_COLOURS.get(c, charts.PALETTE[i % len(charts.PALETTE)]) for i, c in enumerate(classes)}
+        return charts.bars(self.tr.gettext("Classes {year} by population").format(year=year), rows, classes,
+                           {c: c for c in classes}, lambda v: self.tr.number(v, 0), colours)
+
+    def enterprises(self) -> list[dict[str, Any]]:
+        """Every enterprise: a table row and its file."""
+        tr, data = self.tr, self.data
+        rows = []
+        for code in data.enterprises():
+            registration = data.registry.get(code) or {}
+            mine = self.by_enterprise.get(code, {"findings": [], "decisions": []})
+            findings = sorted(mine["findings"], key=lambda f: (epoch_of(f["time"]) if f["time"] else 0.0, f["id"] or ""))
+            decisions = sorted(mine["decisions"], key=lambda d: (epoch_of(d["time"]) if d["time"] else 0.0, d["id"] or ""))
+            multiples = [f["multiple"] for f in findings if f["multiple"] is not None]
+            listed = [d for d in decisions if d["list"] is not None or d["action"] != "classify"]
+            classes = [d for d in decisions if d["evaluation"]]
+            latest = classes[-1]["evaluation"] if classes else {}
+            deadlines = sorted(d["deadline"] for d in decisions if d["deadline"] and d["state"] == "open")
+            history = data.history.get(code)
+            routes = sorted({d["route"] for d in listed})
+            search = " ".join([code, str(registration.get("name") or ""), tr.name("district", self._district(code)),
+                               tr.name("industry", self._industry(code)), *routes]).lower()
+            rows.append({
+                "code": code, "name": registration.get("name") or "", "registered": bool(registration),
+                "district": tr.name("district", self._district(code)), "industry": tr.name("industry", self._industry(code)),
+                "findings": findings, "decisions": decisions, "listed": listed, "routes": routes,
+                "max_multiple": max(multiples) if multiples else None, "class": latest.get("class") or "",
+                "open_deadline": deadlines[0] if deadlines else None, "classes": classes, "search": search,
+                "registrations": history.of("enterprise.registered") if history else [],
+                "equipment": history.of("equipment.declared") if history else [],
+                "inspections": history.of("inspection.recorded") if history else [],
+                "approvals": history.of("approval.recorded") if history else [],
+                "land": registration.get("land_area_mu"), "in_park": registration.get("in_park"),
+                "permit": (registration.get("permits") or {}).get("emission_permit"),
+                "scale": registration.get("scale"),
+            })
+        return rows
 
 
-def worst_offenders(decisions: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]],
-                    findings: Mapping[str, int], limit: int = WORST) -> list[dict[str, Any]]:
-    """Enterprises on a list, worst first: closed by law, then the number of list decisions,
-    then findings, then the lowest mu-average score, then enterprise code."""
-    listed: dict[str, list[str]] = {}
-    closed: set[str] = set()
-    evaluation: dict[str, Mapping[str, Any]] = {}
-    for record in decisions:
-        enterprise = record["enterprise"]
-        if record.get("evaluation") is not None:
-            previous = evaluation.get(enterprise)
-            if previous is None or record["evaluation"]["year"] >= previous["year"]:
-                evaluation[enterprise] = {**record["evaluation"], "surcharge": record.get("surcharge_yuan_per_kwh")}
-        if record["list"] is None:
-            continue
-        listed.setdefault(enterprise, []).append(f"{record['list']}/{record['action']}")
-        if record["action"] == "close_by_law":
-            closed.add(enterprise)
-
-    def key(code: str) -> tuple[Any, ...]:
-        score = evaluation.get(code, {}).get("score")
-        return (code not in closed, -len(listed[code]), -findings.get(code, 0), score if score is not None else float("inf"), code)
-
-    rows = []
-    for code in sorted(listed, key=key)[:limit]:
-        registration = registry.get(code, {})
-        ev = evaluation.get(code, {})
-        rows.append({"enterprise": code, "name": registration.get("name", ""), "district": registration.get("district", "unregistered"),
-                     "industry": registration.get("industry", "unregistered"), "decisions": sorted(listed[code]),
-                     "closed_by_law": code in closed, "findings": findings.get(code, 0), "class": ev.get("class"),
-                     "score": ev.get("score"), "surcharge": ev.get("surcharge"),
-                     "land_area_mu": registration.get("land_area_mu")})
-    return rows
-
-
-def render_html(report: Mapping[str, Any], decisions: Sequence[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]],
-                findings: Mapping[str, int] | None = None, *, ruleset: str = "", title: str = "Manufacturing upgrade programme") -> str:
-    """The page, as a string (UTF-8 when written)."""
-    findings = findings or Counter()
-    keys = [k for k in report["by_list_action"] if k != "unlisted/classify"]
-    out: list[str] = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)} — report</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="muted">From {_fmt(report["decisions"])} decision records. Rule set <code>{escape(ruleset)}</code>. '
-        "Decisions depend on event time only: the same event log gives the same page.</p>",
-    ]
-    # key figures
-    out.append('<div class="kpis">')
-    for name, count in report["enterprises_per_list"].items():
-        out.append(f'<div class="kpi">{escape(_LIST_TITLES.get(name, name))}<b data-k="enterprises/{name}" data-v="{count}">{_fmt(count)}</b>enterprises</div>')
-    out.append(f'<div class="kpi">Land freed<b data-k="land_freed_mu" data-v="{report["land_freed_mu"]!r}">{_fmt(report["land_freed_mu"])}</b>mu</div>')
-    out.append(f'<div class="kpi">Decisions<b data-k="decisions" data-v="{report["decisions"]}">{_fmt(report["decisions"])}</b>records</div>')
-    out.append("</div>")
-    # progress
-    out.append("<h2>Progress against the programme targets</h2><table><tr><th>target</th><th class=\"n\">value</th>"
-               "<th class=\"n\">target</th><th class=\"n\">% of target</th></tr>")
-    for name, item in report["progress"].items():
-        out.append(f"<tr><th>{escape(_PROGRESS_TITLES.get(name, name))}</th>{_num(f'progress/{name}/value', item['value'])}"
-                   f"{_num(f'progress/{name}/target', item['target'])}{_num(f'progress/{name}/percent', item['percent'])}</tr>")
-    out.append("</table>")
-    out.append(_progress_chart(report["progress"]))
-    # lists and routes
-    out.append("<h2>Decisions per list and route</h2><table><tr><th>list / route</th><th class=\"n\">decisions</th></tr>")
-    for key, count in report["by_list_action"].items():
-        out.append(f"<tr><th>{escape(key)}</th>{_num(f'list_action/{key}', count)}</tr>")
-    out.append("</table>")
-    out.append('<p class="muted">An enterprise counts once per list in the key figures; here every decision counts '
-               "(an order and its escalation are two). <code>unlisted/classify</code> records a mu-average class only.</p>")
-    for prefix, field, heading in (("district", "by_district", "District"), ("industry", "by_industry", "Industry")):
-        groups = report[field]
-        out.append(f"<h2>By {heading.lower()}</h2>")
-        out.append(_count_table(prefix, heading, groups, keys))
-        rows = [(group, {k: float(v) for k, v in counts.items() if k in keys}) for group, counts in groups.items()]
-        out.append(_bar_chart(f"Decisions per list and route by {heading.lower()}", rows, keys))
-    # mu-average evaluation
-    evaluation = report.get("evaluation") or {}
-    if evaluation:
-        out.append("<h2>Mu-average evaluation</h2>")
-        for year, item in evaluation.items():
-            classes = sorted({c for counts in item["classes"].values() for c in counts})
-            out.append(f"<h3>{escape(year)}</h3>")
-            out.append(_count_table(f"classes/{year}", "population", item["classes"], classes))
-            rows = [(pop, {c: float(n) for c, n in counts.items()}) for pop, counts in item["classes"].items()]
-            colours = {c: _CLASS_COLOURS.get(c, _PALETTE[i % len(_PALETTE)]) for i, c in enumerate(classes)}
-            out.append(_bar_chart(f"Classes {year} by population", rows, classes, colours))
-            if item["surcharge_yuan_per_kwh"]:
-                out.append("<table><tr><th>differentiated electricity surcharge (yuan/kWh)</th><th class=\"n\">enterprises</th></tr>")
-                for level, count in item["surcharge_yuan_per_kwh"].items():
-                    out.append(f"<tr><th>+{escape(level)}</th>{_num(f'surcharge/{year}/{level}', count)}</tr>")
-                out.append("</table>")
-            if item.get("tax_per_mu") is not None:
-                out.append(f'<p>Tax per mu of the evaluated enterprises (land-weighted): '
-                           f'<b data-k="tax_per_mu/{escape(year)}" data-v="{item["tax_per_mu"]!r}">{_fmt(item["tax_per_mu"])}</b> yuan/mu</p>')
-    # worst offenders
-    worst = worst_offenders(decisions, registry, findings)
-    out.append(f"<h2>Worst offenders (top {WORST})</h2>")
-    out.append('<p class="muted">Enterprises on a list, ordered: closed by law first, then the number of list decisions, '
-               "then findings, then the lowest mu-average score.</p>")
-    if worst:
-        out.append("<table><tr><th>#</th><th>enterprise</th><th>name</th><th>district</th><th>industry</th><th>decisions</th>"
-                   "<th class=\"n\">findings</th><th>class</th><th class=\"n\">score</th><th class=\"n\">surcharge yuan/kWh</th>"
-                   "<th class=\"n\">land mu</th></tr>")
-        for number, row in enumerate(worst, start=1):
-            code = row["enterprise"]
-            out.append(
-                f'<tr data-enterprise="{escape(code)}"><td>{number}</td><td><code>{escape(code)}</code></td><td>{escape(row["name"])}</td>'
-                f'<td>{escape(row["district"])}</td><td>{escape(row["industry"])}</td>'
-                f'<td>{"<br>".join(escape(d) for d in row["decisions"])}</td>{_num(f"worst/{code}/findings", row["findings"])}'
-                f'<td>{escape(row["class"] or "")}</td>{_num(f"worst/{code}/score", row["score"])}'
-                f'{_num(f"worst/{code}/surcharge", row["surcharge"])}{_num(f"worst/{code}/land", row["land_area_mu"])}</tr>')
-        out.append("</table>")
-    else:
-        out.append("<p>No enterprise is on a list.</p>")
-    out.append("</body></html>")
-    return "\n".join(part for part in out if part) + "\n"
+def render_html(data: ReportData, lang: str = "en", *, title: str | None = None) -> str:
+    """The page, as a string (UTF-8 when written). The same data and language give the same bytes."""
+    page = _Page(data, lang)
+    tr = page.tr
+    heading = title or data.programme_title.get(page.lang) or tr.gettext("Manufacturing upgrade programme")
+    template = environment().get_template("report.html")
+    html = template.render(page=page, tr=tr, _=tr.gettext, s=page.summary, data=data, title=heading,
+                           family=FAMILY, font_css=Markup(PLACEHOLDER))
+    # the font is made last: a subset of exactly the characters of this page
+    return html.replace(PLACEHOLDER, font_face(html), 1)

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.i18n import Translator, translator
+
 LISTS = ("backward_capacity", "high_consumption_low_efficiency", "scattered_polluted")
 LAND_ACTIONS = ("vacate", "eliminate", "relocate_to_park")  # routes that free the enterprise's land once carried out
 
@@ -109,26 +111,47 @@ def _progress(value: float, target: Any) -> dict[str, Any]:
     return {"value": value, "target": target, "percent": share}
 
 
-def report_text(report: Mapping[str, Any]) -> str:
-    """The summary as a few readable lines (the --json form has everything)."""
-    lines = [f"decisions {report['decisions']}"]
+def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
+    """The summary as a few readable lines in `lang` (the --json form has everything)."""
+    tr = translator(lang)
+    _ = tr.gettext
+
+    def counts(items: Mapping[str, int]) -> str:
+        return ", ".join(f"{_key(tr, k)} {v}" for k, v in items.items())
+
+    lines = [_("decisions {count}").format(count=report["decisions"])]
     for key, count in report["by_list_action"].items():
-        lines.append(f"  {key:<52}{count:>7}")
-    lines.append("enterprises per list: " + ", ".join(f"{k} {v}" for k, v in report["enterprises_per_list"].items()))
-    lines.append(f"land: decided {report['land_decided_mu']} mu (vacate, eliminate, relocate), freed {report['land_freed_mu']} mu "
-                 "(orders verified as carried out)")
-    lines.append("progress against the programme targets:")
+        lines.append(f"  {_key(tr, key):<52}{count:>7}")
+    lines.append(_("enterprises per list: {counts}").format(
+        counts=", ".join(f"{tr.label('list', k)} {v}" for k, v in report["enterprises_per_list"].items())))
+    lines.append(_("land: decided {decided} mu (vacate, eliminate, relocate), freed {freed} mu (orders verified as carried out)")
+                 .format(decided=report["land_decided_mu"], freed=report["land_freed_mu"]))
+    lines.append(_("progress against the programme targets:"))
     for name, item in report["progress"].items():
         percent = "n/a" if item["percent"] is None else f"{item['percent']:.2f} %"
-        lines.append(f"  {name:<40}{item['value']:>10} of {item['target']}  ({percent})")
+        lines.append("  " + _("{name}: {value} of {target} ({percent})").format(
+            name=tr.label("progress", name), value=item["value"], target=item["target"], percent=percent))
     for year, item in report.get("evaluation", {}).items():
-        classes = "; ".join(f"{pop} " + ", ".join(f"{k} {v}" for k, v in counts.items()) for pop, counts in item["classes"].items())
-        surcharge = ", ".join(f"{k} yuan/kWh {v}" for k, v in item["surcharge_yuan_per_kwh"].items()) or "none"
-        lines.append(f"mu-average {year}: {classes}; surcharges: {surcharge}")
-    lines.append("by industry:")
-    for industry, counts in report["by_industry"].items():
-        lines.append(f"  {industry:<20}" + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    lines.append("by district:")
-    for district, counts in report["by_district"].items():
-        lines.append(f"  {district:<20}" + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        classes = "; ".join(f"{tr.label('population', pop)} " + ", ".join(f"{k} {v}" for k, v in counts_.items())
+                            for pop, counts_ in item["classes"].items())
+        surcharge = ", ".join(_("{level} yuan/kWh: {count}").format(level=k, count=v)
+                              for k, v in item["surcharge_yuan_per_kwh"].items()) or _("none")
+        lines.append(_("mu-average {year}: {classes}; surcharges: {surcharges}").format(
+            year=year, classes=classes, surcharges=surcharge))
+    lines.append(_("by industry:"))
+    for industry, items in report["by_industry"].items():
+        lines.append(f"  {tr.label('industry', industry):<20}" + counts(items))
+    lines.append(_("by district:"))
+    for district, items in report["by_district"].items():
+        lines.append(f"  {tr.label('district', district):<20}" + counts(items))
     return "\n".join(lines)
+
+
+def _key(tr: Translator, key: str) -> str:
+    """`list/action` for people: the identifiers in English (as in the JSON), names in Chinese."""
+    if tr.lang == "en":
+        return key
+    listed, _, action = key.partition("/")
+    action, _, status = action.partition(" (")
+    shown = f"{tr.list_name(None if listed == 'unlisted' else listed)}/{tr.route(action)}"
+    return shown + (f" ({tr.label('status', status.rstrip(')'))})" if status else "")

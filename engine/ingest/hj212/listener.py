@@ -5,7 +5,9 @@ Flag A bit asks for it, the centre answers: a 9014 data reply for an accepted da
 a 9011 request reply carrying QnRtn otherwise (e.g. QnRtn 9 for a CRC error, so the logger
 sends again). Every packet is judged by the same `PacketHandler` as file ingest, and its
 events or its quarantine record are handed to the sink *before* the reply is written: a
-packet that was acknowledged is never lost.
+packet that was acknowledged is never lost. A sink that keeps records in a transaction (the
+live service, engine/serve/) also passes `durable`, awaited after the packets of each read and
+before their replies go out, so a reply means the events are committed.
 
 Bounded, because the peer is a device on a network, not a trusted file: the listener binds
 to loopback unless told otherwise, holds at most `max_connections` connections (more are
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,7 @@ class ListenerStats:
     events: int = 0
     quarantined: int = 0
     replies: int = 0
+    not_kept: int = 0
 
 
 class Hj212Listener:
@@ -64,8 +67,9 @@ class Hj212Listener:
     """
 
     def __init__(self, registry: Registry, sink: Sink, host: str = "127.0.0.1", port: int = 0,
-                 limits: ListenerLimits | None = None) -> None:
+                 limits: ListenerLimits | None = None, durable: Callable[[], Awaitable[None]] | None = None) -> None:
         self.registry, self.sink, self.host, self.port = registry, sink, host, port
+        self.durable = durable
         self.limits = limits or ListenerLimits()
         self.stats = ListenerStats()
         self._handler = PacketHandler(registry, self.limits.max_pending_split)
@@ -126,12 +130,21 @@ class Hj212Listener:
                     break
                 candidates = framer.feed(data) if data else framer.close()
                 oversize = False
+                replies = []
                 for candidate in candidates:
                     oversize = oversize or isinstance(candidate, PacketError)
                     reply = self._packet(candidate, source)
                     if reply is not None:
-                        writer.write(reply)
-                        self.stats.replies += 1
+                        replies.append(reply)
+                if self.durable is not None and candidates:
+                    try:
+                        await self.durable()
+                    except Exception:  # not kept: no reply, the logger sends again
+                        self.stats.not_kept += len(candidates)
+                        break
+                for reply in replies:
+                    writer.write(reply)
+                    self.stats.replies += 1
                 if oversize:
                     self.stats.oversize_closed += 1
                 if not data or oversize:

@@ -121,20 +121,31 @@ class PacketError(ValueError):
 
 # ---- CRC and framing --------------------------------------------------------------------
 
+def _crc_step(value: int) -> int:
+    for _ in range(8):
+        carry = value & 1
+        value >>= 1
+        if carry:
+            value ^= 0xA001
+    return value
+
+
+# after `reg = (reg >> 8) ^ byte` the register holds 8 bits, so the 8 shifts are a table lookup
+_CRC_TABLE = tuple(_crc_step(value) for value in range(256))
+
+
 def crc16_hj212(data: bytes) -> int:
     """The HJ 212 CRC-16 over the data segment (not Modbus: the byte enters the high side).
 
     Register 0xFFFF; per byte `reg = (reg >> 8) ^ byte`, then 8 times shift right and XOR
-    0xA001 when the bit shifted out was 1 (standards.md).
+    0xA001 when the bit shifted out was 1 (standards.md). The first step leaves at most 8 bits
+    in the register, so the eight shifts come from a 256-entry table (a service checks a CRC
+    for every packet and every reply).
     """
     reg = 0xFFFF
+    table = _CRC_TABLE
     for byte in data:
-        reg = (reg >> 8) ^ byte
-        for _ in range(8):
-            carry = reg & 1
-            reg >>= 1
-            if carry:
-                reg ^= 0xA001
+        reg = table[(reg >> 8) ^ byte]
     return reg
 
 

@@ -1,0 +1,170 @@
+"""Languages for people: the CLI's text, the HTML report and the notices, in Chinese or English.
+
+In: a language, `zh` or `en`, or None for the locale's (zh where LC_ALL, LC_MESSAGES or LANG,
+the first one set, starts with `zh`; en otherwise). Out: a `Translator` with
+
+- `gettext` / `ngettext` for messages: domain `messages`, English source text extracted from the
+  code and the templates (`python -m engine.devtools.i18n` updates the catalogues);
+- `name(context, key)` for the programme's vocabulary: domain `vocabulary`, keyed by identifier
+  (the lists, the routes, pollutants by HJ 212 code, standards, districts, industries...) in
+  both languages; an identifier no catalogue knows is shown as it is;
+- dates and numbers formatted by Babel's CLDR data for the locale.
+
+The gettext catalogues (.po, in locale/) are the only source; they are compiled in memory on
+first use (Babel's read_po and write_mo), never committed as .mo. Only human-facing text is
+translated: JSON and JSONL records keep their identifiers (the machine contract).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from importlib import resources
+from typing import Any
+
+from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+
+LANGS = ("zh", "en")
+LOCALES = {"zh": "zh_CN", "en": "en"}
+DOMAINS = ("messages", "vocabulary")
+_OFFSET = re.compile(r"([+-]\d\d:\d\d|Z)$")
+
+__all__ = ["DOMAINS", "LANGS", "LOCALES", "Translator", "catalogue_path", "resolve_lang", "translator"]
+
+
+def resolve_lang(value: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """`zh` or `en`: the value given, else the locale's (zh where the first of LC_ALL,
+    LC_MESSAGES, LANG that is set starts with zh). Raises ValueError for another value."""
+    if value is not None:
+        if value not in LANGS:
+            raise ValueError(f"language must be one of {', '.join(LANGS)}, got {value!r}")
+        return value
+    env = os.environ if environ is None else environ
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        setting = env.get(name)
+        if setting:
+            return "zh" if setting.lower().startswith("zh") else "en"
+    return "en"
+
+
+def catalogue_path(lang: str, domain: str) -> Any:
+    """The .po file of a language and domain (a Traversable; works from a wheel)."""
+    return resources.files("engine.i18n").joinpath("locale", LOCALES[lang], "LC_MESSAGES", f"{domain}.po")
+
+
+def _compiled(lang: str, domain: str) -> Translations | NullTranslations:
+    path = catalogue_path(lang, domain)
+    if not path.is_file():  # English messages are the source text: no catalogue
+        return NullTranslations()
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=LOCALES[lang], domain=domain)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(fp=buffer, domain=domain)
+
+
+def _when(value: str | date | datetime) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(value[:10])  # event time as written: its local date
+
+
+class Translator:
+    """Messages and vocabulary of one language (built once per language by `translator`)."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = resolve_lang(lang)
+        self.locale = LOCALES[self.lang]
+        self._messages = _compiled(self.lang, "messages")
+        self._vocabulary = _compiled(self.lang, "vocabulary")
+
+    # ---- messages -------------------------------------------------------------------------
+
+    def gettext(self, message: str) -> str:
+        """The translation of an English message (the message itself when there is none)."""
+        return self._messages.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self._messages.ngettext(singular, plural, n)
+
+    # ---- vocabulary -----------------------------------------------------------------------
+
+    def has(self, context: str, key: str) -> bool:
+        """Whether the vocabulary gives `key` in `context` a name other than itself."""
+        return self._vocabulary.pgettext(context, key) != key
+
+    def name(self, context: str, key: Any) -> str:
+        """The name of an identifier (a list, a route, an HJ 212 code...): the identifier itself
+        when the vocabulary does not know it, so that new kinds of records still show."""
+        if key is None:
+            return "—"
+        text = str(key)
+        return self._vocabulary.pgettext(context, text)
+
+    def label(self, context: str, key: Any) -> str:
+        """For command-line text: the name in Chinese, the identifier itself in English (so that
+        English text keeps the spellings of the JSON records)."""
+        if key is None:
+            return "—" if self.lang == "zh" else "-"
+        return self.name(context, key) if self.lang == "zh" else str(key)
+
+    def list_name(self, key: str | None) -> str:
+        return self.name("list", key if key is not None else "unlisted")
+
+    def route(self, key: str) -> str:
+        return self.name("route", key)
+
+    def pollutant(self, code: str | None) -> str:
+        return self.name("pollutant", code) if code else "—"
+
+    def basis(self, basis: Mapping[str, Any] | None, *, note: bool = False) -> str:
+        """A legal basis as one line: standard, table, clause (each named in the language when the
+        vocabulary knows it), and the note when asked for."""
+        if not basis:
+            return "—"
+        parts = [self.name(part, basis[part]) for part in ("standard", "table", "clause") if basis.get(part)]
+        if note and basis.get("note"):
+            parts.append(self.name("note", basis["note"]))
+        return self.gettext("; ").join(parts) if parts else "—"
+
+    # ---- dates and numbers ----------------------------------------------------------------
+
+    def date(self, value: str | date | datetime | None) -> str:
+        """A date as written in the language (2024年3月1日; March 1, 2024): the local date of
+        an event time as written, never converted through the machine's time zone."""
+        if not value:
+            return "—"
+        return format_date(_when(value), format="long", locale=self.locale)
+
+    def time(self, value: str | None) -> str:
+        """An event time as written, for people: date and clock time in the event's own offset."""
+        if not value:
+            return "—"
+        clock = value[11:16] if len(value) >= 16 else ""
+        offset = _OFFSET.search(value)
+        zone = f" (UTC{offset.group(0)})" if offset and offset.group(0) != "Z" else " (UTC)" if offset else ""
+        return f"{self.date(value)} {clock}".rstrip() + zone
+
+    def number(self, value: float | int | None, digits: int = 2) -> str:
+        """A number with grouping, at most `digits` decimals; — for none."""
+        if value is None:
+            return "—"
+        pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
+        return format_decimal(value, format=pattern, locale=self.locale)
+
+
+@functools.lru_cache(maxsize=4)
+def translator(lang: str | None = None) -> Translator:
+    """The Translator of a language (None: the locale's), built once per process."""
+    return Translator(resolve_lang(lang))

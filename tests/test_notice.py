@@ -1,0 +1,164 @@
+"""`rectify notice`: a notice per decision as PDF, checked by extracting its text (pdftotext)
+and rendering its pages (pdftoppm); the same input gives the same bytes; the authority file is
+validated; a decision of a kind this version does not know still gets a notice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
+from engine.report import ReportData
+from engine.report.notice import AuthorityError, load_authority, notice_html
+
+PDFTOTEXT, PDFTOPPM = shutil.which("pdftotext"), shutil.which("pdftoppm")
+needs_poppler = pytest.mark.skipif(PDFTOTEXT is None or PDFTOPPM is None, reason="poppler-utils (.ci/run installs it)")
+
+AUTHORITY = """
+name: {zh: 宁波市生态环境局, en: Ningbo Municipal Ecology and Environment Bureau}
+code: 11330200MB0000001X
+contact: "0574-12345678"
+document_number:
+  default: {zh: 甬环改, en: NBEE-U}
+  routes: {rectify: {zh: 甬环限改, en: NBEE-R}}
+  first: 7
+approver: {zh: 宁波市人民政府, en: Ningbo Municipal People's Government}
+appeal:
+  reconsideration: {zh: 宁波市人民政府, en: Ningbo Municipal People's Government}
+  court: {zh: 有管辖权的人民法院, en: the people's court with jurisdiction}
+"""
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("notice")
+    log = folder / "events.jsonl"
+    write_jsonl(with_follow_up(generate_city(enterprises=300, days=1, seed=5), seed=5).events, log)  # with closures
+    out = folder / "out.jsonl"
+    result = CliRunner().invoke(cli, ["run", str(log), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    decisions = {}
+    for record in records:
+        if record["record"] == "decision":
+            decisions.setdefault(record["action"], record)
+    authority = folder / "authority.yaml"
+    authority.write_text(AUTHORITY, encoding="utf-8")
+    registry = {r["subject"]: r["data"] for r in map(json.loads, log.read_text().splitlines())
+                if r["type"] == "enterprise.registered"}
+    return folder, log, decisions, authority, registry, records
+
+
+def pdf_text(path: Path) -> str:
+    return subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def notice(*args: str) -> object:
+    return CliRunner().invoke(cli, ["notice", *args])
+
+
+@needs_poppler
+def test_a_rectification_notice_in_chinese(city, tmp_path):
+    folder, log, decisions, authority, registry, records = city
+    order = decisions["rectify"]
+    out = tmp_path / "notice.pdf"
+    result = notice(order["id"], "--events", str(log), "--out", str(out), "--lang", "zh", "--authority", str(authority))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"%PDF-")
+    text = pdf_text(out)
+    flat = "".join(text.split())
+    name = registry[order["enterprise"]]["name"]
+    assert "限期整改通知书" in flat and "宁波市生态环境局" in flat and name in flat and order["enterprise"] in flat
+    year = order["time"][:4]
+    numbered = sorted(r["id"] for r in records if r["record"] == "decision" and r["action"] == "rectify")
+    assert f"甬环限改〔{year}〕" in flat and "号" in flat
+    deadline = order["deadline"][:10].split("-")
+    assert f"{int(deadline[0])}年{int(deadline[1])}月{int(deadline[2])}日前完成整改" in flat
+    findings = {r["id"]: r for r in records if r["record"] == "finding"}
+    evidence = [findings[f] for f in order["evidence"]["findings"]]
+    for finding in evidence:  # measured and judged values, the limit, the standard
+        assert f"{finding['judged']:g}" in flat and finding["basis"]["standard"].split(" (")[0].replace(" ", "") in flat
+        assert f"{finding['limit']['value']:g}" in flat
+    assert "行政复议" in flat and "样本" not in flat and numbered
+    # pages render to PNG: not blank
+    subprocess.run([PDFTOPPM, "-r", "40", "-png", str(out), str(tmp_path / "page")], check=True)
+    from PIL import Image
+
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages
+    image = Image.open(pages[0]).convert("L")
+    dark = sum(image.histogram()[:128])
+    assert dark > 0.005 * image.width * image.height
+
+
+@needs_poppler
+def test_the_same_input_gives_the_same_bytes_and_other_languages_and_routes(city, tmp_path):
+    folder, log, decisions, authority, _, _ = city
+    closure = decisions["close_by_law"]
+    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    for out in (a, b):
+        assert notice(closure["id"], "--events", str(log), "--out", str(out), "--lang", "zh",
+                      "--authority", str(authority)).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    flat = "".join(pdf_text(a).split())
+    assert "关于提请依法关停企业的建议" in flat and "宁波市人民政府" in flat and "经批准后生效" in flat
+    en = tmp_path / "en.pdf"
+    assert notice(decisions["rectify"]["id"], "--events", str(log), "--out", str(en), "--lang", "en").exit_code == 0
+    text = " ".join(pdf_text(en).split())
+    assert "Rectification notice" in text and "SPECIMEN" in text  # no --authority: the example, marked
+
+
+@needs_poppler
+def test_every_decision_from_a_store(city, tmp_path):
+    folder, log, decisions, authority, registry, records = city
+    db = tmp_path / "run.db"
+    assert CliRunner().invoke(cli, ["run", str(log), "--store", str(db)]).exit_code == 0
+    small = tmp_path / "few.jsonl"
+    wanted = {d["enterprise"] for d in decisions.values() if d["action"] in ("eliminate", "relocate_to_park")}
+    lines = [line for line in log.read_text().splitlines() if json.loads(line)["subject"] in wanted]
+    small.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "all"
+    result = notice("--all", "--events", str(small), "--out-dir", str(out), "--lang", "zh")
+    assert result.exit_code == 0, result.output
+    made = sorted(p.stem for p in out.glob("*.pdf"))
+    assert len(made) >= 2
+    titles = " ".join("".join(pdf_text(p).split()) for p in out.glob("*.pdf"))
+    assert "淘汰落后产能通知书" in titles and "整合入园告知书" in titles
+    from_store = tmp_path / "store.pdf"
+    result = notice(decisions["eliminate"]["id"], "--store", str(db), "--out", str(from_store), "--lang", "zh")
+    assert result.exit_code == 0, result.output
+    assert registry[decisions["eliminate"]["enterprise"]]["name"] in "".join(pdf_text(from_store).split())
+
+
+def test_usage_and_configuration_errors(city, tmp_path):
+    folder, log, decisions, authority, _, _ = city
+    assert notice("D-nope", "--events", str(log), "--out", str(tmp_path / "x.pdf")).exit_code == 1
+    assert notice("--events", str(log), "--out", str(tmp_path / "x.pdf")).exit_code == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: {zh: 某局}\ndocument_number: {default: {zh: 甬, en: N}}\n", encoding="utf-8")
+    result = notice(decisions["rectify"]["id"], "--events", str(log), "--out", str(tmp_path / "x.pdf"),
+                    "--authority", str(bad))
+    assert result.exit_code == 3 and "name: 'en' is a required property" in result.output
+    with pytest.raises(AuthorityError, match="document_number"):
+        bad.write_text("name: {zh: 某局, en: X}\n", encoding="utf-8")
+        load_authority(bad)
+
+
+def test_a_decision_of_an_unknown_kind_still_gets_a_notice():
+    decision = {"record": "decision", "id": "D-x", "rule": "future.rule", "rule_version": 1,
+                "enterprise": "91330200MA2AB1234Y", "time": "2025-05-01T09:00:00+08:00", "list": "land",
+                "action": "recover_land", "deadline": None, "basis": {"standard": "Decree 53", "clause": "Art. 14"},
+                "evidence": {"findings": [], "events": []}, "supersedes": None, "ruleset": "sha256:0",
+                "status": "proposed", "parcel": "P-7"}
+    data = ReportData(ruleset="sha256:0", registry={"91330200MA2AB1234Y": {"name": "宁波市某某有限公司"}}, targets={},
+                      findings=[], decisions=[decision])
+    html = notice_html(data, "D-x", load_authority(), "zh")
+    assert "处置决定告知书" in html and "recover_land" in html and "parcel: P-7" in html and "宁波市某某有限公司" in html
+    assert "建议（待批准）" in html
