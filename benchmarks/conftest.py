@@ -1,17 +1,23 @@
-"""Benchmark fixtures: one generated log of at least 1,000,000 events with the demo's mix.
+"""Benchmark fixtures: one generated log of at least 1,000,000 events with the demo's mix, the
+same log made finding-heavy, and Parquet archives of both.
 
 Run with `pytest benchmarks --benchmark-only -s` (not part of the default test run). The
-log is generated once per session into a temporary folder (about 300 MB).
+logs are generated once per session into a temporary folder (about 300 MB each); the
+archives are written once (`rectify archive`'s code path) and their writing time recorded.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import orjson
 import pytest
 
+from engine import Engine
 from engine.devtools.demo import generate_city, write_jsonl
+from engine.run import archive_files
 
 EVENTS = int(os.environ.get("RECTIFY_BENCH_EVENTS", "1000000"))
 RESULTS: dict[str, dict[str, float]] = {}
@@ -29,6 +35,51 @@ def million_log(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "events.jsonl"
     write_jsonl(city.events, path)
     return path
+
+
+def make_finding_heavy(source: Path, target: Path) -> int:
+    """`source` with every fourth stack or discharge reading raised well above its limits
+    (value × 8 + 50): what a what-if with tighter limits, or a bad district, looks like.
+    Returns how many readings were raised."""
+    raised = readings = 0
+    with source.open("rb") as lines, target.open("wb") as out:
+        for line in lines:
+            event = orjson.loads(line)
+            if event["type"] in ("emission.measured", "discharge.measured"):
+                readings += 1
+                if readings % 4 == 0:
+                    event["data"]["value"] = round(event["data"]["value"] * 8 + 50, 3)
+                    raised += 1
+            out.write(orjson.dumps(event) + b"\n")
+    return raised
+
+
+@pytest.fixture(scope="session")
+def heavy_log(million_log, tmp_path_factory) -> Path:
+    """The benchmark log with a quarter of its readings above their limits."""
+    path = tmp_path_factory.mktemp("bench") / "heavy.jsonl"
+    make_finding_heavy(million_log, path)
+    return path
+
+
+def _archive(log: Path, name: str, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("bench") / name
+    started = time.perf_counter()
+    summary = archive_files(Engine(), [log], directory)
+    seconds = time.perf_counter() - started
+    RESULTS[f"archive_write_{name}"] = {"events": summary.read, "seconds": seconds, "events_per_s": summary.read / seconds}
+    return directory
+
+
+@pytest.fixture(scope="session")
+def million_archive(million_log, tmp_path_factory) -> Path:
+    """The benchmark log as a Parquet archive (written once, timed)."""
+    return _archive(million_log, "demo", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def heavy_archive(heavy_log, tmp_path_factory) -> Path:
+    return _archive(heavy_log, "heavy", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

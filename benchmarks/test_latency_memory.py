@@ -1,4 +1,5 @@
-"""Single-event latency of Engine.process (p50, p99) and memory of a 100,000-enterprise replay."""
+"""Single-event latency of Engine.process (p50, p99) and memory of a 100,000-enterprise replay:
+per event, through the batch path from JSONL, and from the Parquet archive."""
 
 from __future__ import annotations
 
@@ -62,15 +63,22 @@ def events():
                    "time": (start + timedelta(days=8 * d)).isoformat(),
                    "data": {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013", "value": 12.5,
                             "unit": "mg/m3", "period": "hour"}}
-if sys.argv[3] == "batch":  # the batch path from a JSONL file, written before measuring
+if sys.argv[3] in ("batch", "archive"):  # the batch path from a JSONL file (or its archive), written before measuring
     import orjson, tempfile
     from engine.ingest import JsonlFiles
     path = tempfile.mkstemp(suffix=".jsonl")[1]
     with open(path, "wb") as handle:
         for event in events():
             handle.write(orjson.dumps(event) + b"\n")
+    source = JsonlFiles([path])
+    if sys.argv[3] == "archive":
+        from engine.ingest.archive import Archive
+        from engine.run import archive_files
+        folder = tempfile.mkdtemp() + "/archive"
+        archive_files(Engine(), [path], folder)
+        source = Archive(folder)
     tracemalloc.start()
-    for _ in engine.run_batch(JsonlFiles([path])):
+    for _ in engine.run_batch(source):
         pass
 else:
     tracemalloc.start()
@@ -89,7 +97,7 @@ def _probe(enterprises: int, days: int, path: str = "process") -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("path", ["process", "batch"])
+@pytest.mark.parametrize("path", ["process", "batch", "archive"])
 def test_memory_100k_enterprises(benchmark, capsys, path):
     def run() -> list[dict]:
         # readings 8 days apart: the log grows past the 7-day dedupe horizon

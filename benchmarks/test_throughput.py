@@ -1,26 +1,41 @@
-"""Throughput of the same log through four paths, measured in one run, and the ratios.
+"""Throughput of the same logs through every path, measured in one run, and the ratios.
+
+Two logs: the demo mix (at least RECTIFY_BENCH_EVENTS events, default 1,000,000) and the
+same log finding-heavy (every fourth reading above its limits, benchmarks/conftest.py).
 
 (a) durable_rules alone: the rule set's reading rules compiled to one durable_rules
-    ruleset, each event posted one at a time (what a user of durable_rules alone gets);
+    ruleset, each event posted one at a time (demo log only);
 (b) Engine.process, per event (orjson per line, then process);
-(c) the batch path, Engine.run_batch, end to end from the JSONL file: in one process, and
-    with chunks sorted in 1 and in 2 forked processes (`--jobs 1`, `--jobs 2`);
+(c) the batch path end to end as `rectify run` does it (`Run`: records written as JSON lines,
+    hash-chained, to /dev/null) from the JSONL file: in one process, and with chunks sorted in
+    1 and 2 forked processes (`Engine.run_batch(workers=N)`; `rectify run --jobs` uses them only
+    on 3 cores or more);
+(e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane);
+    writing the archive is timed apart (once);
 (d) the floor: reading the file and orjson.loads per line, no validation, no rules.
 
-Tests are named so that pytest runs them in this order; the last prints the table.
+Paths (c) and (e) of a log must end on the same chain head (the same bytes). Tests are named
+so that pytest runs them in this order; the last prints the table.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from engine import Engine
 from engine.decide.rete import SafeHost
 from engine.judge import READING_TYPES, Rule
 from engine.ingest import JsonlFiles
+from engine.ingest.archive import Archive
+from engine.output import JsonlSink
+from engine.run import Outputs, Run
+
+LOGS = ["demo", "heavy"]
 
 
 def _lines(path: Path) -> int:
@@ -82,12 +97,18 @@ def test_a_durable_rules_alone(benchmark, million_log, results):
     assert hits, "durable_rules alone found no exceedance at all: the translation is broken"
 
 
-def test_b_engine_process_per_event(benchmark, million_log, results):
+def _log(request, log: str) -> Path:
+    return request.getfixturevalue("million_log" if log == "demo" else "heavy_log")
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_b_engine_process_per_event(benchmark, request, results, log):
+    path = _log(request, log)
     engine = Engine()
 
     def run() -> int:
         count = 0
-        with million_log.open("rb") as handle:
+        with path.open("rb") as handle:
             for line in handle:
                 engine.process(orjson.loads(line))
                 count += 1
@@ -96,44 +117,63 @@ def test_b_engine_process_per_event(benchmark, million_log, results):
 
     started = time.perf_counter()
     count = benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(results, "b_engine_process", count, time.perf_counter() - started)
+    _record(results, f"{log}/b_engine_process", count, time.perf_counter() - started)
 
 
-def _batch(benchmark, million_log, results, name: str, workers: int) -> Engine:
+def _run(benchmark, results, name: str, source, workers: int = 0) -> Engine:
+    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null."""
     engine = Engine()
+    outputs = None
 
     def run() -> int:
-        for _ in engine.run_batch(JsonlFiles([million_log]), workers=workers):
-            pass
+        nonlocal outputs
+        with open(os.devnull, "wb") as sink:
+            outputs = Outputs(JsonlSink(sink))
+            Run(engine, outputs, workers=workers).feed(source).finish()
         return engine.summary.read
 
     started = time.perf_counter()
     count = benchmark.pedantic(run, rounds=1, iterations=1)
     _record(results, name, count, time.perf_counter() - started)
-    results[name]["quiet_share"] = engine.lane_stats["quiet"] / max(1, count)
-    assert engine.summary.balanced() and engine.summary.quarantined == 0
+    assert outputs is not None and engine.summary.balanced()
+    results[name].update(quiet_share=engine.lane_stats["quiet"] / max(1, count), records=outputs.written,
+                         findings=sum(engine.summary.findings.values()))
+    results[name]["head"] = outputs.head  # type: ignore[assignment]
     return engine
 
 
-def test_c_batch_path(benchmark, million_log, results):
-    """The batch path in one process (what an embedder gets from Engine.run_batch by default)."""
-    _batch(benchmark, million_log, results, "c_batch_path", workers=0)
+@pytest.mark.parametrize("log", LOGS)
+def test_c_batch_path(benchmark, request, results, log):
+    """The batch path in one process (what `rectify run EVENTS.jsonl` does)."""
+    _run(benchmark, results, f"{log}/c_batch_path", JsonlFiles([_log(request, log)]))
 
 
-def test_c_batch_path_1_job(benchmark, million_log, results):
-    """The batch path with chunks sorted in 1 forked process (`rectify run --jobs 1`)."""
-    _batch(benchmark, million_log, results, "c_batch_path_1_job", workers=1)
+@pytest.mark.parametrize("log", LOGS)
+def test_c_batch_path_1_job(benchmark, request, results, log):
+    """Chunks sorted by 1 forked process as well (`Engine.run_batch(workers=1)`)."""
+    _run(benchmark, results, f"{log}/c_batch_path_1_job", JsonlFiles([_log(request, log)]), workers=1)
 
 
 def test_c_batch_path_2_jobs(benchmark, million_log, results):
-    """The batch path with chunks sorted in 2 forked processes (`rectify run --jobs 2`)."""
-    _batch(benchmark, million_log, results, "c_batch_path_2_jobs", workers=2)
+    """Chunks sorted by 2 forked processes (three processes), demo log only."""
+    _run(benchmark, results, "demo/c_batch_path_2_jobs", JsonlFiles([million_log]), workers=2)
 
 
-def test_d_floor_orjson_parse(benchmark, million_log, results):
+@pytest.mark.parametrize("log", LOGS)
+def test_e_archive(benchmark, request, results, log):
+    """The Parquet archive of the log (`rectify run ARCHIVE`), the columnar lane."""
+    directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
+    _run(benchmark, results, f"{log}/e_archive", Archive(directory))
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_f_floor_orjson_parse(benchmark, request, results, log):
+    """(d) the floor."""
+    path = _log(request, log)
+
     def run() -> int:
         count = 0
-        with million_log.open("rb") as handle:
+        with path.open("rb") as handle:
             for line in handle:
                 orjson.loads(line)
                 count += 1
@@ -141,19 +181,35 @@ def test_d_floor_orjson_parse(benchmark, million_log, results):
 
     started = time.perf_counter()
     count = benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(results, "d_floor_orjson", count, time.perf_counter() - started)
+    _record(results, f"{log}/d_floor_orjson", count, time.perf_counter() - started)
 
 
 def test_z_ratios(benchmark, results, capsys):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     rate = {name: r["events_per_s"] for name, r in results.items()}
-    lines = ["", "throughput (events/s), one run, same log:"]
-    for name in sorted(rate):
-        lines.append(f"  {name:<24}{rate[name]:>14,.0f}   ({results[name]['events']:,} events, {results[name]['seconds']:.1f} s)")
-    for c_name in ("c_batch_path", "c_batch_path_1_job", "c_batch_path_2_jobs"):
-        if {"a_durable_rules_alone", "b_engine_process", c_name, "d_floor_orjson"} <= set(rate):
-            c = rate[c_name]
-            lines.append(f"  {c_name}: c/a = {c / rate['a_durable_rules_alone']:.2f}   c/b = {c / rate['b_engine_process']:.2f}   "
-                         f"c/d = {c / rate['d_floor_orjson']:.3f}   (quiet share {results[c_name]['quiet_share']:.1%})")
+    lines = ["", "throughput (events/s), one run; ratios against the floor (d) and per-event (b) of the same log:"]
+    for log in LOGS:
+        floor, per_event = rate.get(f"{log}/d_floor_orjson"), rate.get(f"{log}/b_engine_process")
+        heads = set()
+        for name in sorted(n for n in rate if n.startswith(log + "/")):
+            r = results[name]
+            extra = ""
+            if "quiet_share" in r:
+                extra = f"   quiet {r['quiet_share']:.1%}, findings {r['findings']:,.0f}, records {r['records']:,.0f}"
+                heads.add(r["head"])
+            vs_floor = f"{rate[name] / floor:6.3f}x d" if floor else ""
+            vs_b = f"{rate[name] / per_event:6.2f}x b" if per_event else ""
+            lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s  {vs_floor}  {vs_b}   ({r['events']:,.0f} events, "
+                         f"{r['seconds']:.2f} s){extra}")
+        if heads:
+            lines.append(f"  {log}: batch and archive paths end on {'the same chain head' if len(heads) == 1 else 'DIFFERENT chain heads'}")
+    for name in sorted(n for n in rate if n.startswith("archive_write_")):
+        r = results[name]
+        lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s   (validating and writing {r['events']:,.0f} lines once, {r['seconds']:.1f} s)")
+    if "a_durable_rules_alone" in rate and "demo/c_batch_path" in rate:
+        lines.append(f"  demo/c_batch_path vs (a) durable_rules alone: {rate['demo/c_batch_path'] / rate['a_durable_rules_alone']:.2f}x")
     with capsys.disabled():
         print("\n".join(lines))
+    for log in LOGS:
+        heads = {results[n]["head"] for n in results if n.startswith(log + "/") and "head" in results[n]}
+        assert len(heads) <= 1, f"{log}: the paths wrote different records"

@@ -49,7 +49,7 @@ from engine.validate import EventValidator
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4  # 4: content digests are XXH3-64 ints and the dedupe index keeps its arrival order (was blake2b-96)
 POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
@@ -65,7 +65,7 @@ class Prepared:
     event: Mapping[str, Any]
     id: str
     reading: Reading | None
-    digest: bytes
+    digest: int
     epoch: float
     raw: Any = None
     source: str = "<input>"
@@ -206,16 +206,39 @@ class Engine:
             source, line, item = item.source, item.number, item.text
         if isinstance(item, Mapping):
             return self.process_parsed(item, item, source, line, from_json=False)
-        try:
-            event = orjson.loads(item)
-        except orjson.JSONDecodeError as exc:
-            return self.process_prepared(quarantined(item, source, line, json_problem(item, exc)))
-        return self.process_parsed(event, item, source, line)
+        return self.process_prepared(self.prepare_line(item, source, line))
 
-    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]:
-        """A line already parsed (by the batch path): the stages after parsing."""
+    def prepare_line(self, text: str | bytes, source: str = "<input>", line: int = 0) -> Prepared | Quarantined:
+        """Parse, validate and normalise one raw line: `Prepared`, or the quarantine record a run
+        writes for it. Reads no state and changes none (the archive writer validates this way)."""
         try:
-            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line)
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return quarantined(text, source, line, json_problem(text, exc))
+        try:
+            return self.prepare(event, True, text, source, line)
+        except InvalidEvent as exc:
+            return quarantined(text, source, line, str(exc))
+
+    def prepare_checked(self, event: Any, text: str | bytes, source: str = "<input>", line: int = 0) -> Prepared | Quarantined:
+        """`prepare_line` for a line parsed already and proven valid by a shape plan (units are still checked)."""
+        try:
+            return self.prepare(event, True, text, source, line, valid=True)
+        except InvalidEvent as exc:
+            return quarantined(text, source, line, str(exc))
+
+    @property
+    def validation(self) -> str:
+        """What `prepare` accepts, as a fingerprint: the engine version, strict mode and the
+        composed schemas. An archive validated by an engine with the same fingerprint is trusted."""
+        document = {"rectify": __version__, "strict": self.strict, "schemas": self.validator.schemas}
+        return "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
+                       valid: bool = False) -> list[Record]:
+        """A line already parsed (by the batch path): the stages after parsing (`valid`: see `prepare`)."""
+        try:
+            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line, valid)
         except InvalidEvent as exc:
             prepared = quarantined(raw, source, line, str(exc))
         return self.process_prepared(prepared)
@@ -237,13 +260,15 @@ class Engine:
     # ---- the stages -----------------------------------------------------------------------
 
     def prepare(self, event: Any, from_json: bool = True, raw: Any = None, source: str = "<input>",
-                line: int = 0) -> Prepared:
+                line: int = 0, valid: bool = False) -> Prepared:
         """Validate and normalise one parsed event; InvalidEvent says what is wrong and where.
 
         Reads no state and changes none (nothing is counted): any process may prepare.
-        `from_json`: parsed by orjson (which refuses NaN and infinities itself).
+        `from_json`: parsed by orjson (which refuses NaN and infinities itself). `valid`: the
+        batch path has already checked it against the same schemas (a shape plan, or an
+        archive validated by an engine with the same `validation` fingerprint).
         """
-        problem = self.validator.problem(event, from_json)
+        problem = None if valid else self.validator.problem(event, from_json)
         if problem is None and not self.validator.known(event["type"]) and self.strict:
             problem = f"type: unknown event type {event['type']!r} (strict mode)"
         reading: Reading | None = None
@@ -296,19 +321,25 @@ class Engine:
             self.summary.count(out)
         return out
 
-    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+    def commit_quiet(self, top: float, ids: list[str], digests: list[int], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None:
         """`accept` in bulk, for valid new readings the batch path proved quiet (no finding, no
         deadline passed up to `top`, the latest of `epochs`, which is at most the clock's
         `plausible_until()`; `unavailable` of them flagged other than N): the clock moves, the
         ids are remembered, the counters add up."""
+        self.commit_quiet_counted(top, ids, digests, epochs, self.enterprises.strangers(subjects), unavailable)
+
+    def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
+                             unavailable: int) -> None:
+        """`commit_quiet` with the events of unregistered enterprises counted already (`strangers`)."""
         self.clock.move_to(top)
-        self.decisions.move_quietly(top)
+        if top > self.decisions.clock:  # else the clock stays (and no deadline search is needed)
+            self.decisions.move_quietly(top)
         summary = self.summary
         summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
         summary.read += len(ids)
         summary.processed += len(ids)
-        summary.unregistered += self.enterprises.strangers(subjects)
+        summary.unregistered += strangers
         summary.unavailable += unavailable
 
     def _apply(self, event: Mapping[str, Any], reading: Reading | None) -> list[Finding | DataGap]:

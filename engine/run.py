@@ -14,18 +14,27 @@ parameters, backend, the clock guard, as_of, how the output was written): `recti
 it next to the log (`LOG.manifest.json`, `manifest_path`) or into the store's meta table, and
 `rectify replay` rebuilds exactly that engine from it (engine/audit/replay.py). Its schema:
 schemas/manifest.schema.json.
+
+`archive_files` is the other way input goes through an engine: validated once and kept as a
+Parquet archive (engine/ingest/archive.py) that `Run` replays with the same output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from engine.decide import load_method
-from engine.fast import batches
+from engine.fast import FastLane, batches, parse_lines
+from engine.fast.lane import EXACT
+from engine.ingest import JsonlFiles
+from engine.ingest.archive import ArchiveWriter
+from engine.normalise import DIGEST
 from engine.output import GENESIS, ChainedWriter, Store, StoreError
 from engine.output.store import difference
-from engine.pipeline import Engine, Line
+from engine.pipeline import Engine, Line, Prepared
 from engine.records import Quarantined, Record, RunSummary
 from engine.version import __version__
 
@@ -216,3 +225,53 @@ def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[
         store.rollback()
         raise
     return engine.summary, found is not None
+
+
+@dataclass(slots=True)
+class ArchiveSummary:
+    """What `archive_files` did: lines read, valid, quarantined; rows typed (the rest kept raw)."""
+
+    read: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    typed: int = 0
+    rows: int = 0  # rows in the archive after this write
+
+
+def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | Path,
+                  quarantine: Sink | None = None, *, buckets: int = 16) -> ArchiveSummary:
+    """Validate JSONL files once (`engine.prepare_line`: schemas, units, strict mode) and append
+    every line to the Parquet archive in `directory` (created when missing), in input order.
+
+    Invalid lines are kept too (raw), so a replay quarantines them exactly as the JSONL would;
+    their quarantine records also go to `quarantine` when given. Whether an id is a duplicate
+    is a matter of the replay's state, not of the archive. Raises ArchiveError (engine/ingest/
+    archive.py) for a directory that is not an archive this engine can append to.
+    """
+    writer = ArchiveWriter(directory, engine.validation, DIGEST, buckets=buckets)
+    summary = ArchiveSummary()
+    lane = FastLane(engine)  # shape plans validate most readings by column, with their digests
+    for source, first, texts in JsonlFiles(paths).chunks(4096):
+        events = parse_lines(texts)
+        sorting = lane.sort(events)
+        for offset, (text, event) in enumerate(zip(texts, events)):
+            line = first + offset
+            summary.read += 1
+            if sorting.lane[offset] != EXACT:  # valid (a shape plan), digest and event time known
+                summary.valid += 1
+                writer.add(source, line, text, event, valid=True, epoch=sorting.epochs[offset],
+                           digest=sorting.digests[offset])
+                continue
+            prepared = engine.prepare_line(text, source, line) if not sorting.valid[offset] else \
+                engine.prepare_checked(event, text, source, line)
+            if isinstance(prepared, Prepared):
+                summary.valid += 1
+                writer.add(source, line, text, prepared.event, valid=True, epoch=prepared.epoch, digest=prepared.digest)
+                continue
+            summary.quarantined += 1
+            writer.add(source, line, text, None, valid=False)
+            if quarantine is not None:
+                quarantine.write(prepared.to_dict())
+    writer.close()
+    summary.rows, summary.typed = writer.manifest.rows, writer.typed
+    return summary

@@ -160,3 +160,19 @@ def test_demo_small_city_reports_all_three_plugins(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "foundry" in result.stdout and "dyeing" in result.stdout and "surface_treatment" in result.stdout
     assert (tmp_path / "demo" / "findings.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize("cores,jobs,used", [(1, 2, 0), (2, 1, 0), (3, 1, 1), (4, 8, 3)])
+def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys, cores, jobs, used):
+    """On fewer than 3 cores a sorting process was measured slower than none: `--jobs` says so
+    (jobs_ignored) and runs in this process; with more cores it uses at most cores - 1."""
+    import os
+
+    from engine.cli.run import _usable_jobs
+    from engine.cli.logs import configure
+
+    configure("info")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert _usable_jobs(jobs, archives=False) == used
+    assert ("jobs_ignored" in capsys.readouterr().err) == (used == 0)
+    assert _usable_jobs(jobs, archives=True) == 0

@@ -294,10 +294,9 @@ def test_stopping_early_leaves_no_worker_processes(tmp_path):
     assert not multiprocessing.active_children()
 
 
-def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
-    """Each reading rule of the three plugins, fed values just around each of its bounds, in its
-    own unit and in micrograms, with and without O2: the batch path finds exactly what the
-    per-event path finds."""
+def bound_events() -> tuple[list[dict[str, Any]], int]:
+    """Registrations, then each reading rule of the three plugins fed values just around each of its
+    bounds, in its own unit and in micrograms, with and without O2; and how many readings."""
     from engine.validate import make_uscc
 
     events: list[dict[str, Any]] = []
@@ -332,6 +331,12 @@ def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
                             events.append({"specversion": "1.0", "id": f"b-{count}", "source": "t", "type": rule.type,
                                            "subject": subject, "time": f"2024-03-{1 + count % 27:02d}T10:00:00+08:00",
                                            "data": reading})
+    return events, count
+
+
+def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
+    """Each reading rule at its bounds (`bound_events`): the batch path finds exactly what the
+    per-event path finds."""
+    events, count = bound_events()
     per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=128)
     assert count > 500 and batch.lane_stats["quiet"] > 200 and sum(batch.summary.findings.values()) > 200
-

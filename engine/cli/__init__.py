@@ -1,6 +1,7 @@
 """The `rectify` command line. Commands only wire options to the stages; one module per group:
 
-    run.py     run (in-process, --store, --cluster dask), validate
+    run.py     run (in-process, --store, --cluster dask; JSONL files or archives), validate
+    archive.py archive (JSONL validated once into a Parquet archive)
     ingest.py  ingest hj212 (files, stdin, or a TCP listener)
     audit.py   verify, replay, decisions, explain, diff
     report.py  report, evaluate
@@ -24,6 +25,7 @@ from engine.cli.logs import configure
 # command name -> "module:attribute"; a command's module is imported only when it runs
 COMMANDS = {
     "run": "engine.cli.run:run",
+    "archive": "engine.cli.archive:archive",
     "validate": "engine.cli.run:validate",
     "rules": "engine.cli.info:rules",
     "plugins": "engine.cli.info:plugins",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,15 +27,20 @@ from engine.cli.common import (
 )
 from engine.cli.logs import get_logger
 from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
+from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.hj212 import ingest_numbered
 from engine.output import JsonlSink, Store, StoreError, damaged
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run, manifest, manifest_path, run_into_store
 
+# `--jobs` runs sorting processes only on machines with at least this many cores: on 2 cores
+# one worker was measured slower than none (docs/batch-path.md, "Worker processes").
+MIN_CORES_FOR_JOBS = 3
+
 
 @click.command()
-@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, allow_dash=True))
 @click.option("--out", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="Findings as JSON lines ('-' = stdout).")
 @click.option("--hj212", "hj212", multiple=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
@@ -68,9 +74,16 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
         cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0,
         connect_timeout: float = 10.0) -> None:
-    """Run EVENTS (JSONL files, '-' for stdin) and --hj212 packets through the rules; write findings."""
+    """Run EVENTS (JSONL files, '-' for stdin, or archives from `rectify archive`) and --hj212 packets
+    through the rules; write findings."""
     if not events and not hj212:
         raise click.UsageError("give EVENTS and/or --hj212 FILE")
+    sources = _sources(events)
+    archives = any(isinstance(source, Archive) for source in sources)
+    if archives and (hj212 or cluster is not None):
+        raise click.UsageError("archives run in this process or into a --store (no --hj212, no --cluster)")
+    if archives and store is not None and len(sources) > 1:
+        raise click.UsageError("--store takes one archive, or JSONL files")
     if hj212 and hj212_registry is None:
         raise click.UsageError("--hj212 needs --registry")
     stations = load_registry(hj212_registry) if hj212 and hj212_registry else None
@@ -96,21 +109,73 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             raise click.UsageError("with --store, export the records afterwards: rectify decisions --store DB --export FILE")
         if "-" in events:
             raise click.UsageError("--store needs files (a resumed run reads its input again), not stdin")
-        return _run_into_store(engine, events, store, checkpoint_every, as_of, summary_json, progress)
+        return _run_into_store(engine, events, sources, store, checkpoint_every, as_of, summary_json, progress)
     started = time.perf_counter()  # for the throughput line only, never for a decision
     with output_files(out, quarantine) as (out_stream, q_stream):
         outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
-        inputs: Iterable[Any] = JsonlFiles(events)
+        inputs: list[Any] = list(sources)
         if hj212:
-            inputs = _with_hj212(read_jsonl(events), hj212, stations)
-        bar = progress_bar(None if hj212 else count_lines(events), progress)
+            inputs = [_with_hj212(read_jsonl(events), hj212, stations)]
+        jobs = _usable_jobs(jobs, archives)
+        bar = progress_bar(None if hj212 else _count(sources), progress)
         try:
-            summary = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar).feed(inputs).finish()
+            driver = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar)
+            for source in inputs:
+                driver.feed(source)
+            summary = driver.finish()
         finally:
             bar.close()
             outputs.close()
     get_logger().info("batch_path", quiet=engine.lane_stats["quiet"], exact=engine.lane_stats["exact"], jobs=jobs)
     report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json)
+
+
+def _sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
+    """EVENTS as inputs in their order: runs of JSONL files, and archives (directories)."""
+    sources: list[JsonlFiles | Archive] = []
+    files: list[str] = []
+    for name in events:
+        if name != "-" and Path(name).is_dir():
+            if files:
+                sources.append(JsonlFiles(files))
+                files = []
+            try:
+                sources.append(Archive(name))
+            except ArchiveError as exc:
+                click.echo(f"rectify: {exc}", err=True)
+                raise SystemExit(EXIT_USAGE) from None
+        else:
+            files.append(name)
+    if files:
+        sources.append(JsonlFiles(files))
+    return sources
+
+
+def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
+    """Input lines for the progress bar (None when reading stdin)."""
+    total = 0
+    for source in sources:
+        counted = source.rows if isinstance(source, Archive) else count_lines(source.paths)
+        if counted is None:
+            return None
+        total += counted
+    return total
+
+
+def _usable_jobs(jobs: int, archives: bool) -> int:
+    """`--jobs` where sorting processes can help, else 0 (in this process), saying why."""
+    if not jobs:
+        return 0
+    log = get_logger()
+    if archives:
+        log.info("jobs_ignored", jobs=jobs, reason="archives are replayed by column in this process")
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < MIN_CORES_FOR_JOBS:
+        log.info("jobs_ignored", jobs=jobs, cores=cores, reason=f"sorting processes need {MIN_CORES_FOR_JOBS} cores "
+                 "or more to be faster than one process (docs/batch-path.md)")
+        return 0
+    return min(jobs, cores - 1)
 
 
 def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> Iterator[Any]:
@@ -124,13 +189,15 @@ def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> It
                 yield item if isinstance(item, Quarantined) else InputLine(source=path, number=number, text=dumps(item))
 
 
-def _run_into_store(engine: Engine, events: tuple[str, ...], path: str, every: int, as_of: str | None,
-                    summary_json: str | None, progress: bool) -> None:
+def _run_into_store(engine: Engine, events: tuple[str, ...], sources: Sequence[JsonlFiles | Archive], path: str,
+                    every: int, as_of: str | None, summary_json: str | None, progress: bool) -> None:
     """`rectify run EVENTS --store DB`: records (chained) and checkpoints in SQLite; resumes after a kill."""
     config = {"ruleset": engine.ruleset, "backend": engine.backend, "as_of": as_of,
               "inputs": [[str(Path(e).resolve()), Path(e).stat().st_size] for e in events]}
+    if isinstance(sources[0], Archive):
+        config["inputs"] = [[str(Path(events[0]).resolve()), sources[0].rows]]
     started = time.perf_counter()
-    bar = progress_bar(count_lines(events), progress)
+    bar = progress_bar(_count(sources), progress)
     try:
         db = Store(path)
     except StoreError as exc:
@@ -138,7 +205,7 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], path: str, every: i
         click.echo(f"rectify: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
     try:
-        summary, resumed = run_into_store(engine, JsonlFiles(events), db, config=config, every=every, as_of=as_of,
+        summary, resumed = run_into_store(engine, sources[0], db, config=config, every=every, as_of=as_of,
                                           progress=bar)
         head, records = db.head(), db.count()
     except sqlite3.DatabaseError as exc:

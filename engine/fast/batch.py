@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
+from engine.fast.columns import archive_batches
 from engine.fast.lane import FastLane, Host, parse_lines
+from engine.ingest.archive import Archive
 from engine.fast.workers import can_share, sorted_file_chunks
 from engine.records import InputLine, Quarantined, Record
 
@@ -68,8 +70,15 @@ def batches(engine: Host, lines: Iterable[Item], *, batch_size: int = 256, worke
     chunk's records), in input order; what `engine.run` yields before its flush.
 
     `workers` > 0 sorts the chunks of `JsonlFiles` in that many forked processes
-    (engine/fast/workers.py); other inputs are sorted in-process. `skip` lines are not read.
+    (engine/fast/workers.py); other inputs are sorted in-process. An `Archive` is replayed by
+    column (engine/fast/columns.py), in this process. `skip` lines are not read.
     """
+    if isinstance(lines, Archive):
+        by_column = archive_batches(engine, lines, skip)
+        if by_column is not None:
+            yield from by_column
+            return
+        # validated by another engine: its lines through this engine's own validation
     lane = FastLane(engine)
     done = skip
     if workers > 0 and can_share(lines):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -45,6 +45,7 @@ from engine.validate import EventValidator
 
 UNPARSED = object()  # a line orjson could not read: the exact path quarantines it
 _EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+EXACT = _EXACT  # `Sorting.lane` of a line the per-event stages must take
 _READING_TYPES = frozenset(READING_TYPES)
 _GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
 
@@ -59,24 +60,36 @@ class Host(Protocol):
     decisions: DecisionLayer
     lane_stats: Counter[str]
 
+    @property
+    def validation(self) -> str: ...
+
     def process_line(self, item: InputLine, number: int = 0) -> list[Record]: ...
 
-    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True) -> list[Record]: ...
+    def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
+                       valid: bool = False) -> list[Record]: ...
 
-    def commit_quiet(self, top: float, ids: list[str], digests: list[bytes], epochs: list[float], subjects: list[str],
+    @property
+    def registry(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def commit_quiet(self, top: float, ids: list[str], digests: list[int], epochs: list[float], subjects: list[str],
                      unavailable: int) -> None: ...
+
+    def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
+                             unavailable: int) -> None: ...
 
 
 @dataclass(slots=True)
 class Sorting:
     """What the fast lane learnt about a chunk, per line: quiet or not, and for quiet lines
-    what committing them needs (id, subject, event time, content digest)."""
+    what committing them needs (id, subject, event time, content digest); `valid`: a shape
+    plan proved the line valid (the exact path need not validate it again)."""
 
     lane: list[int]
     ids: list[Any]
     subjects: list[Any]
     epochs: list[float]
-    digests: list[bytes | None]
+    digests: list[int | None]
+    valid: list[bool]
 
 
 class FastLane:
@@ -98,10 +111,10 @@ class FastLane:
         `raws`: the lines the events were parsed from; a line that may repeat a key inside an
         object is not quiet (the exact path checks it and quarantines it if it does)."""
         n = len(events)
-        sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n)
+        sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n, [False] * n)
         times: list[Any] = [None] * n
         for rows in _group(events):
-            self._classify(rows, events, sorting.lane, sorting.ids, times, sorting.subjects)
+            self._classify(rows, events, sorting, times)
         quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
         for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
             raw = raws[i] if raws is not None else None
@@ -129,14 +142,15 @@ class FastLane:
             if index > start:
                 yield from self._commit(range(start, index), events, raws, source, first_line, sorting)
             if index < n:
-                yield from self._exact(events[index], raws[index], source, first_line + index)
+                yield from self._exact(events[index], raws[index], source, first_line + index, sorting.valid[index])
             start = index + 1
 
     # ---- sorting ----------------------------------------------------------------------
 
-    def _classify(self, rows: list[int], events: Sequence[Any], lane: list[int], ids: list[Any],
-                  times: list[Any], subjects: list[Any]) -> None:
-        """Mark the quiet readings among `rows` (events of one type and key counts)."""
+    def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any]) -> None:
+        """Mark the quiet readings among `rows` (events of one type and key counts), and those a
+        shape plan proved valid."""
+        lane, ids, subjects, valid = sorting.lane, sorting.ids, sorting.subjects, sorting.valid
         group = [events[i] for i in rows]
         first = group[0]
         signature = (first["type"], frozenset(first), frozenset(first["data"]))
@@ -151,7 +165,7 @@ class FastLane:
                 columns[path] = list(map(itemgetter(path[1]), datas)) if len(path) == 2 else list(map(itemgetter(path[0]), group))
         except KeyError:
             for subgroup in _exact_shapes(rows, events):
-                self._classify(subgroup, events, lane, ids, times, subjects)
+                self._classify(subgroup, events, sorting, times)
             return
         invalid = plan.failing(columns)
         event_type, _, data_keys = signature
@@ -163,6 +177,7 @@ class FastLane:
         for p, key in enumerate(zip(*fields)):
             if invalid and p in invalid:
                 continue
+            valid[rows[p]] = True
             gate = gates.get(key)
             if gate is None:
                 gate = gates[key] = self._gate(event_type, key, has_o2)
@@ -245,12 +260,15 @@ class FastLane:
         subjects = sorting.subjects
         start = 0
         while start < len(epochs):
-            limit = min(decisions.quiet_until(), clock.plausible_until())
+            highest = max(epochs[start:])
+            # nothing can fall due below the clock: the deadline search only when time moves on
+            limit = min(decisions.clock if highest <= decisions.clock else decisions.quiet_until(),
+                        clock.plausible_until())
             watched = decisions.watched
             stop = start
             top = -math.inf
-            if not watched and max(epochs[start:]) <= limit:
-                stop, top = len(epochs), max(epochs[start:])
+            if not watched and highest <= limit:
+                stop, top = len(epochs), highest
             else:
                 while (stop < len(epochs) and epochs[stop] <= limit
                        and not (watched and subjects[run.start + stop] in watched)):
@@ -262,7 +280,7 @@ class FastLane:
                 row = run.start + stop
                 self.stats["quiet"] -= 1
                 self.stats["exact"] += 1
-                yield from self._exact(events[row], raws[row], source, first_line + row)
+                yield from self._exact(events[row], raws[row], source, first_line + row, sorting.valid[row])
             start = stop + 1
 
     def _remember(self, top: float, start: int, stop: int, sorting: Sorting) -> None:
@@ -270,10 +288,10 @@ class FastLane:
                                  sorting.epochs[start:stop], sorting.subjects[start:stop],
                                  sorting.lane[start:stop].count(_UNAVAILABLE))
 
-    def _exact(self, event: Any, raw: bytes, source: str, line: int) -> list[Record]:
+    def _exact(self, event: Any, raw: bytes, source: str, line: int, valid: bool = False) -> list[Record]:
         if event is UNPARSED:
             return self.engine.process_line(InputLine(source, line, raw))
-        return self.engine.process_parsed(event, raw, source, line)
+        return self.engine.process_parsed(event, raw, source, line, valid=valid)
 
 
 def parse_lines(texts: list[bytes]) -> list[Any]:

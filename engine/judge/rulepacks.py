@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,9 @@ class Rule:
     # rule versions (issue 5): the dates (inclusive) this version is in force; folded into `windows`
     valid_from: str | None = None
     valid_until: str | None = None
+    # a threshold the condition cannot be true without (`threshold`, or the threshold half of
+    # `<guard> and judged > limit`): the batch path's gates cut on it (engine/judge/thresholds.py)
+    necessary: tuple[Any, ...] | None = None
 
     def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
         """Whether the rule is in force on a local date for a facility with this EIA date."""
@@ -468,6 +472,7 @@ def _compile_rule(
         examples=tuple(spec["examples"]),
         valid_from=spec.get("valid_from"),
         valid_until=spec.get("valid_until"),
+        necessary=_necessary(spec["condition"], measure_text, rule_params),
     )
     reason = None
     if rule.option and rule.option not in enabled:
@@ -495,6 +500,28 @@ def _threshold(condition: str, measure: str | None, params: Mapping[str, Any]) -
         return ("ge", params["limit"])
     if text == "judged < low or judged > high" and isinstance(params.get("low"), number) and isinstance(params.get("high"), number):
         return ("range", params["low"], params["high"])
+    return None
+
+
+_GUARD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]* (==|!=) '[^'\\()]*'")
+
+
+def _necessary(condition: str, measure: str | None, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A specialised threshold the condition implies: the condition itself (`_threshold`), or one
+    half of `<guard> and <threshold>` where the guard is a plain comparison of a name with a
+    string (e.g. `enterprise.sub_sector == 'batik' and judged > limit`). Only these spellings
+    qualify, so "cannot fire unless the threshold is exceeded" holds by the language's `and`."""
+    found = _threshold(condition, measure, params)
+    if found is not None or measure is not None:
+        return found
+    parts = " ".join(condition.split()).split(" and ")
+    if len(parts) != 2:
+        return None
+    for guard, rest in (parts, parts[::-1]):
+        if _GUARD.fullmatch(guard):
+            threshold = _threshold(rest, None, params)
+            if threshold is not None and threshold[0] != "range":
+                return threshold
     return None
 
 

@@ -12,7 +12,9 @@ gate turns the limits into cuts on the raw value, widened by 1e-9 (relative and 
 far more than float error and rounding can move a value: a reading inside every cut cannot
 fire. Readings outside are judged exactly by `Gate.fires`, with `corrected` and `exceeds`;
 only those that fire leave the fast lane. Gates ignore applicability (industry, dates), so
-they can send too many readings to the per-event path, never too few.
+they can send too many readings to the per-event path, never too few. A rule whose condition
+is `<guard> and judged > limit` (e.g. a sub-sector's own limit) is gated on its threshold half
+(`Rule.necessary`): it cannot fire inside the cut, whatever the guard says.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ class _Threshold:
     process: str | None
 
     def fires(self, value: float, o2: float | None, pollutant: str, unit: str) -> bool:
+        """Whether the rule's necessary threshold is exceeded (the rule may then fire)."""
         canonical_value, canonical_unit = to_canonical(pollutant, value, unit)
         judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
-        return exceeds(self.rule.threshold, round_judged(judged))  # type: ignore[arg-type]
+        return exceeds(self.rule.necessary, round_judged(judged))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
     references: set[float] = set()
     thresholds: list[_Threshold] = []
     for rule in rules:
-        if rule.threshold is None or rule.unit is None or (rule.benchmark is not None and period == "day"):
+        if rule.necessary is None or rule.unit is None or (rule.benchmark is not None and period == "day"):
             return None
         if not has_o2 and rule.o2_reference.get(process or "") is not None:
             return None
@@ -108,7 +111,7 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
             return None
         if not scale > 0:
             return None
-        kind, bounds = rule.threshold[0], tuple(rule.threshold[1:])
+        kind, bounds = rule.necessary[0], tuple(rule.necessary[1:])
         reference = rule.o2_reference.get(process or "") if has_o2 else None
         thresholds.append(_Threshold(rule, process if has_o2 else None))
         if reference is not None:

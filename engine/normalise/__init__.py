@@ -8,12 +8,14 @@ one source moving time for everyone (clock.py).
 """
 
 from engine.normalise.clock import EventClock
-from engine.normalise.dedupe import DedupeIndex, Seen, Verdict, canonical_json, content_digest, digest_of
+from engine.normalise.dedupe import DIGEST, DedupeIndex, Seen, Verdict, canonical_json, content_digest, content_digests, \
+    digest_of
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
 from engine.normalise.windows import MeanWindows, stream_of
 
 __all__ = [
+    "DIGEST",
     "DedupeIndex",
     "EventClock",
     "Enterprises",
@@ -23,6 +25,7 @@ __all__ = [
     "Verdict",
     "canonical_json",
     "content_digest",
+    "content_digests",
     "digest_of",
     "epoch_of",
     "plus_days",

@@ -13,12 +13,14 @@ processed and counted (`beyond_dedupe_horizon` in the summary), never dropped si
 
 from __future__ import annotations
 
-import hashlib
+from bisect import bisect_left
 from collections.abc import Iterable
 from enum import Enum
+from operator import le
 from typing import Any
 
 import orjson
+import xxhash
 
 from engine.state import finite, infinite
 
@@ -34,12 +36,15 @@ class Seen(Enum):
 Verdict = tuple[bool, Seen]  # (beyond the horizon when it arrived, new / duplicate / conflict)
 
 
-_blake2b, _dumps, _SORTED = hashlib.blake2b, orjson.dumps, orjson.OPT_SORT_KEYS
+_xxh3, _dumps, _SORTED = xxhash.xxh3_64_intdigest, orjson.dumps, orjson.OPT_SORT_KEYS
+DIGEST = "xxh3_64(orjson sorted-key JSON)"  # what a digest is; archives and snapshots name it
 
 
-def content_digest(event: Any) -> bytes:
-    """What "the same content" means for an id: blake2b-96 of the event's sorted-key JSON."""
-    return _blake2b(_dumps(event, option=_SORTED), digest_size=12).digest()
+def content_digest(event: Any) -> int:
+    """What "the same content" means for an id: XXH3-64 of the event's sorted-key JSON, an
+    unsigned 64-bit int. XXH3 is a specified, seedless hash (same value in every process,
+    version and platform), so snapshots and archives that store digests stay valid."""
+    return _xxh3(_dumps(event, option=_SORTED))
 
 
 def canonical_json(event: Any) -> bytes:
@@ -47,17 +52,33 @@ def canonical_json(event: Any) -> bytes:
     return _dumps(event, option=_SORTED)
 
 
-def digest_of(canonical: bytes) -> bytes:
+def digest_of(canonical: bytes) -> int:
     """`content_digest` of the event whose `canonical_json` this is."""
-    return _blake2b(canonical, digest_size=12).digest()
+    return _xxh3(canonical)
+
+
+def content_digests(events: Iterable[Any]) -> list[int]:
+    """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
+    return [_xxh3(_dumps(event, option=_SORTED)) for event in events]
 
 
 class DedupeIndex:
-    """Remembers (digest, event time) per id within the horizon; purges in event time."""
+    """Remembers the content digest and event time of each id within the horizon; purges in event time.
+
+    Besides the id map, ids are kept in the order they came: `_queue` holds those that arrived
+    in event-time order (their times never decrease), `_late` the few that arrived older than
+    the queue's last. A purge cuts the queue at the horizon (bisect) and filters `_late`, so it
+    costs what it removes, not what is remembered. What the index answers depends only on the
+    ids remembered, the newest time and the last purge; `state()` writes the queue, then the
+    late ids, so a restored index is the same index.
+    """
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
         self.horizon = None if horizon_days is None else horizon_days * DAY
-        self._ids: dict[str, tuple[bytes, float]] = {}
+        self._ids: dict[str, int] = {}  # id -> content digest
+        self._queue: list[str] = []
+        self._queue_epochs: list[float] = []
+        self._late: dict[str, float] = {}
         self._newest = float("-inf")
         self._purged_at = float("-inf")
 
@@ -68,7 +89,7 @@ class DedupeIndex:
         """Whether an event this old may have had its duplicate forgotten already."""
         return self.horizon is not None and epoch < self._newest - self.horizon
 
-    def verdict(self, event_id: str, digest: bytes, epoch: float) -> Verdict:
+    def verdict(self, event_id: str, digest: int, epoch: float) -> Verdict:
         """Whether the event is beyond the horizon (`beyond_horizon`), and `check`'s verdict (remembered when new)."""
         horizon = self.horizon
         return horizon is not None and epoch < self._newest - horizon, self.check(event_id, digest, epoch)
@@ -77,12 +98,17 @@ class DedupeIndex:
         """Which of these ids are remembered now."""
         return set(filter(self._ids.__contains__, ids))
 
-    def check(self, event_id: str, digest: bytes, epoch: float) -> Seen:
+    def check(self, event_id: str, digest: int, epoch: float) -> Seen:
         """Classify an id and remember it when new (the clock moves by `advance`)."""
         previous = self._ids.get(event_id)
         if previous is not None:
-            return Seen.DUPLICATE if previous[0] == digest else Seen.CONFLICT
-        self._ids[event_id] = (digest, epoch)
+            return Seen.DUPLICATE if previous == digest else Seen.CONFLICT
+        self._ids[event_id] = digest
+        if not self._queue_epochs or epoch >= self._queue_epochs[-1]:
+            self._queue.append(event_id)
+            self._queue_epochs.append(epoch)
+        else:
+            self._late[event_id] = epoch
         return Seen.NEW
 
     def advance(self, epoch: float) -> None:
@@ -92,19 +118,23 @@ class DedupeIndex:
             if self.horizon is not None and epoch - self._purged_at > self.horizon / 2:
                 self._purge()
 
-    def add_new(self, ids: list[str], digests: list[bytes], epochs: list[float]) -> int:
+    def add_new(self, ids: list[str], digests: list[int], epochs: list[float]) -> int:
         """Remember ids known to be new whose times move the clock (the batch path's quiet events):
         what `check` and `advance` would do for each, in order.
 
         Returns how many were beyond the horizon when they arrived. When no purge can fall
-        due and none is beyond the horizon (nearly always), one dict update does it all.
+        due, none is beyond the horizon and the times do not decrease (nearly always), the
+        ids are remembered in two bulk steps.
         """
         if not ids:
             return 0
         top = max(epochs)
         newest = max(self._newest, top)
-        if self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon):
-            self._ids.update(zip(ids, zip(digests, epochs)))
+        if (self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon)) \
+                and (not self._queue_epochs or epochs[0] >= self._queue_epochs[-1]) and all(map(le, epochs, epochs[1:])):
+            self._ids.update(zip(ids, digests))
+            self._queue.extend(ids)
+            self._queue_epochs.extend(epochs)
             self._newest = newest
             return 0
         beyond = 0
@@ -117,17 +147,34 @@ class DedupeIndex:
     def _purge(self) -> None:
         assert self.horizon is not None
         oldest = self._newest - self.horizon
-        self._ids = {k: v for k, v in self._ids.items() if v[1] >= oldest}
+        cut = bisect_left(self._queue_epochs, oldest)
+        if cut:
+            ids = self._ids
+            for event_id in self._queue[:cut]:
+                del ids[event_id]
+            del self._queue[:cut], self._queue_epochs[:cut]
+        if self._late:
+            for event_id in [k for k, e in self._late.items() if e < oldest]:
+                del self._ids[event_id], self._late[event_id]
         self._purged_at = self._newest
 
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The ids remembered, with digest (hex) and event time, as JSON data."""
-        return {"ids": [[k, d.hex(), e] for k, (d, e) in self._ids.items()], "newest": finite(self._newest),
+        """The ids remembered, with digest (16 hex digits) and event time, as JSON data: those
+        that came in time order, then the `late` ones."""
+        ids = self._ids
+        entries = [[k, f"{ids[k]:016x}", e] for k, e in zip(self._queue, self._queue_epochs)]
+        entries += [[k, f"{ids[k]:016x}", e] for k, e in self._late.items()]
+        return {"ids": entries, "late": len(self._late), "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._ids = {k: (bytes.fromhex(d), e) for k, d, e in state["ids"]}
+        entries = state["ids"]
+        split = len(entries) - state["late"]
+        self._ids = {k: int(d, 16) for k, d, _ in entries}
+        self._queue = [k for k, _, _ in entries[:split]]
+        self._queue_epochs = [e for _, _, e in entries[:split]]
+        self._late = {k: e for k, _, e in entries[split:]}
         self._newest = infinite(state["newest"])
         self._purged_at = infinite(state["purged_at"])

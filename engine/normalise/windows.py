@@ -140,4 +140,3 @@ def _restore_reading(data: dict[str, Any] | None) -> Reading | None:
     return None if data is None else Reading(**{**data, "event_ids": tuple(data["event_ids"])})
 
 
-HourlyAverager = MeanWindows  # the hourly means of minute data (MeanWindows("hour"))

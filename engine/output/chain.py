@@ -40,9 +40,13 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 def chain(record: Mapping[str, Any], prev: str) -> dict[str, Any]:
     """A copy of `record` with `prev` and `hash` added (any old chain fields replaced)."""
-    out = {k: v for k, v in record.items() if k not in CHAIN_FIELDS}
+    if "prev" in record or "hash" in record:
+        out = {k: v for k, v in record.items() if k not in CHAIN_FIELDS}
+    else:
+        out = dict(record)
     out["prev"] = prev
-    out["hash"] = record_hash(out)
+    # `out` has no "hash" yet, so this is `record_hash(out)` without copying it once more
+    out["hash"] = hashlib.sha256(orjson.dumps(out, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return out
 
 

@@ -1,0 +1,247 @@
+"""The columnar lane: an archive's rows replayed by column (engine/ingest/archive.py).
+
+The archive writer validated and normalised every line once, so a typed row (a valid
+reading) arrives with its event time, content digest and rule-relevant fields as columns.
+For a window of rows in input order this lane:
+
+* gates: rows are grouped by what the rule index and corrections look at (type, pollutant,
+  unit, process, point, destination, period, flag, whether O₂ is given); each
+  group gets the judge's own `Gate` (`Judge.screen`, engine/judge/thresholds.py: cuts from
+  each rule's threshold and the `corrected` arithmetic), and the cuts are compared with the
+  value column in numpy. A row outside the cuts is judged exactly by `Gate.fires`;
+* de-duplicates: a quiet row whose id the index remembers, or that another row of the window
+  shares, leaves the lane (the rules of the fast lane, engine/fast/lane.py);
+* commits the quiet runs between the other rows in bulk (`Host.commit_quiet`), moving the
+  clock only up to the next deadline, and takes every other row exactly, in input order: a
+  typed row rebuilt into its event, a raw row as its original line.
+
+Quiet rows never become events; only their ids, digests, times and subjects are handed to the
+engine's state. An archive validated by an engine with another validation fingerprint is
+replayed from its rebuilt lines through the JSONL batch path instead: the same output, slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.fast.lane import Host
+from engine.judge import UNAVAILABLE, Gate
+from engine.ingest.archive import Archive, python_values, rebuild, rows_of
+from engine.normalise import DIGEST
+from engine.records import InputLine, Record
+
+_GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
+_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+
+
+def archive_batches(engine: Host, archive: Archive, skip: int = 0) -> Iterator[tuple[int, list[Record]]] | None:
+    """(rows consumed so far, their records) for each window of the archive, in input order;
+    None when the engine may not trust the archive's validation (the caller replays its lines)."""
+    if not archive.trusted_by(engine.validation, DIGEST):
+        return None
+    return _windows(ColumnLane(engine), archive, skip)
+
+
+def _windows(lane: ColumnLane, archive: Archive, skip: int) -> Iterator[tuple[int, list[Record]]]:
+    done = skip
+    for table in archive.tables(skip):
+        records = lane.window(table)
+        done += table.num_rows
+        yield done, records
+
+
+class ColumnLane:
+    """Per engine: gates are built on first sight of a group and kept."""
+
+    def __init__(self, engine: Host) -> None:
+        self.engine = engine
+        self.stats = engine.lane_stats
+        self._gates: dict[tuple[Any, ...], Gate | int] = {}
+
+    def window(self, table: pa.Table) -> list[Record]:
+        """The records of a window of rows (in input order), as the per-event path gives them."""
+        n = table.num_rows
+        kind = self.sort(table)
+        quiet = np.flatnonzero(kind != _EXACT)
+        ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
+        self._exclude_repeated_ids(table, kind, quiet, ids)
+        exact = np.flatnonzero(kind == _EXACT)
+        self.stats["quiet"] += n - len(exact)
+        self.stats["exact"] += len(exact)
+        rows = rows_of(table.take(exact)) if len(exact) else []
+        if not len(quiet):
+            return [record for row in rows for record in self._exact(row)]
+        # the runs of quiet rows between exact ones, and what committing each needs, by column
+        starts = np.concatenate(([0], exact + 1))
+        stops = np.concatenate((exact, [n]))
+        runs = stops > starts
+        starts, stops = starts[runs], stops[runs]
+        position = np.full(n, -1, dtype=np.int64)
+        position[quiet] = np.arange(len(quiet))
+        firsts, lasts = position[starts], position[stops - 1] + 1
+        still = kind[quiet] != _EXACT  # rows excluded after sorting lie between runs: neutral below
+        epochs = table.column("epoch").take(quiet).to_numpy()
+        tops = np.maximum.reduceat(np.where(still, epochs, -np.inf), firsts).tolist()
+        unavailable = np.add.reduceat((kind[quiet] == _UNAVAILABLE).astype(np.int64), firsts).tolist()
+        subjects = table.column("subject").take(quiet).combine_chunks()
+        if pa.types.is_dictionary(subjects.type):
+            names, codes = subjects.dictionary.to_pylist(), pc.fill_null(subjects.indices, 0).to_numpy()
+        else:
+            names, codes = subjects.to_pylist(), np.arange(len(quiet))
+        registry = self.engine.registry
+        known_size = len(registry)
+        unknown = ~np.array([name in registry for name in names], dtype=bool)
+        strangers = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts).tolist()
+        digests = table.column("digest").take(quiet).to_numpy().tolist()
+        epoch_list = epochs.tolist()
+        out: list[Record] = []
+        row_of_exact = {int(index): number for number, index in enumerate(exact.tolist())}
+        run = 0
+        for index in range(len(starts) + len(exact)):
+            # runs and exact rows in input order: a run starts where the previous exact row ended
+            next_exact = exact[index - run] if index - run < len(exact) else n
+            if run < len(starts) and starts[run] <= next_exact:
+                first, last = int(firsts[run]), int(lasts[run])
+                if len(registry) != known_size:  # a registration in between: who is known has changed
+                    known_size = len(registry)
+                    unknown = ~np.array([name in registry for name in names], dtype=bool)
+                    strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
+                self._commit(first, last, tops[run], ids, digests, epoch_list, strangers[run], unavailable[run],
+                             int(starts[run]), kind, table, out)
+                run += 1
+            else:
+                out.extend(self._exact(rows[row_of_exact[int(next_exact)]]))
+        return out
+
+    # ---- sorting --------------------------------------------------------------------------
+
+    def sort(self, table: pa.Table) -> np.ndarray:
+        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut."""
+        n = table.num_rows
+        kind = np.zeros(n, dtype=np.int8)
+        typed = pc.and_(pc.is_null(table.column("raw")), pc.fill_null(table.column("valid"), False))
+        typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
+        if not len(typed_rows):
+            return kind
+        sub = table.take(typed_rows)
+        codes, keys = [], []
+        for name in _GATE_COLUMNS:
+            encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
+            keys.append(encoded.dictionary.to_pylist())
+            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1)
+        value = sub.column("value").to_numpy()
+        o2 = sub.column("o2_percent").to_numpy()
+        has_o2 = ~np.isnan(o2)
+        combined = np.zeros(len(typed_rows), dtype=np.int64)
+        for column, names in zip(codes, keys):
+            combined = combined * (len(names) + 1) + column
+        combined = combined * 2 + has_o2
+        groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        count = len(groups)
+        status = np.zeros(count, dtype=np.int8)
+        low, high = np.full(count, np.inf), np.full(count, -np.inf)
+        o2_free, o2_high = np.full(count, np.nan), np.full(count, np.inf)
+        gates: list[Gate | None] = [None] * count
+        for g, row in enumerate(first.tolist()):
+            key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
+            gate = self._gate(key, bool(has_o2[row]))
+            if isinstance(gate, int):
+                status[g] = gate
+                low[g], high[g] = -np.inf, np.inf
+                continue
+            status[g], gates[g] = _QUIET, gate
+            low[g], high[g], o2_high[g] = gate.low, gate.high, gate.o2_high
+            if gate.o2_free is not None:
+                o2_free[g] = gate.o2_free
+        with np.errstate(divide="ignore", invalid="ignore"):
+            outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
+        row_status = status[inverse]
+        for p in np.flatnonzero(outside & (row_status == _QUIET)).tolist():
+            gate = gates[inverse[p]]
+            assert gate is not None
+            if gate.fires(float(value[p]), None if not has_o2[p] else float(o2[p])):
+                row_status[p] = _EXACT
+        kind[typed_rows] = row_status
+        return kind
+
+    def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
+        found = self._gates.get(key + (has_o2,))
+        if found is None:
+            event_type, pollutant, unit, process, point, destination, period, flag = key
+            screened = self.engine.judge.screen(event_type, pollutant, unit, process, point, destination, period,
+                                                flag if flag is not None else "N", has_o2)
+            found = _EXACT if screened is None else _UNAVAILABLE if screened == UNAVAILABLE else screened  # type: ignore[assignment]
+            self._gates[key + (has_o2,)] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, ids: list[Any]) -> None:
+        """Quiet rows whose id is remembered, repeated in the window, or used by another row of it leave the lane."""
+        if not ids:
+            return
+        clash = self.engine.dedupe.remembers(ids)
+        all_ids = pc.drop_null(table.column("id"))  # every valid row's id, typed or raw
+        if len(pc.unique(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
+            counts = pc.value_counts(all_ids)
+            clash.update(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
+        if clash:
+            for p, event_id in enumerate(ids):
+                if event_id in clash:
+                    kind[quiet[p]] = _EXACT
+
+    # ---- effects ----------------------------------------------------------------------------
+
+    def _commit(self, first: int, last: int, top: float, ids: list[Any], digests: list[int], epochs: list[float],
+                strangers: int, unavailable: int, row: int, kind: np.ndarray, table: pa.Table,
+                out: list[Record]) -> None:
+        """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
+        in bulk when it cannot pass a deadline (nothing falls due below the clock, so the deadline
+        search runs only when time moves on) and no enterprise is watched, else row by row up to
+        the row that would pass one, that belongs to a watched enterprise (its next event
+        decides), or that is further ahead of the clock than it may move on its own
+        (engine/normalise/clock.py): that row is taken exactly (an order escalates at its place),
+        and on after it."""
+        decisions, clock = self.engine.decisions, self.engine.clock
+        if not decisions.watched and top <= clock.plausible_until() and \
+                (top <= decisions.clock or top <= decisions.quiet_until()):
+            self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
+                                             unavailable)
+            return
+        registry = self.engine.registry
+        subjects = python_values(table.column("subject").slice(row, last - first))
+        begin = 0
+        size = last - first
+        while begin < size:
+            limit = min(decisions.quiet_until(), clock.plausible_until())
+            watched = decisions.watched  # an enterprise whose next event decides is taken exactly
+            end = begin
+            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched):
+                end += 1
+            if end > begin:
+                span = range(first + begin, first + end)
+                self.engine.commit_quiet_counted(
+                    max(epochs[first + begin:first + end]), ids[first + begin:first + end],
+                    digests[first + begin:first + end], epochs[first + begin:first + end],
+                    sum(1 for i in span if subjects[i - first] not in registry),
+                    int((kind[row + begin:row + end] == _UNAVAILABLE).sum()))
+            if end < size:
+                self.stats["quiet"] -= 1
+                self.stats["exact"] += 1
+                out.extend(self._exact(rows_of(table.slice(row + end, 1))[0]))
+            begin = end + 1
+
+    def _exact(self, row: Mapping[str, Any]) -> list[Record]:
+        raw = row["raw"]
+        if raw is not None:
+            return self.engine.process_line(InputLine(row["file"], row["line"], raw))
+        event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
+        # the event stands for its line: the line is orjson's spelling of it (checked when written),
+        # which is what a quarantine record would show
+        return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+
+
+__all__ = ["ColumnLane", "archive_batches"]

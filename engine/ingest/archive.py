@@ -1,0 +1,466 @@
+"""The Parquet event archive: a JSONL event log kept as typed columns, replayed byte for byte.
+
+Layout of an archive directory:
+
+    _rectify_archive.json                 the manifest: format, writing rectify version, the
+                                          validation fingerprint, rows, files (seq ranges)
+    month=2024-03/bucket=07/part-00000.parquet
+    month=2024-04/bucket=07/part-00001.parquet
+    month=unknown/bucket=00/part-...      lines without a valid event time (quarantined lines)
+
+One row per input line, in any partition; `seq` (0, 1, 2, ... over the whole archive) is the
+input order, `file` and `line` where the line came from. Partitions are the month of the
+event time (`time[:7]`, as written) and an enterprise bucket (crc32 of the subject, mod
+`buckets`). Appending a log writes new part files only (a new month is a new partition;
+nothing is rewritten), then the manifest.
+
+A row is either *typed* or *raw*:
+- typed: a valid reading (emission or discharge) whose keys are all typed columns here and
+  whose line is exactly `orjson.dumps` of its parsed event. Its envelope and data fields are
+  columns (`value`, `o2_percent`, `volume_m3` as float64; strings dictionary-encoded), `shape`
+  names the key order and which numbers were integers, so the line is rebuilt byte for byte
+  (checked when it is written). `raw` is null.
+- raw: anything else (other event types, invalid lines, lines in another JSON spelling): the
+  original bytes in `raw`.
+
+Valid rows also carry what validating and normalising gave: `epoch` (event time), `digest`
+(the content digest de-duplication compares) and `valid`. They are trusted only by an engine
+with the same validation fingerprint (rectify version, schemas, strict mode); any other
+engine replays the rebuilt lines through its own validation. Either way `Engine.run` and
+`Engine.run_batch` on an archive give the bytes of the JSONL it was made from.
+
+This module reads and writes the format; validating lines before they are written is the
+run driver's job (engine/run.py `archive_files`), replaying them the batch path's
+(engine/fast/columns.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine.records import InputLine
+from engine.version import __version__
+
+ARCHIVE_FORMAT = 1
+MANIFEST = "_rectify_archive.json"
+ENVELOPE = ("specversion", "id", "source", "type", "subject", "time")
+STRINGS = ("outlet", "process", "pollutant", "unit", "period", "flag", "point", "destination")
+NUMBERS = ("value", "o2_percent", "volume_m3")
+TYPED_TYPES = frozenset({"emission.measured", "discharge.measured"})
+_SAFE_INT = 2 ** 53
+
+SCHEMA = pa.schema(
+    [("seq", pa.int64()), ("file", pa.string()), ("line", pa.int64()), ("valid", pa.bool_()),
+     ("raw", pa.binary()), ("shape", pa.string()), ("epoch", pa.float64()), ("digest", pa.uint64())]
+    + [(name, pa.string()) for name in ENVELOPE]
+    + [(name, pa.string()) for name in STRINGS]
+    + [(name, pa.float64()) for name in NUMBERS]
+)
+_DATA_COLUMNS = STRINGS + NUMBERS
+_BATCH_ROWS = 8192  # a partition's buffered rows become an Arrow batch at this many (bounded memory)
+_DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS]
+
+
+class ArchiveError(Exception):
+    """An archive this rectify cannot read or write to; the message says why."""
+
+
+def is_archive(path: str | Path) -> bool:
+    """Whether `path` is an archive directory (it holds a manifest)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+# ---- rows: typing a line, rebuilding it ------------------------------------------------------
+
+def shape_of(event: Mapping[str, Any]) -> str | None:
+    """The key order and number kinds of a reading that fits the typed columns, or None.
+
+    E.g. "specversion,id,source,type,subject,time,data|outlet,pollutant,value:f,unit,period".
+    """
+    envelope: list[str] = []
+    for key, value in event.items():
+        if key == "data":
+            envelope.append(key)
+        elif key in ENVELOPE and type(value) is str:
+            envelope.append(key)
+        else:
+            return None
+    data = event.get("data")
+    if type(data) is not dict or event.get("type") not in TYPED_TYPES:
+        return None
+    keys: list[str] = []
+    for key, value in data.items():
+        if key in STRINGS and type(value) is str:
+            keys.append(key)
+        elif key in NUMBERS and type(value) is float:
+            keys.append(key + ":f")
+        elif key in NUMBERS and type(value) is int and -_SAFE_INT <= value <= _SAFE_INT:
+            keys.append(key + ":i")
+        else:
+            return None
+    return ",".join(envelope) + "|" + ",".join(keys)
+
+
+_SHAPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]] = {}
+
+
+def _parsed_shape(shape: str) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
+    found = _SHAPES.get(shape)
+    if found is None:
+        envelope, _, data = shape.partition("|")
+        keys = tuple((key.partition(":")[0], key.endswith(":i")) for key in data.split(",")) if data else ()
+        found = _SHAPES[shape] = (tuple(envelope.split(",")), keys)
+    return found
+
+
+def rebuild(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The event of a typed row (a mapping of column name to Python value), keys in their order."""
+    envelope, data_keys = _parsed_shape(row["shape"])
+    data: dict[str, Any] = {}
+    for key, integer in data_keys:
+        value = row[key]
+        data[key] = int(value) if integer else value
+    return {key: (data if key == "data" else row[key]) for key in envelope}
+
+
+def line_of(row: Mapping[str, Any]) -> bytes:
+    """The original line of a row: its raw bytes, or the typed row rebuilt."""
+    raw = row["raw"]
+    return raw if raw is not None else orjson.dumps(rebuild(row))
+
+
+def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """Python values of a column; a dictionary column through its (small) dictionary, whose
+    strings are made once, not once per row (pyarrow's own conversion is 20x slower here)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(array.type):
+        return array.to_pylist()  # type: ignore[no-any-return]
+    names = np.array(array.dictionary.to_pylist() + [None], dtype=object)
+    codes = pc.fill_null(array.indices, len(names) - 1).to_numpy()
+    return names[codes].tolist()  # type: ignore[no-any-return]
+
+
+class Row(Mapping[str, Any]):
+    """One row of a table, read from its converted columns on use."""
+
+    __slots__ = ("_columns", "_index")
+
+    def __init__(self, columns: dict[str, list[Any]], index: int) -> None:
+        self._columns, self._index = columns, index
+
+    def __getitem__(self, name: str) -> Any:
+        return self._columns[name][self._index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def rows_of(table: pa.Table) -> list[Row]:
+    """The rows of a table, each reading Python values from the columns converted once."""
+    columns = {name: python_values(table.column(name)) for name in table.column_names}
+    return [Row(columns, i) for i in range(table.num_rows)]
+
+
+# ---- the manifest ----------------------------------------------------------------------------
+
+@dataclass
+class Manifest:
+    """What an archive holds: rows, files and how its rows were validated."""
+
+    fingerprint: str
+    rows: int = 0
+    buckets: int = 16
+    files: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    format: int = ARCHIVE_FORMAT
+    rectify: str = __version__
+    digest: str = ""
+
+    @classmethod
+    def load(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArchiveError(f"{directory}: not a rectify archive (no {MANIFEST})") from None
+        except (OSError, ValueError) as exc:
+            raise ArchiveError(f"{path}: unreadable manifest: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("format"), int):
+            raise ArchiveError(f"{path}: not a rectify archive manifest (no format number)")
+        if data["format"] != ARCHIVE_FORMAT:
+            raise ArchiveError(f"{directory}: archive format {data['format']} (written by rectify "
+                               f"{data.get('rectify', '?')}); this rectify {__version__} reads format {ARCHIVE_FORMAT} only")
+        try:
+            return cls(fingerprint=data["fingerprint"], rows=data["rows"], buckets=data["buckets"], files=data["files"],
+                       sources=data["sources"], format=data["format"], rectify=data["rectify"], digest=data["digest"])
+        except KeyError as exc:
+            raise ArchiveError(f"{path}: manifest lacks {exc}") from None
+
+    def save(self, directory: Path) -> None:
+        """Written to a temporary file and renamed: a reader sees the old manifest or the new one."""
+        path = directory / MANIFEST
+        temporary = path.with_suffix(".tmp")
+        document = {"format": self.format, "rectify": self.rectify, "fingerprint": self.fingerprint,
+                    "digest": self.digest, "rows": self.rows, "buckets": self.buckets, "sources": self.sources,
+                    "files": self.files}
+        temporary.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+class ArchiveWriter:
+    """Appends rows to an archive directory (created when missing). `close()` writes the manifest.
+
+    `fingerprint` names how rows were validated (engine/run.py); appending to an archive
+    validated another way is refused. `digest` names the content digest function. Rows are
+    buffered per partition as compact Arrow batches and written every `rows_per_file` rows (one
+    part file per partition touched), so a write holds at most that many rows in memory.
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: str, digest: str, *, buckets: int = 16,
+                 rows_per_file: int = 1 << 18) -> None:
+        self.directory = Path(directory)
+        if is_archive(self.directory):
+            self.manifest = Manifest.load(self.directory)
+            if self.manifest.fingerprint != fingerprint or self.manifest.digest != digest:
+                raise ArchiveError(
+                    f"{self.directory}: the archive was validated by rectify {self.manifest.rectify} with other "
+                    f"schemas, plugins or options (fingerprint {self.manifest.fingerprint[:19]}, this run "
+                    f"{fingerprint[:19]}); write a new archive")
+        else:
+            if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
+                raise ArchiveError(f"{self.directory}: exists and is not an empty directory or a rectify archive")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.manifest = Manifest(fingerprint=fingerprint, buckets=buckets, digest=digest)
+        self.rows_per_file = rows_per_file
+        self._pending: dict[tuple[str, int], dict[str, list[Any]]] = {}  # partition -> column -> values
+        self._batches: dict[tuple[str, int], list[pa.RecordBatch]] = {}  # partition -> rows made compact
+        self._shapes: dict[tuple[Any, ...], str | None] = {}
+        self._buckets: dict[str, int] = {}
+        self._last_source: str | None = None
+        self._buffered = 0
+        self._part = len(self.manifest.files)
+        self.typed = 0  # rows of this write kept as typed columns
+
+    @property
+    def next_seq(self) -> int:
+        return self.manifest.rows
+
+    def add(self, file: str, line: int, raw: bytes, event: Mapping[str, Any] | None, *, valid: bool,
+            epoch: float | None = None, digest: int | None = None) -> None:
+        """One input line: `event` its parsed event (None when it did not parse); for a valid
+        event, its event time and content digest."""
+        shape = self._shape(event) if valid and event is not None else None
+        if shape is not None and orjson.dumps(event) != raw:
+            shape = None  # spelt differently from what orjson writes: keep the bytes
+        if valid and event is not None:
+            subject = event["subject"]
+            bucket = self._buckets.get(subject)
+            if bucket is None:
+                bucket = self._buckets[subject] = zlib.crc32(str(subject).encode()) % self.manifest.buckets
+            key: tuple[str, int] = (event["time"][:7], bucket)
+        else:
+            key = ("unknown", 0)
+        columns = self._pending.get(key)
+        if columns is None:
+            columns = self._pending[key] = {name: [] for name in SCHEMA.names}
+        columns["seq"].append(self.manifest.rows)
+        columns["file"].append(file)
+        columns["line"].append(line)
+        columns["valid"].append(valid)
+        columns["epoch"].append(epoch)
+        columns["digest"].append(digest)
+        columns["shape"].append(shape)
+        if shape is None:
+            columns["raw"].append(raw)
+            for name in ENVELOPE:  # a valid event's envelope as columns too (ids: de-duplication by column)
+                value = event.get(name) if valid and event is not None else None
+                columns[name].append(value if type(value) is str else None)
+            for name in _DATA_COLUMNS:
+                columns[name].append(None)
+        else:
+            self.typed += 1
+            columns["raw"].append(None)
+            for name in ENVELOPE:
+                columns[name].append(event[name])  # type: ignore[index]
+            data = event["data"]  # type: ignore[index]
+            for name in _DATA_COLUMNS:
+                columns[name].append(data.get(name))
+        if file != self._last_source:
+            if file not in self.manifest.sources:
+                self.manifest.sources.append(file)
+            self._last_source = file
+        self.manifest.rows += 1
+        self._buffered += 1
+        if len(columns["seq"]) >= _BATCH_ROWS:  # Python values to a compact Arrow batch
+            self._batches.setdefault(key, []).append(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
+            self._pending[key] = {name: [] for name in SCHEMA.names}
+        if self._buffered >= self.rows_per_file:
+            self.flush()
+
+    def _shape(self, event: Mapping[str, Any]) -> str | None:
+        """`shape_of`, remembered by key order and value types (a log has a handful of shapes)."""
+        data = event.get("data")
+        if type(data) is not dict:
+            return None
+        key = (tuple(event), tuple(map(type, event.values())), tuple(data), tuple(map(type, data.values())),
+               event.get("type"))
+        found = self._shapes.get(key, self)
+        if found is self:
+            found = shape_of(event)
+            if len(self._shapes) < 4096:
+                self._shapes[key] = found
+        if found is not None and any(type(v) is int and not -_SAFE_INT <= v <= _SAFE_INT for v in data.values()):
+            return None
+        return found  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        """Write the buffered rows: one new part file per partition touched."""
+        for key in sorted(set(self._pending) | set(self._batches)):
+            month, bucket = key
+            batches = self._batches.get(key, [])
+            columns = self._pending.get(key)
+            if columns is not None and columns["seq"]:
+                batches.append(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
+            if not batches:
+                continue
+            folder = self.directory / f"month={month}" / f"bucket={bucket:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"part-{self._part:05d}.parquet"
+            self._part += 1
+            table = pa.Table.from_batches(batches, schema=SCHEMA).replace_schema_metadata(
+                {"rectify.archive.format": str(ARCHIVE_FORMAT), "rectify.version": __version__})
+            pq.write_table(table, folder / name, compression="zstd", row_group_size=1 << 16,
+                           use_dictionary=_DICTIONARY, write_statistics=["seq"])
+            seq = table.column("seq")
+            self.manifest.files.append({"path": f"month={month}/bucket={bucket:02d}/{name}", "rows": table.num_rows,
+                                        "seq_min": seq[0].as_py(), "seq_max": seq[-1].as_py(), "month": month,
+                                        "bucket": bucket})
+        self._pending.clear()
+        self._batches.clear()
+        self._buffered = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.manifest.save(self.directory)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+class Archive:
+    """An archive directory as input: iterates like `read_jsonl` over the lines it was made from
+    (rebuilt), and the batch path reads its columns (`tables`).
+
+    Raises ArchiveError for a directory that is not an archive this rectify can read, or whose
+    files are missing or of another format.
+    """
+
+    def __init__(self, directory: str | Path, window: int = 1 << 16) -> None:
+        self.directory = Path(directory)
+        self.manifest = Manifest.load(self.directory)
+        self.window = window
+        for entry in self.manifest.files:
+            if not (self.directory / entry["path"]).is_file():
+                raise ArchiveError(f"{self.directory}: part file {entry['path']} is missing")
+        self.paths = [str(self.directory)]
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows
+
+    def trusted_by(self, fingerprint: str, digest: str) -> bool:
+        """Whether an engine validating this way may take the archive's `valid`, `epoch` and `digest`."""
+        return self.manifest.fingerprint == fingerprint and self.manifest.digest == digest
+
+    def __iter__(self) -> Iterator[InputLine]:
+        for table in self.tables():
+            for row in rows_of(table):
+                yield InputLine(row["file"], row["line"], line_of(row))
+
+    def tables(self, skip: int = 0, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """The rows from `skip` on, in input order, `window` rows per table."""
+        files = sorted(self.manifest.files, key=lambda f: f["seq_min"])
+        readers: list[_FileRows] = []
+        upcoming = 0
+        low = skip
+        while low < self.manifest.rows:
+            high = min(low + self.window, self.manifest.rows)
+            while upcoming < len(files) and files[upcoming]["seq_min"] < high:
+                readers.append(_FileRows(self.directory / files[upcoming]["path"], files[upcoming], columns))
+                upcoming += 1
+            pieces = [piece for reader in readers for piece in [reader.take_below(low, high)] if piece is not None]
+            readers = [reader for reader in readers if not reader.done_below(high)]
+            if not pieces:
+                raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are missing; the archive is damaged")
+            if len(pieces) > 1:  # rows of several partitions: back into input order
+                table = pa.concat_tables(pieces).unify_dictionaries().combine_chunks()
+                table = table.take(pc.sort_indices(table.column("seq")))
+            else:
+                table = pieces[0].combine_chunks()
+            if table.num_rows != high - low:
+                raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are incomplete "
+                                   f"({table.num_rows} of {high - low} found); the archive is damaged")
+            yield table
+            low = high
+
+
+class _FileRows:
+    """The rows of one part file, read a batch at a time in seq order."""
+
+    def __init__(self, path: Path, entry: Mapping[str, Any], columns: Sequence[str] | None) -> None:
+        self.entry = entry
+        try:
+            handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ArchiveError(f"{path}: unreadable part file: {exc}") from None
+        metadata = handle.schema_arrow.metadata or {}
+        if metadata.get(b"rectify.archive.format") != str(ARCHIVE_FORMAT).encode():
+            raise ArchiveError(f"{path}: not a part file of archive format {ARCHIVE_FORMAT}")
+        self._batches = handle.iter_batches(batch_size=1 << 16, columns=list(columns) if columns else None)
+        self._buffer: pa.Table | None = None
+        self._seq: np.ndarray = np.empty(0, dtype=np.int64)
+        self._exhausted = False
+
+    def done_below(self, high: int) -> bool:
+        return int(self.entry["seq_max"]) < high
+
+    def take_below(self, low: int, high: int) -> pa.Table | None:
+        """Rows with low <= seq < high (rows below `low` are dropped: a resumed run)."""
+        pieces = []
+        while True:
+            if self._buffer is None or self._buffer.num_rows == 0:
+                if self._exhausted:
+                    break
+                batch = next(self._batches, None)
+                if batch is None:
+                    self._exhausted = True
+                    break
+                self._buffer = pa.Table.from_batches([batch])
+                self._seq = self._buffer.column("seq").to_numpy()
+            start = int(np.searchsorted(self._seq, low))
+            stop = int(np.searchsorted(self._seq, high))
+            if stop > start:
+                pieces.append(self._buffer.slice(start, stop - start))
+            if stop < len(self._seq):
+                self._buffer, self._seq = self._buffer.slice(stop), self._seq[stop:]
+                break
+            self._buffer = None
+        if not pieces:
+            return None
+        return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)

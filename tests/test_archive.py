@@ -1,0 +1,269 @@
+"""The Parquet event archive: a replay of an archive gives the bytes of the JSONL it was made from.
+
+Every comparison runs `Engine.run` over the JSONL lines (the per-event reference) and checks,
+record for record, the archive replayed by `Engine.run` (rebuilt lines) and by
+`Engine.run_batch` (the columnar lane, engine/fast/columns.py): same records, summary,
+remembered ids and decision clock. Archives are written small (a few buckets, small windows)
+so rows of several partitions are merged back into input order many times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from engine import Engine, load_plugins
+from engine.cli import cli
+from engine.devtools.demo import generate_city
+from engine.ingest import JsonlFiles, read_jsonl
+from engine.ingest.archive import MANIFEST, Archive, ArchiveError
+from engine.output import ListSink
+from engine.run import archive_files
+from test_fastlane import adversarial_log, bound_events
+
+PLUGINS = load_plugins()
+CITY = generate_city(enterprises=40, days=2, seed=11)
+
+
+def write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def finding_heavy(events: list[dict]) -> list[bytes]:
+    """The log with every fourth reading well above its limits."""
+    lines, n = [], 0
+    for event in events:
+        event = orjson.loads(orjson.dumps(event))
+        if event["type"] in ("emission.measured", "discharge.measured"):
+            n += 1
+            if n % 4 == 0:
+                event["data"]["value"] = round(event["data"]["value"] * 8 + 50, 3)
+        lines.append(orjson.dumps(event))
+    return lines
+
+
+def records(engine: Engine, source, batch: bool, as_of: str | None = None) -> list[bytes]:
+    run = engine.run_batch(source, as_of=as_of) if batch else engine.run(source, as_of=as_of)
+    return [orjson.dumps(r.to_dict()) for r in run]
+
+
+def compare(paths: list[Path], directory: Path, backend: str = "compiled", window: int = 97,
+            as_of: str | None = None) -> Engine:
+    """Per-event over JSONL == per-event over the archive == columnar over the archive (and state)."""
+    reference = Engine(plugins=PLUGINS, backend=backend)
+    expected = records(reference, read_jsonl(paths), batch=False, as_of=as_of)
+    engines = []
+    for batch in (False, True):
+        engine = Engine(plugins=PLUGINS, backend=backend)
+        got = records(engine, Archive(directory, window=window), batch=batch, as_of=as_of)
+        assert len(got) == len(expected)
+        for left, right in zip(expected, got):
+            assert left == right
+        assert engine.summary.to_dict() == reference.summary.to_dict()
+        assert engine.dedupe.state() == reference.dedupe.state()
+        assert engine.decisions.clock == reference.decisions.clock
+        engines.append(engine)
+    return engines[1]
+
+
+def test_demo_log_archive_replays_byte_for_byte_mostly_by_column(tmp_path):
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=4)
+    assert summary.read == summary.valid == summary.rows == len(CITY.events)
+    assert summary.typed > 0.9 * summary.rows  # readings as columns, not bytes
+    columnar = compare([log], tmp_path / "archive")
+    assert columnar.lane_stats["quiet"] > 0.8 * len(CITY.events)
+    assert sum(columnar.summary.findings.values()) > 0
+
+
+@pytest.mark.parametrize("backend", ["compiled", "rete"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_adversarial_logs_with_bad_lines_replay_byte_for_byte(tmp_path, seed, backend):
+    """Mutated, duplicated, conflicting, re-ordered and broken lines; both backends."""
+    log = write(tmp_path / "adv.jsonl", adversarial_log(seed, 900))
+    quarantine = ListSink()
+    summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", quarantine, buckets=3)
+    assert summary.quarantined > 20 and summary.read == summary.rows
+    engine = compare([log], tmp_path / "archive", backend=backend, window=64, as_of="2025-12-31T23:59:59+08:00")
+    assert engine.summary.duplicate and engine.summary.quarantined >= summary.quarantined
+    assert engine.lane_stats["quiet"] > 200 and engine.lane_stats["exact"] > 200
+    # the archive's quarantine records are those the run writes for the same (invalid) lines
+    run = Engine(plugins=PLUGINS).run(read_jsonl([log]))
+    invalid = {(r.source, r.line): r.to_dict() for r in run if getattr(r, "error", None) and "already used" not in r.error}
+    assert {(r["source"], r["line"]): r for r in quarantine.records} == invalid
+
+
+def test_every_threshold_rule_at_its_bounds_replays_by_column(tmp_path):
+    events, count = bound_events()
+    log = write(tmp_path / "bounds.jsonl", [orjson.dumps(e) for e in events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=5)
+    engine = compare([log], tmp_path / "archive", window=200)
+    assert engine.lane_stats["quiet"] > 200 and sum(engine.summary.findings.values()) > 200
+
+
+def test_finding_heavy_log_replays_byte_for_byte(tmp_path):
+    log = write(tmp_path / "heavy.jsonl", finding_heavy(CITY.events))
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=4)
+    engine = compare([log], tmp_path / "archive", window=1000)
+    assert sum(engine.summary.findings.values()) > 0.2 * len(CITY.events) * 0.9 / 4
+
+
+def test_a_new_month_is_a_new_partition_and_nothing_is_rewritten(tmp_path):
+    march = [e for e in CITY.events]
+    april = []
+    for n, event in enumerate(CITY.events):
+        if event["type"] == "emission.measured":
+            later = orjson.loads(orjson.dumps(event))
+            later["id"] = f"april-{n}"
+            later["time"] = "2024-04-" + event["time"][8:]
+            april.append(later)
+    first = write(tmp_path / "march.jsonl", [orjson.dumps(e) for e in march])
+    second = write(tmp_path / "april.jsonl", [orjson.dumps(e) for e in april] + [b"{broken"])
+    directory = tmp_path / "archive"
+    archive_files(Engine(plugins=PLUGINS), [first], directory, buckets=2)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.rglob("*.parquet")}
+    months_before = {p.name for p in directory.iterdir() if p.is_dir()}
+    summary = archive_files(Engine(plugins=PLUGINS), [second], directory)
+    assert summary.rows == len(march) + len(april) + 1
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.rglob("*.parquet")}
+    assert all(after[p] == digest for p, digest in before.items())  # untouched
+    months = {p.name for p in directory.iterdir() if p.is_dir()} - months_before
+    assert {"month=2024-04", "month=unknown"} <= months
+    compare([first, second], directory, window=500)
+
+
+def test_an_archive_validated_differently_is_replayed_through_its_lines(tmp_path):
+    """strict mode changes what is valid: an engine that validates otherwise does not trust the
+    archive's columns; it reads the rebuilt lines, and still gives the JSONL's output."""
+    lines = [orjson.dumps(e) for e in CITY.events[:800]] + [orjson.dumps(dict(CITY.events[500], id="u-1", type="x.unknown"))]
+    log = write(tmp_path / "events.jsonl", lines)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive")
+    strict = Engine(plugins=PLUGINS, strict=True)
+    expected = records(Engine(plugins=PLUGINS, strict=True), read_jsonl([log]), batch=False)
+    assert not Archive(tmp_path / "archive").trusted_by(strict.validation, "xxh3_64(orjson sorted-key JSON)")
+    assert records(strict, Archive(tmp_path / "archive"), batch=True) == expected
+    assert strict.summary.quarantined == 1 and strict.lane_stats["quiet"] > 300
+
+
+def test_an_archive_it_cannot_read_is_refused_with_a_clear_message(tmp_path):
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:50]])
+    directory = tmp_path / "archive"
+    archive_files(Engine(plugins=PLUGINS), [log], directory)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest["format"] = 99
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveError, match="archive format 99.*reads format 1"):
+        Archive(directory)
+    result = CliRunner().invoke(cli, ["run", str(directory), "--out", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 2 and "archive format 99" in result.output
+    with pytest.raises(ArchiveError, match="not a rectify archive"):
+        Archive(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("x")
+    with pytest.raises(ArchiveError, match="not an empty directory"):
+        archive_files(Engine(plugins=PLUGINS), [log], other)
+    result = CliRunner().invoke(cli, ["archive", str(log), "--out", str(other)])
+    assert result.exit_code == 2 and "not an empty directory" in result.output
+
+
+def test_cli_archive_then_run_gives_the_jsonl_output(tmp_path):
+    lines = adversarial_log(7, 400) + [orjson.dumps(e) for e in CITY.events[:600]]
+    log = write(tmp_path / "events.jsonl", lines)
+    runner = CliRunner()
+    made = runner.invoke(cli, ["archive", str(log), "--out", str(tmp_path / "archive"),
+                               "--quarantine", str(tmp_path / "bad.jsonl")])
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "bad.jsonl").read_bytes().count(b"\n") > 10
+    for name, source in (("jsonl", log), ("archive", tmp_path / "archive")):
+        result = runner.invoke(cli, ["run", str(source), "--out", str(tmp_path / f"{name}.out"),
+                                     "--quarantine", str(tmp_path / f"{name}.q"), "--no-progress", "--jobs", "1"])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "jsonl.out").read_bytes() == (tmp_path / "archive.out").read_bytes()
+    assert (tmp_path / "jsonl.q").read_bytes() == (tmp_path / "archive.q").read_bytes()
+
+
+def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:700]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    archive = Archive(tmp_path / "archive", window=50)
+    lines = [line.text for line in archive]
+    assert lines == [line.text for line in read_jsonl([log])]
+    tail = [row for table in archive.tables(skip=333) for row in table.column("seq").to_pylist()]
+    assert tail == list(range(333, 700))
+
+
+def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place(tmp_path):
+    from test_fastlane import reading
+
+    subject = "91330200MA2AB1234Y"
+    registration = {"specversion": "1.0", "id": "reg", "source": "registry", "type": "enterprise.registered",
+                    "subject": subject, "time": "2024-01-01T08:00:00+08:00",
+                    "data": {"name": "Test foundry", "industry": "foundry", "district": "Beilun", "in_park": True,
+                             "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "scale": "above"}}
+    lines = [orjson.dumps(registration)]
+    lines += [reading(f"2024-03-0{d}T10:00:00+08:00", 45, subject, d) for d in (1, 5, 9)]  # three exceedances: an order
+    lines += [reading(f"2024-{m:02d}-15T10:00:00+08:00", 3, subject, 100 + m) for m in (4, 5, 6, 7, 8)]  # quiet, past the deadline
+    lines += [reading(f"2024-08-{d:02d}T10:00:00+08:00", 3, "91330200MA2AB12352", 200 + d) for d in range(16, 20)]  # a stranger
+    log = write(tmp_path / "due.jsonl", lines)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    engine = compare([log], tmp_path / "archive", window=1000)
+    assert engine.lane_stats["quiet"] >= 2 and engine.summary.unregistered == 4
+    assert b"close_by_law" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))
+
+
+def test_a_watched_enterprise_s_quiet_reading_decides_at_its_place(tmp_path):
+    """An enterprise registered without an emission permit: its first measurement, quiet by every
+    limit, puts it on the list (engine/decide, the watched enterprises); by column as per event."""
+    from test_fastlane import reading
+
+    subjects = ["91330200MA2AB1234Y", "91330200MA2AB12352"]
+    lines = []
+    for n, subject in enumerate(subjects):
+        lines.append(orjson.dumps({
+            "specversion": "1.0", "id": f"reg-{n}", "source": "registry", "type": "enterprise.registered",
+            "subject": subject, "time": "2024-01-01T08:00:00+08:00",
+            "data": {"name": f"Foundry {n}", "industry": "foundry", "district": "Beilun", "in_park": True,
+                     "eia_approved_on": "2010-01-01", "permits": {"emission_permit": n == 1}, "scale": "above"}}))
+    for d in range(1, 9):
+        for n, subject in enumerate(subjects):
+            lines.append(reading(f"2024-03-0{d}T10:00:00+08:00", 3, subject, 10 * d + n))
+    log = write(tmp_path / "watched.jsonl", lines)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    engine = compare([log], tmp_path / "archive", window=1000)
+    assert engine.lane_stats["quiet"] >= 8
+    assert b"no_permit" in b"".join(records(Engine(plugins=PLUGINS), Archive(tmp_path / "archive"), batch=True))
+
+
+def test_a_crashed_run_of_an_archive_into_a_store_resumes_exactly(tmp_path):
+    """Checkpoints count rows of the archive as lines of the JSONL: a run that dies after some
+    checkpoints resumes from the last one and ends with the records of an uninterrupted JSONL run."""
+    from engine.output import Store
+    from engine.run import run_into_store
+
+    class Crashing(Archive):
+        def tables(self, skip=0, columns=None):
+            for number, table in enumerate(super().tables(skip, columns)):
+                if number == 6:
+                    raise RuntimeError("the machine went down")
+                yield table
+
+    log = write(tmp_path / "adv.jsonl", adversarial_log(3, 500) + [orjson.dumps(e) for e in CITY.events[:300]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    config = {"inputs": "the same"}
+    with Store(tmp_path / "reference.db") as store:
+        run_into_store(Engine(plugins=PLUGINS), JsonlFiles([log]), store, config=config, every=40)
+        expected = list(store.lines())
+    with Store(tmp_path / "crashed.db") as store, pytest.raises(RuntimeError):
+        run_into_store(Engine(plugins=PLUGINS), Crashing(tmp_path / "archive", window=50), store, config=config, every=40)
+    with Store(tmp_path / "crashed.db") as store:
+        assert 0 < store.count() < len(expected)
+        _, resumed = run_into_store(Engine(plugins=PLUGINS), Archive(tmp_path / "archive", window=50), store,
+                                    config=config, every=40)
+        assert resumed and list(store.lines()) == expected
