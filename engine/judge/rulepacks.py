@@ -24,7 +24,7 @@ from engine.plugins import RulePackSource
 from engine.validate.schemas import core_validator, describe
 
 READING_TYPES = ("emission.measured", "discharge.measured")
-SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric"})
+SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric", "parcel"})
 
 
 class RulePackError(ValueError):
@@ -85,6 +85,9 @@ class Rule:
     # rule versions (issue 5): the dates (inclusive) this version is in force; folded into `windows`
     valid_from: str | None = None
     valid_until: str | None = None
+    # a limit that differs per event (e.g. a parcel's own commitments): ("min" | "value", expression
+    # text, compiled); the finding's `limit` is {min|value: its value, unit}
+    limit_from: tuple[str, str, Compiled] | None = field(default=None, repr=False, compare=False)
 
     def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
         """Whether the rule is in force on a local date for a facility with this EIA date."""
@@ -290,7 +293,14 @@ def _compile_rule(
     condition = compile_expression(spec["condition"], roots)
     measure_text = spec.get("measure")
     measure = compile_expression(measure_text, roots) if measure_text else None
-    read = names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
+    limit_from = None
+    if "limit_from" in spec:
+        (bound, bound_text), = spec["limit_from"].items()
+        limit_from = (bound, bound_text, compile_expression(bound_text, roots))
+        if not spec.get("unit"):
+            raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): a rule with limit_from needs a unit")
+    read = (names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
+            + (names(parse(limit_from[1])) if limit_from else []))
     missing = sorted({n for n, v in rule_params.items() if v is None})
     for path in read:
         if path[0] == "params":
@@ -375,6 +385,7 @@ def _compile_rule(
         examples=tuple(spec["examples"]),
         valid_from=spec.get("valid_from"),
         valid_until=spec.get("valid_until"),
+        limit_from=limit_from,
     )
     reason = None
     if rule.option and rule.option not in enabled:
