@@ -93,8 +93,9 @@ def explain_finding(engine: Engine, finding: Finding, evidence: Mapping[str, dic
     else:
         event = {"type": first.get("type"), "time": finding.time, "subject": finding.enterprise,
                  **({"id": first["id"]} if "id" in first else {})}
+        parcel = engine.parcels.get(finding.enterprise, finding.parcel) if finding.parcel else None  # as the replay ended
         scope = engine.judge.scope(rule, event, first.get("data", {}), registration, finding.judged,
-                                   (finding.measured or {}).get("value"))
+                                   (finding.measured or {}).get("value"), parcel)
         holds = rule.condition(scope) is True
         out["rule"] = {"id": rule.id, "version": rule.version, "title": rule.title_en, "plugin": rule.plugin,
                        "valid_from": rule.valid_from, "valid_until": rule.valid_until, "verified": rule.verified,
