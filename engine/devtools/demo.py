@@ -243,9 +243,9 @@ def with_follow_up(city: DemoCity, *, seed: int = 2024) -> DemoCity:
                         {"decision": order.id, "passed": True})
     if last is not None:  # the deadlines of the others pass; closures are proposed at their deadlines
         ahead = [*city.events, *_renumbered(log.events())]
-        proposals = [r for r in Engine().run_batch(ahead, as_of=_at(datetime.fromisoformat(last), 60))
-                     if isinstance(r, Decision) and r.status == "proposed"]
         approval = datetime.fromisoformat(last) + timedelta(days=30)
+        proposals = [r for r in Engine().run_batch(ahead, as_of=_at(datetime.fromisoformat(last), 60))
+                     if isinstance(r, Decision) and r.status == "proposed" and datetime.fromisoformat(r.time) <= approval]
         governments = {code: name for _, code, name in _DISTRICTS}
         carried_out = []
         for number, proposal in enumerate(proposals, start=1):
