@@ -28,9 +28,10 @@ stay with the driver (a local partition).
 the tick at it), sends the year's finance records, the registrations and the closed-by-law
 flags of those enterprises; the driver ranks them with the one `Evaluation` that holds the
 consecutive-D history, places the decisions at the barrier's line, and tells the partitions
-the year is closed. Each partition then absorbs the decisions about its own enterprises
-(`DecisionLayer.absorb`: their classes, and the land decisions they cause for the parcels it
-holds), tagged right after each decision. The hash chain (engine/output/chain.py) is added at the sink, after the
+the year is closed. Each partition then takes over the decisions about its own enterprises
+(`DecisionLayer.absorb` / `hand_over`: their orders, which verifications and deadlines then find
+where the enterprise's events are; their classes; the land decisions they cause for the parcels
+it holds), tagged right after each decision. The hash chain (engine/output/chain.py) is added at the sink, after the
 merge (engine/run.py `Outputs`).
 
 Partitions use the Engine's stage API (`prepare`, `process_prepared` with the driver's
@@ -160,8 +161,8 @@ class Partition:
 
     def absorb(self, items: Batch) -> Batch:
         """The mu-average decisions of a barrier made by the driver, for this partition's
-        enterprises [(line, tag key, decision)]: what each decides here (the class remembered,
-        land decisions for the parcels held), tagged right after the decision itself."""
+        enterprises [(line, tag key, decision)], taken over with their orders: what each decides
+        here (land decisions for the parcels held), tagged right after the decision itself."""
         out = Batch()
         decisions = [decision for _, _, decision in items]
         for (index, key, _), made in zip(items, self.engine.decisions.absorb(decisions)):
@@ -176,6 +177,8 @@ class Partition:
             merged.update(state)
         self.engine.evaluation.adopt(year, merged)
         out, _ = self.run(Batch([line]), array("q"), array("d"), 0)
+        # the partitions that own the enterprises take these decisions over (`absorb`), orders included
+        self.engine.decisions.hand_over([r for _, _, _, r in out if isinstance(r, Decision) and r.evaluation is not None])
         return out
 
     def flush(self, end: int, as_of: str | None, closed_years: Iterable[int] = ()) -> tuple[Batch, RunSummary]:

@@ -250,7 +250,11 @@ def test_absorbing_a_barrier_made_elsewhere_decides_what_one_engine_decides(plug
         driver.evaluation.adopt(2023, state_of)
     ranked = decisions(driver.run([close]))
     assert [d.action for d in ranked] == ["vacate"]  # the driver holds no parcels
+    driver.decisions.hand_over(ranked)
     assert partition.decisions.absorb(ranked) == [[whole[1]]]
+    assert (driver.decisions.open_orders, partition.decisions.open_orders, one.decisions.open_orders) == (0, 1, 1)
+    verified = make_event("rectification.verified", "2024-06-01T09:00:00+08:00", {"decision": ranked[0].id, "passed": True})
+    assert [d.status for d in decisions(partition.process(verified))] == ["completed"]
 
 
 def _pack(decision: dict) -> RulePackSource:
@@ -286,6 +290,20 @@ def test_a_when_due_reading_an_unset_parameter_keeps_the_rule_inactive():
                                "when_due": "evaluation.class in params.classes"}]}
     active, inactive = compile_decisions([parse_pack(RulePackSource(plugin="land", origin="t", text=json.dumps(document)))])
     assert active == [] and inactive[0].reason == "needs parameter classes"
+
+
+def test_every_record_of_the_demo_city_with_land_fits_its_schema(plugins):
+    from engine.devtools.demo import generate_city, with_follow_up
+
+    city = with_follow_up(generate_city(enterprises=200, days=1, seed=7), seed=7)
+    engine = Engine(plugins=plugins)
+    records = [r.to_dict() for r in engine.run_batch(city.events, as_of="2026-06-01T00:00:00+08:00")]
+    validators = {kind: _validator(kind) for kind in ("finding", "decision", "data_gap")}
+    land = [r for r in records if "parcel" in r]
+    assert {r["record"] for r in land} == {"finding", "decision"}
+    for record in records:
+        validators[record["record"]].validate(record)
+    assert engine.summary.unknown_parcels == 0 and engine.summary.unmatched_approvals == 0
 
 
 def test_in_a_named_list():

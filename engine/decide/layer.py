@@ -574,10 +574,24 @@ class DecisionLayer:
 
     def absorb(self, decisions: Iterable[Decision]) -> list[list[Decision]]:
         """Distributed replay: the mu-average decisions of a barrier made by another engine (the
-        driver's), for this engine's enterprises. What each decides here (`_consequences`: the
-        class remembered, land decisions for the parcels held), one list per decision; not the
-        decisions themselves, nor their orders (the engine that made them keeps those)."""
-        return [self._consequences(decision) for decision in decisions]
+        driver's), for this engine's enterprises, taken over as this engine had made them: their
+        orders opened here (and the orders they supersede ended), so verifications and deadlines
+        find them; the class remembered; the land decisions they cause for the parcels held here
+        (`_consequences`), one list per decision (the decisions themselves were written by the
+        driver)."""
+        out = []
+        for decision in decisions:
+            self._adopt(decision)
+            out.append(self._consequences(decision))
+        return out
+
+    def hand_over(self, decisions: Iterable[Decision]) -> None:
+        """Distributed replay, the driver's side of `absorb`: the orders these decisions opened are
+        kept by the partitions that own their enterprises from now on (ended here, no record)."""
+        for decision in decisions:
+            order = self._open.get(decision.id)
+            if order is not None:
+                self._end(order)
 
     def finish(self, as_of: float | None = None) -> list[Decision]:
         """End of input: escalate what is due at `as_of` (default: the latest event time seen)."""
