@@ -306,6 +306,26 @@ def test_every_record_of_the_demo_city_with_land_fits_its_schema(plugins):
     assert engine.summary.unknown_parcels == 0 and engine.summary.unmatched_approvals == 0
 
 
+def test_explain_says_how_a_watch_and_a_land_finding_decided(plugins, make_event):
+    from engine.audit.explain import explain, explain_text
+
+    events = _standard(make_event) + [parcel(make_event, "2021-12-01T09:00:00+08:00", "P2")]
+    events.sort(key=lambda e: e["time"])
+    engine = Engine(plugins=plugins)
+    records = list(engine.run(events, as_of="2023-06-01T00:00:00+08:00"))
+    fee = next(d for d in decisions(records) if d.action == "idle_land_fee")
+    report = explain(Engine(plugins=plugins), lambda: iter(events), fee.id, as_of="2023-06-01T00:00:00+08:00")
+    assert report["parcel"] == "P2" and report["rule"]["trigger"]["kind"] == "watch"
+    assert report["rule"]["trigger"]["deadline"] == {"from": "data.contract.start_by", "years": 1, "days": 0.0}
+    text = explain_text(report)
+    assert "trigger: a watch from land.parcel.registered, due at data.contract.start_by plus 1 year(s)" in text
+    assert "监测" in explain_text(report, "zh")
+    finding = next(r for r in records if isinstance(r, Finding))
+    report = explain(Engine(plugins=plugins), lambda: iter(events), finding.id, as_of="2023-06-01T00:00:00+08:00")
+    assert report["condition"]["holds"] is True
+    assert report["condition"]["values"]["parcel.commitments.tax_yuan_per_mu"] == 300000
+
+
 def test_in_a_named_list():
     rule = compile_expression("x in params.causes and not (y in params.causes)", frozenset({"x", "y", "params"}))
     assert rule({"x": "petition", "y": "holder", "params": {"causes": ["petition"]}}) is True

@@ -187,7 +187,7 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                             missing.append(path[1])
                 return expression
 
-            where = compiled(where_text, EVENT_ROOTS if watch else REGISTRATION_ROOTS)
+            where = compiled(where_text, EVENT_ROOTS if watch or trigger.get("decisions") else REGISTRATION_ROOTS)
             unless = compiled(unless_spec.get("where"), EVENT_ROOTS)
             when_due = compiled(spec.get("when_due"), DUE_ROOTS)
             years = signed(watch.get("years", 0), "deadline.years") if watch else 0
