@@ -30,7 +30,10 @@ stay with the driver (a local partition).
 the tick at it), sends the year's finance records, the registrations and the closed-by-law
 flags of those enterprises; the driver ranks them with the one `Evaluation` that holds the
 consecutive-D history, places the decisions at the barrier's line, and tells the partitions
-the year is closed. The hash chain (engine/output/chain.py) is added at the sink, after the
+the year is closed. Each partition then takes over the decisions about its own enterprises
+(`DecisionLayer.absorb` / `hand_over`: their orders, which verifications and deadlines then find
+where the enterprise's events are; their classes; the land decisions they cause for the parcels
+it holds), tagged right after each decision. The hash chain (engine/output/chain.py) is added at the sink, after the
 merge (engine/run.py `Outputs`).
 
 Partitions use the Engine's stage API (`prepare`, `process_prepared` with the driver's
@@ -82,8 +85,9 @@ def partition_of(subject: str, partitions: int) -> int:
 
 
 def _due_key(record: Decision) -> tuple[float, str, str]:
-    """The order `DecisionLayer.advance` sorts escalations in: deadline, enterprise, order id."""
-    return (epoch_of(record.time), record.enterprise, record.supersedes or "")
+    """The order `DecisionLayer.advance` sorts what falls due in: deadline, enterprise, order id
+    (an escalation supersedes its order; a watch's decision is its own id)."""
+    return (epoch_of(record.time), record.enterprise, record.supersedes or record.id)
 
 
 class Partition:
@@ -162,6 +166,17 @@ class Partition:
             out.extend((index[limit - 1], 0, _due_key(r), r) for r in engine.advance_clock(epochs[limit - 1]))
         return limit
 
+    def absorb(self, items: Batch) -> Batch:
+        """The mu-average decisions of a barrier made by the driver, for this partition's
+        enterprises [(line, tag key, decision)], taken over with their orders: what each decides
+        here (land decisions for the parcels held), tagged right after the decision itself."""
+        out = Batch()
+        decisions = [decision for _, _, decision in items]
+        for (index, key, _), made in zip(items, self.engine.decisions.absorb(decisions)):
+            self.engine.summary.count(made)
+            out.extend((index, 1, key + (j,), record) for j, record in enumerate(made, start=1))
+        return out
+
     def barrier(self, line: tuple[Any, ...], year: int, states: Iterable[Mapping[str, Any]]) -> Batch:
         """The driver's side of a barrier: rank with every partition's state, then process the close."""
         merged: dict[str, Any] = {}
@@ -169,6 +184,8 @@ class Partition:
             merged.update(state)
         self.engine.evaluation.adopt(year, merged)
         out, _ = self.run(Batch([line]), array("q"), array("d"), 0)
+        # the partitions that own the enterprises take these decisions over (`absorb`), orders included
+        self.engine.decisions.hand_over([r for _, _, _, r in out if isinstance(r, Decision) and r.evaluation is not None])
         return out
 
     def flush(self, end: int, as_of: str | None, closed_years: Iterable[int] = ()) -> tuple[Batch, RunSummary]:
@@ -371,8 +388,16 @@ class DistributedRun:
                 if stop is not None:
                     e = by_index[stop]
                     already = local.engine.evaluation.is_closed(year)
-                    out.extend(local.barrier((stop, e[1], e[2], e[3], verdicts.get(stop)), year,
-                                             [state for _, state in results]))
+                    decided = local.barrier((stop, e[1], e[2], e[3], verdicts.get(stop)), year,
+                                            [state for _, state in results])
+                    out.extend(decided)
+                    # the partitions learn the classes of their enterprises (and what they decide there)
+                    owned = [Batch() for _ in range(count)]
+                    for at, phase, key, record in decided:
+                        if phase == 1 and isinstance(record, Decision) and record.evaluation is not None:
+                            owned[partition_of(record.enterprise, count)].append((at, key, record))
+                    for call in [actors[p].absorb(owned[p]) for p in range(count) if owned[p]]:
+                        out.extend(call.result())
                     if not already:
                         for p in range(count):
                             pending[p].append(year)

@@ -2,7 +2,7 @@
 
     prepare: parse ─► validate (validate/) ─► normalise (normalise/readings) ─► digest
     admit:   de-duplicate by id (normalise/dedupe)
-    accept:  clock (normalise/clock) ─► enterprises ─► windows ─► judge (judge/) ─► decide (decide/)
+    accept:  clock (normalise/clock) ─► enterprises, parcels ─► windows ─► judge (judge/) ─► decide (decide/)
 
 Each stage is an object the Engine is composed of and that owns its state (`state()` /
 `restore()`); the stage API (`prepare`, `admit`, `accept`, `flush`'s parts) can be called one
@@ -39,8 +39,8 @@ from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     parse_pack, route
-from engine.normalise import DedupeIndex, Enterprises, EventClock, MeanWindows, Reading, Seen, Verdict, canonical_json, \
-    digest_of, epoch_of, reading_from_event, stream_of
+from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, MeanWindows, Parcels, Reading, Seen, \
+    Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
 from engine.plugins import PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
@@ -49,7 +49,9 @@ from engine.validate import EventValidator
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
-SNAPSHOT_FORMAT = 4  # 4: content digests are XXH3-64 ints and the dedupe index keeps its arrival order (was blake2b-96)
+# 5: content digests are XXH3-64 ints and the dedupe index keeps its arrival order (was blake2b-96);
+#    parcels are engine state; the guarded clock
+SNAPSHOT_FORMAT = 5
 POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted
@@ -139,12 +141,13 @@ class Engine:
         self.dedupe = dedupe if dedupe is not None else DedupeIndex(dedupe_horizon_days)
         self.clock = EventClock(clock_lead_days, clock_quorum)
         self.enterprises = Enterprises()
+        self.parcels = Parcels()
         self.hours = MeanWindows("hour")
         self.days = MeanWindows("day")
-        self.judge = Judge(self.rules, self.plugins.metrics, self.ruleset, self.enterprises.get)
+        self.judge = Judge(self.rules, self.plugins.metrics, self.ruleset, self.enterprises.get, self.parcels.get)
         self.evaluation = Evaluation(self.method, self.ruleset, self.enterprises.get, deadlines)
         self.decisions = DecisionLayer(self.decision_rules, {r.id: r.category for r in self.rules}, self.ruleset,
-                                       self.enterprises.get, self.evaluation, self._detector())
+                                       self.enterprises.get, self.evaluation, self._detector(), parcels=self.parcels)
         self.summary = RunSummary()
         # how the batch path took events: "quiet" in bulk, "exact" one by one (diagnostics, not output)
         self.lane_stats: Counter[str] = Counter()
@@ -351,6 +354,8 @@ class Engine:
                 self.enterprises.note(event_type, subject, data)
             if event_type != "evaluation.closed" and not self.enterprises.known(subject):  # a close is the authority's
                 self.summary.unregistered += 1
+            if event_type in LAND_TYPES and not self.parcels.note(event):
+                self.summary.unknown_parcels += 1
         if not self.validator.known(event_type):
             self.summary.unknown_types[event_type] += 1
             return []
@@ -440,6 +445,7 @@ class Engine:
             "backend": self.backend,
             "summary": self.summary.state(),
             "enterprises": self.enterprises.state(),
+            "parcels": self.parcels.state(),
             "dedupe": self.dedupe.state(),
             "clock": self.clock.state(),
             "hours": self.hours.state(),
@@ -459,6 +465,7 @@ class Engine:
             raise CheckpointError(f"snapshot was taken on the {state['backend']} backend, this engine is {self.backend}")
         self.summary.restore(state["summary"])
         self.enterprises.restore(state["enterprises"])
+        self.parcels.restore(state["parcels"])
         self.dedupe.restore(state["dedupe"])
         self.hours.restore(state["hours"])
         self.days.restore(state["days"])

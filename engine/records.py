@@ -47,9 +47,10 @@ class Finding:
     verified: bool
     ruleset: str
     corrections: tuple[Mapping[str, Any], ...] = ()
+    parcel: str | None = None  # findings about a parcel of land (the `land` plugin)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "record": "finding",
             "id": self.id,
             "rule": self.rule,
@@ -67,6 +68,9 @@ class Finding:
             "ruleset": self.ruleset,
             "corrections": [dict(c) for c in self.corrections],
         }
+        if self.parcel is not None:  # written only when set, so other findings keep their bytes
+            record["parcel"] = self.parcel
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,7 @@ class RunSummary:
     orders_closed: int = 0
     data_gaps: Counter[str] = field(default_factory=Counter)
     unmatched_approvals: int = 0
+    unknown_parcels: int = 0  # land.parcel.* events about a parcel their subject does not hold
 
     def balanced(self) -> bool:
         return self.read == self.processed + self.duplicate + self.quarantined
@@ -202,6 +207,7 @@ class RunSummary:
             "data_gaps": {k: self.data_gaps[k] for k in sorted(self.data_gaps)},
             "data_gaps_total": sum(self.data_gaps.values()),
             "unmatched_approvals": self.unmatched_approvals,
+            "unknown_parcels": self.unknown_parcels,
         }
 
 
@@ -225,6 +231,7 @@ class Decision:
     evaluation: Mapping[str, Any] | None = None  # mu-average decisions only (engine/decide/evaluation.py)
     surcharge_yuan_per_kwh: float | None = None  # differentiated electricity surcharge, D class only
     status: str = "effective"  # proposed (needs an approval), effective, withdrawn, completed (verified)
+    parcel: str | None = None  # land decisions: the parcel decided on
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -248,6 +255,8 @@ class Decision:
             record["evaluation"] = dict(self.evaluation)
         if self.surcharge_yuan_per_kwh is not None:
             record["surcharge_yuan_per_kwh"] = self.surcharge_yuan_per_kwh
+        if self.parcel is not None:
+            record["parcel"] = self.parcel
         return record
 
 

@@ -1,5 +1,5 @@
 """The two decision backends (compiled Python, durable_rules) give byte-identical output:
-on the demo log, on hypothesis-generated logs (out of order, duplicates, verifications,
+on the demo log (and with its land and a year of follow-up), on hypothesis-generated logs (out of order, duplicates, verifications,
 inspections), and with 5,000 enterprises on the rete backend."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Decision, Engine, load_plugins
-from engine.devtools.demo import generate_city
+from engine.devtools.demo import generate_city, with_follow_up
 from engine.validate import make_uscc
 
 PLUGINS = load_plugins()
@@ -26,6 +26,14 @@ def test_demo_log_identical():
     compiled = output(events, "compiled")
     assert b'"record":"decision"' in compiled
     assert compiled == output(events, "rete")
+
+
+def test_demo_log_with_land_and_a_year_of_follow_up_identical():
+    """Watches on parcels answered or not, transfers, recoveries, contract remedies, lease reviews."""
+    events = with_follow_up(generate_city(enterprises=200, days=1, seed=7), seed=7).events
+    compiled = output(events, "compiled", as_of="2026-06-01T00:00:00+08:00")
+    assert b'"idle_land_fee"' in compiled and b'"contract_remedy"' in compiled and b'"renew_lease"' in compiled
+    assert compiled == output(events, "rete", as_of="2026-06-01T00:00:00+08:00")
 
 
 # ---- generated logs ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ pytest.importorskip("dask.distributed")
 from click.testing import CliRunner  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
-from engine.devtools.demo import AUTHORITY, generate_city  # noqa: E402
+from engine.devtools.demo import AUTHORITY, generate_city, with_follow_up  # noqa: E402
 from engine.distributed import Batch, DistributedRun, partition_of, run_distributed  # noqa: E402
 from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
@@ -179,6 +179,18 @@ def test_demo_log_is_byte_identical(client):
     expected, summary = single(lines)
     got, got_summary, _ = distributed(lines, client, chunk_size=1_000)
     assert b'"evaluation"' in got
+    assert_same(expected, got)
+    assert got_summary == summary
+
+
+def test_demo_log_with_land_and_a_year_of_follow_up_is_byte_identical(client):
+    """Parcels, watches, transfers, recoveries and the land the mu-average barrier decides (the
+    partitions absorb the driver's class decisions about their enterprises)."""
+    city = with_follow_up(generate_city(enterprises=160, days=1, seed=11), seed=11)
+    lines = [orjson.dumps(e) for e in city.events]
+    expected, summary = single(lines, as_of="2026-06-01T00:00:00+08:00")
+    assert b'"redevelop_land"' in expected and b'"idle_land_fee"' in expected and b'"parcel"' in expected
+    got, got_summary, _ = distributed(lines, client, as_of="2026-06-01T00:00:00+08:00", chunk_size=2_000)
     assert_same(expected, got)
     assert got_summary == summary
 

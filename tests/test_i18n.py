@@ -62,7 +62,7 @@ def test_names_beside_codes_and_clean_explain(tmp_path):
     for line in listed:
         columns = line.split("\t")
         assert columns[4] == registry[columns[3]], line
-    order = next(line.split("\t")[2] for line in listed if "/rectify" in line)
+    order = next(line.split("\t")[2] for line in listed if "scattered_polluted/rectify" in line)
     text = CliRunner().invoke(cli, ["explain", order, "--events", str(log)]).stdout
     assert "{'" not in text and "': " not in text  # JSON values, no Python reprs
     code = next(line.split("\t")[3] for line in listed if order in line)

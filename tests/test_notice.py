@@ -47,7 +47,7 @@ def city(tmp_path_factory):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     decisions = {}
     for record in records:
-        if record["record"] == "decision":
+        if record["record"] == "decision" and "parcel" not in record:  # the programme's routes (land: generic)
             decisions.setdefault(record["action"], record)
     authority = folder / "authority.yaml"
     authority.write_text(AUTHORITY, encoding="utf-8")
@@ -154,11 +154,11 @@ def test_usage_and_configuration_errors(city, tmp_path):
 def test_a_decision_of_an_unknown_kind_still_gets_a_notice():
     decision = {"record": "decision", "id": "D-x", "rule": "future.rule", "rule_version": 1,
                 "enterprise": "91330200MA2AB1234Y", "time": "2025-05-01T09:00:00+08:00", "list": "land",
-                "action": "recover_land", "deadline": None, "basis": {"standard": "Decree 53", "clause": "Art. 14"},
+                "action": "future_route", "deadline": None, "basis": {"standard": "Decree 53", "clause": "Art. 14"},
                 "evidence": {"findings": [], "events": []}, "supersedes": None, "ruleset": "sha256:0",
                 "status": "proposed", "parcel": "P-7"}
     data = ReportData(ruleset="sha256:0", registry={"91330200MA2AB1234Y": {"name": "宁波市某某有限公司"}}, targets={},
                       findings=[], decisions=[decision])
     html = notice_html(data, "D-x", load_authority(), "zh")
-    assert "处置决定告知书" in html and "recover_land" in html and "parcel: P-7" in html and "宁波市某某有限公司" in html
+    assert "处置决定告知书" in html and "future_route" in html and "parcel: P-7" in html and "宁波市某某有限公司" in html
     assert "建议（待批准）" in html

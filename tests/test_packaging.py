@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BUILT_IN = ("foundry", "dyeing", "surface_treatment")
+BUILT_IN = ("foundry", "dyeing", "surface_treatment", "land")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 import plugins.dyeing
 import plugins.foundry
+import plugins.land
 import plugins.surface_treatment
 from engine import Engine
 from engine.plugins import EventSchema, IndustryPlugin, Metric, PluginInfo, RulePackSource, hookimpl, load_plugins
@@ -38,7 +39,7 @@ def test_the_old_import_paths_still_work_with_a_deprecation_warning(old, names):
 
 
 def test_the_built_in_plugins_are_industry_plugins_answering_every_hook():
-    for module in (plugins.foundry, plugins.dyeing, plugins.surface_treatment):
+    for module in (plugins.foundry, plugins.dyeing, plugins.surface_treatment, plugins.land):
         plugin = module.plugin
         assert isinstance(plugin, IndustryPlugin)
         info = plugin.rectify_plugin_info()

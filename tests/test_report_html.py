@@ -125,10 +125,23 @@ def test_numbers_in_the_browser_match_the_decision_log(page, tmp_path):
             for key, count in counts.items():
                 assert number(f"{prefix}/{group}/{key}") == count, (group, key)
             assert number(f"{prefix}/{group}/total") == sum(counts.values())
-    # land freed: once per enterprise whose vacate, eliminate or relocate order was verified as carried out
+    # land freed: parcels recovered, and the parcels of enterprises whose vacate, eliminate or relocate order
+    # was verified as carried out (their registered land where no parcel of theirs is known), each once
     freed = {d["enterprise"] for d in decisions if d["action"] in ("vacate", "eliminate", "relocate_to_park")
              and d["status"] == "completed"}
-    land = round(sum(registry[e]["land_area_mu"] for e in freed), 3)
+    parcels: dict[tuple[str, str], list] = {}  # (holder, parcel) -> [area, status]
+    for event in map(orjson.loads, (out.parent / "events.jsonl").read_bytes().splitlines()):
+        if event["type"].startswith("land.parcel."):
+            key = (event["subject"], event["data"]["parcel"])
+            if event["type"] == "land.parcel.registered":
+                parcels[key] = [event["data"]["area_mu"], "held"]
+            elif event["type"] in ("land.parcel.recovered", "land.parcel.transferred") and parcels.get(key, [0, ""])[1] == "held":
+                parcels[key][1] = event["type"].rsplit(".", 1)[1]
+    areas = {pid: area for (holder, pid), (area, status) in parcels.items() if status != "transferred"}
+    freed_parcels = {pid for (holder, pid), (_, status) in parcels.items()
+                     if status == "recovered" or (status == "held" and holder in freed)}
+    known = {holder for (holder, _), (_, status) in parcels.items() if status != "transferred"}
+    land = round(sum(areas[p] for p in freed_parcels) + sum(registry[e]["land_area_mu"] for e in freed - known), 3)
     assert freed and number("land_freed_mu") == pytest.approx(land, abs=0.006)
     assert number("progress/land_freed_mu/target") == 45000
     assert number("progress/land_freed_mu/percent") == pytest.approx(100 * land / 45000, abs=0.006)

@@ -136,6 +136,27 @@ EVENTS = {
         {"year": 2024},
         {"year": "2024"},
     ),
+    "land.parcel.registered": (
+        {"parcel": "330206-2019-017", "area_mu": 50, "use": "industrial",
+         "contract": {"signed_on": "2019-03-01", "start_by": "2019-09-01", "complete_by": "2021-03-01",
+                      "expires_on": "2069-02-28", "price_yuan": 2.1e7, "remedies": ["penalty", "no_renewal"]},
+         "started_on": "2019-08-20", "commitments": {"investment_yuan_per_mu": 3e6, "tax_yuan_per_mu": 3e5, "floor_area_ratio": 1.2}},
+        {"parcel": "P1", "area_mu": 0, "use": "industrial",
+         "contract": {"signed_on": "2019-03-01", "start_by": "2019-09-01", "complete_by": "2021-03-01", "expires_on": "2069-02-28"}},
+    ),
+    "land.parcel.inspected": (
+        {"parcel": "P1", "stage": "not_started", "on": "2022-11-18",
+         "delay": {"cause": "delivery_late", "verified": True, "document": "甬自然资规〔2022〕31号"}},
+        {"parcel": "P1", "stage": "built", "on": "2022-11-18"},
+    ),
+    "land.parcel.recovered": (
+        {"parcel": "P1", "basis": "慈政发〔2024〕5号", "decision": "D-x", "compensated": False},
+        {"parcel": "P1"},
+    ),
+    "land.parcel.transferred": (
+        {"parcel": "P1", "to": SUBJECT, "basis": "转让合同 2024-17"},
+        {"parcel": "P1", "basis": "x"},
+    ),
 }
 
 

@@ -32,7 +32,7 @@ from engine.judge import RulePackError, compile_rules, parse_pack
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-BUILT_IN = {"foundry", "dyeing", "surface_treatment"}
+BUILT_IN = {"foundry", "dyeing", "surface_treatment", "land"}
 CERAMICS_RULE = "ceramics.fixture.kiln.pm"
 SUBJECT = "91330200MA2AB1234Y"  # a valid unified social credit code
 CLI = "from engine.cli import main; main()"

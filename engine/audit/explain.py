@@ -93,8 +93,9 @@ def explain_finding(engine: Engine, finding: Finding, evidence: Mapping[str, dic
     else:
         event = {"type": first.get("type"), "time": finding.time, "subject": finding.enterprise,
                  **({"id": first["id"]} if "id" in first else {})}
+        parcel = engine.parcels.get(finding.enterprise, finding.parcel) if finding.parcel else None  # as the replay ended
         scope = engine.judge.scope(rule, event, first.get("data", {}), registration, finding.judged,
-                                   (finding.measured or {}).get("value"))
+                                   (finding.measured or {}).get("value"), parcel)
         holds = rule.condition(scope) is True
         out["rule"] = {"id": rule.id, "version": rule.version, "title": rule.title_en, "plugin": rule.plugin,
                        "valid_from": rule.valid_from, "valid_until": rule.valid_until, "verified": rule.verified,
@@ -117,6 +118,8 @@ def explain_decision(engine: Engine, decision: Decision, findings: Mapping[str, 
     out: dict[str, Any] = {"record": "decision", "id": decision.id, "enterprise": decision.enterprise, "time": decision.time,
                            "list": decision.list, "action": decision.action, "deadline": decision.deadline,
                            "basis": record["basis"], "ruleset": decision.ruleset}
+    if decision.parcel is not None:
+        out["parcel"] = decision.parcel
     if rule is None:
         out["rule"] = {"id": decision.rule, "version": decision.rule_version, "loaded": False}
     else:
@@ -125,7 +128,15 @@ def explain_decision(engine: Engine, decision: Decision, findings: Mapping[str, 
                                    "findings": {"categories": sorted(rule.categories) if rule.categories else None,
                                                 "rules": list(rule.prefixes) if rule.prefixes else None,
                                                 "plugins": sorted(rule.plugins) if rule.plugins else None},
-                                   "registration": rule.on_registration}
+                                   "registration": rule.on_registration, "kind": rule.kind}
+        if rule.kind == "watch":
+            trigger.update(deadline={"from": ".".join(rule.deadline_from or ()), "years": rule.deadline_years,
+                                     "days": rule.deadline_offset_days},
+                           events=sorted(rule.event_types or ()), unless=sorted(rule.unless_types or ()),
+                           unless_where=rule.unless_text, when_due=rule.when_due_text)
+        elif rule.kind == "decisions":
+            trigger.update(source=rule.decision_source, lists=sorted(rule.decision_lists),
+                           classes=sorted(rule.decision_classes))
         if rule.where_text:
             scope = {"enterprise": _registration_at(registrations, decision.time), "params": rule.params}
             trigger["where"] = {"text": rule.where_text, "values": _values((rule.where_text,), scope),
@@ -219,7 +230,18 @@ def explain_text(report: Mapping[str, Any], lang: str = "en", name: str = "") ->
                                                                        action=tr.label("route", report["action"]))
                      + ("  " + _("deadline {deadline}").format(deadline=report["deadline"]) if report.get("deadline") else ""))
         trigger = rule.get("trigger")
-        if trigger:
+        if trigger and trigger.get("kind") == "watch":
+            deadline = trigger["deadline"]
+            lines.append("  " + _("trigger: a watch from {events}, due at {path} plus {years} year(s) and {days} day(s), "
+                                  "unless {unless}").format(events=", ".join(trigger["events"]), path=deadline["from"],
+                                                            years=deadline["years"], days=_json(deadline["days"]),
+                                                            unless=", ".join(trigger["unless"]) or "—"))
+            if trigger.get("when_due"):
+                lines.append("  " + _("decided if, when due: {text}").format(text=trigger["when_due"]))
+        elif trigger and trigger.get("kind") == "decisions":
+            lines.append("  " + _("trigger: decisions of the {source}: lists {lists}, classes {classes}, per parcel held").format(
+                source=trigger["source"], lists=", ".join(trigger["lists"]) or "—", classes=", ".join(trigger["classes"]) or "—"))
+        elif trigger:
             lines.append("  " + _("trigger: {count} finding(s)").format(count=trigger["count"])
                          + (" " + _("within {days} days").format(days=trigger["within_days"]) if trigger["within_days"] else "")
                          + (" " + _("(registration)") if trigger["registration"] else ""))

@@ -45,17 +45,20 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
             outputs.close()
     seconds = time.perf_counter() - started
     found: set[str] = set()
-    decisions = []
+    decisions, land_findings = [], []
     for line in findings_path.read_bytes().splitlines():
         record = orjson.loads(line)
         if record["record"] == "finding" or record.get("list"):  # a class alone is not a violation
             found.add(record["enterprise"])
         if record["record"] == "decision":
             decisions.append(record)
+        elif record.get("parcel"):  # findings about parcels: standard-land commitments
+            land_findings.append(record)
     planted = sum(1 for code in city.violators if code in found)
     click.echo(f"demo city: {enterprises} enterprises, {days} day(s), {len(city.events)} events -> {folder}/")
     click.echo(summary_text(summary, seconds))
     click.echo(f"planted violators with findings or list decisions: {planted} of {len(city.violators)}")
     click.echo("programme summary:")
-    click.echo(report_text(programme_report(decisions, engine.registry, engine.targets())))
+    click.echo(report_text(programme_report(decisions, engine.registry, engine.targets(), engine.parcels.registry,
+                                            land_findings)))
     click.echo(f"findings and decisions: {findings_path}")

@@ -10,7 +10,7 @@ import orjson
 from engine.cli.common import build_engine, engine_options, font_error, input_files, lang_option, time_option
 from engine.decide import ranking_json
 from engine.ingest import JsonlFiles
-from engine.report import collect, programme_report, render_html, report_text
+from engine.report import collect, render_html, report_text, summary_of
 from engine.report.fonts import FontMissing
 from engine.report.text import ranking_text
 
@@ -32,7 +32,7 @@ def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str 
     engine = build_engine(disable, options, params, strict, backend, method)
     with input_files(events) as paths:
         data = collect(engine, paths, as_of)
-    summary = programme_report(data.decisions, data.registry, data.targets)
+    summary = summary_of(data)
     if html:
         try:
             page = render_html(data, lang)

@@ -2,7 +2,8 @@
 
 In: the findings of each event, the event itself, the registry. Out: `Decision`s: which list
 an enterprise goes on, which route, by when, on what basis; escalations when deadlines pass
-in event time; the yearly mu-average ranking at `evaluation.closed`. Decision rules are data
+in event time; watches on parcels of land (deadlines from the event's data) and decisions per
+parcel held; the yearly mu-average ranking at `evaluation.closed`. Decision rules are data
 (rules.py; the programme's policy in policy/). The layer (layer.py) keeps the state and
 makes the records; correlations are detected by a `Detector`: plain Python, or durable_rules
 through its adapter (rete.py, rete_detector.py). The mu-average evaluation is evaluation.py.

@@ -22,6 +22,18 @@ evidence of a later escalation), not a closure. Closures need the approval of th
 government with approval authority (Environmental Protection Law Art. 60): an
 `approval.recorded` event turns a proposal into an `effective` closure, or `withdrawn`.
 
+Land (docs/land.md): a missed deadline escalates to the rule's `escalation.action` (a closure,
+or a land remedy such as the contract's remedies for missed standard-land commitments); every
+escalation is a proposal, and only a closure closes the enterprise. A **watch** (a deadline
+taken from an event's data, e.g. a parcel's agreed start date plus one year) is an order
+without a record: when the clock passes its deadline the rule decides (time = the deadline) if
+`when_due` holds, unless an `unless` event of the parcel came at or before it (a deadline already
+past when the triggering event arrives is that event's time: never backdated). A **decisions**
+trigger decides once per parcel an enterprise holds when the layer lists it or the mu-average
+puts it in a class. Decisions about a parcel carry `parcel` and are keyed by (enterprise,
+parcel); closing an enterprise does not stop decisions about its land. A transfer or recovery
+of a parcel ends its holder's open orders and watches of it.
+
 Event time only. The clock is the latest event time seen; an order falls due when the clock
 passes its deadline (a later event of any enterprise, or the end of input / `as_of`), so what
 is decided never depends on when it was noticed.
@@ -35,18 +47,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 from engine.decide.evaluation import Evaluation
-from engine.decide.rules import DecisionRule
+from engine.decide.rules import CLOSE, DecisionRule
+from engine.normalise.parcels import Parcels
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision, Finding
 from engine.state import CheckpointError, pairs
 
-CLOSE = "close_by_law"
+REMEDY = "contract_remedy"  # escalation of a missed standard-land commitment: remembered per parcel
+TRANSFER_TYPES = ("land.parcel.recovered", "land.parcel.transferred")
+_OFFSET = re.compile(r"([+-]\d\d:\d\d|Z)$")
 ESCALATION = {"standard": "Environmental Protection Law of the PRC (2014)",
               "clause": "Art. 60: in serious cases, ordered to close with the approval of the people's government with approval authority",
               "note": "a closure proposal: the order's deadline passed without a passing verification, or a verification failed at or after it"}
@@ -55,27 +73,58 @@ ESCALATION = {"standard": "Environmental Protection Law of the PRC (2014)",
 @dataclass(slots=True)
 class Order:
     """An open order: the decision, its deadline (epoch seconds), the basis an escalation cites,
-    and the failing inspections and verifications seen while it ran."""
+    and the failing inspections and verifications seen while it ran; `remedy`: the action its
+    escalation proposes. A watch (`watch`: the rule id) is an order without a record: `decision`
+    is the decision the rule makes when the deadline passes (time = the deadline)."""
 
     decision: Decision
     deadline: float
     escalation: Mapping[str, str]
     evidence: list[str] = field(default_factory=list)
+    remedy: str = CLOSE
+    watch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A counted finding in a window: event time, arrival order, ids."""
+    """A counted finding in a window: event time, arrival order, ids, and its parcel ("" for none)."""
 
     epoch: float
     seq: int
     finding: str
     events: tuple[str, ...]
+    parcel: str = ""
+
+
+def unit_of(enterprise: str, parcel: str | None) -> str:
+    """The key decisions are made once per (rule, unit) with: the enterprise, or enterprise|parcel."""
+    return enterprise if parcel is None else f"{enterprise}|{parcel}"
+
+
+def watch_deadline(day: str, years: int, days: float, time: str) -> str | None:
+    """The end (23:59:59, in the offset of `time`) of the local day `years` and `days` after the
+    date `day` (YYYY-MM-DD); 29 February plus whole years falls on 28 February. None when `day`
+    is not a date."""
+    try:
+        start = date.fromisoformat(day[:10]) if isinstance(day, str) else None
+    except ValueError:
+        return None
+    if start is None:
+        return None
+    year = start.year + years
+    try:
+        moved = start.replace(year=year)
+    except ValueError:  # 29 February in a common year
+        moved = start.replace(year=year, day=28)
+    moved += timedelta(days=days)
+    found = _OFFSET.search(time)
+    offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
+    return f"{moved.isoformat()}T23:59:59{offset}"
 
 
 class Detector(Protocol):
     """Where the layer's correlations are detected. Told of every change to the state it may
-    mirror (`entry_added`... `order_ended`), asked five questions (`count_reached`... `running`)."""
+    mirror (`entry_added`... `order_ended`), asked six questions (`count_reached`... `prevented`)."""
 
     name: str
 
@@ -88,6 +137,10 @@ class Detector(Protocol):
     def failed_late(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None: ...
 
     def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]: ...
+
+    def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
+        """Open watches of `rule` on (enterprise, parcel) whose deadline is at or after `epoch`."""
+        ...
 
     def entry_added(self, rule: DecisionRule, enterprise: str, entry: Entry) -> None: ...
 
@@ -129,6 +182,10 @@ class PlainDetector:
     def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
         return [i for i, o in orders.items() if o.decision.enterprise == enterprise and epoch <= o.deadline]
 
+    def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
+        return [i for i, o in orders.items() if o.watch == rule and o.decision.enterprise == enterprise
+                and (o.decision.parcel or "") == parcel and epoch <= o.deadline]
+
     def entry_added(self, rule: DecisionRule, enterprise: str, entry: Entry) -> None:
         pass
 
@@ -150,36 +207,47 @@ class PlainDetector:
 
 
 def _decision_state(decision: Decision) -> dict[str, Any]:
-    return {f.name: getattr(decision, f.name) for f in dataclasses.fields(decision)}
+    """A decision as JSON data; its basis as pairs, so that its key order (written as is) survives
+    a snapshot's sorted keys."""
+    return {f.name: list(map(list, decision.basis.items())) if f.name == "basis" else getattr(decision, f.name)
+            for f in dataclasses.fields(decision)}
 
 
 def _restore_decision(data: Mapping[str, Any]) -> Decision:
-    return Decision(**{**data, "findings": tuple(data["findings"]), "events": tuple(data["events"])})
+    return Decision(**{**data, "basis": dict(data["basis"]), "findings": tuple(data["findings"]),
+                       "events": tuple(data["events"])})
 
 
 class DecisionLayer:
     """Per-enterprise decision state; fed by the Engine after each event's findings.
 
-    A count window for (decision rule, enterprise) holds the counted findings since the last
-    reset; a finding with event time e fires the rule when at least `count` of them (itself
-    included) lie in [e - within, e]. Entries older than the newest time seen minus `within`
-    are dropped (without `within`, only the last `count`), so memory is bounded per enterprise.
+    A count window for (decision rule, enterprise or enterprise|parcel) holds the counted
+    findings since the last reset; a finding with event time e fires the rule when at least
+    `count` of them (itself included) lie in [e - within, e]. Entries older than the newest time
+    seen minus `within` are dropped (without `within`, only the last `count`), so memory is
+    bounded per enterprise.
 
     `escalation` is the basis an order without its own (a mu-average route with a deadline)
-    cites when it escalates.
+    cites when it escalates. `parcels` (the engine's `Parcels` stage) answers what watches,
+    decisions triggers and `when_due` read of a parcel.
     """
 
     def __init__(self, rules: Iterable[DecisionRule], categories: Mapping[str, str], ruleset: str,
                  registration: Callable[[str], Mapping[str, Any] | None], evaluation: Evaluation,
-                 detector: Detector | None = None, escalation: Mapping[str, str] | None = None) -> None:
+                 detector: Detector | None = None, escalation: Mapping[str, str] | None = None,
+                 parcels: Parcels | None = None) -> None:
         self.rules = tuple(rules)
         self.by_findings = tuple(r for r in self.rules if r.kind == "findings")
         self._by_registration = tuple(r for r in self.rules if r.kind == "registration")
         self._by_events = tuple(r for r in self.rules if r.kind == "events")
+        self._watches = tuple(r for r in self.rules if r.kind == "watch")
+        self._by_decisions = tuple(r for r in self.rules if r.kind == "decisions")
+        self._land_types = frozenset(t for r in self._watches for t in (*(r.event_types or ()), *(r.unless_types or ())))
         self._rules = {r.id: r for r in self.rules}
         self._categories = categories
         self._ruleset = ruleset
         self._registration = registration
+        self._parcels = parcels if parcels is not None else Parcels()
         self.detector: Detector = detector if detector is not None else PlainDetector()
         # the yearly mu-average evaluation: a barrier over all enterprises at `evaluation.closed`
         self.evaluation = evaluation
@@ -187,11 +255,14 @@ class DecisionLayer:
         self._windows: dict[tuple[str, str], list[Entry]] = {}
         self._newest: dict[tuple[str, str], float] = {}
         self._open: dict[str, Order] = {}
-        self._open_key: dict[tuple[str, str], str] = {}
+        self._heap: list[tuple[float, str]] = []  # (deadline, order id) of open orders; ended ones popped lazily
+        self._open_key: dict[tuple[str, str], str] = {}  # (rule, unit) -> open order or watch
         self._done: set[tuple[str, str]] = set()
         self._proposals: dict[str, Decision] = {}
         self._closed_by_law: set[str] = set()
         self._watch: dict[str, tuple[str, ...]] = {}  # enterprise -> event-triggered rules that may fire on it
+        self._classes: dict[str, list[Any]] = {}  # enterprise -> [year, class] of its latest mu-average class
+        self._remedies: dict[str, list[str]] = {}  # enterprise|parcel -> contract-remedy proposals not withdrawn
         self._seq = 0
         self.clock = float("-inf")
         self.orders_closed = 0
@@ -199,7 +270,8 @@ class DecisionLayer:
 
     @property
     def open_orders(self) -> int:
-        return len(self._open)
+        """Open orders (watches, which have no record yet, are not counted)."""
+        return sum(1 for o in self._open.values() if o.watch is None)
 
     @property
     def watched(self) -> Collection[str]:
@@ -207,8 +279,19 @@ class DecisionLayer:
         return self._watch.keys()
 
     def next_deadline(self) -> float | None:
-        """The earliest deadline of an open order (epoch seconds), or None."""
-        return min((o.deadline for o in self._open.values()), default=None)
+        """The earliest deadline of an open order or watch (epoch seconds), or None."""
+        earliest = self._earliest()
+        return None if earliest == math.inf else earliest
+
+    def _earliest(self) -> float:
+        heap = self._heap
+        while heap:
+            deadline, order_id = heap[0]
+            order = self._open.get(order_id)
+            if order is not None and order.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return math.inf
 
     def orders_of(self, enterprise: str) -> list[Decision]:
         """The open `rectify` orders of one enterprise (their decisions, deadline included), by deadline."""
@@ -223,21 +306,28 @@ class DecisionLayer:
     # ---- the clock ----------------------------------------------------------------------
 
     def advance(self, epoch: float) -> list[Decision]:
-        """Move the event-time clock; orders whose deadline it passed escalate, in deadline order."""
+        """Move the event-time clock; orders whose deadline it passed escalate, and watches
+        decide, in deadline order."""
         if epoch <= self.clock:
             return []
         self.clock = epoch
-        if not self._open:
+        if not self._open or self._earliest() >= epoch:
             return []
         due = sorted((self._open[i] for i in self.detector.due(self._open, epoch)),
                      key=lambda o: (o.deadline, o.decision.enterprise, o.decision.id))
-        return [self._escalate(order, order.decision.deadline or "", tuple(order.evidence)) for order in due]
+        out = []
+        for order in due:
+            made = self._fire(order) if order.watch is not None else \
+                self._escalate(order, order.decision.deadline or "", tuple(order.evidence))
+            if made is not None:
+                out.append(made)
+        return out
 
     def quiet_until(self) -> float:
         """The latest event time the clock can move to without an order falling due (the batch path)."""
         if not self._open:
             return math.inf
-        return max(self.clock, min(o.deadline for o in self._open.values()))
+        return max(self.clock, self._earliest())
 
     def move_quietly(self, epoch: float) -> None:
         """`advance(epoch)` for an epoch at most `quiet_until()`: the clock moves, nothing escalates."""
@@ -256,7 +346,8 @@ class DecisionLayer:
         elif event_type == "inspection.recorded":
             if data["result"] == "fail" and self._open:
                 for order_id in sorted(self.detector.running(self._open, subject, epoch)):
-                    self._open[order_id].evidence.append(event["id"])
+                    if self._open[order_id].watch is None:
+                        self._open[order_id].evidence.append(event["id"])
         elif event_type == "approval.recorded":
             out.extend(self._on_approval(event))
         elif event_type == "enterprise.registered":
@@ -264,10 +355,12 @@ class DecisionLayer:
         elif event_type in ("finance.reported", "evaluation.closed"):
             for decision in self.evaluation.on_event(event, epoch, self._closed_by_law):
                 out.append(self._adopt(decision))
+        if event_type in self._land_types or event_type in TRANSFER_TYPES:
+            self._on_land(event, epoch)
         if self._watch and subject in self._watch:
             out.extend(self._on_watched(event))
-        out.extend(self.on_findings(findings))
-        return out
+        out.extend(self._findings(findings))
+        return self._cascade(out)
 
     def _on_verification(self, event: Mapping[str, Any], epoch: float) -> list[Decision]:
         subject, data = event["subject"], event["data"]
@@ -294,29 +387,41 @@ class DecisionLayer:
         basis = {"standard": proposal.basis.get("standard", ""), "clause": proposal.basis.get("clause", ""),
                  "note": f"{data['authority']} {data['document']}" + (f": {data['note']}" if data.get("note") else "")}
         status = "effective" if data["approved"] else "withdrawn"
-        if not data["approved"] and not any(p.enterprise == proposal.enterprise for p in self._proposals.values()):
-            self._closed_by_law.discard(proposal.enterprise)
-            self._rewatch(proposal.enterprise)
+        if not data["approved"]:
+            unit = unit_of(proposal.enterprise, proposal.parcel)
+            if proposal.id in self._remedies.get(unit, ()):
+                self._remedies[unit].remove(proposal.id)
+                if not self._remedies[unit]:
+                    del self._remedies[unit]
+            if proposal.action == CLOSE and not any(p.enterprise == proposal.enterprise and p.action == CLOSE
+                                                    for p in self._proposals.values()):
+                self._closed_by_law.discard(proposal.enterprise)
+                self._rewatch(proposal.enterprise)
         return [self._record(proposal.rule, proposal.rule_version, proposal.list, proposal.enterprise, event["time"],
-                             proposal.action, None, basis, proposal.findings, (event["id"],), proposal.id, status)]
+                             proposal.action, None, basis, proposal.findings, (event["id"],), proposal.id, status,
+                             proposal.parcel)]
 
     def on_findings(self, findings: Iterable[Finding]) -> list[Decision]:
+        """Decisions caused by findings alone (the windows closed at the end of input)."""
+        return self._cascade(self._findings(findings))
+
+    def _findings(self, findings: Iterable[Finding]) -> list[Decision]:
         out: list[Decision] = []
         for finding in findings:
             category = self._categories.get(finding.rule, "")
             epoch = epoch_of(finding.time)
             for rule in self.by_findings:
-                if not rule.counts(finding, category) or not self._may_decide(rule, finding.enterprise):
+                if not rule.counts(finding, category) or not self._may_decide(rule, finding.enterprise, finding.parcel):
                     continue
                 if rule.where is not None and rule.where({"enterprise": self._registration(finding.enterprise), "params": rule.params}) is not True:
                     continue
-                key = (rule.id, finding.enterprise)
+                key = (rule.id, unit_of(finding.enterprise, finding.parcel))
                 self._seq += 1
-                entry = Entry(epoch, self._seq, finding.id, finding.event)
+                entry = Entry(epoch, self._seq, finding.id, finding.event, finding.parcel or "")
                 window = self._windows.setdefault(key, [])
                 window.append(entry)
                 self.detector.entry_added(rule, finding.enterprise, entry)
-                self._prune(rule, key, window, epoch)
+                self._prune(rule, key, finding.enterprise, window, epoch)
                 if window and window[-1] is not entry:
                     continue  # arrived too late for any window: pruned at once, it can decide nothing
                 if self.detector.count_reached(rule, finding.enterprise, window, entry):
@@ -324,10 +429,10 @@ class DecisionLayer:
                     counted = [e for e in window if low <= e.epoch <= epoch]
                     ids = tuple(e.finding for e in counted)
                     events = tuple(sorted({i for e in counted for i in e.events}))
-                    out.append(self._decide(rule, finding.enterprise, finding.time, ids, events))
+                    out.append(self._decide(rule, finding.enterprise, finding.time, ids, events, finding.parcel))
         return out
 
-    def _prune(self, rule: DecisionRule, key: tuple[str, str], window: list[Entry], epoch: float) -> None:
+    def _prune(self, rule: DecisionRule, key: tuple[str, str], enterprise: str, window: list[Entry], epoch: float) -> None:
         newest = max(self._newest.get(key, epoch), epoch)
         self._newest[key] = newest
         if rule.within is not None:
@@ -337,7 +442,7 @@ class DecisionLayer:
         if dropped:
             gone = {e.seq for e in dropped}
             window[:] = [e for e in window if e.seq not in gone]
-            self.detector.entries_dropped(rule, key[1], dropped)
+            self.detector.entries_dropped(rule, enterprise, dropped)
 
     def _on_registration(self, event: Mapping[str, Any]) -> list[Decision]:
         out = []
@@ -371,6 +476,129 @@ class DecisionLayer:
             self._rewatch(event["subject"])
         return out
 
+    # ---- land: watches, transfers, decisions about the parcels an enterprise holds -------------
+
+    def _on_land(self, event: Mapping[str, Any], epoch: float) -> None:
+        """A parcel's event: a transfer or recovery ends its holder's orders and watches of it; an
+        `unless` event ends the watches it answers; a triggering event opens (or replaces) a watch.
+        Watches decide later, when the clock passes their deadline (`advance`)."""
+        event_type, holder, data = event["type"], event["subject"], event["data"]
+        parcel = data.get("parcel") if isinstance(data.get("parcel"), str) else None
+        if event_type in TRANSFER_TYPES:
+            for order in sorted((o for o in self._open.values() if o.decision.enterprise == holder
+                                 and o.decision.parcel == parcel), key=lambda o: o.decision.id):
+                self._end(order)
+            return
+        record = self._parcels.get(holder, parcel) if parcel is not None else None
+        scope = {"enterprise": self._registration(holder), "data": data, "parcel": record}
+        for rule in self._watches:
+            if rule.unless_types is None or event_type not in rule.unless_types:
+                continue
+            if (rule.id, unit_of(holder, parcel)) not in self._open_key:
+                continue
+            if rule.unless is not None and rule.unless({**scope, "params": rule.params}) is not True:
+                continue
+            for order_id in sorted(self.detector.prevented(self._open, holder, parcel or "", rule.id, epoch)):
+                self._end(self._open[order_id])
+        for rule in self._watches:
+            if rule.event_types is None or event_type not in rule.event_types:
+                continue
+            if rule.where is not None and rule.where({**scope, "params": rule.params}) is not True:
+                continue
+            value: Any = {"data": data}
+            for part in rule.deadline_from or ():
+                value = value.get(part) if isinstance(value, Mapping) else None
+            deadline = watch_deadline(value, rule.deadline_years, rule.deadline_offset_days, event["time"]) \
+                if isinstance(value, str) else None
+            if deadline is None:
+                continue
+            if epoch_of(deadline) < epoch:  # already past when the engine learns of it: decided at once, never backdated
+                deadline = event["time"]
+            key = (rule.id, unit_of(holder, parcel))
+            replaced = self._open.get(self._open_key.get(key, ""))
+            if replaced is not None:
+                self._end(replaced)
+            decision = self._record(rule.id, rule.version, rule.list, holder, deadline, rule.action, None, rule.basis, (),
+                                    (event["id"],), None, "proposed" if rule.approval else "effective", parcel)
+            self._open_key[key] = decision.id
+            self._open_order(Order(decision, epoch_of(deadline), {}, watch=rule.id))
+
+    def _fire(self, order: Order) -> Decision | None:
+        """A watch whose deadline passed: its decision, if `when_due` holds then."""
+        self._end(order)
+        rule = self._rules[order.watch or ""]
+        made = order.decision
+        if rule.when_due is not None and rule.when_due(self._due_scope(rule, made.enterprise, made.parcel)) is not True:
+            return None
+        if rule.approval:
+            self._proposals[made.id] = made
+        if rule.action == CLOSE:
+            self._closed_by_law.add(made.enterprise)
+            self._watch.pop(made.enterprise, None)
+        return made
+
+    def _due_scope(self, rule: DecisionRule, holder: str, parcel: str | None) -> dict[str, Any]:
+        """What `when_due` reads: the holder's registration, the parcel's record (with
+        `commitments_missed`: a contract remedy was proposed for it and not withdrawn), the
+        holder's latest mu-average class ({year, class} or null), the pack's parameters."""
+        record = self._parcels.get(holder, parcel) if parcel is not None else None
+        view = None if record is None else {**record, "commitments_missed": unit_of(holder, parcel) in self._remedies}
+        latest = self._classes.get(holder)
+        return {"enterprise": self._registration(holder), "parcel": view, "params": rule.params,
+                "evaluation": None if latest is None else {"year": latest[0], "class": latest[1]}}
+
+    def _consequences(self, decision: Decision) -> list[Decision]:
+        """What a decision the layer made (or adopted) decides in turn: a mu-average class is
+        remembered (`when_due` reads it); a `decisions` trigger decides once per parcel the
+        enterprise holds."""
+        klass = (decision.evaluation or {}).get("class")
+        source = "rules" if decision.evaluation is None else "evaluation"
+        if klass is not None:
+            self._classes[decision.enterprise] = [decision.evaluation["year"], klass]  # type: ignore[index]
+        if not self._by_decisions or decision.status not in ("effective", "proposed"):
+            return []
+        out: list[Decision] = []
+        for rule in self._by_decisions:
+            if rule.decision_source != source:
+                continue
+            if decision.list not in rule.decision_lists and (klass is None or klass not in rule.decision_classes):
+                continue
+            for record in self._parcels.held_by(decision.enterprise):
+                parcel = record["parcel"]
+                if not self._may_decide(rule, decision.enterprise, parcel):
+                    continue
+                if rule.where is not None and rule.where({"enterprise": self._registration(decision.enterprise),
+                                                          "parcel": record, "data": None, "params": rule.params}) is not True:
+                    continue
+                out.append(self._decide(rule, decision.enterprise, decision.time, decision.findings, decision.events, parcel))
+        return out
+
+    def _cascade(self, decisions: list[Decision]) -> list[Decision]:
+        if not decisions:
+            return decisions
+        return [made for decision in decisions for made in (decision, *self._consequences(decision))]
+
+    def absorb(self, decisions: Iterable[Decision]) -> list[list[Decision]]:
+        """Distributed replay: the mu-average decisions of a barrier made by another engine (the
+        driver's), for this engine's enterprises, taken over as this engine had made them: their
+        orders opened here (and the orders they supersede ended), so verifications and deadlines
+        find them; the class remembered; the land decisions they cause for the parcels held here
+        (`_consequences`), one list per decision (the decisions themselves were written by the
+        driver)."""
+        out = []
+        for decision in decisions:
+            self._adopt(decision)
+            out.append(self._consequences(decision))
+        return out
+
+    def hand_over(self, decisions: Iterable[Decision]) -> None:
+        """Distributed replay, the driver's side of `absorb`: the orders these decisions opened are
+        kept by the partitions that own their enterprises from now on (ended here, no record)."""
+        for decision in decisions:
+            order = self._open.get(decision.id)
+            if order is not None:
+                self._end(order)
+
     def finish(self, as_of: float | None = None) -> list[Decision]:
         """End of input: escalate what is due at `as_of` (default: the latest event time seen)."""
         if as_of is None:
@@ -379,29 +607,32 @@ class DecisionLayer:
 
     # ---- making decisions ---------------------------------------------------------------
 
-    def _may_decide(self, rule: DecisionRule, enterprise: str) -> bool:
-        if enterprise in self._closed_by_law:
+    def _may_decide(self, rule: DecisionRule, enterprise: str, parcel: str | None = None) -> bool:
+        if parcel is None and enterprise in self._closed_by_law:  # a closure does not settle the land
             return False
+        key = (rule.id, unit_of(enterprise, parcel))
         if rule.action == "rectify":
-            return (rule.id, enterprise) not in self._open_key
-        return (rule.id, enterprise) not in self._done
+            return key not in self._open_key
+        return key not in self._done
 
     def _record(self, rule: str, version: int, listed: str | None, enterprise: str, time: str, action: str,
                 deadline: str | None, basis: Mapping[str, str], findings: tuple[str, ...], events: tuple[str, ...],
-                supersedes: str | None, status: str) -> Decision:
+                supersedes: str | None, status: str, parcel: str | None = None) -> Decision:
         key = "|".join((rule, str(version), enterprise, time, action, ",".join(findings), ",".join(events), supersedes or "",
-                        "" if status == "effective" else status))
+                        "" if status == "effective" else status) + (() if parcel is None else (parcel,)))
         return Decision(
             id="D-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule, rule_version=version,
             enterprise=enterprise, time=time, list=listed, action=action, deadline=deadline, basis=basis,
             findings=findings, events=events, supersedes=supersedes, ruleset=self._ruleset, status=status,
+            parcel=parcel,
         )
 
-    def _decide(self, rule: DecisionRule, enterprise: str, time: str, findings: tuple[str, ...], events: tuple[str, ...]) -> Decision:
+    def _decide(self, rule: DecisionRule, enterprise: str, time: str, findings: tuple[str, ...], events: tuple[str, ...],
+                parcel: str | None = None) -> Decision:
         deadline = plus_days(time, rule.deadline_days) if rule.deadline_days is not None else None
         decision = self._record(rule.id, rule.version, rule.list, enterprise, time, rule.action, deadline, rule.basis,
-                                findings, events, None, "proposed" if rule.approval else "effective")
-        key = (rule.id, enterprise)
+                                findings, events, None, "proposed" if rule.approval else "effective", parcel)
+        key = (rule.id, unit_of(enterprise, parcel))
         if key in self._windows:  # the evidence is used up: counting starts again after this decision
             self.detector.entries_dropped(rule, enterprise, self._windows.pop(key))
         if rule.action == "rectify":
@@ -410,7 +641,7 @@ class DecisionLayer:
             self._done.add(key)
         if deadline is not None:
             assert rule.escalation_basis is not None
-            self._open_order(Order(decision, epoch_of(deadline), rule.escalation_basis))
+            self._open_order(Order(decision, epoch_of(deadline), rule.escalation_basis, remedy=rule.escalation_action))
         if rule.approval:
             self._proposals[decision.id] = decision
         if rule.action == CLOSE:
@@ -430,11 +661,15 @@ class DecisionLayer:
 
     def _open_order(self, order: Order) -> None:
         self._open[order.decision.id] = order
+        if len(self._heap) > 2 * len(self._open) + 64:  # mostly ended orders: rebuild
+            self._heap = [(o.deadline, i) for i, o in self._open.items() if i != order.decision.id]
+            heapq.heapify(self._heap)
+        heapq.heappush(self._heap, (order.deadline, order.decision.id))
         self.detector.order_opened(order)
 
     def _end(self, order: Order) -> None:
         del self._open[order.decision.id]
-        key = (order.decision.rule, order.decision.enterprise)
+        key = (order.watch or order.decision.rule, unit_of(order.decision.enterprise, order.decision.parcel))
         if self._open_key.get(key) == order.decision.id:
             del self._open_key[key]
         self.detector.order_ended(order)
@@ -444,34 +679,44 @@ class DecisionLayer:
         self.orders_closed += 1
         made = order.decision
         record = self._record(made.rule, made.rule_version, made.list, made.enterprise, event["time"], made.action, None,
-                              made.basis, made.findings, (event["id"],), made.id, "completed")
+                              made.basis, made.findings, (event["id"],), made.id, "completed", made.parcel)
         self._rewatch(made.enterprise)
         return record
 
     def _escalate(self, order: Order, time: str, events: tuple[str, ...]) -> Decision:
+        """A missed deadline: a proposal of the order's remedy (a closure unless the rule says
+        otherwise), superseding the order. Only a closure closes the enterprise."""
         self._end(order)
         made = order.decision
-        self._closed_by_law.add(made.enterprise)
-        self._watch.pop(made.enterprise, None)
-        proposal = self._record(made.rule, made.rule_version, made.list, made.enterprise, time, CLOSE, None,
-                                order.escalation, made.findings, events, made.id, "proposed")
+        if order.remedy == CLOSE:
+            self._closed_by_law.add(made.enterprise)
+            self._watch.pop(made.enterprise, None)
+        proposal = self._record(made.rule, made.rule_version, made.list, made.enterprise, time, order.remedy, None,
+                                order.escalation, made.findings, events, made.id, "proposed", made.parcel)
         self._proposals[proposal.id] = proposal
+        if order.remedy == REMEDY:
+            self._remedies.setdefault(unit_of(made.enterprise, made.parcel), []).append(proposal.id)
         return proposal
 
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Windows, orders, proposals, closures, the clock, the detector's and the evaluation's state."""
+        """Windows, orders and watches, proposals, closures, classes, remedies, the clock, the
+        detector's and the evaluation's state."""
         return {
-            "windows": [[list(k), [[e.epoch, e.seq, e.finding, list(e.events)] for e in v]] for k, v in self._windows.items()],
+            "windows": [[list(k), [[e.epoch, e.seq, e.finding, list(e.events), e.parcel] for e in v]]
+                        for k, v in self._windows.items()],
             "newest": pairs(self._newest),
-            "open": [[oid, _decision_state(o.decision), o.deadline, dict(o.escalation), list(o.evidence)]
+            "open": [[oid, _decision_state(o.decision), o.deadline, list(map(list, o.escalation.items())), list(o.evidence),
+                      o.remedy, o.watch]
                      for oid, o in self._open.items()],
             "open_key": pairs(self._open_key),
             "done": sorted(list(k) for k in self._done),
             "proposals": [[pid, _decision_state(p)] for pid, p in self._proposals.items()],
             "closed_by_law": sorted(self._closed_by_law),
             "watch": [[e, list(r)] for e, r in self._watch.items()],
+            "classes": [[e, c] for e, c in self._classes.items()],
+            "remedies": [[u, list(p)] for u, p in self._remedies.items()],
             "seq": self._seq,
             "clock": None if self.clock == float("-inf") else self.clock,
             "orders_closed": self.orders_closed,
@@ -481,18 +726,23 @@ class DecisionLayer:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._windows = {(k[0], k[1]): [Entry(e[0], e[1], e[2], tuple(e[3])) for e in v] for k, v in state["windows"]}
+        self._windows = {(k[0], k[1]): [Entry(e[0], e[1], e[2], tuple(e[3]), e[4]) for e in v] for k, v in state["windows"]}
         self._newest = {(k[0], k[1]): v for k, v in state["newest"]}
-        self._open = {oid: Order(_restore_decision(d), deadline, escalation, list(evidence))
-                      for oid, d, deadline, escalation, evidence in state["open"]}
+        self._open = {oid: Order(_restore_decision(d), deadline, dict(escalation), list(evidence), remedy, watch)
+                      for oid, d, deadline, escalation, evidence, remedy, watch in state["open"]}
+        self._heap = [(o.deadline, i) for i, o in self._open.items()]
+        heapq.heapify(self._heap)
         self._open_key = {(k[0], k[1]): v for k, v in state["open_key"]}
         self._done = {(k[0], k[1]) for k in state["done"]}
         self._proposals = {pid: _restore_decision(d) for pid, d in state["proposals"]}
         self._closed_by_law = set(state["closed_by_law"])
-        unknown = sorted({r for _, rules in state["watch"] for r in rules} - set(self._rules))
+        named = {r for _, rules in state["watch"] for r in rules} | {o.watch for o in self._open.values() if o.watch}
+        unknown = sorted(named - set(self._rules))
         if unknown:
             raise CheckpointError(f"snapshot names decision rule(s) {', '.join(unknown)}, which this engine does not have")
         self._watch = {e: tuple(r) for e, r in state["watch"]}
+        self._classes = {e: list(c) for e, c in state["classes"]}
+        self._remedies = {u: list(p) for u, p in state["remedies"]}
         self._seq = state["seq"]
         self.clock = float("-inf") if state["clock"] is None else state["clock"]
         self.orders_closed = state["orders_closed"]

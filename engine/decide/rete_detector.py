@@ -1,16 +1,18 @@
 """The "rete" backend of the decision layer: correlations detected by durable_rules.
 
 `DecisionLayer` (engine/decide/layer.py) keeps the records and the bookkeeping; this detector
-answers its four questions with joins in durable_rules and mirrors the state they need as
+answers its questions with joins in durable_rules and mirrors the state they need as
 facts (through engine/decide/rete.py, which honours every measured quirk of durable_rules):
 
-- count windows: one fact per counted finding `{kind: f, r, enterprise, e, s}`; a probe fact
-  `{kind: probe, r, enterprise, e, lo, s}` is asserted and retracted at once; the rule
-  joins the probe with `count - 1` earlier findings of the same enterprise and rule inside
-  [lo, e], ordered by arrival (`s`) so each combination is counted once;
-- deadlines vs the event-time clock: order facts `{kind: order, oid, enterprise, d}` and a
+- count windows: one fact per counted finding `{kind: f, r, enterprise, p, e, s}`; a probe fact
+  `{kind: probe, r, enterprise, p, e, lo, s}` is asserted and retracted at once; the rule
+  joins the probe with `count - 1` earlier findings of the same enterprise, parcel (`p`, "p:"
+  for none) and rule inside [lo, e], ordered by arrival (`s`) so each combination is counted once;
+- deadlines vs the event-time clock: order facts `{kind: order, oid, enterprise, p, r, d}` and a
   per-enterprise clock fact `{kind: clock, enterprise, t}`; the rule fires when t > d
-  (no timers: durable_rules' own timers use the wall clock);
+  (no timers: durable_rules' own timers use the wall clock); watches are order facts too;
+- watches answered: a progress fact `{kind: progress, enterprise, p, r, e}` joined to the open
+  watches of the same enterprise, parcel and rule with e <= d;
 - sequences: a passing verification fact joined to its open order of the same enterprise with
   e <= d completes it; a failing one with e >= d escalates it; a failing-inspection (or early
   failing verification) fact joined to the enterprise's orders with e <= d finds the running
@@ -39,6 +41,11 @@ def _same(alias: str) -> dict[str, Any]:
     return {"enterprise": {alias: "enterprise"}}
 
 
+def _parcel(parcel: str | None) -> str:
+    """A parcel id as a fact value: prefixed, so that durable_rules never compares it as a number."""
+    return "p:" + (parcel or "")
+
+
 def decision_ruleset(rules: Iterable[DecisionRule], sink: Callable[[str, Any], None]) -> dict[str, Any]:
     """The durable_rules definition of the correlation rules, one count rule per decision rule."""
     definition: dict[str, Any] = {}
@@ -47,7 +54,7 @@ def decision_ruleset(rules: Iterable[DecisionRule], sink: Callable[[str, Any], N
         previous = None
         for n in range(1, rule.count):
             parts: list[dict[str, Any]] = [
-                {"kind": "f"}, {"r": rule.id}, _same("p"),
+                {"kind": "f"}, {"r": rule.id}, _same("p"), {"p": {"p": "p"}},
                 {"$lt": {"s": {"p": "s"}}}, {"$gte": {"e": {"p": "lo"}}}, {"$lte": {"e": {"p": "e"}}},
             ]
             if previous is not None:
@@ -68,6 +75,11 @@ def decision_ruleset(rules: Iterable[DecisionRule], sink: Callable[[str, Any], N
         "all": [order, {"u": {"$and": [{"kind": "unverified"}, _same("o"), {"decision": {"o": "oid"}}, {"$gte": {"e": {"o": "d"}}}]}}],
         "run": lambda c: sink("late", c.o.oid),
     }
+    definition["watch_answered"] = {
+        "all": [order, {"w": {"$and": [{"kind": "progress"}, _same("o"), {"p": {"o": "p"}}, {"r": {"o": "r"}},
+                                       {"$lte": {"e": {"o": "d"}}}]}}],
+        "run": lambda c: sink("prevented", c.o.oid),
+    }
     definition["order_running"] = {
         "all": [order, {"i": {"$and": [{"kind": "inspection"}, _same("o"), {"$lte": {"e": {"o": "d"}}}]}}],
         "run": lambda c: sink("inspected", c.o.oid),
@@ -81,7 +93,8 @@ class ReteDetector:
     name = "rete"
 
     def __init__(self, rules: Iterable[DecisionRule], shards: int = 2400) -> None:
-        self._signals: dict[str, list[Any]] = {"count": [], "due": [], "verified": [], "late": [], "inspected": []}
+        self._signals: dict[str, list[Any]] = {"count": [], "due": [], "verified": [], "late": [], "inspected": [],
+                                               "prevented": []}
         self.host = SafeHost()
         self.rete = ShardedRuleset(self.host, "decisions", decision_ruleset(rules, self._signal),
                                    SidMap(shards=shards), numeric_fields=_NUMERIC)
@@ -115,7 +128,8 @@ class ReteDetector:
     # ---- mirrored state --------------------------------------------------------------------
 
     def entry_added(self, rule: DecisionRule, enterprise: str, entry: Entry) -> None:
-        fact = {"id": self._id("f"), "kind": "f", "r": rule.id, "enterprise": enterprise, "e": float(entry.epoch), "s": entry.seq}
+        fact = {"id": self._id("f"), "kind": "f", "r": rule.id, "enterprise": enterprise, "p": _parcel(entry.parcel),
+                "e": float(entry.epoch), "s": entry.seq}
         self._entries[entry.seq] = fact
         self._assert(enterprise, fact)
 
@@ -125,7 +139,8 @@ class ReteDetector:
 
     def order_opened(self, order: Order) -> None:
         enterprise = order.decision.enterprise
-        fact = {"id": self._id("o"), "kind": "order", "oid": order.decision.id, "enterprise": enterprise, "d": float(order.deadline)}
+        fact = {"id": self._id("o"), "kind": "order", "oid": order.decision.id, "enterprise": enterprise,
+                "p": _parcel(order.decision.parcel), "r": order.watch or "", "d": float(order.deadline)}
         self._orders[order.decision.id] = fact
         self._assert(enterprise, fact)
         self._take("due")  # a stale clock cannot be past a new deadline; keep the signal list clean
@@ -140,14 +155,14 @@ class ReteDetector:
 
     def count_reached(self, rule: DecisionRule, enterprise: str, window: list[Entry], entry: Entry) -> bool:
         low = entry.epoch - rule.within if rule.within is not None else _LOWEST
-        probe = {"id": self._id("p"), "kind": "probe", "r": rule.id, "enterprise": enterprise,
+        probe = {"id": self._id("p"), "kind": "probe", "r": rule.id, "enterprise": enterprise, "p": _parcel(entry.parcel),
                  "e": float(entry.epoch), "lo": float(low), "s": entry.seq}
         return bool(self._probe(enterprise, probe, "count"))
 
     def due(self, orders: Mapping[str, Order], epoch: float) -> list[str]:
-        if min(o.deadline for o in orders.values()) >= epoch:
-            return []  # no deadline can have passed: spare the clock updates
-        for enterprise in sorted({o.decision.enterprise for o in orders.values()}):
+        # only the clocks of enterprises with a deadline before `epoch` move (the others cannot fire):
+        # spares thousands of clock updates when parcels are watched for years ahead
+        for enterprise in sorted({o.decision.enterprise for o in orders.values() if o.deadline < epoch}):
             old = self._clocks.get(enterprise)
             if old is not None:
                 self.rete.retract_fact(enterprise, old)
@@ -169,6 +184,11 @@ class ReteDetector:
     def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
         fact = {"id": self._id("i"), "kind": "inspection", "enterprise": enterprise, "e": float(epoch)}
         return sorted(set(self._probe(enterprise, fact, "inspected")))
+
+    def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
+        fact = {"id": self._id("w"), "kind": "progress", "enterprise": enterprise, "p": _parcel(parcel), "r": rule,
+                "e": float(epoch)}
+        return sorted(set(self._probe(enterprise, fact, "prevented")))
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

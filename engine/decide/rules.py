@@ -4,6 +4,12 @@ A decision rule says which findings, events or registrations put an enterprise o
 with which route (action), deadline and legal basis, and whether its decisions need the
 approval of the people's government; thresholds and deadlines are parameters (a pack's own,
 or the programme policy's: `programme` parameters are visible to every pack's decisions).
+
+Two trigger kinds serve land (docs/land.md): a **watch** (`events` with a `deadline` taken
+from the event's data, e.g. a parcel's agreed start date plus one year: the decision is made
+when the deadline passes, unless an `unless` event of the parcel comes first, and only if
+`when_due` then holds) and **decisions** (a decision the layer makes, by its list or its
+mu-average class, decides for each parcel the enterprise holds).
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.judge.expressions import Compiled, ExpressionError, compile_expression
+from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
 from engine.judge.rulepacks import RulePack, RulePackError
 from engine.records import Finding
 
 DAY = 86400.0
 PROGRAMME = "programme"  # the policy pack (engine/decide/policy/programme.yaml)
+CLOSE = "close_by_law"
+# the names conditions may read, by where they are evaluated
+REGISTRATION_ROOTS = frozenset({"enterprise", "params"})
+EVENT_ROOTS = frozenset({"enterprise", "params", "data", "parcel"})
+DUE_ROOTS = frozenset({"enterprise", "params", "parcel", "evaluation"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +55,32 @@ class DecisionRule:
     basis: Mapping[str, str]
     params: Mapping[str, Any] = field(repr=False, compare=False)
     approval: bool = False  # decisions are proposals until an `approval.recorded`
+    escalation_action: str = CLOSE  # the proposal a missed deadline leads to
+    # a watch: deadline = the date at `deadline_from` (a path into the event) + years + days
+    deadline_from: tuple[str, ...] | None = None
+    deadline_years: int = 0
+    deadline_offset_days: float = 0.0
+    unless_types: frozenset[str] | None = None
+    unless_text: str | None = None
+    unless: Compiled | None = field(default=None, repr=False, compare=False)
+    when_due_text: str | None = None
+    when_due: Compiled | None = field(default=None, repr=False, compare=False)
+    # a decisions trigger: the source ("rules" or "evaluation"), lists and mu-average classes
+    decision_source: str | None = None
+    decision_lists: frozenset[str] = frozenset()
+    decision_classes: frozenset[str] = frozenset()
+    examples: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def kind(self) -> str:
-        """What triggers the rule: "findings", "events" or "registration"."""
-        return "registration" if self.on_registration else "events" if self.event_types is not None else "findings"
+        """What triggers the rule: "findings", "events", "registration", "watch" or "decisions"."""
+        if self.on_registration:
+            return "registration"
+        if self.decision_source is not None:
+            return "decisions"
+        if self.deadline_from is not None:
+            return "watch"
+        return "events" if self.event_types is not None else "findings"
 
     def counts(self, finding: Finding, category: str) -> bool:
         """Whether a finding is evidence for this rule."""
@@ -126,15 +158,47 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                         return table[value]
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): {what} names no parameter {value!r}")
 
+            def signed(value: Any, what: str) -> Any:
+                if isinstance(value, str) and value.startswith("-"):
+                    found = resolve(value[1:], what)
+                    return -found if isinstance(found, (int, float)) else found
+                return resolve(value, what)
+
             trigger = spec["trigger"]
             count = resolve(trigger.get("count", 1), "count")
             within = resolve(trigger.get("within_days"), "within_days")
             deadline = resolve(spec.get("deadline_days"), "deadline_days")
+            watch = trigger.get("deadline")
             where_text = trigger.get("where")
-            try:
-                where = compile_expression(where_text, frozenset({"enterprise", "params"})) if where_text else None
-            except ExpressionError as exc:
-                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): {exc}") from None
+            unless_spec = trigger.get("unless") or {}
+
+            def compiled(text: str | None, roots: frozenset[str]) -> Compiled | None:
+                if not text:
+                    return None
+                try:
+                    expression = compile_expression(text, roots)
+                except ExpressionError as exc:
+                    raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): {exc}") from None
+                for path in names(parse(text)):
+                    if path[0] == "params":
+                        if len(path) < 2 or path[1] not in pack_params:
+                            raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): unknown pack parameter {'.'.join(path)!r}")
+                        if pack_params[path[1]] is None:
+                            missing.append(path[1])
+                return expression
+
+            where = compiled(where_text, EVENT_ROOTS if watch or trigger.get("decisions") else REGISTRATION_ROOTS)
+            unless = compiled(unless_spec.get("where"), EVENT_ROOTS)
+            when_due = compiled(spec.get("when_due"), DUE_ROOTS)
+            years = signed(watch.get("years", 0), "deadline.years") if watch else 0
+            days = signed(watch.get("days", 0), "deadline.days") if watch else 0
+            if watch and (not trigger.get("events") or spec.get("deadline_days") is not None):
+                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): a deadline trigger watches `events` and makes "
+                                    "its decision at the deadline (no deadline_days)")
+            if (unless_spec or spec.get("when_due")) and not watch:
+                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): unless and when_due go with a deadline trigger")
+            if years is not None and not float(years).is_integer():
+                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): deadline.years must be a whole number")
             if spec["action"] == "rectify" and spec.get("deadline_days") is None:
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): a rectify order needs deadline_days")
             if spec.get("approval") and spec.get("deadline_days") is not None:
@@ -142,10 +206,13 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                                     "(its route starts once approved)")
             if spec.get("deadline_days") is not None and "escalation" not in spec:
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): an order with a deadline needs an escalation basis")
-            kinds = [k for k in ("findings", "events", "registration") if trigger.get(k)]
+            kinds = [k for k in ("findings", "events", "registration", "decisions") if trigger.get(k)]
             if len(kinds) != 1:
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): the trigger needs exactly one of findings, "
-                                    f"events, registration (got {', '.join(kinds) or 'none'})")
+                                    f"events, registration, decisions (got {', '.join(kinds) or 'none'})")
+            chosen = trigger.get("decisions") or {}
+            if chosen and not (chosen.get("lists") or chosen.get("classes")):
+                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): a decisions trigger needs lists or classes")
             if kinds[0] != "findings" and ("count" in trigger or "within_days" in trigger):
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): count and within_days go with a findings trigger")
             findings = trigger.get("findings")
@@ -167,6 +234,14 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                 deadline_days=float(deadline) if deadline is not None else None,
                 escalation_basis=(spec.get("escalation") or {}).get("basis"),
                 basis=spec["basis"], params=pack_params, approval=bool(spec.get("approval", False)),
+                escalation_action=(spec.get("escalation") or {}).get("action", CLOSE),
+                deadline_from=tuple(watch["from"].split(".")) if watch else None,
+                deadline_years=int(years or 0), deadline_offset_days=float(days or 0),
+                unless_types=_as_set(unless_spec.get("types")), unless_text=unless_spec.get("where"), unless=unless,
+                when_due_text=spec.get("when_due"), when_due=when_due,
+                decision_source=chosen.get("source"), decision_lists=frozenset(chosen.get("lists", ())),
+                decision_classes=frozenset(chosen.get("classes", ())),
+                examples=tuple(spec.get("examples", ())),
             ))
     active.sort(key=lambda r: r.id)
     inactive.sort(key=lambda r: r.id)

@@ -14,6 +14,10 @@ Ground truth is only useful if it is exact, so the generator keeps two promises:
   unplanted finding can appear. Special-process firms are all in
   parks and hold a permit unless a tag says otherwise.
 
+About half of the firms also hold one or two parcels of land the engine knows of
+(land.parcel.registered, with standard-land checks and parcels not yet started; docs/demo.md): these are outside the answer
+key, which is about the industry plugins' rules.
+
 Only `random.Random(seed)` drives the choices (no wall clock, no hash(), no set or dict
 iteration order), so the same arguments always give the same list, and the same bytes
 through `write_jsonl`. Standard library only.
@@ -193,6 +197,10 @@ def generate_city(
     finance_time = f"{day_list[-1].isoformat()}T23:45:00{_OFFSET}"
     for firm, profile in profiles:
         _finance(finance_rng, log, firm, profile, year, finance_time)
+    # the parcels of land the firms hold (docs/demo.md, calibration): again a separate generator
+    land_rng = random.Random(f"{seed}/land")
+    for number, (firm, profile) in enumerate(profiles):
+        _parcels(land_rng, log, firm, profile, number, eve)
     if firms:
         log.add(f"{day_list[-1].isoformat()}T23:59:00{_OFFSET}", "demo/evaluation", "evaluation.closed", AUTHORITY,
                 {"year": year})
@@ -207,9 +215,12 @@ def with_follow_up(city: DemoCity, *, seed: int = 2024) -> DemoCity:
     The log is run once (the batch path, in memory) to find the orders and the closure
     proposals it leads to; then, from a separate generator: about 70 % of the orders are
     verified as carried out before their deadline, about 10 % fail a verification first; the
-    deadlines of the rest pass (a closure is proposed); a month after the last deadline the
-    people's government approves about 80 % of the proposals and withdraws the others. The
-    new events (ids `demo-f…`) follow the city's own, in time order.
+    deadlines of the rest pass (a closure, or the contract's remedies, is proposed); parcels not
+    yet started start, report a verified delay, or stay idle (`_land_follow_up`), and a few
+    parcels change hands; a month after the last deadline the people's government approves about
+    80 % of the proposals (closures, land remedies, idle-land fees and recoveries, lease
+    decisions) and withdraws the others; an approved recovery is carried out three weeks later.
+    The new events (ids `demo-f…`) follow the city's own, in time order.
     """
     from engine.pipeline import Engine
     from engine.records import Decision
@@ -217,6 +228,7 @@ def with_follow_up(city: DemoCity, *, seed: int = 2024) -> DemoCity:
     rng = random.Random(f"{seed}/follow-up")
     orders = [r for r in Engine().run_batch(city.events) if isinstance(r, Decision) and r.deadline is not None]
     log = _Log()
+    _land_follow_up(random.Random(f"{seed}/follow-up/land"), log, city.events)
     last = max((o.deadline for o in orders), default=None)
     for order in orders:
         start, deadline = datetime.fromisoformat(order.time), datetime.fromisoformat(order.deadline or "")
@@ -231,19 +243,72 @@ def with_follow_up(city: DemoCity, *, seed: int = 2024) -> DemoCity:
                         {"decision": order.id, "passed": True})
     if last is not None:  # the deadlines of the others pass; closures are proposed at their deadlines
         ahead = [*city.events, *_renumbered(log.events())]
-        proposals = [r for r in Engine().run_batch(ahead, as_of=_at(datetime.fromisoformat(last), 60))
-                     if isinstance(r, Decision) and r.status == "proposed"]
         approval = datetime.fromisoformat(last) + timedelta(days=30)
+        proposals = [r for r in Engine().run_batch(ahead, as_of=_at(datetime.fromisoformat(last), 60))
+                     if isinstance(r, Decision) and r.status == "proposed" and datetime.fromisoformat(r.time) <= approval]
         governments = {code: name for _, code, name in _DISTRICTS}
+        carried_out = []
         for number, proposal in enumerate(proposals, start=1):
             approved = rng.random() < 0.8
             place = governments.get(proposal.enterprise[2:8], "")
+            document = f"{place[:1] or '甬'}政发〔{approval.year}〕{number}号"
             log.add(_at(approval, 3600 * (number % 8)), "demo/government", "approval.recorded", proposal.enterprise,
                     {"decision": proposal.id, "approved": approved, "authority": f"{_GOVERNMENT.get(place, '宁波市')}人民政府",
-                     "document": f"{place[:1] or '甬'}政发〔{approval.year}〕{number}号",
-                     **({} if approved else {"note": "整改已完成，不予关停"})})
+                     "document": document, **({} if approved else {"note": "整改已完成，不予关停"})})
+            if approved:
+                carried_out.append((approval, proposal, document))
+        _recoveries(log, carried_out)
     return DemoCity(events=[*city.events, *_renumbered(log.events())], violators=city.violators,
                     enterprises=city.enterprises)
+
+
+def _land_follow_up(rng: random.Random, log: _Log, events: list[dict[str, Any]]) -> None:
+    """What becomes of parcels not yet started (the follow-up year): about 35 % start before the
+    idle-land fee falls due, 25 % between the fee and the recovery, 10 % report a delay caused by
+    the government that the authority verifies, the rest stay idle; and a few old parcels are
+    transferred to another firm of the city, which registers them under its own code."""
+    registered = [e for e in events if e["type"] == "land.parcel.registered"]
+    holders = sorted({e["subject"] for e in registered})
+    for event in registered:
+        data, at = event["data"], datetime.fromisoformat(event["time"])
+        if "started_on" in data:
+            if rng.random() < 0.003 and len(holders) > 1:  # an old parcel transferred
+                to = rng.choice([h for h in holders if h != event["subject"]])
+                when = at + timedelta(days=rng.uniform(30, 330))
+                log.add(_at(when, 0), "demo/land", "land.parcel.transferred", event["subject"],
+                        {"parcel": data["parcel"], "to": to, "basis": f"转让合同 {when.year}-{rng.randint(1, 999):03d}"})
+                log.add(_at(when, 86400), "demo/land", "land.parcel.registered", to, dict(data))
+            continue
+        start = date.fromisoformat(data["contract"]["start_by"])
+        fee = datetime.fromisoformat(f"{_years_later(start, 1).isoformat()}T23:59:59{_OFFSET}")
+        recovery = datetime.fromisoformat(f"{_years_later(start, 2).isoformat()}T23:59:59{_OFFSET}")
+        first = at + timedelta(days=1)
+        roll = rng.random()
+
+        def between(low: datetime, high: datetime) -> datetime | None:
+            return low + (high - low) * rng.uniform(0.1, 0.9) if high > low else None
+
+        when: datetime | None = None
+        inspection: dict[str, Any] = {"parcel": data["parcel"], "stage": "started"}
+        if roll < 0.35:
+            when = between(first, fee) or between(first, recovery)
+        elif roll < 0.6:
+            when = between(max(first, fee + timedelta(days=1)), recovery)
+        elif roll < 0.7:
+            when = between(first, fee) or between(first, recovery)
+            cause = rng.choice(("delivery_late", "plan_revised", "petition", "government_other"))
+            inspection = {**inspection, "stage": "not_started",
+                          "delay": {"cause": cause, "verified": True, "document": f"甬自然资函〔{at.year}〕{rng.randint(1, 99)}号"}}
+        if when is not None:
+            log.add(_at(when, 0), "demo/land", "land.parcel.inspected", event["subject"], {**inspection, "on": when.date().isoformat()})
+
+
+def _recoveries(log: _Log, approved: list[tuple[datetime, Any, str]]) -> None:
+    """A recovery approved is carried out three weeks later (land.parcel.recovered)."""
+    for when, proposal, document in approved:
+        if proposal.action == "recover_land" and proposal.parcel:
+            log.add(_at(when, 21 * 86400), "demo/land", "land.parcel.recovered", proposal.enterprise,
+                    {"parcel": proposal.parcel, "basis": document, "decision": proposal.id, "compensated": False})
 
 
 def _renumbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -639,6 +704,87 @@ def _inspect(rng: random.Random, log: _Log, firm: _Firm, days: Sequence[date]) -
     day = rng.choice(days)
     time = f"{day.isoformat()}T{rng.randint(9, 16):02d}:{rng.choice((0, 15, 30, 45)):02d}:00{_OFFSET}"
     log.add(time, "demo/inspection", "inspection.recorded", firm.code, data)
+
+
+def _years_later(day: date, years: int) -> date:
+    """The same date `years` later (29 February: 28 February)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def _some_day(rng: random.Random, first: date, last: date) -> date:
+    return first + timedelta(days=rng.randrange((last - first).days + 1))
+
+
+def _parcels(rng: random.Random, log: _Log, firm: _Firm, profile: dict[str, Any], number: int, eve: str) -> None:
+    """For about half of the firms (those whose land records the land bureau has linked to their
+    credit codes; the others count with their registered land area), one or two parcels holding
+    the firm's registered land (docs/demo.md, calibration): about 10 % standard land sold
+    2018-2022 with commitments (checked at completion, and once in production for parcels sold
+    by 2021; some fall short), 3 % not yet started (agreed start dates 2022-06 to 2024-02), 2 % on
+    20-year terms ending 2025-2026 (the lease review falls in the follow-up year), the rest old
+    parcels (sold 1995-2017 on 50-year terms, long built)."""
+    if rng.random() >= 0.5:
+        return
+    district_code = _DISTRICTS[firm.district][1]
+    area = profile["land_area_mu"]
+    shares = [area] if area < 20 or rng.random() >= 0.15 else [round(area * 0.6, 1), round(area - round(area * 0.6, 1), 1)]
+    registered = f"{eve}T10:00:00{_OFFSET}"
+    for index, mu in enumerate(shares):
+        roll = rng.random() if index == 0 else 1.0
+        data: dict[str, Any] = {"area_mu": mu, "use": "industrial"}
+        checks: list[tuple[str, str, dict[str, Any]]] = []
+        if roll < 0.10:  # standard land
+            signed = _some_day(rng, date(2018, 6, 1), date(2022, 6, 30))
+            start_by = signed + timedelta(days=180)
+            complete_by = start_by + timedelta(days=540)
+            commitments: dict[str, Any] = {
+                "investment_yuan_per_mu": round(rng.uniform(2.5e6, 4.5e6), -4), "floor_area_ratio": round(rng.uniform(1.2, 2.0), 1),
+                "tax_yuan_per_mu": round(rng.uniform(2.5e5, 4.5e5), -4), "energy_tce_per_10k_yuan": round(rng.uniform(0.2, 0.5), 2)}
+            data |= {"started_on": (start_by - timedelta(days=rng.randrange(0, 60))).isoformat(), "commitments": commitments}
+            invested = rng.uniform(0.7, 0.95) if rng.random() < 0.15 else rng.uniform(1.0, 1.25)
+            checks.append(("completed", (complete_by + timedelta(days=rng.randrange(30, 90))).isoformat(), {
+                "investment_yuan_per_mu": round(commitments["investment_yuan_per_mu"] * invested, -4),
+                "floor_area_ratio": round(commitments["floor_area_ratio"] * rng.uniform(1.0, 1.2), 2)}))
+            if signed.year <= 2021:
+                tax = rng.uniform(0.5, 0.95) if rng.random() < 0.25 else rng.uniform(1.0, 1.4)
+                energy = rng.uniform(1.05, 1.3) if rng.random() < 0.1 else rng.uniform(0.7, 1.0)
+                on = min(complete_by + timedelta(days=rng.randrange(600, 760)), date(2024, 2, 28))
+                checks.append(("in_production", on.isoformat(), {
+                    "tax_yuan_per_mu": round(commitments["tax_yuan_per_mu"] * tax, -3),
+                    "energy_tce_per_10k_yuan": round(commitments["energy_tce_per_10k_yuan"] * energy, 3)}))
+            remedies = ["penalty", "no_renewal"]
+            term = 50
+        elif roll < 0.13:  # not yet started
+            start_by = _some_day(rng, date(2022, 6, 1), date(2024, 2, 28))
+            signed = start_by - timedelta(days=180)
+            complete_by = start_by + timedelta(days=540)
+            data["price_yuan"] = round(mu * rng.uniform(3e5, 6e5), -3)
+            remedies, term = ["penalty", "recovery"], 50
+        elif roll < 0.15:  # a 20-year term ending in 2025-2026
+            signed = _some_day(rng, date(2005, 3, 10), date(2006, 3, 1))
+            start_by, complete_by = signed + timedelta(days=180), signed + timedelta(days=720)
+            data["started_on"] = (start_by - timedelta(days=rng.randrange(0, 60))).isoformat()
+            remedies, term = [], 20
+        else:  # an old parcel, long built
+            signed = _some_day(rng, date(1995, 1, 1), date(2017, 12, 31))
+            start_by, complete_by = signed + timedelta(days=180), signed + timedelta(days=900)
+            data["started_on"] = (start_by - timedelta(days=rng.randrange(0, 60))).isoformat()
+            remedies, term = [], 50
+        contract: dict[str, Any] = {"signed_on": signed.isoformat(), "start_by": start_by.isoformat(),
+                                    "complete_by": complete_by.isoformat(),
+                                    "expires_on": (_years_later(signed, term) - timedelta(days=1)).isoformat()}
+        if "price_yuan" in data:
+            contract["price_yuan"] = data.pop("price_yuan")
+        if remedies:
+            contract["remedies"] = remedies
+        parcel = f"{district_code}-{signed.year}-{number:05d}{index}"
+        log.add(registered, "demo/land", "land.parcel.registered", firm.code, {"parcel": parcel, **data, "contract": contract})
+        for minute, (stage, on, figures) in enumerate(checks):
+            log.add(f"{eve}T10:{30 + 10 * minute}:00{_OFFSET}", "demo/land", "land.parcel.inspected", firm.code,
+                    {"parcel": parcel, "stage": stage, "on": on, "figures": figures})
 
 
 def _finance(rng: random.Random, log: _Log, firm: _Firm, profile: dict[str, Any], year: int, time: str) -> None:

@@ -1,8 +1,11 @@
-"""Rule-pack examples as tests: events given → findings expected, run through a real Engine.
+"""Rule-pack examples as tests: events given → findings (or decisions) expected, run through a
+real Engine.
 
-Every rule carries examples; the test suite runs all of them (tests/test_rule_examples.py)
-and `python -m engine.devtools.examples [RULES.yaml ...]` runs them from the command line while
-a pack is being written.
+Every rule carries examples, and so may every decision rule (the `land` pack's all do); the test
+suite runs all of them (tests/test_rule_examples.py) and `python -m engine.devtools.examples
+[RULES.yaml ...]` runs them from the command line while a pack is being written. A decision
+example may give `as_of`, the reference time of its run (orders and watches due before it fall
+due); its `expect` lists the decisions of that rule, each matched as a subset of the record.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from engine.judge import parse_pack
 from engine.pipeline import Engine
 from engine.plugins import PluginSet, load_plugins
-from engine.records import Finding, Quarantined
+from engine.records import Decision, Finding, Quarantined
 
 DEFAULT_SUBJECT = "91330200MA2AB1234Y"
 
@@ -68,36 +71,42 @@ def subset_problem(expected: Any, actual: Any, path: str = "") -> str | None:
 
 
 def run_example(plugins: PluginSet, plugin: str, rule_id: str, example: Mapping[str, Any]) -> ExampleResult:
-    """Run one example on a fresh engine configured as the example asks."""
+    """Run one example (of a rule, or of a decision rule) on a fresh engine configured as the example asks."""
     parameters = {plugin: dict(example["parameters"])} if example.get("parameters") else None
-    engine = Engine(plugins=plugins, options=example.get("options", ()), parameters=parameters)
-    if all(r.id != rule_id for r in engine.rules):
-        if not example["expect"] and any(r.id == rule_id for r in engine.inactive_rules):
+    # an example is one enterprise's story: its own events move the clock (quorum 1); the guard
+    # against one source moving time for everyone (engine/normalise/clock.py) has no one to guard
+    engine = Engine(plugins=plugins, options=example.get("options", ()), parameters=parameters, clock_quorum=1)
+    decision = any(r.id == rule_id for r in (*engine.decision_rules, *engine.inactive_decisions))
+    active = engine.decision_rules if decision else engine.rules
+    inactive = engine.inactive_decisions if decision else engine.inactive_rules
+    if all(r.id != rule_id for r in active):
+        if not example["expect"] and any(r.id == rule_id for r in inactive):
             return ExampleResult(rule_id, example["name"], None)  # inactive here, so silent as expected
-        reason = next((r.reason for r in engine.inactive_rules if r.id == rule_id), "not loaded")
+        reason = next((r.reason for r in inactive if r.id == rule_id), "not loaded")
         return ExampleResult(rule_id, example["name"], f"rule is inactive in this example: {reason}")
-    records = list(engine.run(envelope(example["given"])))
+    records = list(engine.run(envelope(example["given"]), as_of=example.get("as_of")))
     quarantined = [r for r in records if isinstance(r, Quarantined)]
     if quarantined:
         return ExampleResult(rule_id, example["name"], f"given event quarantined: {quarantined[0].error}")
-    found = [r.to_dict() for r in records if isinstance(r, Finding) and r.rule == rule_id]
+    kind, what = (Decision, "decision") if decision else (Finding, "finding")
+    found = [r.to_dict() for r in records if isinstance(r, kind) and r.rule == rule_id]
     expected = example["expect"]
     if len(found) != len(expected):
-        return ExampleResult(rule_id, example["name"], f"expected {len(expected)} finding(s), got {len(found)}: {found}")
+        return ExampleResult(rule_id, example["name"], f"expected {len(expected)} {what}(s), got {len(found)}: {found}")
     for index, (want, got) in enumerate(zip(expected, found)):
         problem = subset_problem(want, got)
         if problem:
-            return ExampleResult(rule_id, example["name"], f"finding {index}: {problem}")
+            return ExampleResult(rule_id, example["name"], f"{what} {index}: {problem}")
     return ExampleResult(rule_id, example["name"], None)
 
 
 def all_examples(plugins: PluginSet) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """Every (plugin, rule id, example) of the loaded rule packs, sorted by rule id."""
+    """Every (plugin, rule id, example) of the loaded rule packs, rules and decision rules, sorted by id."""
     pairs = []
     for source in plugins.rule_packs:
         pack = parse_pack(source)
-        for rule in pack.document.get("rules", []):
-            pairs.extend((pack.plugin, rule["id"], example) for example in rule["examples"])
+        for rule in [*pack.document.get("rules", []), *pack.document.get("decisions", [])]:
+            pairs.extend((pack.plugin, rule["id"], example) for example in rule.get("examples", ()))
     return sorted(pairs, key=lambda item: (item[1], item[2]["name"]))
 
 

@@ -179,7 +179,11 @@ class _Parser:
         return node
 
     def list_literal(self) -> Node:
+        """A list of literals, or a name whose value is a list (e.g. a list parameter `params.causes`)."""
         start = self.peek()
+        if start.kind == "name":
+            self.take()
+            return ("name", tuple(start.value.split(".")), start.position)
         self.expect("op", "[")
         items: list[Any] = []
         if not self.accept("op", "]"):
@@ -416,6 +420,14 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
         return lambda scope: _compare(op, left(scope), right(scope))
     if kind == "in":
         inner = _compile(node[1], text, roots)
+        if node[2][0] == "name":  # a list named: a value that is not a list matches nothing
+            named = _compile(node[2], text, roots)
+
+            def member(scope: Scope) -> bool:
+                value = named(scope)
+                return isinstance(value, (list, tuple)) and inner(scope) in value
+
+            return member
         options = node[2][1]
         return lambda scope: inner(scope) in options
     if kind == "arith":

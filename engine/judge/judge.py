@@ -28,6 +28,11 @@ from engine.units import BENCHMARK_UNITS, UnitError, round_judged, to_canonical
 UNAVAILABLE, WINDOW, JUDGE = "unavailable", "window", "judge"
 
 Registration = Callable[[str], Mapping[str, Any] | None]
+ParcelLookup = Callable[[str, str], Mapping[str, Any] | None]
+
+
+def _no_parcel(holder: str, parcel: str) -> None:
+    return None
 
 
 def route(event_type: str, period: str, flag: str) -> str:
@@ -76,16 +81,19 @@ class MetricView(Mapping[str, Any]):
 class Judge:
     """Rules → findings for readings and facts; immutable after construction (shareable).
 
-    `registration(code)` gives an enterprise's registration (the engine's `Enterprises.get`).
+    `registration(code)` gives an enterprise's registration (the engine's `Enterprises.get`);
+    `parcels(holder, parcel)` a parcel's record (the engine's `Parcels.get`), read by rules as
+    `parcel.*` for events whose data names a `parcel`.
     """
 
     def __init__(self, rules: Iterable[Rule], metrics: Iterable[Metric], ruleset: str,
-                 registration: Registration) -> None:
+                 registration: Registration, parcels: ParcelLookup = _no_parcel) -> None:
         self.rules = tuple(rules)
         self.index = RuleIndex(self.rules)
         self.metrics = {m.name: m for m in metrics}
         self.ruleset = ruleset
         self._registration = registration
+        self._parcels = parcels
 
     # ---- readings -----------------------------------------------------------------------
 
@@ -164,26 +172,34 @@ class Judge:
     # ---- facts ----------------------------------------------------------------------------
 
     def fact(self, event: Mapping[str, Any]) -> list[Finding]:
-        """Findings of an event that is not a reading (registration, equipment, energy...)."""
+        """Findings of an event that is not a reading (registration, equipment, energy, a parcel...)."""
         subject, data = event["subject"], event["data"]
         registration = self._registration(subject)
         day = event["time"][:10]
+        parcel_id = data.get("parcel") if isinstance(data.get("parcel"), str) else None
+        parcel = self._parcels(subject, parcel_id) if parcel_id is not None else None
         findings: list[Finding] = []
         for rule in self.index.candidates(event["type"], None):
             if not applicable(rule, registration, day, kind=data.get("kind")):
                 continue
-            scope = self.scope(rule, event, data, registration, None, None)
+            scope = self.scope(rule, event, data, registration, None, None, parcel)
             if rule.measure is not None:
                 value = rule.measure(scope)
                 scope["judged"] = scope["measured"] = _round(value) if value is not None else None
             if rule.condition(scope) is True:
                 judged = scope["judged"]
                 measured = None if judged is None else {"value": judged, "unit": rule.unit}
-                findings.append(self.finding(rule, subject, event["time"], (event["id"],), None, measured, judged, []))
+                limit = None
+                if rule.limit_from is not None:
+                    bound = rule.limit_from[2](scope)
+                    limit = {rule.limit_from[0]: _round(bound) if isinstance(bound, (int, float)) else bound, "unit": rule.unit}
+                findings.append(self.finding(rule, subject, event["time"], (event["id"],), None, measured, judged, [],
+                                             limit=limit, parcel=parcel_id))
         return findings
 
     def scope(self, rule: Rule, event: Mapping[str, Any], data: Mapping[str, Any],
-              registration: Mapping[str, Any] | None, judged: Any, measured: Any) -> dict[str, Any]:
+              registration: Mapping[str, Any] | None, judged: Any, measured: Any,
+              parcel: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The names a rule's condition and measure read (also rebuilt by `rectify explain`)."""
         enterprise: Mapping[str, Any] | None = registration
         if rule.uses_facility and registration is not None:
@@ -191,12 +207,13 @@ class Judge:
         scope: dict[str, Any] = dict(rule.parameters)
         scope.update(
             judged=judged, measured=measured, data=data, event=event, enterprise=enterprise,
-            params=rule.pack_parameters, metric=MetricView(self.metrics, event.get("type", ""), data),
+            params=rule.pack_parameters, metric=MetricView(self.metrics, event.get("type", ""), data), parcel=parcel,
         )
         return scope
 
     def finding(self, rule: Rule, enterprise: str, time: str, events: tuple[str, ...], pollutant: str | None,
-                measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]]) -> Finding:
+                measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]],
+                limit: Mapping[str, Any] | None = None, parcel: str | None = None) -> Finding:
         key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events)))
         return Finding(
             id="F-" + hashlib.sha256(key.encode()).hexdigest()[:24],
@@ -209,11 +226,12 @@ class Judge:
             pollutant=pollutant,
             measured=measured,
             judged=judged,
-            limit=rule.limit,
+            limit=limit if limit is not None else rule.limit,
             basis=rule.basis,
             verified=rule.verified,
             ruleset=self.ruleset,
             corrections=tuple(corrections),
+            parcel=parcel,
         )
 
     # ---- the batch path ---------------------------------------------------------------------

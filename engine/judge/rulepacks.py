@@ -26,7 +26,7 @@ from engine.validate.schemas import core_validator, describe
 from engine.validate.yamlsafe import YamlError, load_yaml
 
 READING_TYPES = ("emission.measured", "discharge.measured")
-SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric"})
+SCOPE_ROOTS = frozenset({"judged", "measured", "data", "event", "enterprise", "params", "metric", "parcel"})
 
 
 class RulePackError(ValueError):
@@ -51,8 +51,10 @@ def parameter_problem(spec: Mapping[str, Any], value: Any) -> str | None:
 
     A parameter is a finite number >= 0 (an integer in a counting unit such as `findings`),
     or, when its declared value is a mapping or a list, the same shape of such numbers
-    (benchmark volumes per category, surcharges per year). NaN, infinity, text and booleans
-    never are: a rule with such a parameter could never fire, yet would be listed active.
+    (benchmark volumes per category, surcharges per year), or, when its declared value is a
+    list of names (mu-average classes), a list of short names. NaN, infinity, text and
+    booleans never are numbers: a rule with such a parameter could never fire, yet would be
+    listed active.
     """
     default, unit = spec.get("value"), spec.get("unit", "")
     if isinstance(default, Mapping):
@@ -62,6 +64,12 @@ def parameter_problem(spec: Mapping[str, Any], value: Any) -> str | None:
             problem = _number_problem(item, unit, False)
             if problem is not None:
                 return f"[{key!r}]: {problem}"
+        return None
+    if isinstance(default, list) and default and all(isinstance(item, str) for item in default):
+        # a set of names (e.g. mu-average classes): any number of short names
+        if not isinstance(value, list) or len(value) > 100 or \
+                not all(isinstance(item, str) and 0 < len(item) <= 64 for item in value):
+            return f"expected a list of names in {unit} (like {list(default)!r}), got {_shown(value)}"
         return None
     if isinstance(default, list):
         if not isinstance(value, list) or len(value) != len(default):
@@ -148,6 +156,9 @@ class Rule:
     # a threshold the condition cannot be true without (`threshold`, or the threshold half of
     # `<guard> and judged > limit`): the batch path's gates cut on it (engine/judge/thresholds.py)
     necessary: tuple[Any, ...] | None = None
+    # a limit that differs per event (e.g. a parcel's own commitments): ("min" | "value", expression
+    # text, compiled); the finding's `limit` is {min|value: its value, unit}
+    limit_from: tuple[str, str, Compiled] | None = field(default=None, repr=False, compare=False)
 
     def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
         """Whether the rule is in force on a local date for a facility with this EIA date."""
@@ -387,7 +398,14 @@ def _compile_rule(
     condition = compile_expression(spec["condition"], roots)
     measure_text = spec.get("measure")
     measure = compile_expression(measure_text, roots) if measure_text else None
-    read = names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
+    limit_from = None
+    if "limit_from" in spec:
+        (bound, bound_text), = spec["limit_from"].items()
+        limit_from = (bound, bound_text, compile_expression(bound_text, roots))
+        if not spec.get("unit"):
+            raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): a rule with limit_from needs a unit")
+    read = (names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
+            + (names(parse(limit_from[1])) if limit_from else []))
     missing = sorted({n for n, v in rule_params.items() if v is None})
     for path in read:
         if path[0] == "params":
@@ -473,6 +491,7 @@ def _compile_rule(
         valid_from=spec.get("valid_from"),
         valid_until=spec.get("valid_until"),
         necessary=_necessary(spec["condition"], measure_text, rule_params),
+        limit_from=limit_from,
     )
     reason = None
     if rule.option and rule.option not in enabled:

@@ -6,8 +6,9 @@ a live service: build `ReportData` directly). Out: `ReportData` — findings and
 written (dicts, so records of kinds this module does not know pass through as `other`), the
 data period (first and last event time of the events processed), the reference time (`--as-of`,
 else the last event time: event time, so the same log gives the same page), the rule set, the
-rule titles in both languages, and per enterprise its registrations, equipment, inspections,
-verifications and approvals ("one enterprise, one file").
+rule titles in both languages, per enterprise its registrations, equipment, inspections,
+verifications and approvals ("one enterprise, one file"), and every parcel of land as the engine
+keeps it (`Engine.parcels.registry`: holder, area, contract, commitments, development, recovery).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from engine.ingest import JsonlFiles, read_jsonl
 from engine.normalise.readings import epoch_of
 from engine.pipeline import POLICY_PACK, Engine
 from engine.records import Quarantined
+from engine.report.summary import programme_report
 
 # event types kept in an enterprise's file, beside its findings and decisions
 HISTORY_TYPES = ("enterprise.registered", "equipment.declared", "inspection.recorded", "rectification.verified",
@@ -73,6 +75,7 @@ class ReportData:
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)
     programme_title: Mapping[str, str] = field(default_factory=dict)
     history: dict[str, History] = field(default_factory=dict)
+    parcels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> RuleInfo:
         return self.rules.get(rule_id) or RuleInfo(rule_id, "", rule_id, "")
@@ -87,6 +90,12 @@ class ReportData:
 
     def name(self, code: str) -> str:
         return str((self.registry.get(code) or {}).get("name") or "")
+
+
+def summary_of(data: ReportData) -> dict[str, Any]:
+    """The programme summary of `data` (engine/report/summary.py): decisions, registry, targets,
+    parcels and findings."""
+    return programme_report(data.decisions, data.registry, data.targets, data.parcels, data.findings)
 
 
 def rule_infos(engine: Engine) -> tuple[dict[str, RuleInfo], dict[str, str]]:
@@ -158,13 +167,14 @@ def collect(engine: Engine, paths: list[str], as_of: str | None = None) -> Repor
     return ReportData(ruleset=engine.ruleset, registry=dict(engine.registry), targets=dict(engine.targets()),
                       findings=findings, decisions=decisions, other=other, period=period,
                       reference_time=as_of or period[1], as_of=as_of, counts=engine.summary.to_dict(),
-                      rules=infos, programme_title=programme, history=history)
+                      rules=infos, programme_title=programme, history=history, parcels=dict(engine.parcels.registry))
 
 
 def from_records(records: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]], *, ruleset: str = "",
                  targets: Mapping[str, Any] | None = None, rules: Mapping[str, RuleInfo] | None = None,
-                 reference_time: str | None = None) -> ReportData:
-    """ReportData from records already written (a store, a JSONL log, a live service)."""
+                 reference_time: str | None = None, parcels: Mapping[str, Mapping[str, Any]] | None = None) -> ReportData:
+    """ReportData from records already written (a store, a JSONL log, a live service); without
+    `parcels` the land freed counts each enterprise's registered land."""
     findings: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
@@ -184,4 +194,4 @@ def from_records(records: Iterable[Mapping[str, Any]], registry: Mapping[str, Ma
     period = (min(times)[1], max(times)[1]) if times else (None, None)
     return ReportData(ruleset=ruleset, registry=registry, targets=dict(targets or {}), findings=findings,
                       decisions=decisions, other=other, period=period, reference_time=reference_time or period[1],
-                      rules=dict(rules or {}))
+                      rules=dict(rules or {}), parcels=dict(parcels or {}))

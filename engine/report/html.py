@@ -7,6 +7,8 @@ In: `ReportData` (engine/report/data.py) and a language. Out: one HTML page (a s
 - findings by pollutant, standard, district, industry and severity, with exceedance multiples
   (judged value / limit) and a timeline chart;
 - decisions per list and route, by district and industry, and the mu-average classes;
+- land per district: parcels, idle land, standard-land commitments met or missed, land
+  recovered, low-efficiency land, land freed (against the 45,000 mu target in the progress);
 - every enterprise in one table, sortable and searchable in the page (a small inline script;
   no network), each with its own file: registration, equipment, findings over time, decisions,
   orders and their deadlines, class history, inspections (a section shown when its link is
@@ -30,9 +32,9 @@ from markupsafe import Markup
 from engine.i18n import Translator, translator
 from engine.normalise.readings import epoch_of
 from engine.report import charts
-from engine.report.data import ReportData
+from engine.report.data import ReportData, summary_of
 from engine.report.fonts import FAMILY, font_face
-from engine.report.summary import programme_report
+from engine.report.summary import LAND_KEYS
 
 PLACEHOLDER = "/*@font-face*/"
 SEVERITIES = ("critical", "major", "minor")
@@ -120,7 +122,7 @@ class _Page:
         self.data = data
         self.tr = tr = translator(lang)
         self.lang = tr.lang
-        self.summary = programme_report(data.decisions, data.registry, data.targets)
+        self.summary = summary_of(data)
         self.registry = data.registry
         self.findings = [self._finding(f) for f in data.findings]
         self.by_enterprise: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -133,6 +135,9 @@ class _Page:
                 if event.get("passed") is True and isinstance(event.get("decision"), str):
                     verified.setdefault(event["decision"], (time, event))
         self.decisions = [self._decision(d, superseded, verified) for d in data.decisions]
+        self.parcels_of: dict[str, list[Mapping[str, Any]]] = {}
+        for _, record in sorted(data.parcels.items()):
+            self.parcels_of.setdefault(str(record["holder"]), []).append(record)
         for row in self.decisions:
             self.by_enterprise.setdefault(row["enterprise"], {"findings": [], "decisions": []})["decisions"].append(row)
 
@@ -248,7 +253,15 @@ class _Page:
         return charts.progress(self.tr.gettext("Progress against the programme targets (% of target)"), rows)
 
     def list_action_keys(self) -> list[str]:
-        return [k for k in self.summary["by_list_action"] if k != "unlisted/classify"]
+        """The list/route keys counted by district and industry (decisions without a list are not)."""
+        return [k for k in self.summary["by_list_action"] if not k.startswith("unlisted/")]
+
+    def land_rows(self) -> list[dict[str, Any]]:
+        """The land table: one row per district of the parcels' holders, then the total."""
+        land = self.summary["land"]
+        rows = [{"key": d, "label": self.tr.name("district", d), **item} for d, item in land["by_district"].items()]
+        rows.append({"key": "total", "label": self.tr.gettext("total"), **{k: land[k] for k in LAND_KEYS}})
+        return rows
 
     def key_name(self, key: str) -> str:
         listed, _, action = key.partition("/")
@@ -298,6 +311,7 @@ class _Page:
                 "inspections": history.of("inspection.recorded") if history else [],
                 "approvals": history.of("approval.recorded") if history else [],
                 "land": registration.get("land_area_mu"), "in_park": registration.get("in_park"),
+                "parcels": self.parcels_of.get(code, []),
                 "permit": (registration.get("permits") or {}).get("emission_permit"),
                 "scale": registration.get("scale"),
             })

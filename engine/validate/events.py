@@ -30,6 +30,10 @@ CORE_TYPES = (
     "rectification.verified",
     "evaluation.closed",
     "approval.recorded",
+    "land.parcel.registered",
+    "land.parcel.inspected",
+    "land.parcel.recovered",
+    "land.parcel.transferred",
 )
 
 
