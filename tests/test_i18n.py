@@ -69,3 +69,33 @@ def test_names_beside_codes_and_clean_explain(tmp_path):
     assert f"enterprise {code} {registry[code]}" in text
     zh = CliRunner().invoke(cli, ["explain", order, "--events", str(log), "--lang", "zh"]).stdout
     assert "限期整改" in zh and "低散乱污" in zh
+
+
+def test_the_run_summary_follows_lang_with_the_same_counts(tmp_path):
+    """`rectify run` and `rectify demo` print their summary in the language asked for (issue 17:
+    every human-facing output); the counts are the same numbers in both."""
+    import re
+
+    log = tmp_path / "events.jsonl"
+    write_jsonl(generate_city(enterprises=120, days=1, seed=7).events, log)
+    texts = {}
+    for lang in ("en", "zh"):
+        result = CliRunner().invoke(cli, ["run", str(log), "--out", str(tmp_path / f"{lang}.jsonl"), "--no-progress",
+                                          "--lang", lang])
+        assert result.exit_code == 0, result.output
+        texts[lang] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert texts["en"][0].startswith("read ") and texts["zh"][0].startswith("读入 ")
+    assert "淘汰落后产能" in "\n".join(texts["zh"]) or "低散乱污" in "\n".join(texts["zh"])
+    numbers = [[re.findall(r"\d+", line) for line in text[:2]] for text in (texts["en"], texts["zh"])]
+    assert numbers[0] == numbers[1]  # read/processed/duplicate/quarantined, findings per plugin
+    assert (tmp_path / "en.jsonl").read_bytes() == (tmp_path / "zh.jsonl").read_bytes()  # records: no language
+    demo = CliRunner().invoke(cli, ["demo", "--enterprises", "60", "--out-dir", str(tmp_path / "demo"), "--no-progress",
+                                    "--lang", "zh"])
+    assert demo.exit_code == 0, demo.output
+    assert "演示城市：60 家企业" in demo.stdout and "专项整治汇总：" in demo.stdout and "目标任务完成进度" in demo.stdout
+
+
+def test_chinese_columns_line_up():
+    from engine.report.summary import pad
+
+    assert pad("依法关停", 10) == "依法关停  " and pad("close", 10) == "close     " and pad("淘汰落后产能/依法关停", 4) == "淘汰落后产能/依法关停"

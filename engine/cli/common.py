@@ -202,43 +202,18 @@ def output_files(out: str, quarantine: str | None) -> Iterator[tuple[IO[bytes], 
             q_stream.close()
 
 
-def summary_text(summary: RunSummary, seconds: float | None = None) -> str:
-    """The run summary for people: counts (they add up), findings, decisions, what was odd."""
-    data = summary.to_dict()
-    lines = [
-        f"read {data['read']}  processed {data['processed']}  duplicate {data['duplicate']}  quarantined {data['quarantined']}"
-        + ("" if summary.balanced() else "  (COUNTS DO NOT ADD UP)"),
-        f"findings {data['findings_total']}: " + (", ".join(f"{k} {v}" for k, v in data["findings"].items()) or "none"),
-        f"decisions {data['decisions_total']}: " + (", ".join(f"{k} {v}" for k, v in data["decisions"].items()) or "none")
-        + f"; orders open {data['open_orders']}, closed by verification {data['orders_closed']}",
-    ]
-    extras = []
-    if data["unknown_types"]:
-        extras.append("unknown types " + ", ".join(f"{k} {v}" for k, v in data["unknown_types"].items()))
-    if data["unregistered_events"]:
-        extras.append(f"events of unregistered enterprises {data['unregistered_events']}")
-    if data["unavailable_readings"]:
-        extras.append(f"readings flagged unavailable (not N) {data['unavailable_readings']}")
-    if data["late_readings"]:
-        extras.append(f"late readings {data['late_readings']}")
-    if data["clock_held"]:
-        extras.append(f"events too far ahead of the clock to move it alone {data['clock_held']}")
-    if data["data_gaps_total"]:
-        extras.append("data gaps (not judged) " + ", ".join(f"{k} {v}" for k, v in data["data_gaps"].items()))
-    if data["unmatched_approvals"]:
-        extras.append(f"approvals naming no open proposal {data['unmatched_approvals']}")
-    if extras:
-        lines.append("; ".join(extras))
-    if seconds is not None and seconds > 0:
-        lines.append(f"{data['read'] / seconds:,.0f} events/s ({seconds:.2f} s)")
-    return "\n".join(lines)
+def summary_text(summary: RunSummary, seconds: float | None = None, lang: str = "en") -> str:
+    """The run summary for people, in `lang` (engine/report/text.py `run_text`)."""
+    from engine.report.text import run_text  # the report package loads Jinja and fonts: only when printing
+
+    return run_text(summary.to_dict(), summary.balanced(), seconds, lang)
 
 
 def report_run(ruleset: str, summary: RunSummary, outputs: Outputs | None, seconds: float, summary_json: str | None,
-               **extra: Any) -> None:
+               lang: str = "en", **extra: Any) -> None:
     """The end of a run, the same for every way to run: the summary on stderr, the chain head,
     the summary JSON file, the log line."""
-    click.echo(summary_text(summary, seconds), err=True)
+    click.echo(summary_text(summary, seconds, lang), err=True)
     chain = outputs.chain_info() if outputs is not None else {}
     if chain:
         click.echo(f"chain head {chain['chain']['head']} ({chain['chain']['records']} records)", err=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import orjson
 
-from engine.cli.common import build_engine, progress_bar, summary_text
+from engine.cli.common import build_engine, lang_option, progress_bar, summary_text
 from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
+from engine.i18n import translator
 from engine.ingest import JsonlFiles
 from engine.output import JsonlSink
 from engine.report import programme_report, report_text
@@ -22,7 +23,8 @@ from engine.run import Outputs, Run, manifest, manifest_path
 @click.option("--seed", default=2024, show_default=True, type=int)
 @click.option("--out-dir", default="rectify-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--progress/--no-progress", default=True)
-def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -> None:
+@lang_option
+def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool, lang: str) -> None:
     """Generate a synthetic city and a year of the bureau's follow-up (verifications, deadlines,
     approvals), run it through every plugin, print a summary."""
     started = time.perf_counter()
@@ -55,10 +57,13 @@ def demo(enterprises: int, days: int, seed: int, out_dir: str, progress: bool) -
         elif record.get("parcel"):  # findings about parcels: standard-land commitments
             land_findings.append(record)
     planted = sum(1 for code in city.violators if code in found)
-    click.echo(f"demo city: {enterprises} enterprises, {days} day(s), {len(city.events)} events -> {folder}/")
-    click.echo(summary_text(summary, seconds))
-    click.echo(f"planted violators with findings or list decisions: {planted} of {len(city.violators)}")
-    click.echo("programme summary:")
+    _ = translator(lang).gettext
+    click.echo(_("demo city: {enterprises} enterprises, {days} day(s), {events} events -> {folder}/").format(
+        enterprises=enterprises, days=days, events=len(city.events), folder=folder))
+    click.echo(summary_text(summary, seconds, lang))
+    click.echo(_("planted violators with findings or list decisions: {found} of {planted}").format(
+        found=planted, planted=len(city.violators)))
+    click.echo(_("programme summary:"))
     click.echo(report_text(programme_report(decisions, engine.registry, engine.targets(), engine.parcels.registry,
-                                            land_findings)))
-    click.echo(f"findings and decisions: {findings_path}")
+                                            land_findings), lang))
+    click.echo(_("findings and decisions: {path}").format(path=findings_path))

@@ -18,6 +18,7 @@ from engine.cli.common import (
     build_engine,
     chunks,
     engine_options,
+    lang_option,
     load_parameters,
     load_registry,
     output_files,
@@ -67,13 +68,14 @@ MIN_CORES_FOR_JOBS = 3
 @click.option("--jobs", "jobs", type=click.IntRange(0), default=0, show_default=True,
               help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process. "
                    "Same output; more throughput on more cores.")
+@lang_option
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
         hj212: tuple[str, ...], hj212_registry: str | None,
         as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
         store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
         cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0,
-        connect_timeout: float = 10.0) -> None:
+        connect_timeout: float = 10.0, lang: str = "en") -> None:
     """Run EVENTS (JSONL files, '-' for stdin, or archives from `rectify archive`) and --hj212 packets
     through the rules; write findings."""
     if not events and not hj212:
@@ -97,7 +99,7 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
         return _run_on_cluster(events, scheduler=scheduler, workers=workers, out=out, quarantine=quarantine,
                                connect_timeout=connect_timeout,
-                               summary_json=summary_json, as_of=as_of, chain=chain,
+                               summary_json=summary_json, as_of=as_of, chain=chain, lang=lang,
                                engine_kwargs=dict(disable=disable, options=options, strict=strict,
                                                   parameters=load_parameters(params), backend=backend))
     if store is not None:
@@ -109,7 +111,7 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             raise click.UsageError("with --store, export the records afterwards: rectify decisions --store DB --export FILE")
         if "-" in events:
             raise click.UsageError("--store needs files (a resumed run reads its input again), not stdin")
-        return _run_into_store(engine, events, sources, store, checkpoint_every, as_of, summary_json, progress)
+        return _run_into_store(engine, events, sources, store, checkpoint_every, as_of, summary_json, progress, lang)
     started = time.perf_counter()  # for the throughput line only, never for a decision
     with output_files(out, quarantine) as (out_stream, q_stream):
         outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
@@ -127,7 +129,7 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             bar.close()
             outputs.close()
     get_logger().info("batch_path", quiet=engine.lane_stats["quiet"], exact=engine.lane_stats["exact"], jobs=jobs)
-    report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json)
+    report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json, lang)
 
 
 def _sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
@@ -190,7 +192,7 @@ def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> It
 
 
 def _run_into_store(engine: Engine, events: tuple[str, ...], sources: Sequence[JsonlFiles | Archive], path: str,
-                    every: int, as_of: str | None, summary_json: str | None, progress: bool) -> None:
+                    every: int, as_of: str | None, summary_json: str | None, progress: bool, lang: str = "en") -> None:
     """`rectify run EVENTS --store DB`: records (chained) and checkpoints in SQLite; resumes after a kill."""
     config = {"ruleset": engine.ruleset, "backend": engine.backend, "as_of": as_of,
               "inputs": [[str(Path(e).resolve()), Path(e).stat().st_size] for e in events]}
@@ -219,13 +221,13 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], sources: Sequence[J
         db.close()
     click.echo(f"store {path}: {records} records, chain head {head}" + (" (resumed from a checkpoint)" if resumed else ""),
                err=True)
-    report_run(engine.ruleset, summary, None, time.perf_counter() - started, summary_json,
+    report_run(engine.ruleset, summary, None, time.perf_counter() - started, summary_json, lang,
                chain={"records": records, "head": head})
 
 
 def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: int | None, out: str,
                     quarantine: str | None, summary_json: str | None, as_of: str | None, chain: bool,
-                    engine_kwargs: dict[str, Any], connect_timeout: float = 10.0) -> None:
+                    engine_kwargs: dict[str, Any], connect_timeout: float = 10.0, lang: str = "en") -> None:
     """`rectify run --cluster dask`: the same outputs, chain and summary as a local run."""
     from engine.distributed import DistributedRun, SchedulerUnreachable
 
@@ -244,7 +246,7 @@ def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: 
         finally:
             outputs.close()
     click.echo(f"distributed: {job.partitions} partitions", err=True)
-    report_run(job.ruleset or "", job.summary, outputs, time.perf_counter() - started, summary_json)
+    report_run(job.ruleset or "", job.summary, outputs, time.perf_counter() - started, summary_json, lang)
 
 
 @click.command()

@@ -95,7 +95,24 @@ def check() -> list[str]:
         for message in catalog:
             if message.id and not message.string:
                 problems.append(f"vocabulary ({lang}): {message.context}/{message.id} has no name")
+    for po in sorted(LOCALE.glob("*/LC_MESSAGES/*.po")):
+        for context, key in _repeated(po.read_text(encoding="utf-8")):
+            problems.append(f"{po.relative_to(LOCALE)}: {context}/{key} is defined twice (the reader keeps one silently)")
     return problems
+
+
+ENTRY = re.compile(r'^(?:msgctxt "((?:[^"\\]|\\.)*)"\n)?msgid "((?:[^"\\]|\\.)+)"', re.M)
+
+
+def _repeated(text: str) -> list[tuple[str, str]]:
+    """(context, message) pairs that appear more than once in a .po file's text."""
+    seen: set[tuple[str, str]] = set()
+    repeated = []
+    for context, key in ENTRY.findall(text):
+        if (context, key) in seen:
+            repeated.append((context, key))
+        seen.add((context, key))
+    return repeated
 
 
 def main(argv: list[str] | None = None) -> int:

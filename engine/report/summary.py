@@ -4,6 +4,8 @@ per district), and progress against the programme's targets (parameters of the p
 
 from __future__ import annotations
 
+import unicodedata
+
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -232,11 +234,11 @@ def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
     _ = tr.gettext
 
     def counts(items: Mapping[str, int]) -> str:
-        return ", ".join(f"{_key(tr, k)} {v}" for k, v in items.items())
+        return ", ".join(f"{count_key(tr, k)} {v}" for k, v in items.items())
 
     lines = [_("decisions {count}").format(count=report["decisions"])]
     for key, count in report["by_list_action"].items():
-        lines.append(f"  {_key(tr, key):<52}{count:>7}")
+        lines.append(f"  {pad(count_key(tr, key), 52)}{count:>7}")
     lines.append(_("enterprises per list: {counts}").format(
         counts=", ".join(f"{tr.label('list', k)} {v}" for k, v in report["enterprises_per_list"].items())))
     lines.append(_("land: decided {decided} mu (vacate, eliminate, relocate, recovery), freed {freed} mu (parcels recovered, "
@@ -252,7 +254,7 @@ def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
             low=land["low_efficiency_parcels"], low_mu=land["low_efficiency_mu"]))
         lines.append("  " + _("land by district:"))
         for district, item in land["by_district"].items():
-            lines.append(f"    {tr.label('district', district):<18}" + _(
+            lines.append(f"    {pad(tr.label('district', district), 18)}" + _(
                 "parcels {parcels}, idle {idle}, commitments met {met} / missed {missed}, recovered {recovered} mu, "
                 "freed {freed} mu").format(parcels=item["parcels"], idle=item["idle_parcels"], met=item["commitments_met"],
                                            missed=item["commitments_missed"], recovered=item["recovered_mu"],
@@ -271,18 +273,25 @@ def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
             year=year, classes=classes, surcharges=surcharge))
     lines.append(_("by industry:"))
     for industry, items in report["by_industry"].items():
-        lines.append(f"  {tr.label('industry', industry):<20}" + counts(items))
+        lines.append(f"  {pad(tr.label('industry', industry), 20)}" + counts(items))
     lines.append(_("by district:"))
     for district, items in report["by_district"].items():
-        lines.append(f"  {tr.label('district', district):<20}" + counts(items))
+        lines.append(f"  {pad(tr.label('district', district), 20)}" + counts(items))
     return "\n".join(lines)
 
 
-def _key(tr: Translator, key: str) -> str:
+def pad(text: str, width: int) -> str:
+    """`text` padded to `width` terminal columns: a CJK character takes two (Unicode East Asian
+    Width W or F), so Chinese columns line up as English ones do."""
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(width - used, 0)
+
+
+def count_key(tr: Translator, key: str) -> str:
     """`list/action` for people: the identifiers in English (as in the JSON), names in Chinese."""
     if tr.lang == "en":
         return key
     listed, _, action = key.partition("/")
     action, _, status = action.partition(" (")
     shown = f"{tr.list_name(None if listed == 'unlisted' else listed)}/{tr.route(action)}"
-    return shown + (f" ({tr.label('status', status.rstrip(')'))})" if status else "")
+    return shown + (f" ({tr.label('status_short', status.rstrip(')'))})" if status else "")

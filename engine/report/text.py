@@ -1,8 +1,9 @@
-"""Command-line text in Chinese or English: the mu-average ranking (`rectify evaluate`) and a
-record as one line (`rectify decisions`), each enterprise with its name beside its code.
+"""Command-line text in Chinese or English: the run summary (`rectify run`, `rectify demo`), the
+mu-average ranking (`rectify evaluate`) and a record as one line (`rectify decisions`), each
+enterprise with its name beside its code.
 
-In: data as the JSON forms give it (`ranking_json`, stored records) and the registry. Out: tab-
-separated lines. English keeps the identifiers of the JSON (lists, routes, indicators);
+In: data as the JSON forms give it (`RunSummary.to_dict()`, `ranking_json`, stored records) and
+the registry. Out: lines (tab-separated for rankings and records). English keeps the identifiers of the JSON (lists, routes, indicators);
 Chinese names them.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from engine.decide import Method
 from engine.i18n import translator
+from engine.report.summary import count_key
 
 
 def enterprise_name(registry: Mapping[str, Mapping[str, Any]], code: str | None) -> str:
@@ -20,6 +22,40 @@ def enterprise_name(registry: Mapping[str, Mapping[str, Any]], code: str | None)
     if not code:
         return "-"
     return str((registry.get(code) or {}).get("name") or "-")
+
+
+def run_text(data: Mapping[str, Any], balanced: bool = True, seconds: float | None = None, lang: str = "en") -> str:
+    """The run summary for people (`RunSummary.to_dict()`): counts (they add up), findings by
+    plugin, decisions by list and route, orders, and what was odd; events/s when `seconds`."""
+    tr = translator(lang)
+    _ = tr.gettext
+    lines = [_("read {read}  processed {processed}  duplicate {duplicate}  quarantined {quarantined}").format(
+        read=data["read"], processed=data["processed"], duplicate=data["duplicate"], quarantined=data["quarantined"])
+        + ("" if balanced else "  " + _("(COUNTS DO NOT ADD UP)")),
+        _("findings {count}: {items}").format(count=data["findings_total"], items=", ".join(
+            f"{tr.label('plugin', k)} {v}" for k, v in data["findings"].items()) or _("none")),
+        _("decisions {count}: {items}; orders open {open}, closed by verification {closed}").format(
+            count=data["decisions_total"], items=", ".join(f"{count_key(tr, k)} {v}" for k, v in data["decisions"].items())
+            or _("none"), open=data["open_orders"], closed=data["orders_closed"])]
+    extras = []
+    if data["unknown_types"]:
+        extras.append(_("unknown types {items}").format(items=", ".join(f"{k} {v}" for k, v in data["unknown_types"].items())))
+    for key, message in (("unregistered_events", _("events of unregistered enterprises {count}")),
+                         ("unavailable_readings", _("readings flagged unavailable (not N) {count}")),
+                         ("late_readings", _("late readings {count}")),
+                         ("clock_held", _("events too far ahead of the clock to move it alone {count}")),
+                         ("unmatched_approvals", _("approvals naming no open proposal {count}")),
+                         ("unknown_parcels", _("events about a parcel their subject does not hold {count}"))):
+        if data.get(key):
+            extras.append(message.format(count=data[key]))
+    if data["data_gaps_total"]:
+        extras.append(_("data gaps (not judged) {items}").format(
+            items=", ".join(f"{tr.label('reason', k)} {v}" for k, v in data["data_gaps"].items())))
+    if extras:
+        lines.append(_("; ").join(extras))
+    if seconds is not None and seconds > 0:
+        lines.append(_("{rate} events/s ({seconds} s)").format(rate=f"{data['read'] / seconds:,.0f}", seconds=f"{seconds:.2f}"))
+    return "\n".join(lines)
 
 
 def _cell(cell: Mapping[str, Any], lang: str) -> str:
