@@ -165,7 +165,8 @@ def test_reliability_figures(benchmark, capsys):
         list(off.run_batch(city[: len(city) // 2] + [hostile] + city[len(city) // 2:]))
         for name, engine in (("clean demo log", clean), ("with one event dated 2999", attacked), ("the same, guard off", off)):
             s = engine.summary.to_dict()
-            rows.append((f"clock guard: {name}", f"close_by_law {s['decisions'].get('scattered_polluted/close_by_law', 0)}, "
+            proposed = sum(v for k, v in s["decisions"].items() if k.endswith("(proposed)"))  # closures, land remedies
+            rows.append((f"clock guard: {name}", f"escalated to proposals {proposed}, "
                                                  f"open orders {s['open_orders']}, clock_held {s['clock_held']}"))
 
         part = city[:40_000]

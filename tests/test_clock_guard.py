@@ -3,8 +3,8 @@
 
 What main (69b045b) did: one `inspection.recorded` dated 2999, valid by the schema, in the
 demo log moved the clock to 2999; `close_by_law` went from 5 to 21 and open orders from 16 to
-0, for other enterprises, exit 0, nothing quarantined (on today's demo city, with the guard off:
-no closure proposal becomes 98, and 246 open orders 146). As the first line, the same event froze
+0, for other enterprises, exit 0, nothing quarantined (on today's demo city, with land, and the
+guard off: 18 proposals become 1,829, and 301 open orders 147). As the first line, the same event froze
 the clock at 2999: no later event moved it again.
 """
 
@@ -32,7 +32,7 @@ def hostile_event(number: int, time: str = "2999-01-01T00:00:00+08:00", subject:
 
 @pytest.fixture(scope="module")
 def city() -> list[dict]:
-    return generate_city(enterprises=3000, days=2, seed=2024).events  # the demo city: no closure proposals, 246 open orders
+    return generate_city(enterprises=3000, days=2, seed=2024).events  # the demo city: 18 proposals, 301 open orders
 
 
 @pytest.fixture(scope="module")
