@@ -182,3 +182,44 @@ def test_distributed_replay_applies_the_same_guard(city):
         got = b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in job)
     assert got == expected
     assert job.summary.to_dict() == engine.summary.to_dict() and engine.summary.clock_held == 4
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+def test_the_guard_is_set_on_the_command_line_and_recorded_in_the_manifest(city, tmp_path):
+    """`--clock-lead-days DAYS|off` and `--clock-quorum N` on every command that builds an engine;
+    the manifest records them, `rectify replay` follows the manifest and refuses to be told
+    otherwise without --ignore-manifest; bad values are usage errors (exit 2)."""
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    part = city[:20_000]
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in part[:10_000] + [hostile_event(1)] + part[10_000:]))
+    runner = CliRunner()
+
+    def run(*options: str) -> tuple[dict, dict]:
+        out, summary = tmp_path / "out.jsonl", tmp_path / "summary.json"
+        result = runner.invoke(cli, ["run", str(log), "--out", str(out), "--summary-json", str(summary), *options])
+        assert result.exit_code == 0, result.output
+        manifest = orjson.loads((tmp_path / "out.jsonl.manifest.json").read_bytes())
+        return orjson.loads(summary.read_bytes()), manifest["clock"]
+
+    guarded, clock = run()
+    assert guarded["clock_held"] >= 1 and clock == {"lead_days": 7.0, "quorum": 2}
+    off, clock = run("--clock-lead-days", "off")
+    assert off["clock_held"] == 0 and clock == {"lead_days": None, "quorum": 2}
+    assert off["open_orders"] < guarded["open_orders"]  # the 2999 inspection made every order fall due
+    alone, clock = run("--clock-quorum", "1")
+    assert alone["clock_held"] == 0 and alone["open_orders"] == off["open_orders"] and clock["quorum"] == 1
+    wider, clock = run("--clock-lead-days", "30")
+    assert wider["open_orders"] == guarded["open_orders"] and clock == {"lead_days": 30.0, "quorum": 2}
+    replayed = runner.invoke(cli, ["replay", str(log), "--verify", str(tmp_path / "out.jsonl")])
+    assert replayed.exit_code == 0 and "replay matches" in replayed.output, replayed.output
+    told = runner.invoke(cli, ["replay", str(log), "--verify", str(tmp_path / "out.jsonl"), "--clock-quorum", "3"])
+    assert told.exit_code == 2 and "--clock-quorum would change it" in told.output
+    for option, value in (("--clock-lead-days", "-1"), ("--clock-lead-days", "soon"), ("--clock-quorum", "0")):
+        bad = runner.invoke(cli, ["run", str(log), "--out", str(tmp_path / "x.jsonl"), option, value])
+        assert bad.exit_code == 2 and option in bad.output, bad.output

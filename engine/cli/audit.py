@@ -127,7 +127,8 @@ def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | N
     if found is None:
         engine = build_engine(disable, options, params, strict, backend)
     else:
-        given = [f"--{name.replace('_', '-')}" for name in ("disable", "options", "params", "strict", "backend")
+        given = [f"--{name.replace('_', '-')}" for name in ("disable", "options", "params", "strict", "backend",
+                                                                 "clock_lead_days", "clock_quorum")
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"the log's manifest names its rule set; {', '.join(given)} would change it "

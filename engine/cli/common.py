@@ -12,6 +12,7 @@ Exit codes scripts can trust:
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sqlite3
 import sys
@@ -67,6 +68,16 @@ def load_parameters(path: str | None, lines: dict[str, int] | None = None) -> di
     return document
 
 
+CLOCK = "rectify.clock"  # where --clock-lead-days and --clock-quorum leave their values (click's ctx.meta)
+
+
+def clock_settings() -> dict[str, Any]:
+    """The clock guard the command's options asked for ({} = the engine's defaults): keyword
+    arguments of `Engine` (`clock_lead_days`, `clock_quorum`)."""
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.meta.get(CLOCK, {})) if ctx is not None else {}
+
+
 def build_engine(disable: Sequence[str], options: Sequence[str], params: str | None, strict: bool,
                  backend: str = "compiled", method: str | None = None) -> Engine:
     """The engine the options describe; a configuration error exits 3 with the reason (for a
@@ -76,7 +87,7 @@ def build_engine(disable: Sequence[str], options: Sequence[str], params: str | N
     parameters = load_parameters(params, lines)
     try:
         engine = Engine(disable=disable, options=options, parameters=parameters, strict=strict, backend=backend,
-                        evaluation_method=method)
+                        evaluation_method=method, **clock_settings())
     except ParameterError as exc:
         field = f"{exc.pack}.{exc.name}"
         if params and field in lines:
@@ -124,8 +135,36 @@ def chunks(handle: IO[bytes]) -> Iterable[bytes]:
     return iter(lambda: handle.read(1 << 16), b"")
 
 
+def _clock_lead(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    lead: float | None = None
+    if value.strip().lower() != "off":
+        try:
+            lead = float(value)
+        except ValueError:
+            lead = math.nan
+        if not (math.isfinite(lead) and lead > 0):
+            raise click.BadParameter(f"{value!r} is neither a positive number of days nor 'off'", ctx, param)
+    ctx.meta.setdefault(CLOCK, {})["clock_lead_days"] = lead
+
+
+def _clock_quorum(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.meta.setdefault(CLOCK, {})["clock_quorum"] = value
+
+
 def engine_options(function: Any) -> Any:
-    """The options every command that builds an engine takes."""
+    """The options every command that builds an engine takes. The clock guard's two options are
+    read by `build_engine` (through `clock_settings`), not passed to the command."""
+    function = click.option("--clock-quorum", type=click.IntRange(1, 1000), default=None, expose_value=False,
+                            callback=_clock_quorum, metavar="N",
+                            help="Enterprises whose events must agree before the event-time clock jumps more than "
+                                 "--clock-lead-days ahead (default 2).")(function)
+    function = click.option("--clock-lead-days", type=str, default=None, expose_value=False, callback=_clock_lead,
+                            metavar="DAYS|off",
+                            help="How far one event may move the event-time clock ahead on its own (default 7 days; "
+                                 "'off': every later event moves it, as before the guard).")(function)
     function = click.option("--backend", type=click.Choice(["compiled", "rete"]), default="compiled", show_default=True,
                             help="Where decision correlations run: plain Python, or durable_rules (same output).")(function)
     function = click.option("--strict", is_flag=True, help="Quarantine events of unknown types instead of counting them.")(function)

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from engine.cli.common import EXIT_INVALID, EXIT_USAGE, build_engine, engine_options, host_port, load_parameters, \
-    load_registry
+from engine.cli.common import EXIT_INVALID, EXIT_USAGE, build_engine, clock_settings, engine_options, host_port, \
+    load_parameters, load_registry
 from engine.cli.logs import get_logger
 from engine.ingest.hj212.listener import ListenerLimits
 from engine.output import StoreError
@@ -62,12 +62,12 @@ def serve(store: str, http: str, hj212: str | None, registry: str | None, out: s
     if hj212_address is not None and not is_loopback(hj212_address[0]):
         log.warning("hj212_listen_not_loopback", host=hj212_address[0])
     first = [build_engine(disable, options, params, strict, backend)]
-    plugins, parameters = first[0].plugins, load_parameters(params)
+    plugins, parameters, clock = first[0].plugins, load_parameters(params), clock_settings()
 
     def make_engine() -> Engine:
         """The service's engine first, then fresh ones of the same configuration (explanations)."""
         return first.pop() if first else Engine(plugins=plugins, options=options, parameters=parameters, strict=strict,
-                                                backend=backend)
+                                                backend=backend, **clock)
 
     service = Service(store, make_engine, out=out, checkpoint_every=checkpoint_every, max_pending=200_000, fsync=fsync)
     try:
