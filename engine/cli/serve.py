@@ -92,6 +92,8 @@ def serve(store: str, http: str, hj212: str | None, registry: str | None, out: s
         click.echo(f"rectify serve: listening {where}; store {store}: {recovered['events']} events, "
                    f"{recovered['records']} records (replayed {recovered['replayed']} after checkpoint "
                    f"{recovered['checkpoint']} in {recovered['seconds']} s)", err=True)
+        if "checkpoint_lost" in recovered:
+            click.echo(f"rectify serve: {recovered['checkpoint_lost']}: every kept event was replayed instead", err=True)
         log.info("serve_ready", **bound)
 
     try:

@@ -15,10 +15,17 @@ A live service (engine/serve/) also keeps every input it accepted, in arrival or
 `events` (`seq`, `source`, the line as the engine read it, or the quarantine record a source
 made of a bad packet), written in the same transaction as the records they gave: `inputs()`
 hands them back as the engine's input, for a restart and for `rectify replay --verify STORE`.
+Its checkpoints are files beside the store (`STORE.checkpoint-SEQ`, written and synced by
+`write_checkpoint_file`, ending with their SHA-256), named in the store's meta table by
+`keep_checkpoint_file` in a short transaction: tens of megabytes of snapshot never pass
+through the store's transactions (a service's writes wait for nothing that large). The events
+kept make the file an accelerator only: without it a restart replays every kept event.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -111,6 +118,47 @@ def log_lines(path: str) -> list[bytes]:
 
 class StoreError(RuntimeError):
     """The store does not fit the run (other rule set or input), or is already complete."""
+
+
+class CheckpointFileError(StoreError):
+    """The checkpoint file a store names is missing, unreadable or not whole (its digest differs)."""
+
+
+CHECKPOINT_TRAILER = b"\n#sha256:"
+
+
+def checkpoint_file(store_path: str | Path, seq: int) -> Path:
+    """Where a service's checkpoint after input `seq` lives: beside the store."""
+    return Path(f"{store_path}.checkpoint-{seq}")
+
+
+def write_checkpoint_file(path: Path, state: bytes) -> None:
+    """`state` (a snapshot) to `path` for good: written to `path.partial` with its SHA-256 after
+    it, synced, renamed, the directory synced. A crash leaves either no `path` or a whole one."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        handle.write(state)
+        handle.write(CHECKPOINT_TRAILER + hashlib.sha256(state).hexdigest().encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_checkpoint_file(path: Path) -> bytes:
+    """The snapshot in a checkpoint file; CheckpointFileError if it is missing or not whole."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointFileError(f"checkpoint file {path}: {exc.strerror or exc}") from None
+    state, found, digest = data.rpartition(CHECKPOINT_TRAILER)
+    if not found or digest.rstrip(b"\n").decode("ascii", "replace") != hashlib.sha256(state).hexdigest():
+        raise CheckpointFileError(f"checkpoint file {path} is not whole (its SHA-256 does not match)")
+    return state
 
 
 class DamagedStore(StoreError):
@@ -209,9 +257,30 @@ class Store:
     def save_checkpoint(self, offset: int, state: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO checkpoint (one, offset, state) VALUES (1, ?, ?)", (offset, state))
 
+    def keep_checkpoint_file(self, offset: int, path: Path, records: int) -> None:
+        """Name a checkpoint file (written by `write_checkpoint_file`, beside the store) as the
+        checkpoint after input `offset`, with `records` records (call inside a transaction)."""
+        self.set_meta("checkpoint_file", {"offset": offset, "file": path.name, "records": records})
+        self.db.execute("DELETE FROM checkpoint")
+
+    def checkpoint_file(self) -> Path | None:
+        """The checkpoint file the store names, or None."""
+        kept = self.meta("checkpoint_file")
+        return None if kept is None else Path(self.path).with_name(kept["file"])
+
     def checkpoint(self) -> tuple[int, bytes] | None:
+        """(input offset, snapshot) of the last checkpoint, or None. A checkpoint file that is
+        missing or not whole raises CheckpointFileError."""
+        kept = self.meta("checkpoint_file")
+        if kept is not None:
+            return int(kept["offset"]), read_checkpoint_file(Path(self.path).with_name(kept["file"]))
         row = self.db.execute("SELECT offset, state FROM checkpoint WHERE one = 1").fetchone()
         return None if row is None else (row[0], bytes(row[1]))
+
+    def checkpoint_records(self) -> int:
+        """How many records the store held at its last checkpoint (0 without one)."""
+        kept = self.meta("checkpoint_file")
+        return int(kept["records"]) if kept is not None else int(self.meta("checkpoint_records") or 0)
 
     def add_events(self, rows: Iterable[tuple[int, str, bool, bytes]]) -> None:
         """Keep accepted inputs: (seq, source, rejected by its source, line) each."""
@@ -230,7 +299,10 @@ class Store:
         saved = self.meta("registry")
         if isinstance(saved, dict):
             return saved
-        found = self.checkpoint()
+        try:
+            found = self.checkpoint()
+        except CheckpointFileError:
+            return {}
         if found is not None:
             state = orjson.loads(found[1])
             registry = (state.get("enterprises") or {}).get("registry") if isinstance(state, dict) else None

@@ -46,6 +46,7 @@ from typing import IO, Any
 import orjson
 
 from engine.output import ListSink, Store, StoreError, dumps, unchained
+from engine.output.store import CheckpointFileError, checkpoint_file, write_checkpoint_file
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run, manifest
@@ -122,16 +123,17 @@ class _ServiceSink:
 
 
 def _write_snapshot(engine: Engine, target: Path) -> None:
-    """In the forked checkpoint child: the engine's snapshot to `target` (atomically), nothing else."""
+    """In the forked checkpoint child: the engine's snapshot to the checkpoint file `target`
+    (synced, atomically), nothing else, at the lowest CPU priority: on a small machine the
+    child's second or two of serialising must not take the core the service answers on."""
     # let go of the parent's sockets and files at once: a listening socket held here would keep
     # a restarted service from binding its port
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the parent's handlers talk to its loop
     signal.alarm(3600)  # never outlive a stuck parent by much
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(engine.snapshot())
-    partial.replace(target)
+    os.nice(19)
+    write_checkpoint_file(target, engine.snapshot())
 
 
 def iso(epoch: float | None) -> str | None:
@@ -323,11 +325,15 @@ class Service:
                              "start with the options, --params and plugins it was made with")
         started = time.perf_counter()
         offset, skip = 0, 0
-        found = store.checkpoint()
+        lost: str | None = None
+        try:
+            found = store.checkpoint()
+        except CheckpointFileError as exc:  # every event is kept: replay them all instead
+            found, lost = None, str(exc)
         if found is not None:
             offset, state = found
             engine.restore(state)
-            skip = int(store.meta("checkpoint_records") or 0)
+            skip = store.checkpoint_records()
         # the events after the checkpoint, again: the engine's state, and a check of the records kept
         replay = ListSink()
         again = Run(engine, Outputs(replay, chain=False))
@@ -345,8 +351,10 @@ class Service:
         self._seq = store.last_event()
         self._records = store.count()
         self._checkpointed = self._stored = offset
+        current = store.checkpoint_file() if found is not None else None
         for stale in Path(self.store_path).parent.glob(Path(self.store_path).name + ".checkpoint-*"):
-            stale.unlink(missing_ok=True)  # a snapshot a killed process was still writing
+            if stale != current:  # a snapshot a killed process was still writing, or one replaced
+                stale.unlink(missing_ok=True)
         self._open_out(store)
         self._sink = _ServiceSink(store, self._out is not None, self._records)
         self._run = Run(engine, Outputs(self._sink, prev=store.head()), batch_size=BATCH_PATH_CHUNK)
@@ -357,6 +365,8 @@ class Service:
             store.commit()
         self.recovered = {"events": self._seq, "records": self._records, "checkpoint": offset, "replayed": replayed,
                           "seconds": round(time.perf_counter() - started, 3)}
+        if lost is not None:
+            self.recovered["checkpoint_lost"] = lost
         self._publish(store)
 
     def _open_out(self, store: Store) -> None:
@@ -405,7 +415,7 @@ class Service:
         if self._child is not None:
             return
         assert self._engine is not None and self._loop is not None
-        target = Path(f"{self.store_path}.checkpoint-{os.getpid()}-{self._seq}")
+        target = checkpoint_file(self.store_path, self._seq)
         started = time.perf_counter()  # for /health only, never for a decision
         child = multiprocessing.get_context("fork").Process(target=_write_snapshot, args=(self._engine, target),
                                                             name="rectify-checkpoint", daemon=True)
@@ -440,8 +450,7 @@ class Service:
         if child.exitcode != 0 or not target.exists():
             self._checkpointed = self._stored  # try again when the next one is due
             return
-        self._save_checkpoint(seq, records, target.read_bytes(), started)
-        target.unlink(missing_ok=True)
+        self._save_checkpoint(seq, records, target, started)
 
     def _abandon_child(self) -> None:
         """Shutdown: a snapshot still being written is not needed (a newer one follows)."""
@@ -554,20 +563,26 @@ class Service:
         engine = self._engine
         assert engine is not None
         started = time.perf_counter()  # for /health only, never for a decision
-        self._save_checkpoint(self._seq, self._records, engine.snapshot(), started)
+        target = checkpoint_file(self.store_path, self._seq)
+        write_checkpoint_file(target, engine.snapshot())
+        self._save_checkpoint(self._seq, self._records, target, started)
         self._checkpointed = self._seq
 
-    def _save_checkpoint(self, seq: int, records: int, state: bytes, started: float) -> None:
+    def _save_checkpoint(self, seq: int, records: int, target: Path, started: float) -> None:
+        """Name the checkpoint file `target` (synced) in the store, in a short transaction of its
+        own; then the file it replaces goes."""
         store = self._store
         assert store is not None
+        previous = store.checkpoint_file()
         store.begin()
         try:
-            store.save_checkpoint(seq, state)
-            store.set_meta("checkpoint_records", records)
+            store.keep_checkpoint_file(seq, target, records)
             store.commit()
         except BaseException:
             store.rollback()
             raise
+        if previous is not None and previous != target:
+            previous.unlink(missing_ok=True)
         self._stored = seq
         self._checkpoint_seconds = round(time.perf_counter() - started, 3)
         if "store" in self._status:
