@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -206,6 +207,10 @@ class Store:
             self.db.close()
             raise damaged(self.path, exc) from None
 
+    def manual_checkpoints(self, manual: bool = True) -> None:
+        """Turn this connection's automatic WAL checkpoints off (a `WalCheckpointer` does them) or on."""
+        self.db.execute(f"PRAGMA wal_autocheckpoint={0 if manual else 1000}")
+
     def integrity(self) -> list[str]:
         """What SQLite's integrity check finds wrong (every page, index and constraint): [] when sound."""
         try:
@@ -382,6 +387,59 @@ class Store:
         sql = "SELECT line FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
         for (line,) in self.db.execute(sql, args):
             yield orjson.loads(line)
+
+
+class WalCheckpointer:
+    """Copies a store's write-ahead log into the database file from a thread of its own, so a
+    live writer's commits never do it. SQLite's automatic checkpoint runs inside the COMMIT that
+    takes the log past 1,000 pages, with two fsyncs: measured here, commits of 250 events every
+    few milliseconds took 0.1 ms at the median and 15-60 ms whenever one did the checkpoint.
+
+    In: the store's path; the writer's own connection must have turned its automatic
+    checkpoints off (`Store.manual_checkpoints`). Every `interval` seconds the thread runs a
+    PASSIVE checkpoint (it never blocks the writer; SQLite releases the GIL while it copies and
+    syncs), so the log starts over whenever a checkpoint catches up between two commits. Should
+    the log still pass `limit` frames, a TRUNCATE checkpoint makes the writer wait for one copy.
+    A failure ends the thread and is kept in `error` (the writer then checkpoints again itself).
+    Crash safety is SQLite's: a checkpoint killed half way is redone from the log.
+    """
+
+    def __init__(self, path: str | Path, *, interval: float = 0.02, limit: int = 32768) -> None:
+        self.path, self.interval, self.limit = str(path), interval, limit
+        self.error: BaseException | None = None
+        self.checkpoints = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rectify-wal-checkpoint", daemon=True)
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            self.error = exc
+            return
+        try:
+            while not self._stop.wait(self.interval):
+                _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.checkpoints += 1
+                if frames > self.limit:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            self.error = exc
+        finally:
+            db.close()
 
 
 class _StoreSink:

@@ -46,7 +46,7 @@ from typing import IO, Any
 import orjson
 
 from engine.output import ListSink, Store, StoreError, dumps, unchained
-from engine.output.store import CheckpointFileError, checkpoint_file, write_checkpoint_file
+from engine.output.store import CheckpointFileError, WalCheckpointer, checkpoint_file, write_checkpoint_file
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run, manifest
@@ -191,6 +191,7 @@ class Service:
         self._stored = 0  # the seq of the checkpoint in the store
         self._checkpoint_seconds: float | None = None
         self._child: tuple[Any, int, int, Path, float] | None = None  # process, seq, records, file, started
+        self._wal: WalCheckpointer | None = None
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -200,6 +201,9 @@ class Service:
         try:
             self._open()
         except BaseException:
+            if self._wal is not None:
+                self._wal.stop()
+                self._wal = None
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -217,6 +221,10 @@ class Service:
             self._enqueue(items, "hj212")
         if self._store is not None:
             self._abandon_child()
+            if self._wal is not None:
+                self._wal.stop()
+                self._wal = None
+                self._store.manual_checkpoints(False)
             if self.failure is None:
                 try:
                     while self._waiting:
@@ -368,6 +376,8 @@ class Service:
         if lost is not None:
             self.recovered["checkpoint_lost"] = lost
         self._publish(store)
+        store.manual_checkpoints()  # the log is copied into the database by a thread, not by commits
+        self._wal = WalCheckpointer(self.store_path).start()
 
     def _open_out(self, store: Store) -> None:
         if self.out_path is None:
@@ -394,6 +404,9 @@ class Service:
         try:
             self._write_group()
             self._collect_child()
+            if self._wal is not None and not self._wal.alive:  # it failed: commits checkpoint again
+                self._store.manual_checkpoints(False)
+                self._wal = None
             if self._waiting:
                 self._scheduled = True
                 assert self._loop is not None
