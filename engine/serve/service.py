@@ -37,7 +37,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, count, repeat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,19 +75,65 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A submission, committed: each line's outcome, in the order sent, and the records its
-    lines gave as (seq in the store, record kind, id), in chain order."""
+    """A submission, committed: its lines were given seq `first`, `first + 1`, ... in the order
+    sent, with the id hints `ids`; every line was accepted except those in `exceptions` (offset
+    in the submission -> (status, reason): duplicate, or quarantined with the reason); `records`:
+    the records its lines gave as (seq in the store, record kind, id), in chain order. Nothing
+    per accepted line is made until an answer is asked for."""
 
-    outcomes: list[Outcome]
+    first: int
+    ids: list[str | None]
+    exceptions: dict[int, tuple[str, str | None]]
     records: list[tuple[int, str, str | None]]
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """Each line's outcome, in the order sent."""
+        exceptions = self.exceptions
+        return [Outcome(seq, hint, *exceptions.get(offset, ("accepted", None)))
+                for offset, (seq, hint) in enumerate(zip(count(self.first), self.ids))]
+
+    def answer(self) -> dict[str, Any]:
+        """The HTTP answer: counts, each line's outcome (as `Outcome.to_dict`), the records."""
+        events = [{"seq": seq, "id": hint, "status": "accepted"} for seq, hint in zip(count(self.first), self.ids)]
+        counts = {"accepted": len(events), "duplicate": 0, "quarantined": 0}
+        for offset, (status, reason) in self.exceptions.items():
+            event = events[offset]
+            event["status"] = status
+            if reason is not None:
+                event["reason"] = reason
+            counts[status] += 1
+            counts["accepted"] -= 1
+        return {**counts, "events": events,
+                "records": [{"seq": seq, "record": kind, "id": rid} for seq, kind, rid in self.records]}
 
 
 @dataclass(slots=True)
 class _Batch:
-    """Lines to process: (source, line or a source's quarantine record, id hint) each."""
+    """Lines from one source to process, in the order sent: each an event line, or (HJ 212) a
+    source's quarantine record of a bad packet (then `plain` is false); their id hints."""
 
-    items: list[tuple[str, bytes | Quarantined, str | None]]
+    source: str
+    lines: list[bytes | Quarantined]
+    ids: list[str | None]
+    plain: bool
     future: asyncio.Future[Receipt]
+
+
+class _Lines:
+    """A submission's lines as the batch path reads a file: chunks of (source, first seq, lines),
+    no object per line (engine/fast/batch.py `chunks_of`); iterated, InputLine by InputLine."""
+
+    def __init__(self, source: str, first: int, lines: list[bytes]) -> None:
+        self.source, self.first, self.lines = source, first, lines
+
+    def __iter__(self) -> Iterator[InputLine]:
+        for seq, line in enumerate(self.lines, start=self.first):
+            yield InputLine(self.source, seq, line)
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[tuple[str, int, list[bytes]]]:
+        for start in range(skip, len(self.lines), size):
+            yield self.source, self.first + start, self.lines[start:start + size]
 
 
 class Busy(RuntimeError):
@@ -179,6 +226,7 @@ class Service:
         self._local = threading.local()
         self._readers_lock = threading.Lock()
         self._hj212: list[dict[str, Any] | Quarantined] = []
+        self._hj212_next: asyncio.Future[Receipt] | None = None  # the batch the packets waiting now go in
         self._hj212_last: asyncio.Future[Receipt] | None = None
         self._engine: Engine | None = None
         self._store: Store | None = None
@@ -216,9 +264,8 @@ class Service:
     def stop(self) -> None:
         """Stop accepting, write what waits, take a checkpoint, close (on the loop's thread)."""
         self._stopping = True
-        if self._hj212:
-            items, self._hj212 = self._hj212, []
-            self._enqueue(items, "hj212")
+        if self._hj212 or self._hj212_next is not None:
+            self._flush_hj212()
         if self._store is not None:
             self._abandon_child()
             if self._wal is not None:
@@ -252,21 +299,22 @@ class Service:
 
     def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> asyncio.Future[Receipt]:
         """Queue lines (line, id hint) from one sender; the future gives their receipt once committed."""
+        return self.submit_lines([line for line, _ in items], [hint for _, hint in items], source)
+
+    def submit_lines(self, lines: list[bytes], ids: list[str | None], source: str = "http") -> asyncio.Future[Receipt]:
+        """Queue one sender's lines and their id hints (as `binding.lines_from_http` gives them);
+        the future gives their receipt once committed. Raises Busy or Stopped."""
         if self.stopping:
             raise Stopped("the service is stopping" if self.failure is None else f"the service failed: {self.failure}")
-        if self._pending + len(items) > self.max_pending and self._pending:
+        if self._pending + len(lines) > self.max_pending and self._pending:
             raise Busy(f"{self._pending} events are waiting to be written; retry shortly")
-        return self._queue([(source, line, hint) for line, hint in items])
-
-    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> asyncio.Future[Receipt]:
-        return self._queue([(source, item, None) if isinstance(item, Quarantined) else
-                            (source, orjson.dumps(item), item.get("id")) for item in items])
-
-    def _queue(self, lines: list[tuple[str, bytes | Quarantined, str | None]]) -> asyncio.Future[Receipt]:
         assert self._loop is not None, "attach() the event loop first"
-        batch = _Batch(lines, self._loop.create_future())
+        return self._queue(_Batch(source, lines, ids, True, self._loop.create_future()))  # type: ignore[arg-type]
+
+    def _queue(self, batch: _Batch) -> asyncio.Future[Receipt]:
+        assert self._loop is not None, "attach() the event loop first"
         self._waiting.append(batch)
-        self._pending += len(lines)
+        self._pending += len(batch.lines)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._drain)
@@ -277,14 +325,38 @@ class Service:
         self._hj212.append(record)
 
     async def durable(self) -> None:
-        """The HJ 212 listener awaits this before it replies: everything its sink was given is committed."""
-        if self._hj212:
-            items, self._hj212 = self._hj212, []
+        """The HJ 212 listener awaits this before it replies: everything its sink was given is committed.
+
+        The packets of every connection read in one turn of the loop go into one batch (queued
+        after the callbacks ready now, or by the next `_drain` if that comes first, so they never
+        wait for a group after the one being written), so a thousand loggers a second cost tens
+        of batches, not a thousand."""
+        if self._hj212 and self._hj212_next is None:
             if self.failure is not None:
                 raise Stopped(f"the service failed: {self.failure}")
-            self._hj212_last = self._enqueue(items, "hj212")
-        if self._hj212_last is not None:
-            await asyncio.shield(self._hj212_last)
+            assert self._loop is not None, "attach() the event loop first"
+            self._hj212_next = self._loop.create_future()
+            self._loop.call_soon(self._flush_hj212)
+        waiting = self._hj212_next if self._hj212_next is not None else self._hj212_last
+        if waiting is not None:
+            await asyncio.shield(waiting)
+
+    def _flush_hj212(self) -> None:
+        """Queue what the HJ 212 listener's sink was given as one batch (the one `durable` awaits)."""
+        assert self._loop is not None
+        if not self._hj212 and self._hj212_next is None:  # already flushed (by stop)
+            return
+        future = self._hj212_next if self._hj212_next is not None else self._loop.create_future()
+        items, self._hj212, self._hj212_next = self._hj212, [], None
+        self._hj212_last = future
+        if self.failure is not None:
+            future.set_exception(Stopped(f"the service failed: {self.failure}"))
+            future.exception()  # retrieved: a listener that went away must not leave it unread
+            return
+        lines: list[bytes | Quarantined] = [item if isinstance(item, Quarantined) else orjson.dumps(item) for item in items]
+        ids = [None if isinstance(item, Quarantined) else item.get("id") for item in items]
+        plain = not any(isinstance(line, Quarantined) for line in lines)
+        self._queue(_Batch("hj212", lines, ids, plain, future))
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -402,6 +474,8 @@ class Service:
         if self.failure is not None or self._store is None:
             return
         try:
+            if self._hj212 or self._hj212_next is not None:  # packets read meanwhile go in this group
+                self._flush_hj212()
             self._write_group()
             self._collect_child()
             if self._wal is not None and not self._wal.alive:  # it failed: commits checkpoint again
@@ -479,10 +553,10 @@ class Service:
     def _write_group(self) -> None:
         batches: list[_Batch] = []
         events = 0
-        while self._waiting and (not batches or events + len(self._waiting[0].items) <= self.group):
+        while self._waiting and (not batches or events + len(self._waiting[0].lines) <= self.group):
             batch = self._waiting.popleft()
             batches.append(batch)
-            events += len(batch.items)
+            events += len(batch.lines)
         self._write(batches)
 
     def _fail(self, exc: BaseException) -> None:
@@ -497,24 +571,24 @@ class Service:
     def _write(self, batches: list[_Batch]) -> None:
         store, run, sink = self._store, self._run, self._sink
         assert store is not None and run is not None and sink is not None
-        rows: list[tuple[int, str, bool, bytes]] = []
+        rows: list[Iterable[tuple[int, str, bool, bytes]]] = []
         receipts: list[Receipt] = []
         written = run.outputs.written
+        lines = 0
         store.begin()
         try:
             for batch in batches:
-                items: list[InputLine | Quarantined] = []
                 first = self._seq + 1
-                for source, line, _ in batch.items:
-                    self._seq += 1
-                    if isinstance(line, Quarantined):
-                        rows.append((self._seq, source, True, orjson.dumps(line.to_dict())))
-                        items.append(line)
-                    else:
-                        rows.append((self._seq, source, False, line))
-                        items.append(InputLine(source, self._seq, line))
-                receipts.append(self._feed(batch, items, first))
-            store.add_events(rows)
+                self._seq += len(batch.lines)
+                lines += len(batch.lines)
+                receipts.append(self._feed(batch, first))
+                seqs = range(first, self._seq + 1)
+                if batch.plain:  # kept as they came, no tuple made here
+                    rows.append(zip(seqs, repeat(batch.source), repeat(False), batch.lines))  # type: ignore[arg-type]
+                else:
+                    rows.append([(seq, batch.source, True, orjson.dumps(line.to_dict())) if isinstance(line, Quarantined)
+                                 else (seq, batch.source, False, line) for seq, line in zip(seqs, batch.lines)])
+            store.add_events(chain.from_iterable(rows))
             store.commit()
         except BaseException as exc:
             store.rollback()
@@ -527,13 +601,13 @@ class Service:
             self._out.write(b"".join(sink.pending))
             self._out.flush()
             sink.pending.clear()
-        self._pending -= len(rows)
+        self._pending -= lines
         self._publish(store)
         for batch, receipt in zip(batches, receipts):
             if not batch.future.done():  # a sender that went away cancelled it
                 batch.future.set_result(receipt)
 
-    def _feed(self, batch: _Batch, items: list[InputLine | Quarantined], first: int) -> Receipt:
+    def _feed(self, batch: _Batch, first: int) -> Receipt:
         """One submission through the run driver: its lines' outcomes and its records.
 
         When none of its ids can be a duplicate (none remembered, none twice in it: live
@@ -544,32 +618,24 @@ class Service:
         run, sink, engine = self._run, self._sink, self._engine
         assert run is not None and sink is not None and engine is not None
         sink.noted, sink.rejected = [], []
-        hints = [hint for _, _, hint in batch.items]
-        ids = [hint for hint in hints if hint is not None]
-        outcomes: list[Outcome] = []
-        if len(items) >= BATCH_PATH_MIN and len(set(ids)) == len(ids) and not engine.dedupe.remembers(ids):
-            run.feed(items)
-            sources = {item.source for item in items if isinstance(item, InputLine)}
-            rejected = {line: error for line, source, error in sink.rejected if source in sources}
-            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
-                if isinstance(item, Quarantined):
-                    outcomes.append(Outcome(seq, hint, "quarantined", item.error))
-                elif seq in rejected:
-                    outcomes.append(Outcome(seq, hint, "quarantined", rejected[seq]))
-                else:
-                    outcomes.append(Outcome(seq, hint, "accepted"))
+        lines, source, count_ = batch.lines, batch.source, len(batch.lines)
+        ids = [hint for hint in batch.ids if hint is not None]
+        exceptions: dict[int, tuple[str, str | None]] = {}
+        if batch.plain and count_ >= BATCH_PATH_MIN and len(set(ids)) == len(ids) and not engine.dedupe.remembers(ids):
+            run.feed(_Lines(source, first, lines))  # type: ignore[arg-type]  # plain: bytes only
+            for line, rejected_source, error in sink.rejected:  # quarantined by the engine
+                if rejected_source == source and first <= line < first + count_:
+                    exceptions[line - first] = ("quarantined", error)
         else:
             summary = engine.summary
-            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
+            for offset, line in enumerate(lines):
                 duplicates = summary.duplicate
-                records = run.feed_line(item)
+                records = run.feed_line(line if isinstance(line, Quarantined) else InputLine(source, first + offset, line))
                 if len(records) == 1 and isinstance(records[0], Quarantined):
-                    outcomes.append(Outcome(seq, hint, "quarantined", records[0].error))
+                    exceptions[offset] = ("quarantined", records[0].error)
                 elif summary.duplicate > duplicates:
-                    outcomes.append(Outcome(seq, hint, "duplicate"))
-                else:
-                    outcomes.append(Outcome(seq, hint, "accepted"))
-        return Receipt(outcomes, sink.noted)
+                    exceptions[offset] = ("duplicate", None)
+        return Receipt(first, batch.ids, exceptions, sink.noted)
 
     def _checkpoint(self) -> None:
         """A checkpoint now, in this process (at shutdown)."""
