@@ -193,7 +193,9 @@ def test_serve_load(benchmark, tmp_path, capsys):
     with log.open("wb") as handle:
         server = subprocess.Popen([*RECTIFY, "serve", "--store", str(tmp_path / "load.db"), "--http", "127.0.0.1:0",
                                    "--hj212", "127.0.0.1:0", "--registry", str(registry),
-                                   "--max-connections", str(STATIONS + 16), "--checkpoint-every", str(CHECKPOINT)],
+                                   "--max-connections", str(STATIONS + 16),
+                                   "--max-unauthenticated", str(STATIONS + 16), "--auth-timeout", "600",
+                                   "--checkpoint-every", str(CHECKPOINT)],
                                   stdout=subprocess.DEVNULL, stderr=handle)
     try:
         deadline = time.monotonic() + 120

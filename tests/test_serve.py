@@ -369,11 +369,39 @@ def test_the_replay_check_fails_when_a_stored_record_was_changed(tmp_path, city)
                             timeout=120)
     assert replay.returncode == 1 and "first divergence at line 1" in replay.stdout
     # and the service refuses to start on it rather than continue a chain it cannot reproduce
-    with Store(tmp_path / "d.db") as store:
-        store.db.execute("DELETE FROM checkpoint")
+    for checkpoint in tmp_path.glob("d.db.checkpoint-*"):  # no checkpoint: the restart replays every kept event
+        checkpoint.unlink()
     refused = subprocess.run([*RECTIFY, "serve", "--store", str(tmp_path / "d.db"), "--http", "127.0.0.1:0"],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "do not give the records kept" in refused.stderr
+
+
+def test_checkpoints_are_files_beside_the_store_and_a_damaged_one_means_a_full_replay(tmp_path, city):
+    """A forked checkpoint is a synced file the store names (the snapshot never passes through the
+    store's transactions); replaced ones go. Without a whole file a restart replays every kept event
+    and must give the same records."""
+    store = tmp_path / "c.db"
+    server = Server(store, "--checkpoint-every", "400")
+    with httpx.Client(timeout=30) as client:
+        seen = set()
+        for body in batches(city[:1600], 200):
+            assert post_batch(client, server.url, body).status_code == 200
+            time.sleep(0.3)  # let the child write its file and the loop name it between groups
+            seen.add(client.get(f"{server.url}/health").json()["store"]["checkpoint"])
+    assert seen & {400, 600, 800, 1000, 1200, 1400}  # checkpoints from forked children while serving
+    assert server.stop() == 0
+    files = sorted(tmp_path.glob("c.db.checkpoint-*"))
+    with Store(store) as db:
+        kept = [bytes(line) for line in db.lines()]
+        assert files == [db.checkpoint_file()] and db.checkpoint()[0] == db.last_event() == 1600
+        assert db.db.execute("SELECT count(*) FROM checkpoint").fetchone()[0] == 0
+    files[0].write_bytes(files[0].read_bytes()[:-100])  # cut short (a disk that lost its tail)
+    again = Server(store)
+    assert "replayed 1600 after checkpoint 0" in again.ready_line and "not whole" in again.output()
+    assert again.stop() == 0
+    with Store(store) as db:
+        assert [bytes(line) for line in db.lines()] == kept
+        assert db.checkpoint()[0] == 1600  # the shutdown wrote a whole one again
 
 
 def test_a_token_guards_post_and_binding_beyond_loopback_needs_one(tmp_path):

@@ -41,12 +41,17 @@ from engine.state import CheckpointError
 @click.option("--fsync", is_flag=True, help="Commit with SQLite synchronous=FULL: acknowledged events survive a power cut too.")
 @click.option("--max-connections", default=256, show_default=True, type=click.IntRange(1, 100_000),
               help="HJ 212 connections held at once.")
+@click.option("--max-unauthenticated", default=64, show_default=True, type=click.IntRange(1, 100_000),
+              help="HJ 212 connections that have not yet sent a packet with a registered MN and PW; beyond it the "
+                   "oldest is closed.")
 @click.option("--idle-timeout", default=300.0, show_default=True, type=click.FloatRange(0.01, 86_400),
               help="Seconds before an idle HJ 212 connection is closed.")
+@click.option("--auth-timeout", default=10.0, show_default=True, type=click.FloatRange(0.01, 86_400),
+              help="Seconds a new HJ 212 connection has to send a packet with a registered MN and PW.")
 @engine_options
 def serve(store: str, http: str, hj212: str | None, registry: str | None, out: str | None, token_file: str | None,
-          max_body: int, checkpoint_every: int, fsync: bool, max_connections: int, idle_timeout: float,
-          disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
+          max_body: int, checkpoint_every: int, fsync: bool, max_connections: int,
+          max_unauthenticated: int, idle_timeout: float, auth_timeout: float, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Serve decisions live: events in over HTTP (CloudEvents) and HJ 212, each event's records
     in the --store before the sender hears back; query records and enterprises over HTTP."""
     http_address = host_port(http, "--http")
@@ -76,7 +81,8 @@ def serve(store: str, http: str, hj212: str | None, registry: str | None, out: s
         click.echo(f"rectify: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
     config = ServeConfig(http=http_address, hj212=hj212_address, registry=stations, token=token, max_body=max_body,
-                         hj212_limits=ListenerLimits(max_connections=max_connections, idle_timeout=idle_timeout))
+                         hj212_limits=ListenerLimits(max_connections=max_connections, max_unauthenticated=max_unauthenticated,
+                                                     idle_timeout=idle_timeout, auth_timeout=auth_timeout))
     info: dict[str, Any] = {}
 
     def ready(bound: dict[str, Any]) -> None:
@@ -86,6 +92,8 @@ def serve(store: str, http: str, hj212: str | None, registry: str | None, out: s
         click.echo(f"rectify serve: listening {where}; store {store}: {recovered['events']} events, "
                    f"{recovered['records']} records (replayed {recovered['replayed']} after checkpoint "
                    f"{recovered['checkpoint']} in {recovered['seconds']} s)", err=True)
+        if "checkpoint_lost" in recovered:
+            click.echo(f"rectify serve: {recovered['checkpoint_lost']}: every kept event was replayed instead", err=True)
         log.info("serve_ready", **bound)
 
     try:

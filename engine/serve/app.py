@@ -35,7 +35,7 @@ from engine.pipeline import Engine
 from engine.report import from_records, render_html, rule_infos
 from engine.report.fonts import FontMissing
 from engine.serve.auth import authorised
-from engine.serve.binding import BodyError, events_from_http
+from engine.serve.binding import BodyError, lines_from_http
 from engine.serve.service import Busy, Service, Stopped
 from engine.version import __version__
 from engine.validate import load_core_schema
@@ -121,11 +121,11 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
                 return _error(413, f"the body has more than {max_body} bytes")
             chunks.append(chunk)
         try:
-            posted = events_from_http(request.headers, b"".join(chunks))
+            lines, ids = lines_from_http(request.headers, b"".join(chunks))
         except BodyError as exc:
             return _error(exc.status, str(exc))
         try:
-            future = service.submit([(p.line, p.id) for p in posted])
+            future = service.submit_lines(lines, ids)
         except Busy as exc:
             return _error(503, str(exc), {"Retry-After": "1"})
         except Stopped as exc:
@@ -134,11 +134,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
             receipt = await future
         except Stopped as exc:
             return _error(503, str(exc))
-        counts = {"accepted": 0, "duplicate": 0, "quarantined": 0}
-        for outcome in receipt.outcomes:
-            counts[outcome.status] += 1
-        return _json({**counts, "events": [o.to_dict() for o in receipt.outcomes],
-                      "records": [{"seq": seq, "record": kind, "id": rid} for seq, kind, rid in receipt.records]})
+        return _json(receipt.answer())
 
     async def get_records(request: Request) -> Response:
         """Records in chain order, paged.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from urllib.parse import unquote
 
@@ -83,6 +84,21 @@ def _posted(value: Any) -> Posted:
     return Posted(orjson.dumps(value), event_id if isinstance(event_id, str) else None)
 
 
+_ID = itemgetter("id")
+
+
+def _lines(values: list[Any]) -> tuple[list[bytes], list[str | None]]:
+    """Events as lines and their ids (None where an event has no string id), one C-level pass each."""
+    lines = list(map(orjson.dumps, values))
+    try:
+        ids = list(map(_ID, values))
+    except (KeyError, TypeError, IndexError):  # an element that is not an object with an id
+        ids = [value.get("id") if isinstance(value, dict) else None for value in values]
+    if not all(type(event_id) is str for event_id in ids):
+        ids = [event_id if type(event_id) is str else None for event_id in ids]
+    return lines, ids
+
+
 def _binary(headers: Mapping[str, str], body: bytes, media: str) -> Posted:
     if media and not is_json(media):
         raise Unsupported(f"binary mode takes JSON data (Content-Type application/json), got {media!r}")
@@ -95,24 +111,32 @@ def _binary(headers: Mapping[str, str], body: bytes, media: str) -> Posted:
     return _posted(event)
 
 
-def events_from_http(headers: Mapping[str, str], body: bytes) -> list[Posted]:
-    """The events of one request, in the order they were sent. Raises NotJson or Unsupported.
+def lines_from_http(headers: Mapping[str, str], body: bytes) -> tuple[list[bytes], list[str | None]]:
+    """The events of one request as (lines, ids), in the order they were sent: each event's
+    line for the engine and its id where it has a string one. Raises NotJson or Unsupported.
 
     `headers`: names in any case (HTTP header names are case-insensitive)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     media = media_type(lowered.get("content-type", ""))
     if media == BATCHED:
         value = _loads(body)
-        return [_posted(item) for item in value] if isinstance(value, list) else [_posted(value)]
+        return _lines(value if isinstance(value, list) else [value])
     if media == STRUCTURED:
-        return [_posted(_loads(body))]
+        return _lines([_loads(body)])
     if any(name.startswith(CE_PREFIX) for name in lowered):
         try:
-            return [_binary(lowered, body, media)]
+            posted = _binary(lowered, body, media)
         except UnicodeDecodeError as exc:
             raise NotJson(f"a ce- header is not percent-encoded UTF-8: {exc}") from None
+        return [posted.line], [posted.id]
     if is_json(media):
         value = _loads(body)
-        return [_posted(item) for item in value] if isinstance(value, list) else [_posted(value)]
+        return _lines(value if isinstance(value, list) else [value])
     raise Unsupported(f"Content-Type {media or '(none)'!r}: send {STRUCTURED}, {BATCHED}, "
                       "or application/json (binary mode with ce- headers, or plain JSON)")
+
+
+def events_from_http(headers: Mapping[str, str], body: bytes) -> list[Posted]:
+    """The events of one request as `Posted`, in the order they were sent (`lines_from_http`)."""
+    lines, ids = lines_from_http(headers, body)
+    return [Posted(line, event_id) for line, event_id in zip(lines, ids)]

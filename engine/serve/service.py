@@ -37,7 +37,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, count, repeat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import IO, Any
 import orjson
 
 from engine.output import ListSink, Store, StoreError, dumps, unchained
+from engine.output.store import CheckpointFileError, WalCheckpointer, checkpoint_file, write_checkpoint_file
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run, manifest
@@ -73,19 +75,65 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A submission, committed: each line's outcome, in the order sent, and the records its
-    lines gave as (seq in the store, record kind, id), in chain order."""
+    """A submission, committed: its lines were given seq `first`, `first + 1`, ... in the order
+    sent, with the id hints `ids`; every line was accepted except those in `exceptions` (offset
+    in the submission -> (status, reason): duplicate, or quarantined with the reason); `records`:
+    the records its lines gave as (seq in the store, record kind, id), in chain order. Nothing
+    per accepted line is made until an answer is asked for."""
 
-    outcomes: list[Outcome]
+    first: int
+    ids: list[str | None]
+    exceptions: dict[int, tuple[str, str | None]]
     records: list[tuple[int, str, str | None]]
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """Each line's outcome, in the order sent."""
+        exceptions = self.exceptions
+        return [Outcome(seq, hint, *exceptions.get(offset, ("accepted", None)))
+                for offset, (seq, hint) in enumerate(zip(count(self.first), self.ids))]
+
+    def answer(self) -> dict[str, Any]:
+        """The HTTP answer: counts, each line's outcome (as `Outcome.to_dict`), the records."""
+        events = [{"seq": seq, "id": hint, "status": "accepted"} for seq, hint in zip(count(self.first), self.ids)]
+        counts = {"accepted": len(events), "duplicate": 0, "quarantined": 0}
+        for offset, (status, reason) in self.exceptions.items():
+            event = events[offset]
+            event["status"] = status
+            if reason is not None:
+                event["reason"] = reason
+            counts[status] += 1
+            counts["accepted"] -= 1
+        return {**counts, "events": events,
+                "records": [{"seq": seq, "record": kind, "id": rid} for seq, kind, rid in self.records]}
 
 
 @dataclass(slots=True)
 class _Batch:
-    """Lines to process: (source, line or a source's quarantine record, id hint) each."""
+    """Lines from one source to process, in the order sent: each an event line, or (HJ 212) a
+    source's quarantine record of a bad packet (then `plain` is false); their id hints."""
 
-    items: list[tuple[str, bytes | Quarantined, str | None]]
+    source: str
+    lines: list[bytes | Quarantined]
+    ids: list[str | None]
+    plain: bool
     future: asyncio.Future[Receipt]
+
+
+class _Lines:
+    """A submission's lines as the batch path reads a file: chunks of (source, first seq, lines),
+    no object per line (engine/fast/batch.py `chunks_of`); iterated, InputLine by InputLine."""
+
+    def __init__(self, source: str, first: int, lines: list[bytes]) -> None:
+        self.source, self.first, self.lines = source, first, lines
+
+    def __iter__(self) -> Iterator[InputLine]:
+        for seq, line in enumerate(self.lines, start=self.first):
+            yield InputLine(self.source, seq, line)
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[tuple[str, int, list[bytes]]]:
+        for start in range(skip, len(self.lines), size):
+            yield self.source, self.first + start, self.lines[start:start + size]
 
 
 class Busy(RuntimeError):
@@ -122,16 +170,17 @@ class _ServiceSink:
 
 
 def _write_snapshot(engine: Engine, target: Path) -> None:
-    """In the forked checkpoint child: the engine's snapshot to `target` (atomically), nothing else."""
+    """In the forked checkpoint child: the engine's snapshot to the checkpoint file `target`
+    (synced, atomically), nothing else, at the lowest CPU priority: on a small machine the
+    child's second or two of serialising must not take the core the service answers on."""
     # let go of the parent's sockets and files at once: a listening socket held here would keep
     # a restarted service from binding its port
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the parent's handlers talk to its loop
     signal.alarm(3600)  # never outlive a stuck parent by much
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(engine.snapshot())
-    partial.replace(target)
+    os.nice(19)
+    write_checkpoint_file(target, engine.snapshot())
 
 
 def iso(epoch: float | None) -> str | None:
@@ -177,6 +226,7 @@ class Service:
         self._local = threading.local()
         self._readers_lock = threading.Lock()
         self._hj212: list[dict[str, Any] | Quarantined] = []
+        self._hj212_next: asyncio.Future[Receipt] | None = None  # the batch the packets waiting now go in
         self._hj212_last: asyncio.Future[Receipt] | None = None
         self._engine: Engine | None = None
         self._store: Store | None = None
@@ -189,6 +239,7 @@ class Service:
         self._stored = 0  # the seq of the checkpoint in the store
         self._checkpoint_seconds: float | None = None
         self._child: tuple[Any, int, int, Path, float] | None = None  # process, seq, records, file, started
+        self._wal: WalCheckpointer | None = None
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -198,6 +249,9 @@ class Service:
         try:
             self._open()
         except BaseException:
+            if self._wal is not None:
+                self._wal.stop()
+                self._wal = None
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -210,11 +264,14 @@ class Service:
     def stop(self) -> None:
         """Stop accepting, write what waits, take a checkpoint, close (on the loop's thread)."""
         self._stopping = True
-        if self._hj212:
-            items, self._hj212 = self._hj212, []
-            self._enqueue(items, "hj212")
+        if self._hj212 or self._hj212_next is not None:
+            self._flush_hj212()
         if self._store is not None:
             self._abandon_child()
+            if self._wal is not None:
+                self._wal.stop()
+                self._wal = None
+                self._store.manual_checkpoints(False)
             if self.failure is None:
                 try:
                     while self._waiting:
@@ -242,21 +299,22 @@ class Service:
 
     def submit(self, items: list[tuple[bytes, str | None]], source: str = "http") -> asyncio.Future[Receipt]:
         """Queue lines (line, id hint) from one sender; the future gives their receipt once committed."""
+        return self.submit_lines([line for line, _ in items], [hint for _, hint in items], source)
+
+    def submit_lines(self, lines: list[bytes], ids: list[str | None], source: str = "http") -> asyncio.Future[Receipt]:
+        """Queue one sender's lines and their id hints (as `binding.lines_from_http` gives them);
+        the future gives their receipt once committed. Raises Busy or Stopped."""
         if self.stopping:
             raise Stopped("the service is stopping" if self.failure is None else f"the service failed: {self.failure}")
-        if self._pending + len(items) > self.max_pending and self._pending:
+        if self._pending + len(lines) > self.max_pending and self._pending:
             raise Busy(f"{self._pending} events are waiting to be written; retry shortly")
-        return self._queue([(source, line, hint) for line, hint in items])
-
-    def _enqueue(self, items: list[dict[str, Any] | Quarantined], source: str) -> asyncio.Future[Receipt]:
-        return self._queue([(source, item, None) if isinstance(item, Quarantined) else
-                            (source, orjson.dumps(item), item.get("id")) for item in items])
-
-    def _queue(self, lines: list[tuple[str, bytes | Quarantined, str | None]]) -> asyncio.Future[Receipt]:
         assert self._loop is not None, "attach() the event loop first"
-        batch = _Batch(lines, self._loop.create_future())
+        return self._queue(_Batch(source, lines, ids, True, self._loop.create_future()))  # type: ignore[arg-type]
+
+    def _queue(self, batch: _Batch) -> asyncio.Future[Receipt]:
+        assert self._loop is not None, "attach() the event loop first"
         self._waiting.append(batch)
-        self._pending += len(lines)
+        self._pending += len(batch.lines)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._drain)
@@ -267,14 +325,38 @@ class Service:
         self._hj212.append(record)
 
     async def durable(self) -> None:
-        """The HJ 212 listener awaits this before it replies: everything its sink was given is committed."""
-        if self._hj212:
-            items, self._hj212 = self._hj212, []
+        """The HJ 212 listener awaits this before it replies: everything its sink was given is committed.
+
+        The packets of every connection read in one turn of the loop go into one batch (queued
+        after the callbacks ready now, or by the next `_drain` if that comes first, so they never
+        wait for a group after the one being written), so a thousand loggers a second cost tens
+        of batches, not a thousand."""
+        if self._hj212 and self._hj212_next is None:
             if self.failure is not None:
                 raise Stopped(f"the service failed: {self.failure}")
-            self._hj212_last = self._enqueue(items, "hj212")
-        if self._hj212_last is not None:
-            await asyncio.shield(self._hj212_last)
+            assert self._loop is not None, "attach() the event loop first"
+            self._hj212_next = self._loop.create_future()
+            self._loop.call_soon(self._flush_hj212)
+        waiting = self._hj212_next if self._hj212_next is not None else self._hj212_last
+        if waiting is not None:
+            await asyncio.shield(waiting)
+
+    def _flush_hj212(self) -> None:
+        """Queue what the HJ 212 listener's sink was given as one batch (the one `durable` awaits)."""
+        assert self._loop is not None
+        if not self._hj212 and self._hj212_next is None:  # already flushed (by stop)
+            return
+        future = self._hj212_next if self._hj212_next is not None else self._loop.create_future()
+        items, self._hj212, self._hj212_next = self._hj212, [], None
+        self._hj212_last = future
+        if self.failure is not None:
+            future.set_exception(Stopped(f"the service failed: {self.failure}"))
+            future.exception()  # retrieved: a listener that went away must not leave it unread
+            return
+        lines: list[bytes | Quarantined] = [item if isinstance(item, Quarantined) else orjson.dumps(item) for item in items]
+        ids = [None if isinstance(item, Quarantined) else item.get("id") for item in items]
+        plain = not any(isinstance(line, Quarantined) for line in lines)
+        self._queue(_Batch("hj212", lines, ids, plain, future))
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -323,11 +405,15 @@ class Service:
                              "start with the options, --params and plugins it was made with")
         started = time.perf_counter()
         offset, skip = 0, 0
-        found = store.checkpoint()
+        lost: str | None = None
+        try:
+            found = store.checkpoint()
+        except CheckpointFileError as exc:  # every event is kept: replay them all instead
+            found, lost = None, str(exc)
         if found is not None:
             offset, state = found
             engine.restore(state)
-            skip = int(store.meta("checkpoint_records") or 0)
+            skip = store.checkpoint_records()
         # the events after the checkpoint, again: the engine's state, and a check of the records kept
         replay = ListSink()
         again = Run(engine, Outputs(replay, chain=False))
@@ -345,8 +431,10 @@ class Service:
         self._seq = store.last_event()
         self._records = store.count()
         self._checkpointed = self._stored = offset
+        current = store.checkpoint_file() if found is not None else None
         for stale in Path(self.store_path).parent.glob(Path(self.store_path).name + ".checkpoint-*"):
-            stale.unlink(missing_ok=True)  # a snapshot a killed process was still writing
+            if stale != current:  # a snapshot a killed process was still writing, or one replaced
+                stale.unlink(missing_ok=True)
         self._open_out(store)
         self._sink = _ServiceSink(store, self._out is not None, self._records)
         self._run = Run(engine, Outputs(self._sink, prev=store.head()), batch_size=BATCH_PATH_CHUNK)
@@ -357,7 +445,11 @@ class Service:
             store.commit()
         self.recovered = {"events": self._seq, "records": self._records, "checkpoint": offset, "replayed": replayed,
                           "seconds": round(time.perf_counter() - started, 3)}
+        if lost is not None:
+            self.recovered["checkpoint_lost"] = lost
         self._publish(store)
+        store.manual_checkpoints()  # the log is copied into the database by a thread, not by commits
+        self._wal = WalCheckpointer(self.store_path).start()
 
     def _open_out(self, store: Store) -> None:
         if self.out_path is None:
@@ -382,8 +474,13 @@ class Service:
         if self.failure is not None or self._store is None:
             return
         try:
+            if self._hj212 or self._hj212_next is not None:  # packets read meanwhile go in this group
+                self._flush_hj212()
             self._write_group()
             self._collect_child()
+            if self._wal is not None and not self._wal.alive:  # it failed: commits checkpoint again
+                self._store.manual_checkpoints(False)
+                self._wal = None
             if self._waiting:
                 self._scheduled = True
                 assert self._loop is not None
@@ -405,7 +502,7 @@ class Service:
         if self._child is not None:
             return
         assert self._engine is not None and self._loop is not None
-        target = Path(f"{self.store_path}.checkpoint-{os.getpid()}-{self._seq}")
+        target = checkpoint_file(self.store_path, self._seq)
         started = time.perf_counter()  # for /health only, never for a decision
         child = multiprocessing.get_context("fork").Process(target=_write_snapshot, args=(self._engine, target),
                                                             name="rectify-checkpoint", daemon=True)
@@ -440,8 +537,7 @@ class Service:
         if child.exitcode != 0 or not target.exists():
             self._checkpointed = self._stored  # try again when the next one is due
             return
-        self._save_checkpoint(seq, records, target.read_bytes(), started)
-        target.unlink(missing_ok=True)
+        self._save_checkpoint(seq, records, target, started)
 
     def _abandon_child(self) -> None:
         """Shutdown: a snapshot still being written is not needed (a newer one follows)."""
@@ -457,10 +553,10 @@ class Service:
     def _write_group(self) -> None:
         batches: list[_Batch] = []
         events = 0
-        while self._waiting and (not batches or events + len(self._waiting[0].items) <= self.group):
+        while self._waiting and (not batches or events + len(self._waiting[0].lines) <= self.group):
             batch = self._waiting.popleft()
             batches.append(batch)
-            events += len(batch.items)
+            events += len(batch.lines)
         self._write(batches)
 
     def _fail(self, exc: BaseException) -> None:
@@ -475,24 +571,24 @@ class Service:
     def _write(self, batches: list[_Batch]) -> None:
         store, run, sink = self._store, self._run, self._sink
         assert store is not None and run is not None and sink is not None
-        rows: list[tuple[int, str, bool, bytes]] = []
+        rows: list[Iterable[tuple[int, str, bool, bytes]]] = []
         receipts: list[Receipt] = []
         written = run.outputs.written
+        lines = 0
         store.begin()
         try:
             for batch in batches:
-                items: list[InputLine | Quarantined] = []
                 first = self._seq + 1
-                for source, line, _ in batch.items:
-                    self._seq += 1
-                    if isinstance(line, Quarantined):
-                        rows.append((self._seq, source, True, orjson.dumps(line.to_dict())))
-                        items.append(line)
-                    else:
-                        rows.append((self._seq, source, False, line))
-                        items.append(InputLine(source, self._seq, line))
-                receipts.append(self._feed(batch, items, first))
-            store.add_events(rows)
+                self._seq += len(batch.lines)
+                lines += len(batch.lines)
+                receipts.append(self._feed(batch, first))
+                seqs = range(first, self._seq + 1)
+                if batch.plain:  # kept as they came, no tuple made here
+                    rows.append(zip(seqs, repeat(batch.source), repeat(False), batch.lines))  # type: ignore[arg-type]
+                else:
+                    rows.append([(seq, batch.source, True, orjson.dumps(line.to_dict())) if isinstance(line, Quarantined)
+                                 else (seq, batch.source, False, line) for seq, line in zip(seqs, batch.lines)])
+            store.add_events(chain.from_iterable(rows))
             store.commit()
         except BaseException as exc:
             store.rollback()
@@ -505,13 +601,13 @@ class Service:
             self._out.write(b"".join(sink.pending))
             self._out.flush()
             sink.pending.clear()
-        self._pending -= len(rows)
+        self._pending -= lines
         self._publish(store)
         for batch, receipt in zip(batches, receipts):
             if not batch.future.done():  # a sender that went away cancelled it
                 batch.future.set_result(receipt)
 
-    def _feed(self, batch: _Batch, items: list[InputLine | Quarantined], first: int) -> Receipt:
+    def _feed(self, batch: _Batch, first: int) -> Receipt:
         """One submission through the run driver: its lines' outcomes and its records.
 
         When none of its ids can be a duplicate (none remembered, none twice in it: live
@@ -522,52 +618,50 @@ class Service:
         run, sink, engine = self._run, self._sink, self._engine
         assert run is not None and sink is not None and engine is not None
         sink.noted, sink.rejected = [], []
-        hints = [hint for _, _, hint in batch.items]
-        ids = [hint for hint in hints if hint is not None]
-        outcomes: list[Outcome] = []
-        if len(items) >= BATCH_PATH_MIN and len(set(ids)) == len(ids) and not engine.dedupe.remembers(ids):
-            run.feed(items)
-            sources = {item.source for item in items if isinstance(item, InputLine)}
-            rejected = {line: error for line, source, error in sink.rejected if source in sources}
-            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
-                if isinstance(item, Quarantined):
-                    outcomes.append(Outcome(seq, hint, "quarantined", item.error))
-                elif seq in rejected:
-                    outcomes.append(Outcome(seq, hint, "quarantined", rejected[seq]))
-                else:
-                    outcomes.append(Outcome(seq, hint, "accepted"))
+        lines, source, count_ = batch.lines, batch.source, len(batch.lines)
+        ids = [hint for hint in batch.ids if hint is not None]
+        exceptions: dict[int, tuple[str, str | None]] = {}
+        if batch.plain and count_ >= BATCH_PATH_MIN and len(set(ids)) == len(ids) and not engine.dedupe.remembers(ids):
+            run.feed(_Lines(source, first, lines))  # type: ignore[arg-type]  # plain: bytes only
+            for line, rejected_source, error in sink.rejected:  # quarantined by the engine
+                if rejected_source == source and first <= line < first + count_:
+                    exceptions[line - first] = ("quarantined", error)
         else:
             summary = engine.summary
-            for seq, (item, hint) in enumerate(zip(items, hints), start=first):
+            for offset, line in enumerate(lines):
                 duplicates = summary.duplicate
-                records = run.feed_line(item)
+                records = run.feed_line(line if isinstance(line, Quarantined) else InputLine(source, first + offset, line))
                 if len(records) == 1 and isinstance(records[0], Quarantined):
-                    outcomes.append(Outcome(seq, hint, "quarantined", records[0].error))
+                    exceptions[offset] = ("quarantined", records[0].error)
                 elif summary.duplicate > duplicates:
-                    outcomes.append(Outcome(seq, hint, "duplicate"))
-                else:
-                    outcomes.append(Outcome(seq, hint, "accepted"))
-        return Receipt(outcomes, sink.noted)
+                    exceptions[offset] = ("duplicate", None)
+        return Receipt(first, batch.ids, exceptions, sink.noted)
 
     def _checkpoint(self) -> None:
         """A checkpoint now, in this process (at shutdown)."""
         engine = self._engine
         assert engine is not None
         started = time.perf_counter()  # for /health only, never for a decision
-        self._save_checkpoint(self._seq, self._records, engine.snapshot(), started)
+        target = checkpoint_file(self.store_path, self._seq)
+        write_checkpoint_file(target, engine.snapshot())
+        self._save_checkpoint(self._seq, self._records, target, started)
         self._checkpointed = self._seq
 
-    def _save_checkpoint(self, seq: int, records: int, state: bytes, started: float) -> None:
+    def _save_checkpoint(self, seq: int, records: int, target: Path, started: float) -> None:
+        """Name the checkpoint file `target` (synced) in the store, in a short transaction of its
+        own; then the file it replaces goes."""
         store = self._store
         assert store is not None
+        previous = store.checkpoint_file()
         store.begin()
         try:
-            store.save_checkpoint(seq, state)
-            store.set_meta("checkpoint_records", records)
+            store.keep_checkpoint_file(seq, target, records)
             store.commit()
         except BaseException:
             store.rollback()
             raise
+        if previous is not None and previous != target:
+            previous.unlink(missing_ok=True)
         self._stored = seq
         self._checkpoint_seconds = round(time.perf_counter() - started, 3)
         if "store" in self._status:
