@@ -15,7 +15,7 @@ from click.testing import CliRunner  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
 from engine.devtools.demo import AUTHORITY, generate_city, with_follow_up  # noqa: E402
-from engine.distributed import Batch, DistributedRun, partition_of, run_distributed  # noqa: E402
+from engine.distributed import DistributedRun, partition_of, run_distributed  # noqa: E402
 from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
 from engine.output import dumps  # noqa: E402
@@ -219,6 +219,5 @@ def test_cli_cluster_dask_matches_the_local_run(tmp_path):
     assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
 
 
-def test_partitioning_is_stable_and_batches_are_a_list_subclass():
+def test_partitioning_is_stable():
     assert partition_of(FIRMS[0], 2) == __import__("zlib").crc32(FIRMS[0].encode()) % 2
-    assert type(Batch()) is not list and isinstance(Batch(), list)
