@@ -77,6 +77,7 @@ class DistributedRun:
         self.reclocked = 0  # times a forgotten id, new again and ahead, made the driver compose a chunk's clock again
         self.addresses: list[str] = []
         self.pids: list[int] = []  # the workers' process ids
+        self.results: dict[int, Any] = {}  # what each node's read of the current chunk found
         self._client: Any = None
 
     def __iter__(self) -> Iterator[Record]:
@@ -188,16 +189,16 @@ class DistributedRun:
         pending: list[list[int]] = [[] for _ in range(count + 1)]  # closed years to tell each partition
         chunk = 0
         last = -1
-        while True:
-            batch = list(islice(blocks, count))
-            if not batch:
-                break
+        batch = self._start_reading(chunk, list(islice(blocks, count)), nodes)
+        while batch:
+            following = self._start_reading(chunk + 1, list(islice(blocks, count)), nodes, batch)
             records, last = self._chunk(chunk, batch, nodes, local, clock, numbers, pending, last)
             started = self._tick("chunks", started)
             yield from records
             started = self._tick("merge+sink", started)
             chunk += 1
             self.chunks = chunk
+            batch = following
         # ---- end of input
         end = (last >> SHIFT) + 1 << SHIFT if last >= 0 else 0
         results = self._wait({p: node.flush(end, self.as_of, pending[p]) for p, node in enumerate(nodes)})
@@ -218,6 +219,15 @@ class DistributedRun:
         for tagged in out:
             yield tagged[3]
 
+    def _start_reading(self, chunk: int, batch: list[Block], nodes: list[Any], before: list[Block] | None = None
+                       ) -> list[Block]:
+        """Ask each node to read its block of `chunk` in the background (after the blocks of the
+        chunk `before`, whose results the driver collects first)."""
+        if before is not None:
+            self.results = self._wait({i: nodes[i].read_result(chunk - 1) for i in range(len(before))})
+        self._wait({i: nodes[i].read(chunk, block) for i, block in enumerate(batch)})
+        return batch
+
     def _check_files(self, nodes: list[Any]) -> None:
         """Every worker must read the input files the driver names, with the same size."""
         if not isinstance(self.inputs, (list, tuple)):
@@ -237,8 +247,8 @@ class DistributedRun:
         count = len(nodes)
         reader = {block.number: i for i, block in enumerate(batch)}  # block -> the node that reads it
         started = time.perf_counter()
-        # ---- 1. read: each reader parses, validates and sorts its block; ids go to their shards
-        read = self._wait({i: nodes[i].read(chunk, block) for i, block in enumerate(batch)})
+        # ---- 1. read (started before): each reader parses, validates and sorts its block; ids go to their shards
+        read = self.results
         sizes = {batch[i].number: read[i]["lines"] for i in read}
         firsts = {}
         for block in batch:  # file line numbers of byte ranges: the lines of the file before
@@ -249,7 +259,7 @@ class DistributedRun:
         started = self._tick("read", started)
         # ---- 2. the shards name the lines that may repeat an id
         repeats: dict[int, list[np.ndarray]] = {}
-        for found in self._wait({p: node.candidates(chunk) for p, node in enumerate(nodes)}).values():
+        for found in self._wait({p: node.candidates(chunk, len(batch)) for p, node in enumerate(nodes)}).values():
             for block, lines in found.items():
                 repeats.setdefault(block, []).append(lines)
         exclude = {b.number: np.sort(np.concatenate(repeats[b.number])) if b.number in repeats

@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,15 +46,16 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def timed(method: _Method) -> _Method:
-    """A node's step: its CPU seconds are added up by name (`Node.cpu`), for the run's report."""
+    """A node's step: its thread's CPU seconds are added up by name (`Node.cpu`), for the run's report."""
 
     @functools.wraps(method)
     def step(self: Node, *args: Any, **kwargs: Any) -> Any:
-        since = time.process_time()
+        since = time.thread_time()
         try:
             return method(self, *args, **kwargs)
         finally:
-            self.steps[method.__name__] = self.steps.get(method.__name__, 0.0) + time.process_time() - since
+            name = method.__name__.lstrip("_")
+            self.steps[name] = self.steps.get(name, 0.0) + time.thread_time() - since
 
     return step  # type: ignore[return-value]
 
@@ -169,6 +172,9 @@ class Node:
         self.peers: list[Any] = []
         self.reading: dict[int, Reading] = {}
         self.ids: dict[int, dict[int, IdLines]] = {}  # chunk -> block -> lines from that block
+        self.arrived = threading.Condition()  # data from other nodes arrives on the event loop
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="rectify-reader")
+        self.pending: dict[int, Future[tuple[dict[str, Any], dict[int, IdLines]]]] = {}
         self.shard: dict[int, IdLines] = {}
         self.shares: dict[int, dict[int, Share]] = {}
         self.verdicts: dict[int, dict[int, str]] = {}  # chunk -> key -> verdict
@@ -208,12 +214,14 @@ class Node:
         self._store(kind, chunk, key, payload)
 
     def _store(self, kind: str, chunk: int, key: int, payload: Any) -> None:
-        if kind == "ids":
-            self.ids.setdefault(chunk, {})[key] = payload
-        elif kind == "share":
-            self.shares.setdefault(chunk, {})[key] = payload
-        else:
-            self.verdicts.setdefault(chunk, {}).update(payload)
+        with self.arrived:
+            if kind == "ids":
+                self.ids.setdefault(chunk, {})[key] = payload
+            elif kind == "share":
+                self.shares.setdefault(chunk, {})[key] = payload
+            else:
+                self.verdicts.setdefault(chunk, {}).update(payload)
+            self.arrived.notify_all()
 
     def _send(self, kind: str, chunk: int, key: int, payloads: Mapping[int, Any]) -> None:
         """Deliver each payload to its node (this one directly) and wait until all have arrived."""
@@ -228,12 +236,22 @@ class Node:
 
     # ---- reader -----------------------------------------------------------------------------
 
+    def read(self, chunk: int, block: Block) -> None:
+        """Start reading a block in the background (`read_result` waits for it): the driver asks
+        for the next chunk's blocks while this chunk's other steps run, so no worker waits idle."""
+        self.pending[chunk] = self.reader.submit(self._read, chunk, block)
+
     @timed
-    def read(self, chunk: int, block: Block) -> dict[str, Any]:
-        """Read and sort a block; send each valid line's id to its shard. Returns its size and
-        the `evaluation.closed` lines in it (key, year)."""
-        for old in [c for c in self.reading if c < chunk]:
-            del self.reading[old]
+    def read_result(self, chunk: int) -> dict[str, Any]:
+        """Wait for the block of `chunk` to be read, send each valid line's id to its shard;
+        the block's size and its `evaluation.closed` lines (key, year)."""
+        found, payloads = self.pending.pop(chunk).result()
+        self._send("ids", chunk, found["block"], payloads)  # from this (the actor's) thread: Dask's actor calls
+        return found  # type: ignore[no-any-return]
+
+    @timed
+    def _read(self, chunk: int, block: Block) -> tuple[dict[str, Any], dict[int, IdLines]]:
+        """Read and sort a block (on the reader thread); what goes to each shard."""
         columns = read(block, self.engine, self.lane, self.number, self.count)
         self.reading[chunk] = Reading(block, columns)
         self.usage["read"] += len(columns)
@@ -250,9 +268,8 @@ class Node:
                                      valid_ids if self.count == 1 else [valid_ids[i] for i in mine.tolist()],
                                      columns.digest[lines], columns.epoch[lines], columns.owner[lines],
                                      np.zeros(len(lines), dtype=bool))
-        self._send("ids", chunk, block.number, payloads)
         return {"block": block.number, "lines": len(columns),
-                "barriers": [(base | i, year) for i, year in columns.barriers]}
+                "barriers": [(base | i, year) for i, year in columns.barriers]}, payloads
 
     @timed
     def summarise(self, chunk: int, exclude: np.ndarray, include: np.ndarray) -> Any:
@@ -368,11 +385,13 @@ class Node:
     # ---- id shard -----------------------------------------------------------------------------
 
     @timed
-    def candidates(self, chunk: int) -> dict[int, np.ndarray]:
-        """The lines of the chunk whose id may repeat one already seen (remembered by the index,
-        or earlier in the chunk), per block (line numbers in the block): every other line is new
-        whatever the clock does, since the index only forgets."""
-        parts = self.ids.pop(chunk, {})
+    def candidates(self, chunk: int, blocks: int) -> dict[int, np.ndarray]:
+        """The lines of the chunk (of `blocks` blocks) whose id may repeat one already seen
+        (remembered by the index, or earlier in the chunk), per block (line numbers in the
+        block): every other line is new whatever the clock does, since the index only forgets."""
+        with self.arrived:  # every reader's ids of the chunk (they may still be on their way)
+            self.arrived.wait_for(lambda: len(self.ids.get(chunk, {})) == blocks)
+            parts = self.ids.pop(chunk, {})
         blocks = sorted(parts)
         lines = IdLines(np.concatenate([parts[b].keys for b in blocks]) if blocks else np.empty(0, dtype=np.int64),
                         [i for b in blocks for i in parts[b].ids],
