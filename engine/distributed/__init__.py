@@ -14,7 +14,8 @@ Every worker holds one `Node` (a Dask actor, node.py) that plays three parts:
 
 A chunk (one block per worker) goes through rounds ordered by the driver (driver.py):
 
-1. read: readers sort their blocks; each valid line's (id, digest, time) goes to its shard;
+1. read: readers sort their blocks (each in a thread of its own, one chunk ahead: the next
+   chunk is read while this one runs); each valid line's (id, digest, time) goes to its shard;
 2. ids: shards name the lines that may repeat an id (remembered, or earlier in the chunk);
    every other line is new whatever the clock does (the index only forgets);
 3. clock: the event-time clock (engine/normalise/clock.py) is a fold over the new events in
