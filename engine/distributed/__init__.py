@@ -6,7 +6,7 @@ Every worker holds one `Node` (a Dask actor, node.py) that plays three parts:
 - **reader**: it reads its own blocks of input (blocks.py: byte ranges of JSONL files, row ranges
   of a Parquet archive; lines handed to the Python API are shipped by the driver) and runs the
   engine's stateless stages on them: parse, validate, normalise, digest, the fast lane's gates;
-- **id shard**: the ids that hash to it (crc32), so an id reused by another enterprise is
+- **id shard**: the ids that hash to it (`shards_of`, a polynomial hash), so an id reused by another enterprise is
   still caught: it names the lines that may repeat an id, and later replays the
   de-duplication index in input order;
 - **owner**: the `Engine` of the enterprises that hash to it (crc32 of `subject`), fed their
