@@ -2,7 +2,10 @@
 
 All three run on the same generated log in one pytest run (`pytest benchmarks/test_distributed.py
 --benchmark-only -s`); the last test prints the events/s table and checks that the three
-outputs are the same bytes. RECTIFY_BENCH_DIST_EVENTS sets the log size (default 200,000).
+outputs are the same bytes, then each distributed run's CPU per input line: the driver's
+(the serial part), the workers' (in total), and the speed-up projected from them at 8, 32
+and 128 workers (Amdahl: round trips and waiting are not counted).
+RECTIFY_BENCH_DIST_EVENTS sets the log size (default 200,000).
 Each distributed figure includes starting a LocalCluster (about a second here).
 """
 
@@ -25,6 +28,7 @@ pytest.importorskip("dask.distributed")
 EVENTS = int(os.environ.get("RECTIFY_BENCH_DIST_EVENTS", "200000"))
 RESULTS: dict[str, dict[str, float | str]] = {}
 TIMINGS: dict[str, dict[str, float]] = {}  # driver-side seconds per phase of each distributed run
+USAGE: dict[str, dict] = {}  # each distributed run's `usage`: driver and worker CPU seconds, rows
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +78,7 @@ def test_b_dask_workers(benchmark, dist_log, workers):
         job = DistributedRun([str(dist_log)], workers=workers)
         digest = _digest(job)
         TIMINGS[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = dict(job.timings)
+        USAGE[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = dict(job.usage)
         return digest, job.summary.read
 
     _measure(benchmark, f"dask, {workers} worker{'s' if workers > 1 else ''}", run)
@@ -89,4 +94,17 @@ def test_z_report(benchmark):
         print(f"{name:<30}{row['events']:>10}{row['seconds']:>10.2f}{row['events_per_s']:>12,.0f}{ratio:>10.2f}x")
     for name, phases in TIMINGS.items():
         print(f"{name}: " + ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in phases.items()))
+    for name, usage in USAGE.items():
+        events = RESULTS[name]["events"]
+        serial = usage["driver_main_thread_cpu_s"] / events * 1e6  # the driver's own work: the serial part
+        process = usage["driver_cpu_s"] / events * 1e6  # with the LocalCluster's scheduler (same process)
+        parallel = sum(w["cpu_s"] for w in usage["workers"]) / events * 1e6  # all workers' CPU, per line
+        print(f"{name}: driver {serial:.3f} µs/line (main thread; {process:.2f} µs/line with the scheduler "
+              f"in its process), workers {parallel:.2f} µs/line in total")
+        # Amdahl from the measured CPU: T(N) = serial + parallel / N (round trips and waiting not counted)
+        projected = []
+        for n in (8, 32, 128):
+            speedup = (serial + parallel) / (serial + parallel / n)
+            projected.append(f"{n} workers {speedup:.1f}x (efficiency {speedup / n:.2f})")
+        print(f"  projected speed-up over 1 worker from the driver's serial part: " + ", ".join(projected))
     assert len({row["sha256"] for row in RESULTS.values()}) == 1, "the outputs differ"

@@ -51,7 +51,8 @@ from engine.version import __version__
 BACKENDS = ("compiled", "rete")
 # 5: content digests are XXH3-64 ints and the dedupe index keeps its arrival order (was blake2b-96);
 #    parcels are engine state; the guarded clock
-SNAPSHOT_FORMAT = 5
+# 6: the dedupe index purges in steps of half the horizon (its `purged_at` is a step)
+SNAPSHOT_FORMAT = 6
 POLICY_PACK = RulePackSource.from_package("programme", "engine.decide.policy", "programme.yaml")
 
 Line = InputLine | str | bytes | Mapping[str, Any] | Quarantined  # a source's rejects pass through, counted

@@ -6,6 +6,8 @@ JSONL bytes of the distributed run with `Engine.run` on one machine, record for 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import orjson
 import pytest
 
@@ -15,7 +17,8 @@ from click.testing import CliRunner  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
 from engine.devtools.demo import AUTHORITY, generate_city, with_follow_up  # noqa: E402
-from engine.distributed import Batch, DistributedRun, partition_of, run_distributed  # noqa: E402
+from engine.ingest import JsonlFiles  # noqa: E402
+from engine.distributed import DistributedRun, partition_of, run_distributed  # noqa: E402
 from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
 from engine.output import dumps  # noqa: E402
@@ -140,6 +143,121 @@ def generated_log() -> list[bytes]:
     return lines
 
 
+def adversarial_log() -> list[bytes]:
+    """What one machine does that partitions must reproduce exactly: an id reused by another
+    enterprise at once (a conflict) and 12 days later with content ahead of the clock (forgotten,
+    so new: it moves the clock, and the shards find out only after the clock is composed), an
+    exact duplicate at once and one 12 days later (beyond the horizon, new again), events far
+    ahead held by the guarded clock, a gap of 85 days corroborated by a second firm, where
+    deadlines of orders on other firms fall due, minute data, a year close, bad lines of every
+    kind (not JSON, empty, a list, bad UTF-8, a bad subject, a repeated key)."""
+    tz = timezone(timedelta(hours=8))
+    start = datetime(2024, 1, 1, tzinfo=tz)
+    firms = [make_uscc(f"91330200MA2E{n:05d}") for n in range(12)]
+    events, number = [], 0
+    def at(days):
+        return (start + timedelta(days=days)).isoformat()
+    def ev(type_, subject, days, data, id=None):
+        nonlocal number
+        number += 1
+        e = {"specversion": "1.0", "id": id or f"a-{number}", "source": "adv", "type": type_, "subject": subject,
+             "time": at(days), "data": data}
+        events.append(e)
+        return e
+    def reading(subject, days, value=12.0, period="hour", id=None):
+        return ev("emission.measured", subject, days, {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013",
+                                                      "value": value, "unit": "mg/m3", "period": period}, id)
+    for n, firm in enumerate(firms):
+        ev("enterprise.registered", firm, 0, {"name": f"f{n}", "industry": "foundry" if n < 8 else "other",
+            "district": "Beilun", "in_park": n % 3 != 0, "eia_approved_on": "2010-01-01", "land_area_mu": 5 + n,
+            "permits": {"emission_permit": n != 7}, "scale": "above"})
+    first = reading(firms[0], 0.1, id="kept-long")            # its duplicate comes 12 days later (forgotten)
+    old = reading(firms[1], 0.1, id="reused-later")            # reused with other content 12.5 days later (forgotten, ahead)
+    for h in range(1, 24):
+        for n in range(12):
+            reading(firms[n], h / 24)
+    events.append(dict(events[-5]))                              # an exact duplicate, at once
+    ev("energy.reported", firms[5], 1.0, {"period": "2024-01"}, id="shared")
+    ev("energy.reported", firms[6], 1.01, {"period": "2024-01", "energy_tce": 3}, id="shared")  # id reused by another firm
+    for day in (1.2, 1.3, 1.4):                                  # orders for firms 1 and 2 (deadline + 90 days)
+        reading(firms[1], day, 45.0)
+        reading(firms[2], day + 0.01, 48.0)
+    reading(firms[7], 1.5)                                       # no permit: a decision on its next reading
+    ev("inspection.recorded", firms[4], 2000.0, {"result": "fail", "violations": ["x"]})        # far ahead: held
+    ev("inspection.recorded", firms[4], 2001.0, {"result": "fail", "violations": ["y"]})        # same firm: still held
+    for day in range(2, 15):                                     # the clock walks on: purge steps every 3.5 days
+        for n in range(12):
+            reading(firms[n], day + n / 100)
+        if day == 12:
+            events.append(dict(first))                           # forgotten: new again, beyond the horizon
+            reading(firms[9], 12.6, 20.0, id="reused-later")     # forgotten and ahead of the clock: moves it
+    for minute in range(0, 60, 10):                              # minute data across an hour and a block edge
+        reading(firms[3], 14.5 + minute / 1440, 30.0, "minute")
+    finance = {"tax_yuan": 100000, "value_added_yuan": 400000, "revenue_yuan": 2000000, "rd_expense_yuan": 1000,
+               "employees_fte": 20, "energy_tce": 80, "electricity_kwh": 100000, "emissions_kg": 40}
+    for n, firm in enumerate(firms):
+        ev("finance.reported", firm, 15, {**finance, "year": 2023, "tax_yuan": 10000 * (n + 1)})
+    ev("evaluation.closed", AUTHORITY, 16, {"year": 2023})
+    reading(firms[10], 100.0)                                    # a gap: held ...
+    reading(firms[11], 100.5)                                    # ... until a second firm agrees: deadlines fall due here
+    ev("rectification.verified", firms[2], 101.0, {"decision": "?", "passed": True})
+    reading(firms[5], 101.2)
+    lines = [orjson.dumps(e) for e in events]
+    for at_line, bad in ((3, b"{not json"), (40, b""), (41, b'["a list"]'), (200, b"\xff\xfe not utf-8"),
+                         (300, orjson.dumps({**events[10], "id": "bad-subject", "subject": "123"})),
+                         (301, b'{"specversion":"1.0","id":"rep","id":"rep2"}'), (len(lines) - 2, b"{")):
+        lines.insert(at_line, bad)
+    return lines
+
+
+def test_the_adversarial_log_has_what_it_says():
+    engine = Engine()
+    records = [r.to_dict() for r in engine.run(adversarial_log())]
+    summary = engine.summary
+    assert (summary.duplicate, summary.quarantined, summary.beyond_dedupe_horizon, summary.clock_held) == (1, 8, 1, 3)
+    escalated = [r for r in records if r.get("action") == "close_by_law"]
+    assert len(escalated) == 3 and all(r["time"] < "2024-04-10" for r in escalated)  # fell due at the corroborated gap
+    assert any("already used by a different event" in r.get("error", "") for r in records)
+
+
+@pytest.mark.parametrize("chunk_size", [100_000, 60, 7])
+def test_adversarial_log_is_byte_identical(client, chunk_size):
+    lines = adversarial_log()
+    expected, summary = single(lines)
+    got, got_summary, job = distributed(lines, client, chunk_size=chunk_size)
+    assert_same(expected, got)
+    assert got_summary == summary
+    if chunk_size == 100_000:  # the reused id 12 days later is found new only after the clock: composed again
+        assert job.reclocked == 1
+
+
+@pytest.mark.parametrize("block_bytes", [97, 3000])
+def test_files_read_by_byte_ranges_are_byte_identical(client, tmp_path, block_bytes):
+    """Workers read the file themselves: lines split across ranges, bad lines at range edges,
+    a byte order mark, no newline at the end; quarantine records name the file and line."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(adversarial_log()))
+    expected = b"".join(dumps(r.to_dict()) for r in Engine().run(JsonlFiles([path])))
+    assert str(path).encode() in expected
+    job = DistributedRun([str(path)], client=client, block_bytes=block_bytes)
+    got = b"".join(dumps(r.to_dict()) for r in job)
+    assert_same(expected, got)
+
+
+def test_an_archive_read_by_row_ranges_is_byte_identical(client, tmp_path):
+    from engine.run import archive_files
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(adversarial_log()) + b"\n")
+    archive_files(Engine(), [path], tmp_path / "archive", buckets=4)
+    engine = Engine()
+    expected = b"".join(dumps(r.to_dict()) for r in engine.run(JsonlFiles([path])))
+    job = DistributedRun([str(tmp_path / "archive")], client=client, block_rows=50)
+    got = b"".join(dumps(r.to_dict()) for r in job)
+    assert_same(expected, got)
+    assert job.summary.to_dict() == engine.summary.to_dict()
+
+
 def test_the_generated_log_spans_both_partitions():
     lines = generated_log()
     engine = Engine()
@@ -219,6 +337,30 @@ def test_cli_cluster_dask_matches_the_local_run(tmp_path):
     assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
 
 
-def test_partitioning_is_stable_and_batches_are_a_list_subclass():
+def test_cli_on_an_existing_cluster_reads_an_archive_and_reports_cpu(client, tmp_path):
+    """`rectify run ARCHIVE --cluster dask --scheduler ADDRESS`: the bytes of the local run of the
+    JSONL it was made from; the summary JSON has the driver's and each worker's CPU seconds and rows."""
+    from engine.cli import cli
+
+    city = generate_city(enterprises=20, days=1, seed=4)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in city.events))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["archive", str(path), "--out", str(tmp_path / "archive")]).exit_code == 0
+    local = runner.invoke(cli, ["run", str(path), "--out", str(tmp_path / "local.jsonl"), "--no-progress"])
+    assert local.exit_code == 0, local.output
+    address = client.scheduler.address
+    dist = runner.invoke(cli, ["run", str(tmp_path / "archive"), "--out", str(tmp_path / "dist.jsonl"), "--no-progress",
+                               "--cluster", "dask", "--scheduler", address, "--summary-json", str(tmp_path / "s.json")])
+    assert dist.exit_code == 0, dist.output
+    assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
+    assert not list(tmp_path.glob("*.partial")) and (tmp_path / "dist.jsonl.manifest.json").exists()
+    report = orjson.loads((tmp_path / "s.json").read_bytes())["distributed"]
+    assert report["partitions"] == 2 and report["lines"] == len(city.events) and report["driver_cpu_s"] > 0
+    assert [w["cpu_s"] > 0 for w in report["workers"]] == [True, True]
+    assert sum(w["read"] for w in report["workers"]) == len(city.events)
+    assert sum(w["owned"] for w in report["workers"]) == len(city.events) - 1  # the year close is the driver's
+
+
+def test_partitioning_is_stable():
     assert partition_of(FIRMS[0], 2) == __import__("zlib").crc32(FIRMS[0].encode()) % 2
-    assert type(Batch()) is not list and isinstance(Batch(), list)

@@ -13,9 +13,11 @@ import click
 import orjson
 
 from engine.cli.common import (
+    EXIT_CONFIG,
     EXIT_INVALID,
     EXIT_USAGE,
     build_engine,
+    clock_settings,
     chunks,
     engine_options,
     lang_option,
@@ -82,26 +84,27 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         raise click.UsageError("give EVENTS and/or --hj212 FILE")
     sources = _sources(events)
     archives = any(isinstance(source, Archive) for source in sources)
-    if archives and (hj212 or cluster is not None):
-        raise click.UsageError("archives run in this process or into a --store (no --hj212, no --cluster)")
+    if archives and hj212:
+        raise click.UsageError("archives run in this process, into a --store or on a --cluster (no --hj212)")
     if archives and store is not None and len(sources) > 1:
         raise click.UsageError("--store takes one archive, or JSONL files")
     if hj212 and hj212_registry is None:
         raise click.UsageError("--hj212 needs --registry")
     stations = load_registry(hj212_registry) if hj212 and hj212_registry else None
     engine = build_engine(disable, options, params, strict, backend)
-    if out != "-" and store is None:  # what made the rule set, for `rectify replay` (engine/run.py manifest)
-        Path(manifest_path(out)).write_bytes(orjson.dumps(
-            manifest(engine, as_of=as_of, quarantine_separate=quarantine is not None, chain=chain),
-            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    made = orjson.dumps(manifest(engine, as_of=as_of, quarantine_separate=quarantine is not None, chain=chain),
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     if cluster is not None:
         if hj212 or store is not None:
-            raise click.UsageError("--cluster dask takes EVENTS files only (no --hj212, no --store)")
+            raise click.UsageError("--cluster dask takes EVENTS files and archives only (no --hj212, no --store)")
         return _run_on_cluster(events, scheduler=scheduler, workers=workers, out=out, quarantine=quarantine,
-                               connect_timeout=connect_timeout,
+                               connect_timeout=connect_timeout, manifest_bytes=made,
                                summary_json=summary_json, as_of=as_of, chain=chain, lang=lang,
                                engine_kwargs=dict(disable=disable, options=options, strict=strict,
-                                                  parameters=load_parameters(params), backend=backend))
+                                                  parameters=load_parameters(params), backend=backend,
+                                                  **clock_settings()))
+    if out != "-" and store is None:  # what made the rule set, for `rectify replay` (engine/run.py manifest)
+        Path(manifest_path(out)).write_bytes(made)
     if store is not None:
         if hj212:
             raise click.UsageError("--store reads EVENTS only (convert packets first: rectify ingest hj212)")
@@ -227,26 +230,46 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], sources: Sequence[J
 
 def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: int | None, out: str,
                     quarantine: str | None, summary_json: str | None, as_of: str | None, chain: bool,
-                    engine_kwargs: dict[str, Any], connect_timeout: float = 10.0, lang: str = "en") -> None:
-    """`rectify run --cluster dask`: the same outputs, chain and summary as a local run."""
-    from engine.distributed import DistributedRun, SchedulerUnreachable
+                    engine_kwargs: dict[str, Any], connect_timeout: float = 10.0, manifest_bytes: bytes = b"",
+                    lang: str = "en") -> None:
+    """`rectify run --cluster dask`: the same outputs, chain and summary as a local run.
 
-    if not events:
-        raise click.UsageError("--cluster dask needs EVENTS files")
+    The outputs are written to temporary files next to them and renamed when the run is
+    complete: a run that fails (an unreachable scheduler, a worker with another rule set, a
+    worker lost) says why, exits non-zero and leaves no output that looks complete (standard
+    output, once written, cannot be taken back)."""
+    from engine.distributed import ClusterMismatch, DistributedRun, SchedulerUnreachable, WorkerLost
+
+    if not events or "-" in events:
+        raise click.UsageError("--cluster dask needs EVENTS files or archives (the workers read them), not stdin")
     started = time.perf_counter()  # for the throughput line only
     job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of,
                          connect_timeout=connect_timeout, **engine_kwargs)
-    with output_files(out, quarantine) as (out_stream, q_stream):
-        outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
-        try:
-            outputs.write_all(job)
-        except SchedulerUnreachable as exc:
-            click.echo(f"rectify: {exc}", err=True)
-            raise SystemExit(EXIT_USAGE) from None
-        finally:
-            outputs.close()
+    partial = {name: f"{name}.partial" for name in (out, quarantine) if name and name != "-"}
+    try:
+        with output_files(partial.get(out, out), partial.get(quarantine or "", quarantine)) as (out_stream, q_stream):
+            outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
+            try:
+                outputs.write_all(job)
+            finally:
+                outputs.close()
+    except (SchedulerUnreachable, ClusterMismatch, WorkerLost) as exc:
+        for name in partial.values():
+            Path(name).unlink(missing_ok=True)
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE if isinstance(exc, SchedulerUnreachable)
+                         else EXIT_CONFIG if isinstance(exc, ClusterMismatch) else EXIT_INVALID) from None
+    except BaseException:
+        for name in partial.values():
+            Path(name).unlink(missing_ok=True)
+        raise
+    for name, temporary in partial.items():
+        os.replace(temporary, name)
+    if out != "-":
+        Path(manifest_path(out)).write_bytes(manifest_bytes)
     click.echo(f"distributed: {job.partitions} partitions", err=True)
-    report_run(job.ruleset or "", job.summary, outputs, time.perf_counter() - started, summary_json, lang)
+    report_run(job.ruleset or "", job.summary, outputs, time.perf_counter() - started, summary_json, lang,
+               distributed=job.report())
 
 
 @click.command()

@@ -29,14 +29,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.fast.lane import Host
+from engine.fast.lane import EXACT, FLAGGED, QUIET, Host
 from engine.judge import UNAVAILABLE, Gate
 from engine.ingest.archive import Archive, python_values, rebuild, rows_of
 from engine.normalise import DIGEST
 from engine.records import InputLine, Record
 
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
-_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+_EXACT, _QUIET, _UNAVAILABLE = EXACT, QUIET, FLAGGED  # the fast lane's kinds (`ColumnLane.sort` gives them)
 
 
 def archive_batches(engine: Host, archive: Archive, skip: int = 0) -> Iterator[tuple[int, list[Record]]] | None:

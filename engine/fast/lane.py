@@ -46,6 +46,7 @@ from engine.validate import EventValidator
 UNPARSED = object()  # a line orjson could not read: the exact path quarantines it
 _EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
 EXACT = _EXACT  # `Sorting.lane` of a line the per-event stages must take
+QUIET, FLAGGED = _QUIET, _UNAVAILABLE  # of a quiet line; of a reading flagged unavailable (counted, never judged)
 _READING_TYPES = frozenset(READING_TYPES)
 _GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
 

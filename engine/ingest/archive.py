@@ -393,16 +393,19 @@ class Archive:
             for row in rows_of(table):
                 yield InputLine(row["file"], row["line"], line_of(row))
 
-    def tables(self, skip: int = 0, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
-        """The rows from `skip` on, in input order, `window` rows per table."""
+    def tables(self, skip: int = 0, columns: Sequence[str] | None = None, stop: int | None = None) -> Iterator[pa.Table]:
+        """The rows from `skip` on (up to `stop`, a distributed reader's range), in input order,
+        `window` rows per table."""
         files = sorted(self.manifest.files, key=lambda f: f["seq_min"])
         readers: list[_FileRows] = []
         upcoming = 0
         low = skip
-        while low < self.manifest.rows:
-            high = min(low + self.window, self.manifest.rows)
+        end = self.manifest.rows if stop is None else min(stop, self.manifest.rows)
+        while low < end:
+            high = min(low + self.window, end)
             while upcoming < len(files) and files[upcoming]["seq_min"] < high:
-                readers.append(_FileRows(self.directory / files[upcoming]["path"], files[upcoming], columns))
+                if files[upcoming]["seq_max"] >= low:  # a part file wholly before `skip` is not read
+                    readers.append(_FileRows(self.directory / files[upcoming]["path"], files[upcoming], columns))
                 upcoming += 1
             pieces = [piece for reader in readers for piece in [reader.take_below(low, high)] if piece is not None]
             readers = [reader for reader in readers if not reader.done_below(high)]

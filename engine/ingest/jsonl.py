@@ -109,6 +109,53 @@ class JsonlFiles:
         return "-" not in self.paths
 
 
+def byte_ranges(path: str | Path, size: int) -> list[tuple[int, int]]:
+    """A file cut into byte ranges of about `size` bytes: [start, stop) pairs covering it, in order
+    (none for an empty file). `read_range` reads the lines that start in each."""
+    total = Path(path).stat().st_size
+    return [(start, min(start + size, total)) for start in range(0, total, max(1, size))]
+
+
+def read_range(path: str | Path, start: int, stop: int) -> list[bytes]:
+    """The lines of a file that start at a byte offset in [start, stop), as `JsonlFiles` reads them
+    (the newline removed, a byte order mark dropped from the file's first line).
+
+    A line that starts in the range and runs past its end is read to its end; one that starts
+    before it belongs to the range before. So the ranges of `byte_ranges` read every line once,
+    whatever the size.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(max(0, start - 1))
+        data = handle.read(stop - max(0, start - 1))
+        if start > 0:  # the byte before the range: a newline there means a line starts at `start`
+            cut = data.find(b"\n")
+            if cut < 0:
+                return []
+            data = data[cut + 1:]
+        if not data:
+            return []
+        if not data.endswith(b"\n"):  # the last line starts in the range and may run past it
+            parts = [data]
+            while True:
+                more = handle.read(1 << 16)
+                if not more:
+                    break
+                cut = more.find(b"\n")
+                if cut >= 0:
+                    parts.append(more[:cut + 1])
+                    break
+                parts.append(more)
+            data = b"".join(parts)
+    if start == 0 and data.startswith(BOM):
+        data = data[3:]
+        if not data:
+            return []
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    return lines
+
+
 def json_problem(raw: str | bytes, error: Exception) -> str:
     """Why a line is not a JSON value, for its quarantine record: bytes that are not UTF-8 are
     named by position (orjson says "surrogates not allowed"), anything else is orjson's reason."""

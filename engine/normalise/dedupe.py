@@ -9,16 +9,25 @@ of everyone else.
 An event older than the horizon cannot be checked against ids already forgotten: it is
 processed and counted (`beyond_dedupe_horizon` in the summary), never dropped silently.
 `horizon_days=None` keeps every id (memory grows with the log).
+
+Ids are forgotten in steps: each time the clock reaches a new multiple of half the horizon
+(counted from the Unix epoch) the ids older than that multiple minus the horizon are purged. So
+what is remembered at a line depends on the clock's value before it and before the id's own
+line, not on the path the clock took: a partition holding some of the ids
+(engine/distributed/) forgets exactly what one machine forgets, told only the few places
+where the clock reached a new step (`steps`).
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterable
 from enum import Enum
 from operator import le
 from typing import Any
 
+import numpy as np
 import orjson
 import xxhash
 
@@ -75,12 +84,13 @@ class DedupeIndex:
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
         self.horizon = None if horizon_days is None else horizon_days * DAY
+        self.step = None if self.horizon is None else self.horizon / 2  # ids are purged each time the clock reaches a new step
         self._ids: dict[str, int] = {}  # id -> content digest
         self._queue: list[str] = []
         self._queue_epochs: list[float] = []
         self._late: dict[str, float] = {}
         self._newest = float("-inf")
-        self._purged_at = float("-inf")
+        self._purged_at = float("-inf")  # the step the last purge was made at
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -111,12 +121,30 @@ class DedupeIndex:
             self._late[event_id] = epoch
         return Seen.NEW
 
+    def step_of(self, epoch: float) -> float:
+        """The purge step the clock is in at `epoch`: the multiple of half the horizon at or below it."""
+        assert self.step is not None
+        return math.floor(epoch / self.step) * self.step
+
+    def steps(self, before: float, times: np.ndarray) -> np.ndarray:
+        """Where a clock that was at `before` and then at each of `times` (not decreasing) reached a
+        new step, i.e. where `advance` purges: the positions in `times` (none without a horizon)."""
+        if self.step is None or not len(times):
+            return np.empty(0, dtype=np.int64)
+        finite = np.where(np.isfinite(times), times, -np.inf)
+        steps = np.floor(finite / self.step)
+        previous = np.empty_like(steps)
+        previous[0] = math.floor(before / self.step) if math.isfinite(before) else -np.inf
+        previous[1:] = steps[:-1]
+        return np.flatnonzero(steps > previous)
+
     def advance(self, epoch: float) -> None:
-        """The stream's clock moved to `epoch`: the horizon follows (ids behind it are purged in time)."""
+        """The stream's clock moved to `epoch`: the horizon follows (ids behind the step it
+        reached, minus the horizon, are purged when it reaches a new step)."""
         if epoch > self._newest:
             self._newest = epoch
-            if self.horizon is not None and epoch - self._purged_at > self.horizon / 2:
-                self._purge()
+            if self.step is not None and self.step_of(epoch) > self._purged_at:
+                self._purge(self.step_of(epoch))
 
     def add_new(self, ids: list[str], digests: list[int], epochs: list[float]) -> int:
         """Remember ids known to be new whose times move the clock (the batch path's quiet events):
@@ -130,7 +158,7 @@ class DedupeIndex:
             return 0
         top = max(epochs)
         newest = max(self._newest, top)
-        if (self.horizon is None or (top - self._purged_at <= self.horizon / 2 and min(epochs) >= newest - self.horizon)) \
+        if (self.horizon is None or (self.step_of(top) <= self._purged_at and min(epochs) >= newest - self.horizon)) \
                 and (not self._queue_epochs or epochs[0] >= self._queue_epochs[-1]) and all(map(le, epochs, epochs[1:])):
             self._ids.update(zip(ids, digests))
             self._queue.extend(ids)
@@ -144,9 +172,22 @@ class DedupeIndex:
             self.advance(epoch)
         return beyond
 
-    def _purge(self) -> None:
+    def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
+        """Remember ids known to be new (remembered by no one), in order, as `check` would; the
+        clock does not move (a partition of the ids, engine/distributed/, is told where it moves)."""
+        if not ids:
+            return
+        if (not self._queue_epochs or epochs[0] >= self._queue_epochs[-1]) and all(map(le, epochs, epochs[1:])):
+            self._ids.update(zip(ids, digests))
+            self._queue.extend(ids)
+            self._queue_epochs.extend(epochs)
+            return
+        for event_id, digest, epoch in zip(ids, digests, epochs):
+            self.check(event_id, digest, epoch)
+
+    def _purge(self, step: float) -> None:
         assert self.horizon is not None
-        oldest = self._newest - self.horizon
+        oldest = step - self.horizon
         cut = bisect_left(self._queue_epochs, oldest)
         if cut:
             ids = self._ids
@@ -156,7 +197,7 @@ class DedupeIndex:
         if self._late:
             for event_id in [k for k, e in self._late.items() if e < oldest]:
                 del self._ids[event_id], self._late[event_id]
-        self._purged_at = self._newest
+        self._purged_at = step
 
     # ---- checkpoints ----------------------------------------------------------------------
 

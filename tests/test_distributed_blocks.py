@@ -1,0 +1,150 @@
+"""The pieces distributed replay composes without a cluster: the guarded clock over blocks of
+events (engine/normalise/clock.py), the de-duplication index told only where the clock reached a
+new purge step (engine/normalise/dedupe.py), and byte ranges of JSONL files read as `read_jsonl`
+reads them (engine/ingest/jsonl.py).
+
+Each is checked against the one-event-at-a-time reference on generated inputs (hypothesis,
+derandomized in CI).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.ingest import JsonlFiles, read_jsonl
+from engine.ingest.jsonl import byte_ranges, read_range
+from engine.normalise import DedupeIndex, EventClock, Seen
+
+DAY = 86400.0
+
+# event times in days: mostly close together, some far ahead (held, corroborated), some behind
+times = st.one_of(st.floats(0, 3), st.floats(0, 40), st.sampled_from([0.0, 8.0, 8.5, 30.0, 1000.0]))
+events = st.lists(st.tuples(times, st.sampled_from("abc")), max_size=60)
+
+
+def reference(clock: EventClock, block: list[tuple[float, str]]) -> list[float]:
+    out = []
+    for epoch, subject in block:
+        clock.observe(epoch, subject)
+        out.append(clock.time)
+    return out
+
+
+def state_of(clock: EventClock) -> tuple:
+    s = clock.state()
+    return s["time"], s["held"], s["stranded"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, min_size=1, max_size=4), st.sampled_from([7.0, 1.0, None]), st.integers(1, 3))
+def test_blocks_fold_to_the_one_event_at_a_time_clock(blocks, lead, quorum):
+    """`run` per block equals `observe` per event; where a clock `runs_through` a block's
+    summary, `skip` leaves the same state as folding it."""
+    one = EventClock(lead, quorum, max_held=8)
+    composed = EventClock(lead, quorum, max_held=8)
+    for block in blocks:
+        block = [(t * DAY, s) for t, s in block]
+        expected = reference(one, block)
+        epochs = np.array([t for t, _ in block], dtype=float)
+        summary = composed.summary(epochs)
+        if composed.runs_through(summary):
+            skipped = EventClock(lead, quorum, max_held=8)
+            skipped.restore(composed.state())
+            skipped.skip(summary)
+            got = composed.run(epochs, [s for _, s in block])
+            assert state_of(skipped) == state_of(composed)
+        else:
+            got = composed.run(epochs, [s for _, s in block])
+        assert got.tolist() == expected
+        assert state_of(composed) == state_of(one)
+
+
+def test_a_block_with_a_far_event_does_not_run_through():
+    clock = EventClock(7.0, 2)
+    clock.run(np.array([0.0, 1.0]), ["a", "b"])
+    assert clock.time == 1.0
+    assert clock.runs_through(clock.summary(np.array([2.0, 3.0 * DAY])))
+    assert not clock.runs_through(clock.summary(np.array([2.0, 30.0 * DAY])))
+    assert not EventClock(7.0, 2).runs_through(EventClock(7.0, 2).summary(np.array([1.0])))  # not started
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("uvwxyz"), st.sampled_from("pq"), st.floats(0, 30)), max_size=80),
+       st.sampled_from([1.0, 7.0, None]))
+def test_an_index_told_only_the_steps_forgets_what_one_index_forgets(lines, horizon):
+    """One index sees every clock move; a second holds only some of the ids and sees the clock only
+    where it reached a new purge step (`steps`): the same verdicts."""
+    one = DedupeIndex(horizon)
+    part = DedupeIndex(horizon)
+    clock = -math.inf
+    afters = []
+    for _, _, day in lines:  # the clock after each line: a running maximum of the event times
+        clock = max(clock, day * DAY)
+        afters.append(clock)
+    purges = set(part.steps(-math.inf, np.array(afters)).tolist())
+    for n, (event_id, content, day) in enumerate(lines):
+        expected = one.check(event_id, hash_of(content), day * DAY)
+        one.advance(afters[n])
+        if event_id in "uvw":  # the partition holds these ids only
+            assert part.check(event_id, hash_of(content), day * DAY) == expected
+        if n in purges:
+            part.advance(afters[n])
+    assert len(part) == len([i for i in one.state()["ids"] if i[0] in "uvw"])
+
+
+def hash_of(content: str) -> int:
+    return {"p": 1, "q": 2}[content]
+
+
+def test_remember_is_check_for_new_ids():
+    a, b = DedupeIndex(1.0), DedupeIndex(1.0)
+    ids, epochs = ["x", "y", "z", "w"], [5.0, 6.0, 2.0, 7.0]
+    for i, e in zip(ids, epochs):
+        assert a.check(i, 1, e) is Seen.NEW
+    b.remember(ids, [1] * 4, epochs)
+    assert a.state() == b.state()
+
+
+# ---- byte ranges ----------------------------------------------------------------------------
+
+pieces = st.lists(st.sampled_from([b'{"a":1}', b"", b"\r", b"{bad", b"x" * 30, "é".encode(), b"\xff"]), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces, st.booleans(), st.booleans(), st.integers(1, 40))
+def test_byte_ranges_read_the_lines_read_jsonl_reads(tmp_path_factory, lines, bom, trailing, size):
+    path = tmp_path_factory.mktemp("ranges") / "log.jsonl"
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if trailing and lines else b"")
+    path.write_bytes(data)
+    expected = [line for _, _, chunk in JsonlFiles([path]).chunks(7) for line in chunk]  # what `rectify run` reads
+    if data != b"\xef\xbb\xbf":
+        assert expected == [item.text for item in read_jsonl([path])]
+    got = []
+    ranges = byte_ranges(str(path), size)
+    assert not data or (ranges[0][0] == 0 and ranges[-1][1] == len(data))
+    for start, stop in ranges:
+        got.extend(read_range(str(path), start, stop))
+    assert got == expected
+
+
+def test_a_line_split_across_ranges_belongs_to_the_range_it_starts_in(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"first line\nsecond, a long line\nthird")
+    assert read_range(str(path), 0, 12) == [b"first line", b"second, a long line"]
+    assert read_range(str(path), 12, 25) == []
+    assert read_range(str(path), 25, 35) == [b"third"]
+    assert read_range(str(path), 11, 12) == [b"second, a long line"]
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_empty_and_bom_only_files(tmp_path, size):
+    for data, lines in ((b"", []), (b"\xef\xbb\xbf", []), (b"\xef\xbb\xbf\n", [b""]), (b"\n\n", [b"", b""])):
+        path = tmp_path / "log.jsonl"
+        path.write_bytes(data)
+        got = [line for start, stop in byte_ranges(str(path), size) for line in read_range(str(path), start, stop)]
+        assert got == lines
