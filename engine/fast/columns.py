@@ -29,12 +29,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.fast.lane import Host
-from engine.judge import UNAVAILABLE, Gate
+from engine.fast.lane import FastLane, Host, parse_lines
+from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.ingest.archive import Archive, python_values, rebuild, rows_of
 from engine.normalise import DIGEST
 from engine.records import InputLine, Record
 
+_READING_TYPES = pa.array(sorted(READING_TYPES))
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
 _EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
 
@@ -62,6 +63,7 @@ class ColumnLane:
         self.engine = engine
         self.stats = engine.lane_stats
         self._gates: dict[tuple[Any, ...], Gate | int] = {}
+        self._lines = FastLane(engine)  # for valid readings the archive keeps as lines
 
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
@@ -121,10 +123,21 @@ class ColumnLane:
     # ---- sorting --------------------------------------------------------------------------
 
     def sort(self, table: pa.Table) -> np.ndarray:
-        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut."""
+        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut, and
+        valid readings kept as their lines (e.g. daily wastewater with a `production` object)
+        that the fast lane finds quiet."""
         n = table.num_rows
         kind = np.zeros(n, dtype=np.int8)
-        typed = pc.and_(pc.is_null(table.column("raw")), pc.fill_null(table.column("valid"), False))
+        valid = pc.fill_null(table.column("valid"), False)
+        raw_readings = pc.and_(pc.and_(pc.is_valid(table.column("raw")), valid),
+                               pc.is_in(table.column("type"), value_set=_READING_TYPES))
+        raw_rows = np.flatnonzero(pc.fill_null(raw_readings, False).to_numpy(zero_copy_only=False))
+        if len(raw_rows):
+            # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
+            # repeated-key screen): the lines were valid when written, the lane proves it again
+            texts = table.column("raw").take(raw_rows).to_pylist()
+            kind[raw_rows] = self._lines.sort(parse_lines(texts), texts).lane
+        typed = pc.and_(pc.is_null(table.column("raw")), valid)
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
         if not len(typed_rows):
             return kind

@@ -153,7 +153,7 @@ class FastLane:
         lane, ids, subjects, valid = sorting.lane, sorting.ids, sorting.subjects, sorting.valid
         group = [events[i] for i in rows]
         first = group[0]
-        signature = (first["type"], frozenset(first), frozenset(first["data"]))
+        signature = (first["type"], frozenset(first), frozenset(first["data"]), _nested(first["data"]))
         planned = self._plan(signature)
         if planned is None:
             return
@@ -162,15 +162,26 @@ class FastLane:
         columns: dict[Path, list[Any]] = {}
         try:  # every key of the first event's shape, in every event: with equal counts, equal key sets
             for path in paths:
-                columns[path] = list(map(itemgetter(path[1]), datas)) if len(path) == 2 else list(map(itemgetter(path[0]), group))
+                if len(path) == 1:
+                    columns[path] = list(map(itemgetter(path[0]), group))
+                elif len(path) == 2:
+                    columns[path] = list(map(itemgetter(path[1]), datas))
+                else:  # a key of an object inside data: the objects have the first event's key count
+                    inner = columns.get(path[:2])
+                    if inner is None:
+                        inner = columns[path[:2]] = list(map(itemgetter(path[1]), datas))
+                        if set(map(type, inner)) != {dict} or len(set(map(len, inner))) != 1:
+                            raise KeyError(path[:2])
+                    columns[path] = list(map(itemgetter(path[2]), inner))
         except KeyError:
             for subgroup in _exact_shapes(rows, events):
                 self._classify(subgroup, events, sorting, times)
             return
         invalid = plan.failing(columns)
-        event_type, _, data_keys = signature
+        event_type, _, data_keys, nested = signature
         has_o2 = "o2_percent" in data_keys
-        gates = self._gates.setdefault((event_type, has_o2), {})
+        has_inputs = "volume_m3" in data_keys and any(key == "production" for key, _ in nested)
+        gates = self._gates.setdefault((event_type, has_o2, has_inputs), {})
         fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
         values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
         id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
@@ -180,7 +191,7 @@ class FastLane:
             valid[rows[p]] = True
             gate = gates.get(key)
             if gate is None:
-                gate = gates[key] = self._gate(event_type, key, has_o2)
+                gate = gates[key] = self._gate(event_type, key, has_o2, has_inputs)
             if isinstance(gate, int):  # _EXACT, or _UNAVAILABLE (counted, never judged)
                 if gate == _EXACT:
                     continue
@@ -189,8 +200,9 @@ class FastLane:
                 value = values[p]
                 o2: Any = oxygen[p] if oxygen is not None else None
                 if (value > gate.high or value < gate.low
-                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)):
-                    if gate.fires(value, o2):
+                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
+                        or (gate.benchmarks and not gate.benchmark_quiet(value, datas[p]))):
+                    if gate.fires(value, o2, datas[p]):
                         continue
                 status = _QUIET
             row = rows[p]
@@ -199,20 +211,24 @@ class FastLane:
 
     def _plan(self, signature: tuple[Any, ...]) -> tuple[ShapePlan, tuple[Path, ...]] | None:
         if signature not in self._plans:
-            event_type, envelope_keys, data_keys = signature
+            event_type, envelope_keys, data_keys, nested = signature
             planned = None
             if event_type in self.engine.validator.schemas and {"id", "time", "subject", "data"} <= envelope_keys:
+                objects = dict(nested)
                 shape: dict[str, Any] = {key: None for key in sorted(envelope_keys)}
-                shape["data"] = {key: None for key in sorted(data_keys)}
+                shape["data"] = {key: ({k: None for k in sorted(objects[key])} if key in objects else None)
+                                 for key in sorted(data_keys)}
                 plan = plan_shape(self.engine.validator.schemas[event_type], shape, self.engine.validator.compile_leaf)
                 if plan is not None and {"value", "pollutant", "unit", "period"} <= data_keys:
-                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"} | {("data", k) for k in data_keys}))
+                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"}
+                                         | {("data", k) for k in data_keys if k not in objects}
+                                         | {("data", k, inner) for k, keys in nested for inner in keys}))
                     planned = (plan, paths)
             self._plans[signature] = planned
         return self._plans[signature]
 
-    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
-        screened = self.engine.judge.screen(event_type, *key, has_o2)
+    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool, has_inputs: bool = False) -> Gate | int:
+        screened = self.engine.judge.screen(event_type, *key, has_o2, has_inputs)
         if screened is None:
             return _EXACT  # a unit error, the hourly window, or a rule beyond thresholds
         if screened == UNAVAILABLE:
@@ -339,8 +355,15 @@ def _key(event: Any) -> tuple[Any, ...] | None:
 
 
 def _exact_shapes(rows: list[int], events: Sequence[Any]) -> list[list[int]]:
-    """Rows split by exact key sets (when key counts alone grouped different shapes)."""
-    groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+    """Rows split by exact key sets, those of objects inside `data` too (when key counts alone
+    grouped different shapes)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for i in rows:
-        groups.setdefault((frozenset(events[i]), frozenset(events[i]["data"])), []).append(i)
+        data = events[i]["data"]
+        groups.setdefault((frozenset(events[i]), frozenset(data), _nested(data)), []).append(i)
     return list(groups.values())
+
+
+def _nested(data: Mapping[str, Any]) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The key sets of the objects inside `data` (e.g. a wastewater reading's `production`), by key."""
+    return tuple(sorted((key, frozenset(value)) for key, value in data.items() if type(value) is dict))
