@@ -115,16 +115,30 @@ class FastLane:
         times: list[Any] = [None] * n
         for rows in _group(events):
             self._classify(rows, events, sorting, times)
-        quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
-        for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
-            raw = raws[i] if raws is not None else None
-            # may_repeat_keys (engine/ingest/jsonl.py), inlined for bytes: the hot path's one extra check
-            if raw is not None and (b"\\" in raw or raw.count(b":") != canonical.count(b":")
-                                    if type(raw) is bytes else may_repeat_keys(raw, canonical)):
-                sorting.lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
-                continue
-            sorting.epochs[i] = epoch_of(times[i])
-            sorting.digests[i] = digest_of(canonical)
+        lane = sorting.lane
+        quiet = [i for i, kind in enumerate(lane) if kind != _EXACT]
+        if not quiet:
+            return sorting
+        canonicals = list(map(canonical_json, map(events.__getitem__, quiet)))
+        if raws is not None:
+            lines = list(map(raws.__getitem__, quiet))
+            # may_repeat_keys (engine/ingest/jsonl.py) for the whole chunk at once: without a
+            # backslash a line's strings are spelt as in its sorted-key JSON, so its colons are
+            # that JSON's plus one per repeated key; the chunk's totals agree only if every line's do
+            if not all(type(line) is bytes for line in lines) or b"\\" in b"".join(lines) \
+                    or b"".join(lines).count(b":") != b"".join(canonicals).count(b":"):
+                kept = [p for p, (line, canonical) in enumerate(zip(lines, canonicals))
+                        if not (b"\\" in line or line.count(b":") != canonical.count(b":")
+                                if type(line) is bytes else may_repeat_keys(line, canonical))]
+                for p in set(range(len(quiet))).difference(kept):
+                    i = quiet[p]
+                    lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
+                quiet = [quiet[p] for p in kept]
+                canonicals = [canonicals[p] for p in kept]
+        epochs, digests = sorting.epochs, sorting.digests
+        for i, epoch, digest in zip(quiet, map(epoch_of, map(times.__getitem__, quiet)), map(digest_of, canonicals)):
+            epochs[i] = epoch
+            digests[i] = digest
         return sorting
 
     def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,
