@@ -395,6 +395,14 @@ def benchmark_events() -> tuple[list[dict[str, Any]], int]:
                         events.append({"specversion": "1.0", "id": f"bm-{count}", "source": "t",
                                        "type": "discharge.measured", "subject": subject,
                                        "time": f"2024-03-{1 + count % 27:02d}T00:00:00+08:00", "data": data})
+                        if kind in ("no category", "other unit"):  # the same from an enterprise the rule is not for
+                            events.append({**events[-1], "id": f"bm-{count}-other", "subject": subjects["other"]})
+    # the enterprise of no listed industry registers as a dyeing works half way: its readings
+    # that could not be corrected under the dyeing rules become data gaps from then on
+    other = next(e for e in events if e["id"] == "reg-other")
+    middle = len(events) // 2
+    events.insert(middle, {**other, "id": "reg-other-again", "time": "2024-03-01T00:00:00+08:00",
+                           "data": {**other["data"], "industry": "dyeing"}})
     return events, count
 
 
@@ -403,9 +411,15 @@ def test_benchmark_corrected_readings_at_their_bounds_give_the_per_event_output(
     gates apply each rule's cut after the correction); the output is the per-event path's, data
     gaps of corrections that cannot be made included."""
     events, count = benchmark_events()
-    per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=128)
-    assert count > 300 and batch.lane_stats["quiet"] > 100
-    assert sum(batch.summary.findings.values()) > 50 and sum(batch.summary.data_gaps.values()) > 20
+    for batch_size in (128, 1000):
+        per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=batch_size)
+        assert count > 300 and batch.lane_stats["quiet"] > 100
+        assert sum(batch.summary.findings.values()) > 50 and sum(batch.summary.data_gaps.values()) > 20
+    # readings another industry's rule cannot correct are quiet for this enterprise until it registers as that industry
+    lane = FastLane(REFERENCE)
+    others = [e for e in events if e["id"].endswith("-other")]
+    sorting = lane.sort(others, [orjson.dumps(e) for e in others])
+    assert sum(1 for kind in sorting.lane if kind) > 20 and len(sorting.unless) > 20
 
 
 def test_a_shape_plan_of_a_production_object_never_accepts_what_the_validator_rejects():

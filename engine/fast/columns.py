@@ -22,6 +22,7 @@ replayed from its rebuilt lines through the JSONL batch path instead: the same o
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.fast.lane import FastLane, Host, parse_lines
+from engine.fast.lane import FastLane, Host, blocked_rows, parse_lines
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.ingest.archive import Archive, python_values, rebuild, rows_of
 from engine.normalise import DIGEST
@@ -64,6 +65,8 @@ class ColumnLane:
         self.stats = engine.lane_stats
         self._gates: dict[tuple[Any, ...], Gate | int] = {}
         self._lines = FastLane(engine)  # for valid readings the archive keeps as lines
+        self._unless: dict[int, frozenset[str]] = {}  # rows of the window quiet only outside these industries
+        self._unless_rows: list[int] = []
 
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
@@ -136,7 +139,13 @@ class ColumnLane:
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
             texts = table.column("raw").take(raw_rows).to_pylist()
-            kind[raw_rows] = self._lines.sort(parse_lines(texts), texts).lane
+            sorting = self._lines.sort(parse_lines(texts), texts)
+            kind[raw_rows] = sorting.lane
+            rows = raw_rows.tolist()
+            self._unless = {rows[p]: industries for p, industries in sorting.unless.items()}
+        else:
+            self._unless = {}
+        self._unless_rows = sorted(self._unless)
         typed = pc.and_(pc.is_null(table.column("raw")), valid)
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
         if not len(typed_rows):
@@ -219,12 +228,20 @@ class ColumnLane:
         (engine/normalise/clock.py): that row is taken exactly (an order escalates at its place),
         and on after it."""
         decisions, clock = self.engine.decisions, self.engine.clock
-        if not decisions.watched and top <= clock.plausible_until() and \
+        registry = self.engine.registry
+        # rows quiet only outside some industries (engine/fast/lane.py `Sorting.unless`), as offsets in the run
+        blocked: set[int] | tuple[()] = ()
+        if self._unless:
+            low, high = bisect_left(self._unless_rows, row), bisect_left(self._unless_rows, row + last - first)
+            if high > low:
+                window = {r: self._unless[r] for r in self._unless_rows[low:high]}
+                blocked = {r - row for r in blocked_rows(window, range(row, row + last - first),
+                                                         _Subjects(table.column("subject")), registry)}
+        if not decisions.watched and not blocked and top <= clock.plausible_until() and \
                 (top <= decisions.clock or top <= decisions.quiet_until()):
             self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
                                              unavailable)
             return
-        registry = self.engine.registry
         subjects = python_values(table.column("subject").slice(row, last - first))
         begin = 0
         size = last - first
@@ -232,7 +249,8 @@ class ColumnLane:
             limit = min(decisions.quiet_until(), clock.plausible_until())
             watched = decisions.watched  # an enterprise whose next event decides is taken exactly
             end = begin
-            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched):
+            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched) \
+                    and end not in blocked:
                 end += 1
             if end > begin:
                 span = range(first + begin, first + end)
@@ -255,6 +273,16 @@ class ColumnLane:
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
         # which is what a quarantine record would show
         return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+
+
+class _Subjects:
+    """A subject column read one row at a time (the few rows `blocked_rows` asks about)."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self._column = column
+
+    def __getitem__(self, row: int) -> Any:
+        return self._column[row].as_py()
 
 
 __all__ = ["ColumnLane", "archive_batches"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Protocol
@@ -82,7 +82,9 @@ class Host(Protocol):
 class Sorting:
     """What the fast lane learnt about a chunk, per line: quiet or not, and for quiet lines
     what committing them needs (id, subject, event time, content digest); `valid`: a shape
-    plan proved the line valid (the exact path need not validate it again)."""
+    plan proved the line valid (the exact path need not validate it again); `unless`: quiet
+    lines that are quiet only for an enterprise outside these industries (a benchmark rule of
+    those industries could not make its correction), checked when they are committed."""
 
     lane: list[int]
     ids: list[Any]
@@ -90,6 +92,7 @@ class Sorting:
     epochs: list[float]
     digests: list[int | None]
     valid: list[bool]
+    unless: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 class FastLane:
@@ -133,6 +136,7 @@ class FastLane:
                 for p in set(range(len(quiet))).difference(kept):
                     i = quiet[p]
                     lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
+                    sorting.unless.pop(i, None)
                 quiet = [quiet[p] for p in kept]
                 canonicals = [canonicals[p] for p in kept]
         epochs, digests = sorting.epochs, sorting.digests
@@ -213,11 +217,14 @@ class FastLane:
             else:
                 value = values[p]
                 o2: Any = oxygen[p] if oxygen is not None else None
+                unless = gate.benchmark_quiet(value, datas[p]) if gate.benchmarks else None
                 if (value > gate.high or value < gate.low
                         or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
-                        or (gate.benchmarks and not gate.benchmark_quiet(value, datas[p]))):
+                        or (gate.benchmarks and unless is None)):
                     if gate.fires(value, o2, datas[p]):
                         continue
+                elif unless:
+                    sorting.unless[rows[p]] = unless
                 status = _QUIET
             row = rows[p]
             lane[row] = status
@@ -288,6 +295,8 @@ class FastLane:
         decisions, clock = self.engine.decisions, self.engine.clock
         epochs = sorting.epochs[run.start:run.stop]
         subjects = sorting.subjects
+        # quiet only outside some industries: who is registered as what cannot change inside a run
+        blocked = blocked_rows(sorting.unless, run, subjects, self.engine.registry) if sorting.unless else ()
         start = 0
         while start < len(epochs):
             highest = max(epochs[start:])
@@ -297,11 +306,12 @@ class FastLane:
             watched = decisions.watched
             stop = start
             top = -math.inf
-            if not watched and highest <= limit:
+            if not watched and not blocked and highest <= limit:
                 stop, top = len(epochs), highest
             else:
                 while (stop < len(epochs) and epochs[stop] <= limit
-                       and not (watched and subjects[run.start + stop] in watched)):
+                       and not (watched and subjects[run.start + stop] in watched)
+                       and run.start + stop not in blocked):
                     top = max(top, epochs[stop])
                     stop += 1
             if stop > start:
@@ -322,6 +332,20 @@ class FastLane:
         if event is UNPARSED:
             return self.engine.process_line(InputLine(source, line, raw))
         return self.engine.process_parsed(event, raw, source, line, valid=valid)
+
+
+def blocked_rows(unless: Mapping[int, frozenset[str]], rows: range, subjects: Sequence[Any],
+                 registry: Mapping[str, Mapping[str, Any]]) -> set[int]:
+    """The rows of `rows` that are quiet only outside industries their enterprise is registered in
+    (`Sorting.unless`)."""
+    blocked = set()
+    for row in (range(rows.start, rows.stop) if len(unless) > len(rows) else sorted(unless)):
+        industries = unless.get(row)
+        if industries is not None and row in rows:
+            registration = registry.get(subjects[row])
+            if registration is not None and registration.get("industry") in industries:
+                blocked.add(row)
+    return blocked
 
 
 def parse_lines(texts: list[bytes]) -> list[Any]:

@@ -19,9 +19,12 @@ is `<guard> and judged > limit` (e.g. a sub-sector's own limit) is gated on its 
 Daily wastewater readings under a benchmark-volume correction (GB 4287, GB 21900: the judged
 value is raised by actual volume ÷ benchmark volume when that exceeds 1) are gated too when
 they carry `volume_m3` and one `production` object: `Gate.benchmark_quiet` applies each such
-rule's cut to the value times its own ratio (`benchmark_ratio`'s arithmetic), and a reading
-whose correction cannot be made (a category without a benchmark, another unit, no
-production) is never quiet: the judge writes a data gap for it.
+rule's cut to the value times its own ratio (`benchmark_ratio`'s arithmetic). A rule whose
+correction cannot be made (a category without a benchmark, another unit, no production)
+makes the judge write a data gap, but only where it applies: such a reading is quiet only for
+an enterprise outside the rule's industries (e.g. a plating line's production in m2 under
+the dyeing standard's rule), which the batch path checks against the registry when it
+commits the reading, in input order.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class _BenchmarkCut:
 
     high: float
     per_unit: Mapping[tuple[str, str], tuple[Any, float]]
+    industries: frozenset[str] | None  # the rule's industries (None: every enterprise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,23 +145,27 @@ class Gate:
         benchmark-volume correction not be made? `data`: the reading's data (for that correction)."""
         return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules)
 
-    def benchmark_quiet(self, value: float, data: Mapping[str, Any]) -> bool:
+    def benchmark_quiet(self, value: float, data: Mapping[str, Any]) -> frozenset[str] | None:
         """Whether `value` is inside every benchmark rule's cut after its correction (`data` holds
-        `volume_m3` and one `production` object); False also when a correction cannot be made."""
+        `volume_m3` and one `production` object): None when it may not be, else the industries
+        of the enterprises for which it still is not (a rule whose correction cannot be made
+        gives a data gap where it applies: to its own industries only); an empty set: quiet."""
         production = data["production"]
         volume, quantity = data["volume_m3"], production["quantity"]
         key = (production.get("category"), production["unit"])
+        blocked: frozenset[str] = frozenset()
         for cut in self.benchmarks:
             factors = cut.per_unit.get(key)
-            if factors is None:
-                return False
-            benchmark_m3 = quantity * factors[0] * factors[1]
+            benchmark_m3 = quantity * factors[0] * factors[1] if factors is not None else 0.0
             if not benchmark_m3 > 0:
-                return False
+                if cut.industries is None:
+                    return None
+                blocked |= cut.industries
+                continue
             ratio = volume / benchmark_m3
             if not value * (ratio if ratio > 1 else 1.0) <= cut.high:
-                return False
-        return True
+                return None
+        return blocked
 
 
 def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None, period: str,
@@ -195,7 +203,8 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
             assert rule.benchmark is not None and rule.benchmark_unit is not None
             product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
             per_unit = {(category, product_unit): (y, to_m3) for category, y in rule.benchmark.items() if y is not None}
-            benchmarks.append(_BenchmarkCut(_cut(_below(bounds[-1]), scale), per_unit))
+            benchmarks.append(_BenchmarkCut(_cut(_below(bounds[-1]), scale), per_unit,
+                                            None if rule.industries is None else frozenset(rule.industries)))
             continue
         if reference is not None:
             references.add(float(reference))
