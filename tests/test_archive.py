@@ -119,6 +119,21 @@ def test_benchmark_corrected_readings_replay_byte_for_byte(tmp_path):
         assert engine.lane_stats["quiet"] > 100 and sum(engine.summary.data_gaps.values()) > 20
 
 
+def test_readings_only_another_industry_s_rules_judge_replay_byte_for_byte(tmp_path):
+    """Typed rows that fire only under rules of other industries wait for the registry at their
+    place: the enterprise registers as a foundry half way."""
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    copies.insert(len(copies) // 2, {**other, "id": "reg-other-foundry", "data": {**other["data"], "industry": "foundry"}})
+    log = write(tmp_path / "others.jsonl", [orjson.dumps(e) for e in events + copies])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=5)
+    for window in (128, 10000):
+        engine = compare([log], tmp_path / "archive", window=window)
+        assert engine.lane_stats["quiet"] > 400
+
+
 def test_finding_heavy_log_replays_byte_for_byte(tmp_path):
     log = write(tmp_path / "heavy.jsonl", finding_heavy(CITY.events))
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=4)

@@ -461,3 +461,22 @@ def test_a_shape_plan_of_a_production_object_never_accepts_what_the_validator_re
         elif problem is not None:
             rejected_by_both += 1
     assert accepted > 300 and rejected_by_both > 100
+
+
+def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterprise_is_of_that_industry():
+    """Every threshold rule at its bounds (`bound_events`), each reading also sent by an enterprise
+    of no listed industry, which registers as a foundry half way: the rules that fire belong to
+    other industries until then (the lane commits such readings in bulk after a look at the
+    registry), to its own after."""
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    mixed = [x for pair in zip(events[len(events) - len(copies):], copies) for x in pair]
+    mixed = events[:len(events) - len(copies)] + mixed
+    mixed.insert(len(mixed) // 2, {**other, "id": "reg-other-foundry", "data": {**other["data"], "industry": "foundry"}})
+    for batch_size in (64, 700):
+        per_event, batch = run_both([orjson.dumps(e) for e in mixed], batch_size=batch_size)
+        assert batch.lane_stats["quiet"] > 400
+    sorting = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies])
+    assert len(sorting.unless) > 100

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.fast.lane import FastLane, Host, blocked_rows, parse_lines
+from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN, FastLane, Host, Industry as _Industry, blocked_rows, parse_lines
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.ingest.archive import Archive, python_values, rebuild, rows_of
 from engine.normalise import DIGEST
@@ -71,7 +71,7 @@ class ColumnLane:
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
         n = table.num_rows
-        kind = self.sort(table)
+        kind = self.sort(table, self.engine.registry)
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
@@ -125,12 +125,20 @@ class ColumnLane:
 
     # ---- sorting --------------------------------------------------------------------------
 
-    def sort(self, table: pa.Table) -> np.ndarray:
+    def sort(self, table: pa.Table, registry: Mapping[str, Mapping[str, Any]] | None = None) -> np.ndarray:
         """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut, and
         valid readings kept as their lines (e.g. daily wastewater with a `production` object)
-        that the fast lane finds quiet."""
+        that the fast lane finds quiet. `registry`: the registrations before the window (as in
+        `FastLane.sort`: a reading a rule fires on is judged by its own industry's rules, unless
+        the window registers its enterprise; such rows wait in `_unless` for their run)."""
         n = table.num_rows
         kind = np.zeros(n, dtype=np.int8)
+        self._unless = {}
+        industry = None
+        if registry is not None:
+            registrations = pc.fill_null(pc.equal(table.column("type"), "enterprise.registered"), False)
+            registered = set(pc.drop_null(table.column("subject").filter(registrations)).to_pylist())
+            industry = _Industry(registry, registered)
         valid = pc.fill_null(table.column("valid"), False)
         raw_readings = pc.and_(pc.and_(pc.is_valid(table.column("raw")), valid),
                                pc.is_in(table.column("type"), value_set=_READING_TYPES))
@@ -139,12 +147,10 @@ class ColumnLane:
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
             texts = table.column("raw").take(raw_rows).to_pylist()
-            sorting = self._lines.sort(parse_lines(texts), texts)
+            sorting = self._lines.sort(parse_lines(texts), texts, registry, industry.registered if industry else None)
             kind[raw_rows] = sorting.lane
             rows = raw_rows.tolist()
             self._unless = {rows[p]: industries for p, industries in sorting.unless.items()}
-        else:
-            self._unless = {}
         self._unless_rows = sorted(self._unless)
         typed = pc.and_(pc.is_null(table.column("raw")), valid)
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
@@ -183,12 +189,25 @@ class ColumnLane:
         with np.errstate(divide="ignore", invalid="ignore"):
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
-        for p in np.flatnonzero(outside & (row_status == _QUIET)).tolist():
+        outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
+        subjects = python_values(table.column("subject").take(typed_rows[outside_rows])) if len(outside_rows) else []
+        subjects = dict(zip(outside_rows.tolist(), subjects))
+        for p in outside_rows.tolist():
             gate = gates[inverse[p]]
             assert gate is not None
-            if gate.fires(float(value[p]), None if not has_o2[p] else float(o2[p])):
+            row = int(typed_rows[p])
+            known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+            if known is not _UNKNOWN:
+                if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known):
+                    row_status[p] = _EXACT
+                continue
+            unless = gate.firing(float(value[p]), None if not has_o2[p] else float(o2[p]))
+            if unless is None:
                 row_status[p] = _EXACT
+            elif unless:  # quiet unless the enterprise is of an industry whose rule fires
+                self._unless[row] = unless
         kind[typed_rows] = row_status
+        self._unless_rows = sorted(self._unless)
         return kind
 
     def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -105,19 +105,32 @@ class FastLane:
         self._gates: dict[tuple[Any, ...], dict[tuple[Any, ...], Gate | int]] = {}
 
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
-        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
-        yield from self.apply(self.sort(events, raws), events, raws, source, first_line)
+        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them
+        (sorted just before it is applied: the registry as it stands helps)."""
+        yield from self.apply(self.sort(events, raws, self.engine.registry), events, raws, source, first_line)
 
-    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None) -> Sorting:
+    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None,
+             registry: Mapping[str, Mapping[str, Any]] | None = None, registered: Set[Any] | None = None) -> Sorting:
         """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it.
 
         `raws`: the lines the events were parsed from; a line that may repeat a key inside an
-        object is not quiet (the exact path checks it and quarantines it if it does)."""
+        object is not quiet (the exact path checks it and quarantines it if it does).
+        `registry`: the registrations as they stand before the chunk, when it is sorted just before
+        it is applied: a reading that a rule fires on is then judged by the rules of its
+        enterprise's industry only, unless `registered` (default: the chunk's registrations)
+        names its enterprise. Without it, such a reading is quiet `unless` its enterprise is of
+        the industry of a rule that fires, which is checked when it is committed."""
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n, [False] * n)
         times: list[Any] = [None] * n
+        industry = None
+        if registry is not None:
+            if registered is None:
+                registered = {e["subject"] for e in events
+                              if type(e) is dict and e.get("type") == _REGISTERED and type(e.get("subject")) is str}
+            industry = Industry(registry, registered)
         for rows in _group(events):
-            self._classify(rows, events, sorting, times)
+            self._classify(rows, events, sorting, times, industry)
         lane = sorting.lane
         quiet = [i for i, kind in enumerate(lane) if kind != _EXACT]
         if not quiet:
@@ -165,7 +178,8 @@ class FastLane:
 
     # ---- sorting ----------------------------------------------------------------------
 
-    def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any]) -> None:
+    def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any],
+                  industry: Industry | None = None) -> None:
         """Mark the quiet readings among `rows` (events of one type and key counts), and those a
         shape plan proved valid."""
         lane, ids, subjects, valid = sorting.lane, sorting.ids, sorting.subjects, sorting.valid
@@ -193,7 +207,7 @@ class FastLane:
                     columns[path] = list(map(itemgetter(path[2]), inner))
         except KeyError:
             for subgroup in _exact_shapes(rows, events):
-                self._classify(subgroup, events, sorting, times)
+                self._classify(subgroup, events, sorting, times, industry)
             return
         invalid = plan.failing(columns)
         event_type, _, data_keys, nested = signature
@@ -221,10 +235,21 @@ class FastLane:
                 if (value > gate.high or value < gate.low
                         or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
                         or (gate.benchmarks and unless is None)):
-                    if gate.fires(value, o2, datas[p]):
+                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                    if known is _UNKNOWN:
+                        unless = gate.firing(value, o2, datas[p])  # quiet unless one of these industries
+                        if unless is None:
+                            continue
+                    elif gate.fires_for(value, o2, datas[p], known):
                         continue
-                elif unless:
-                    sorting.unless[rows[p]] = unless
+                    else:
+                        unless = None
+                if unless:
+                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                    if known is _UNKNOWN:
+                        sorting.unless[rows[p]] = unless
+                    elif known in unless:
+                        continue
                 status = _QUIET
             row = rows[p]
             lane[row] = status
@@ -332,6 +357,26 @@ class FastLane:
         if event is UNPARSED:
             return self.engine.process_line(InputLine(source, line, raw))
         return self.engine.process_parsed(event, raw, source, line, valid=valid)
+
+
+_REGISTERED = "enterprise.registered"
+UNKNOWN_INDUSTRY = _UNKNOWN = object()  # an enterprise whose registration may change inside the chunk
+
+
+class Industry:
+    """The industry of an enterprise as the registry says before a chunk; _UNKNOWN for those the
+    chunk registers."""
+
+    __slots__ = ("_registry", "registered")
+
+    def __init__(self, registry: Mapping[str, Mapping[str, Any]], registered: Set[Any]) -> None:
+        self._registry, self.registered = registry, registered
+
+    def of(self, subject: Any) -> Any:
+        if subject in self.registered:
+            return _UNKNOWN
+        registration = self._registry.get(subject)
+        return registration.get("industry") if registration is not None else None
 
 
 def blocked_rows(unless: Mapping[int, frozenset[str]], rows: range, subjects: Sequence[Any],

@@ -12,7 +12,9 @@ gate turns the limits into cuts on the raw value, widened by 1e-9 (relative and 
 far more than float error and rounding can move a value: a reading inside every cut cannot
 fire. Readings outside are judged exactly by `Gate.fires`, with `corrected` and `exceeds`;
 only those that fire leave the fast lane. Gates ignore applicability (industry, dates), so
-they can send too many readings to the per-event path, never too few. A rule whose condition
+they can send too many readings to the per-event path, never too few; `Gate.firing` names the
+industries of the rules that fire, so that the batch path can keep a reading that only
+another industry's rule would judge in bulk (it checks the registry when it commits it). A rule whose condition
 is `<guard> and judged > limit` (e.g. a sub-sector's own limit) is gated on its threshold half
 (`Rule.necessary`): it cannot fire inside the cut, whatever the guard says.
 
@@ -144,6 +146,24 @@ class Gate:
         """The exact test: does any rule fire on this reading (before applicability), or can a
         benchmark-volume correction not be made? `data`: the reading's data (for that correction)."""
         return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules)
+
+    def fires_for(self, value: float, o2: float | None, data: Mapping[str, Any] | None, industry: str | None) -> bool:
+        """`fires` for an enterprise of `industry` (None: not registered): only the rules that may
+        apply to it (the judge skips a rule of another industry before anything else)."""
+        return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules
+                   if rule.rule.industries is None or industry in rule.rule.industries)
+
+    def firing(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None) -> frozenset[str] | None:
+        """`fires`, told by industry: None when a rule for every enterprise fires (or cannot make
+        its correction), else the industries whose rules do (the judge skips a rule of another
+        industry before anything else); an empty set: no rule fires."""
+        industries: frozenset[str] = frozenset()
+        for rule in self.rules:
+            if rule.fires(value, o2, self.pollutant, self.unit, data):
+                if rule.rule.industries is None:
+                    return None
+                industries |= rule.rule.industries
+        return industries
 
     def benchmark_quiet(self, value: float, data: Mapping[str, Any]) -> frozenset[str] | None:
         """Whether `value` is inside every benchmark rule's cut after its correction (`data` holds
