@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from engine import Engine, InputLine, load_plugins
 from engine.devtools.demo import generate_city
 from engine.fast import FastLane
+from engine.fast.lane import EXACT
 from engine.fast.shapes import plan_shape
 from engine.ingest import JsonlFiles
 
@@ -418,8 +419,11 @@ def test_benchmark_corrected_readings_at_their_bounds_give_the_per_event_output(
     # readings another industry's rule cannot correct are quiet for this enterprise until it registers as that industry
     lane = FastLane(REFERENCE)
     others = [e for e in events if e["id"].endswith("-other")]
-    sorting = lane.sort(others, [orjson.dumps(e) for e in others])
+    sorting = lane.sort(others, [orjson.dumps(e) for e in others], defer=True)
     assert sum(1 for kind in sorting.lane if kind) > 20 and len(sorting.unless) > 20
+    # a caller that does not commit through `apply` (defer=False) gets them exact, never quiet
+    safe = lane.sort(others, [orjson.dumps(e) for e in others])
+    assert not safe.unless and all(safe.lane[row] == EXACT for row in sorting.unless)
 
 
 def test_a_shape_plan_of_a_production_object_never_accepts_what_the_validator_rejects():
@@ -478,5 +482,9 @@ def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterp
     for batch_size in (64, 700):
         per_event, batch = run_both([orjson.dumps(e) for e in mixed], batch_size=batch_size)
         assert batch.lane_stats["quiet"] > 400
-    sorting = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies])
+    sorting = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies], defer=True)
     assert len(sorting.unless) > 100
+    # without `defer` (a caller that ignores `unless`) they are exact; readings no rule fires on stay quiet
+    safe = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies])
+    assert not safe.unless and all(safe.lane[row] == EXACT for row in sorting.unless)
+    assert sum(1 for kind in safe.lane if kind != EXACT) > 100

@@ -71,7 +71,7 @@ class ColumnLane:
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
         n = table.num_rows
-        kind = self.sort(table, self.engine.registry)
+        kind = self.sort(table, self.engine.registry, defer=True)
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
@@ -125,12 +125,14 @@ class ColumnLane:
 
     # ---- sorting --------------------------------------------------------------------------
 
-    def sort(self, table: pa.Table, registry: Mapping[str, Mapping[str, Any]] | None = None) -> np.ndarray:
+    def sort(self, table: pa.Table, registry: Mapping[str, Mapping[str, Any]] | None = None,
+             defer: bool = False) -> np.ndarray:
         """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut, and
         valid readings kept as their lines (e.g. daily wastewater with a `production` object)
         that the fast lane finds quiet. `registry`: the registrations before the window (as in
         `FastLane.sort`: a reading a rule fires on is judged by its own industry's rules, unless
-        the window registers its enterprise; such rows wait in `_unless` for their run)."""
+        the window registers its enterprise; with `defer` (`window` honours it) such rows wait
+        in `_unless` for their run, else they are exact)."""
         n = table.num_rows
         kind = np.zeros(n, dtype=np.int8)
         self._unless = {}
@@ -147,7 +149,8 @@ class ColumnLane:
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
             texts = table.column("raw").take(raw_rows).to_pylist()
-            sorting = self._lines.sort(parse_lines(texts), texts, registry, industry.registered if industry else None)
+            sorting = self._lines.sort(parse_lines(texts), texts, registry, industry.registered if industry else None,
+                                       defer=defer)
             kind[raw_rows] = sorting.lane
             rows = raw_rows.tolist()
             self._unless = {rows[p]: industries for p, industries in sorting.unless.items()}
@@ -201,7 +204,8 @@ class ColumnLane:
                 if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known):
                     row_status[p] = _EXACT
                 continue
-            unless = gate.firing(float(value[p]), None if not has_o2[p] else float(o2[p]))
+            reading = float(value[p]), None if not has_o2[p] else float(o2[p])
+            unless = gate.firing(*reading) if defer else (None if gate.fires(*reading) else frozenset())
             if unless is None:
                 row_status[p] = _EXACT
             elif unless:  # quiet unless the enterprise is of an industry whose rule fires

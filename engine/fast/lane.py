@@ -107,10 +107,11 @@ class FastLane:
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
         """The records of a chunk (line numbers from `first_line`), as the per-event path gives them
         (sorted just before it is applied: the registry as it stands helps)."""
-        yield from self.apply(self.sort(events, raws, self.engine.registry), events, raws, source, first_line)
+        yield from self.apply(self.sort(events, raws, self.engine.registry, defer=True), events, raws, source, first_line)
 
     def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None,
-             registry: Mapping[str, Mapping[str, Any]] | None = None, registered: Set[Any] | None = None) -> Sorting:
+             registry: Mapping[str, Mapping[str, Any]] | None = None, registered: Set[Any] | None = None,
+             defer: bool = False) -> Sorting:
         """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it.
 
         `raws`: the lines the events were parsed from; a line that may repeat a key inside an
@@ -118,8 +119,9 @@ class FastLane:
         `registry`: the registrations as they stand before the chunk, when it is sorted just before
         it is applied: a reading that a rule fires on is then judged by the rules of its
         enterprise's industry only, unless `registered` (default: the chunk's registrations)
-        names its enterprise. Without it, such a reading is quiet `unless` its enterprise is of
-        the industry of a rule that fires, which is checked when it is committed."""
+        names its enterprise. Other such readings are exact, or with `defer` (for a caller that
+        commits through `apply`, which honours `Sorting.unless`) quiet `unless` their enterprise
+        is of the industry of a rule that fires, which `apply` checks when it commits them."""
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n, [False] * n)
         times: list[Any] = [None] * n
@@ -130,7 +132,7 @@ class FastLane:
                               if type(e) is dict and e.get("type") == _REGISTERED and type(e.get("subject")) is str}
             industry = Industry(registry, registered)
         for rows in _group(events):
-            self._classify(rows, events, sorting, times, industry)
+            self._classify(rows, events, sorting, times, industry, defer)
         lane = sorting.lane
         quiet = [i for i, kind in enumerate(lane) if kind != _EXACT]
         if not quiet:
@@ -179,7 +181,7 @@ class FastLane:
     # ---- sorting ----------------------------------------------------------------------
 
     def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any],
-                  industry: Industry | None = None) -> None:
+                  industry: Industry | None = None, defer: bool = False) -> None:
         """Mark the quiet readings among `rows` (events of one type and key counts), and those a
         shape plan proved valid."""
         lane, ids, subjects, valid = sorting.lane, sorting.ids, sorting.subjects, sorting.valid
@@ -207,7 +209,7 @@ class FastLane:
                     columns[path] = list(map(itemgetter(path[2]), inner))
         except KeyError:
             for subgroup in _exact_shapes(rows, events):
-                self._classify(subgroup, events, sorting, times, industry)
+                self._classify(subgroup, events, sorting, times, industry, defer)
             return
         invalid = plan.failing(columns)
         event_type, _, data_keys, nested = signature
@@ -236,8 +238,9 @@ class FastLane:
                         or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
                         or (gate.benchmarks and unless is None)):
                     known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
-                    if known is _UNKNOWN:
-                        unless = gate.firing(value, o2, datas[p])  # quiet unless one of these industries
+                    if known is _UNKNOWN:  # with `defer`: quiet unless one of the industries whose rules fire
+                        unless = gate.firing(value, o2, datas[p]) if defer else \
+                            (None if gate.fires(value, o2, datas[p]) else frozenset())
                         if unless is None:
                             continue
                     elif gate.fires_for(value, o2, datas[p], known):
@@ -247,6 +250,8 @@ class FastLane:
                 if unless:
                     known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
                     if known is _UNKNOWN:
+                        if not defer:
+                            continue
                         sorting.unless[rows[p]] = unless
                     elif known in unless:
                         continue
