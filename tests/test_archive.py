@@ -24,7 +24,7 @@ from engine.ingest import JsonlFiles, read_jsonl
 from engine.ingest.archive import MANIFEST, Archive, ArchiveError
 from engine.output import ListSink
 from engine.run import archive_files
-from test_fastlane import adversarial_log, bound_events
+from test_fastlane import adversarial_log, benchmark_events, bound_events
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
@@ -105,6 +105,33 @@ def test_every_threshold_rule_at_its_bounds_replays_by_column(tmp_path):
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=5)
     engine = compare([log], tmp_path / "archive", window=200)
     assert engine.lane_stats["quiet"] > 200 and sum(engine.summary.findings.values()) > 200
+
+
+def test_benchmark_corrected_readings_replay_byte_for_byte(tmp_path):
+    """Daily wastewater readings kept as lines (a production object) are sorted by the fast lane;
+    those quiet only outside an industry wait for the registry at their place (a re-registration
+    half way)."""
+    events, count = benchmark_events()
+    log = write(tmp_path / "benchmark.jsonl", [orjson.dumps(e) for e in events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    for window in (150, 5000):
+        engine = compare([log], tmp_path / "archive", window=window)
+        assert engine.lane_stats["quiet"] > 100 and sum(engine.summary.data_gaps.values()) > 20
+
+
+def test_readings_only_another_industry_s_rules_judge_replay_byte_for_byte(tmp_path):
+    """Typed rows that fire only under rules of other industries wait for the registry at their
+    place: the enterprise registers as a foundry half way."""
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    copies.insert(len(copies) // 2, {**other, "id": "reg-other-foundry", "data": {**other["data"], "industry": "foundry"}})
+    log = write(tmp_path / "others.jsonl", [orjson.dumps(e) for e in events + copies])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=5)
+    for window in (128, 10000):
+        engine = compare([log], tmp_path / "archive", window=window)
+        assert engine.lane_stats["quiet"] > 400
 
 
 def test_finding_heavy_log_replays_byte_for_byte(tmp_path):

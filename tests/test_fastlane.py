@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from engine import Engine, InputLine, load_plugins
 from engine.devtools.demo import generate_city
 from engine.fast import FastLane
+from engine.fast.lane import EXACT
 from engine.fast.shapes import plan_shape
 from engine.ingest import JsonlFiles
 
@@ -340,3 +341,150 @@ def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
     events, count = bound_events()
     per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=128)
     assert count > 500 and batch.lane_stats["quiet"] > 200 and sum(batch.summary.findings.values()) > 200
+
+
+def benchmark_events() -> tuple[list[dict[str, Any]], int]:
+    """Registrations, then daily wastewater readings of every benchmark-volume-corrected rule
+    around its bound, with actual volumes below, at and above the benchmark (so the judged value
+    crosses the limit only after the correction), and readings whose correction cannot be made
+    (a category without a benchmark, another production unit, no production, a list of products)."""
+    from engine.validate import make_uscc
+
+    events: list[dict[str, Any]] = []
+    subjects: dict[str, str] = {}
+    for n, industry in enumerate(sorted({i for r in REFERENCE.rules if r.industries for i in r.industries} | {"other"})):
+        subjects[industry] = make_uscc(f"9133021{n:010d}")
+        events.append({"specversion": "1.0", "id": f"reg-{industry}", "source": "t", "type": "enterprise.registered",
+                       "subject": subjects[industry], "time": "2024-01-01T08:00:00+08:00",
+                       "data": {"name": industry, "industry": industry, "district": "Beilun", "in_park": True,
+                                "eia_approved_on": "2010-01-01", "permits": {"emission_permit": True}, "scale": "above",
+                                "sub_sector": "cotton_woven"}})
+    count = 0
+    for rule in REFERENCE.rules:
+        if rule.benchmark is None or rule.threshold is None or "day" not in rule.periods:
+            continue
+        subject = subjects[sorted(rule.industries)[0] if rule.industries else "other"]
+        product_unit = "m2" if rule.benchmark_unit == "L/m2" else "t"
+        per_unit = 0.001 if product_unit == "m2" else 1.0
+        category = sorted(rule.benchmark)[0]
+        for pollutant in sorted(rule.pollutants or ["w01018"]):
+            for bound in rule.threshold[1:]:
+                for ratio in (0.5, 1.0, 1.0 + 1e-12, 1.25, 2.0):
+                    for value in near(float(bound)) + [float(bound) / ratio, float(bound) / ratio * (1 + 1e-12),
+                                                       float(bound) / ratio * 1.01, float(bound) * 0.9]:
+                        quantity = 10.0
+                        benchmark_m3 = quantity * rule.benchmark[category] * per_unit
+                        production: Any = {"quantity": quantity, "unit": product_unit, "category": category}
+                        count += 1
+                        kinds = ["ok"] * 6 + ["no category", "other unit", "zero", "list", "int"]
+                        kind = kinds[count % len(kinds)]
+                        if kind == "no category":
+                            production = {"quantity": quantity, "unit": "t", "category": "no_such_fabric"}
+                        elif kind == "other unit":
+                            production = {"quantity": quantity, "unit": "m2" if product_unit == "t" else "t",
+                                          "category": category}
+                        elif kind == "zero":
+                            production = dict(production, quantity=0)
+                        elif kind == "list":
+                            production = [production, dict(production, quantity=1.5)]
+                        elif kind == "int":
+                            production = dict(production, quantity=10)
+                        data = {"outlet": "W1", "point": sorted(rule.points)[0] if rule.points else "plant",
+                                "destination": sorted(rule.destinations)[0] if rule.destinations else "direct",
+                                "pollutant": pollutant, "value": value, "unit": rule.unit, "period": "day", "flag": "N",
+                                "volume_m3": round(benchmark_m3 * ratio, 6), "production": production}
+                        events.append({"specversion": "1.0", "id": f"bm-{count}", "source": "t",
+                                       "type": "discharge.measured", "subject": subject,
+                                       "time": f"2024-03-{1 + count % 27:02d}T00:00:00+08:00", "data": data})
+                        if kind in ("no category", "other unit"):  # the same from an enterprise the rule is not for
+                            events.append({**events[-1], "id": f"bm-{count}-other", "subject": subjects["other"]})
+    # the enterprise of no listed industry registers as a dyeing works half way: its readings
+    # that could not be corrected under the dyeing rules become data gaps from then on
+    other = next(e for e in events if e["id"] == "reg-other")
+    middle = len(events) // 2
+    events.insert(middle, {**other, "id": "reg-other-again", "time": "2024-03-01T00:00:00+08:00",
+                           "data": {**other["data"], "industry": "dyeing"}})
+    return events, count
+
+
+def test_benchmark_corrected_readings_at_their_bounds_give_the_per_event_output():
+    """Daily wastewater readings under the benchmark-volume correction take the fast lane (their
+    gates apply each rule's cut after the correction); the output is the per-event path's, data
+    gaps of corrections that cannot be made included."""
+    events, count = benchmark_events()
+    for batch_size in (128, 1000):
+        per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=batch_size)
+        assert count > 300 and batch.lane_stats["quiet"] > 100
+        assert sum(batch.summary.findings.values()) > 50 and sum(batch.summary.data_gaps.values()) > 20
+    # readings another industry's rule cannot correct are quiet for this enterprise until it registers as that industry
+    lane = FastLane(REFERENCE)
+    others = [e for e in events if e["id"].endswith("-other")]
+    sorting = lane.sort(others, [orjson.dumps(e) for e in others], defer=True)
+    assert sum(1 for kind in sorting.lane if kind) > 20 and len(sorting.unless) > 20
+    # a caller that does not commit through `apply` (defer=False) gets them exact, never quiet
+    safe = lane.sort(others, [orjson.dumps(e) for e in others])
+    assert not safe.unless and all(safe.lane[row] == EXACT for row in sorting.unless)
+
+
+def test_a_shape_plan_of_a_production_object_never_accepts_what_the_validator_rejects():
+    """Plans of daily wastewater readings (a `production` object inside `data`, an anyOf of an
+    object and a list, the surface-treatment plugin's if/then on its unit) against the per-event
+    validator on mutated productions."""
+    lane = FastLane(REFERENCE)
+    events, _ = benchmark_events()
+    readings = [e for e in events if e["type"] == "discharge.measured" and isinstance(e["data"]["production"], dict)]
+    rng = random.Random(5)
+    mutations = [("quantity", -1), ("quantity", "3"), ("quantity", 1e13), ("unit", "kg"), ("unit", "m2"), ("unit", "t"),
+                 ("category", "multi"), ("category", "single"), ("category", 7), ("category", None), ("extra", 1),
+                 ("drop", "category"), ("drop", "unit"), ("drop", "quantity")]
+    accepted = rejected_by_both = 0
+    for _ in range(1500):
+        event = orjson.loads(orjson.dumps(rng.choice(readings)))
+        production = event["data"]["production"]
+        key, value = rng.choice(mutations)
+        if key == "drop":
+            production.pop(value, None)
+        elif value is None:
+            production.pop(key, None)
+        else:
+            production[key] = value
+        if rng.random() < 0.2:
+            event["data"].pop("volume_m3")
+        data = event["data"]
+        nested = tuple(sorted((k, frozenset(v)) for k, v in data.items() if type(v) is dict))
+        planned = lane._plan((event["type"], frozenset(event), frozenset(data), nested))
+        problem = REFERENCE.validator.problem(event, from_json=True)
+        if planned is None:
+            continue
+        plan, paths = planned
+        columns = {path: [event[path[0]] if len(path) == 1 else data[path[1]] if len(path) == 2 else data[path[1]][path[2]]]
+                   for path in paths}
+        if not plan.failing(columns):
+            assert problem is None, (event, problem)
+            accepted += 1
+        elif problem is not None:
+            rejected_by_both += 1
+    assert accepted > 300 and rejected_by_both > 100
+
+
+def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterprise_is_of_that_industry():
+    """Every threshold rule at its bounds (`bound_events`), each reading also sent by an enterprise
+    of no listed industry, which registers as a foundry half way: the rules that fire belong to
+    other industries until then (the lane commits such readings in bulk after a look at the
+    registry), to its own after."""
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    mixed = [x for pair in zip(events[len(events) - len(copies):], copies) for x in pair]
+    mixed = events[:len(events) - len(copies)] + mixed
+    mixed.insert(len(mixed) // 2, {**other, "id": "reg-other-foundry", "data": {**other["data"], "industry": "foundry"}})
+    for batch_size in (64, 700):
+        per_event, batch = run_both([orjson.dumps(e) for e in mixed], batch_size=batch_size)
+        assert batch.lane_stats["quiet"] > 400
+    sorting = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies], defer=True)
+    assert len(sorting.unless) > 100
+    # without `defer` (a caller that ignores `unless`) they are exact; readings no rule fires on stay quiet
+    safe = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies])
+    assert not safe.unless and all(safe.lane[row] == EXACT for row in sorting.unless)
+    assert sum(1 for kind in safe.lane if kind != EXACT) > 100

@@ -22,6 +22,7 @@ replayed from its rebuilt lines through the JSONL batch path instead: the same o
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,12 +30,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.fast.lane import EXACT, FLAGGED, QUIET, Host
-from engine.judge import UNAVAILABLE, Gate
+from engine.fast.lane import (
+    EXACT,
+    FLAGGED,
+    QUIET,
+    FastLane,
+    Host,
+    blocked_rows,
+    parse_lines,
+)
+from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
+from engine.fast.lane import Industry as _Industry
 from engine.ingest.archive import Archive, python_values, rebuild, rows_of
+from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.normalise import DIGEST
 from engine.records import InputLine, Record
 
+_READING_TYPES = pa.array(sorted(READING_TYPES))
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
 _EXACT, _QUIET, _UNAVAILABLE = EXACT, QUIET, FLAGGED  # the fast lane's kinds (`ColumnLane.sort` gives them)
 
@@ -62,11 +74,14 @@ class ColumnLane:
         self.engine = engine
         self.stats = engine.lane_stats
         self._gates: dict[tuple[Any, ...], Gate | int] = {}
+        self._lines = FastLane(engine)  # for valid readings the archive keeps as lines
+        self._unless: dict[int, frozenset[str]] = {}  # rows of the window quiet only outside these industries
+        self._unless_rows: list[int] = []
 
     def window(self, table: pa.Table) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them."""
         n = table.num_rows
-        kind = self.sort(table)
+        kind = self.sort(table, self.engine.registry, defer=True)
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
@@ -120,11 +135,37 @@ class ColumnLane:
 
     # ---- sorting --------------------------------------------------------------------------
 
-    def sort(self, table: pa.Table) -> np.ndarray:
-        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut."""
+    def sort(self, table: pa.Table, registry: Mapping[str, Mapping[str, Any]] | None = None,
+             defer: bool = False) -> np.ndarray:
+        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut, and
+        valid readings kept as their lines (e.g. daily wastewater with a `production` object)
+        that the fast lane finds quiet. `registry`: the registrations before the window (as in
+        `FastLane.sort`: a reading a rule fires on is judged by its own industry's rules, unless
+        the window registers its enterprise; with `defer` (`window` honours it) such rows wait
+        in `_unless` for their run, else they are exact)."""
         n = table.num_rows
         kind = np.zeros(n, dtype=np.int8)
-        typed = pc.and_(pc.is_null(table.column("raw")), pc.fill_null(table.column("valid"), False))
+        self._unless = {}
+        industry = None
+        if registry is not None:
+            registrations = pc.fill_null(pc.equal(table.column("type"), "enterprise.registered"), False)
+            registered = set(pc.drop_null(table.column("subject").filter(registrations)).to_pylist())
+            industry = _Industry(registry, registered)
+        valid = pc.fill_null(table.column("valid"), False)
+        raw_readings = pc.and_(pc.and_(pc.is_valid(table.column("raw")), valid),
+                               pc.is_in(table.column("type"), value_set=_READING_TYPES))
+        raw_rows = np.flatnonzero(pc.fill_null(raw_readings, False).to_numpy(zero_copy_only=False))
+        if len(raw_rows):
+            # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
+            # repeated-key screen): the lines were valid when written, the lane proves it again
+            texts = table.column("raw").take(raw_rows).to_pylist()
+            sorting = self._lines.sort(parse_lines(texts), texts, registry, industry.registered if industry else None,
+                                       defer=defer)
+            kind[raw_rows] = sorting.lane
+            rows = raw_rows.tolist()
+            self._unless = {rows[p]: industries for p, industries in sorting.unless.items()}
+        self._unless_rows = sorted(self._unless)
+        typed = pc.and_(pc.is_null(table.column("raw")), valid)
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
         if not len(typed_rows):
             return kind
@@ -161,12 +202,26 @@ class ColumnLane:
         with np.errstate(divide="ignore", invalid="ignore"):
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
-        for p in np.flatnonzero(outside & (row_status == _QUIET)).tolist():
+        outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
+        subjects = python_values(table.column("subject").take(typed_rows[outside_rows])) if len(outside_rows) else []
+        subjects = dict(zip(outside_rows.tolist(), subjects))
+        for p in outside_rows.tolist():
             gate = gates[inverse[p]]
             assert gate is not None
-            if gate.fires(float(value[p]), None if not has_o2[p] else float(o2[p])):
+            row = int(typed_rows[p])
+            known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+            if known is not _UNKNOWN:
+                if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known):
+                    row_status[p] = _EXACT
+                continue
+            reading = float(value[p]), None if not has_o2[p] else float(o2[p])
+            unless = gate.firing(*reading) if defer else (None if gate.fires(*reading) else frozenset())
+            if unless is None:
                 row_status[p] = _EXACT
+            elif unless:  # quiet unless the enterprise is of an industry whose rule fires
+                self._unless[row] = unless
         kind[typed_rows] = row_status
+        self._unless_rows = sorted(self._unless)
         return kind
 
     def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
@@ -206,12 +261,20 @@ class ColumnLane:
         (engine/normalise/clock.py): that row is taken exactly (an order escalates at its place),
         and on after it."""
         decisions, clock = self.engine.decisions, self.engine.clock
-        if not decisions.watched and top <= clock.plausible_until() and \
+        registry = self.engine.registry
+        # rows quiet only outside some industries (engine/fast/lane.py `Sorting.unless`), as offsets in the run
+        blocked: set[int] | tuple[()] = ()
+        if self._unless:
+            low, high = bisect_left(self._unless_rows, row), bisect_left(self._unless_rows, row + last - first)
+            if high > low:
+                window = {r: self._unless[r] for r in self._unless_rows[low:high]}
+                blocked = {r - row for r in blocked_rows(window, range(row, row + last - first),
+                                                         _Subjects(table.column("subject")), registry)}
+        if not decisions.watched and not blocked and top <= clock.plausible_until() and \
                 (top <= decisions.clock or top <= decisions.quiet_until()):
             self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
                                              unavailable)
             return
-        registry = self.engine.registry
         subjects = python_values(table.column("subject").slice(row, last - first))
         begin = 0
         size = last - first
@@ -219,7 +282,8 @@ class ColumnLane:
             limit = min(decisions.quiet_until(), clock.plausible_until())
             watched = decisions.watched  # an enterprise whose next event decides is taken exactly
             end = begin
-            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched):
+            while end < size and epochs[first + end] <= limit and not (watched and subjects[end] in watched) \
+                    and end not in blocked:
                 end += 1
             if end > begin:
                 span = range(first + begin, first + end)
@@ -242,6 +306,16 @@ class ColumnLane:
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
         # which is what a quarantine record would show
         return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+
+
+class _Subjects:
+    """A subject column read one row at a time (the few rows `blocked_rows` asks about)."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self._column = column
+
+    def __getitem__(self, row: int) -> Any:
+        return self._column[row].as_py()
 
 
 __all__ = ["ColumnLane", "archive_batches"]

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Protocol
@@ -83,7 +83,9 @@ class Host(Protocol):
 class Sorting:
     """What the fast lane learnt about a chunk, per line: quiet or not, and for quiet lines
     what committing them needs (id, subject, event time, content digest); `valid`: a shape
-    plan proved the line valid (the exact path need not validate it again)."""
+    plan proved the line valid (the exact path need not validate it again); `unless`: quiet
+    lines that are quiet only for an enterprise outside these industries (a benchmark rule of
+    those industries could not make its correction), checked when they are committed."""
 
     lane: list[int]
     ids: list[Any]
@@ -91,6 +93,7 @@ class Sorting:
     epochs: list[float]
     digests: list[int | None]
     valid: list[bool]
+    unless: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 class FastLane:
@@ -103,29 +106,59 @@ class FastLane:
         self._gates: dict[tuple[Any, ...], dict[tuple[Any, ...], Gate | int]] = {}
 
     def process(self, events: Sequence[Any], raws: Sequence[bytes], source: str, first_line: int) -> Iterator[Record]:
-        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them."""
-        yield from self.apply(self.sort(events, raws), events, raws, source, first_line)
+        """The records of a chunk (line numbers from `first_line`), as the per-event path gives them
+        (sorted just before it is applied: the registry as it stands helps)."""
+        yield from self.apply(self.sort(events, raws, self.engine.registry, defer=True), events, raws, source, first_line)
 
-    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None) -> Sorting:
+    def sort(self, events: Sequence[Any], raws: Sequence[bytes] | None = None,
+             registry: Mapping[str, Mapping[str, Any]] | None = None, registered: Set[Any] | None = None,
+             defer: bool = False) -> Sorting:
         """Find the quiet events of a chunk. Reads no engine state, so a worker process can do it.
 
         `raws`: the lines the events were parsed from; a line that may repeat a key inside an
-        object is not quiet (the exact path checks it and quarantines it if it does)."""
+        object is not quiet (the exact path checks it and quarantines it if it does).
+        `registry`: the registrations as they stand before the chunk, when it is sorted just before
+        it is applied: a reading that a rule fires on is then judged by the rules of its
+        enterprise's industry only, unless `registered` (default: the chunk's registrations)
+        names its enterprise. Other such readings are exact, or with `defer` (for a caller that
+        commits through `apply`, which honours `Sorting.unless`) quiet `unless` their enterprise
+        is of the industry of a rule that fires, which `apply` checks when it commits them."""
         n = len(events)
         sorting = Sorting([_EXACT] * n, [None] * n, [None] * n, [0.0] * n, [None] * n, [False] * n)
         times: list[Any] = [None] * n
+        industry = None
+        if registry is not None:
+            if registered is None:
+                registered = {e["subject"] for e in events
+                              if type(e) is dict and e.get("type") == _REGISTERED and type(e.get("subject")) is str}
+            industry = Industry(registry, registered)
         for rows in _group(events):
-            self._classify(rows, events, sorting, times)
-        quiet = [i for i, kind in enumerate(sorting.lane) if kind != _EXACT]
-        for i, canonical in zip(quiet, list(map(canonical_json, [events[i] for i in quiet]))):
-            raw = raws[i] if raws is not None else None
-            # may_repeat_keys (engine/ingest/jsonl.py), inlined for bytes: the hot path's one extra check
-            if raw is not None and (b"\\" in raw or raw.count(b":") != canonical.count(b":")
-                                    if type(raw) is bytes else may_repeat_keys(raw, canonical)):
-                sorting.lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
-                continue
-            sorting.epochs[i] = epoch_of(times[i])
-            sorting.digests[i] = digest_of(canonical)
+            self._classify(rows, events, sorting, times, industry, defer)
+        lane = sorting.lane
+        quiet = [i for i, kind in enumerate(lane) if kind != _EXACT]
+        if not quiet:
+            return sorting
+        canonicals = list(map(canonical_json, map(events.__getitem__, quiet)))
+        if raws is not None:
+            lines = list(map(raws.__getitem__, quiet))
+            # may_repeat_keys (engine/ingest/jsonl.py) for the whole chunk at once: without a
+            # backslash a line's strings are spelt as in its sorted-key JSON, so its colons are
+            # that JSON's plus one per repeated key; the chunk's totals agree only if every line's do
+            if not all(type(line) is bytes for line in lines) or b"\\" in b"".join(lines) \
+                    or b"".join(lines).count(b":") != b"".join(canonicals).count(b":"):
+                kept = [p for p, (line, canonical) in enumerate(zip(lines, canonicals))
+                        if not (b"\\" in line or line.count(b":") != canonical.count(b":")
+                                if type(line) is bytes else may_repeat_keys(line, canonical))]
+                for p in set(range(len(quiet))).difference(kept):
+                    i = quiet[p]
+                    lane[i], sorting.ids[i], sorting.subjects[i] = _EXACT, None, None
+                    sorting.unless.pop(i, None)
+                quiet = [quiet[p] for p in kept]
+                canonicals = [canonicals[p] for p in kept]
+        epochs, digests = sorting.epochs, sorting.digests
+        for i, epoch, digest in zip(quiet, map(epoch_of, map(times.__getitem__, quiet)), map(digest_of, canonicals)):
+            epochs[i] = epoch
+            digests[i] = digest
         return sorting
 
     def apply(self, sorting: Sorting, events: Sequence[Any], raws: Sequence[bytes], source: str,
@@ -148,13 +181,14 @@ class FastLane:
 
     # ---- sorting ----------------------------------------------------------------------
 
-    def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any]) -> None:
+    def _classify(self, rows: list[int], events: Sequence[Any], sorting: Sorting, times: list[Any],
+                  industry: Industry | None = None, defer: bool = False) -> None:
         """Mark the quiet readings among `rows` (events of one type and key counts), and those a
         shape plan proved valid."""
         lane, ids, subjects, valid = sorting.lane, sorting.ids, sorting.subjects, sorting.valid
         group = [events[i] for i in rows]
         first = group[0]
-        signature = (first["type"], frozenset(first), frozenset(first["data"]))
+        signature = (first["type"], frozenset(first), frozenset(first["data"]), _nested(first["data"]))
         planned = self._plan(signature)
         if planned is None:
             return
@@ -163,15 +197,26 @@ class FastLane:
         columns: dict[Path, list[Any]] = {}
         try:  # every key of the first event's shape, in every event: with equal counts, equal key sets
             for path in paths:
-                columns[path] = list(map(itemgetter(path[1]), datas)) if len(path) == 2 else list(map(itemgetter(path[0]), group))
+                if len(path) == 1:
+                    columns[path] = list(map(itemgetter(path[0]), group))
+                elif len(path) == 2:
+                    columns[path] = list(map(itemgetter(path[1]), datas))
+                else:  # a key of an object inside data: the objects have the first event's key count
+                    inner = columns.get(path[:2])
+                    if inner is None:
+                        inner = columns[path[:2]] = list(map(itemgetter(path[1]), datas))
+                        if set(map(type, inner)) != {dict} or len(set(map(len, inner))) != 1:
+                            raise KeyError(path[:2])
+                    columns[path] = list(map(itemgetter(path[2]), inner))
         except KeyError:
             for subgroup in _exact_shapes(rows, events):
-                self._classify(subgroup, events, sorting, times)
+                self._classify(subgroup, events, sorting, times, industry, defer)
             return
         invalid = plan.failing(columns)
-        event_type, _, data_keys = signature
+        event_type, _, data_keys, nested = signature
         has_o2 = "o2_percent" in data_keys
-        gates = self._gates.setdefault((event_type, has_o2), {})
+        has_inputs = "volume_m3" in data_keys and any(key == "production" for key, _ in nested)
+        gates = self._gates.setdefault((event_type, has_o2, has_inputs), {})
         fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
         values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
         id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
@@ -181,7 +226,7 @@ class FastLane:
             valid[rows[p]] = True
             gate = gates.get(key)
             if gate is None:
-                gate = gates[key] = self._gate(event_type, key, has_o2)
+                gate = gates[key] = self._gate(event_type, key, has_o2, has_inputs)
             if isinstance(gate, int):  # _EXACT, or _UNAVAILABLE (counted, never judged)
                 if gate == _EXACT:
                     continue
@@ -189,9 +234,27 @@ class FastLane:
             else:
                 value = values[p]
                 o2: Any = oxygen[p] if oxygen is not None else None
+                unless = gate.benchmark_quiet(value, datas[p]) if gate.benchmarks else None
                 if (value > gate.high or value < gate.low
-                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)):
-                    if gate.fires(value, o2):
+                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
+                        or (gate.benchmarks and unless is None)):
+                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                    if known is _UNKNOWN:  # with `defer`: quiet unless one of the industries whose rules fire
+                        unless = gate.firing(value, o2, datas[p]) if defer else \
+                            (None if gate.fires(value, o2, datas[p]) else frozenset())
+                        if unless is None:
+                            continue
+                    elif gate.fires_for(value, o2, datas[p], known):
+                        continue
+                    else:
+                        unless = None
+                if unless:
+                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                    if known is _UNKNOWN:
+                        if not defer:
+                            continue
+                        sorting.unless[rows[p]] = unless
+                    elif known in unless:
                         continue
                 status = _QUIET
             row = rows[p]
@@ -200,20 +263,24 @@ class FastLane:
 
     def _plan(self, signature: tuple[Any, ...]) -> tuple[ShapePlan, tuple[Path, ...]] | None:
         if signature not in self._plans:
-            event_type, envelope_keys, data_keys = signature
+            event_type, envelope_keys, data_keys, nested = signature
             planned = None
             if event_type in self.engine.validator.schemas and {"id", "time", "subject", "data"} <= envelope_keys:
+                objects = dict(nested)
                 shape: dict[str, Any] = {key: None for key in sorted(envelope_keys)}
-                shape["data"] = {key: None for key in sorted(data_keys)}
+                shape["data"] = {key: ({k: None for k in sorted(objects[key])} if key in objects else None)
+                                 for key in sorted(data_keys)}
                 plan = plan_shape(self.engine.validator.schemas[event_type], shape, self.engine.validator.compile_leaf)
                 if plan is not None and {"value", "pollutant", "unit", "period"} <= data_keys:
-                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"} | {("data", k) for k in data_keys}))
+                    paths = tuple(sorted({(k,) for k in envelope_keys if k != "data"}
+                                         | {("data", k) for k in data_keys if k not in objects}
+                                         | {("data", k, inner) for k, keys in nested for inner in keys}))
                     planned = (plan, paths)
             self._plans[signature] = planned
         return self._plans[signature]
 
-    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
-        screened = self.engine.judge.screen(event_type, *key, has_o2)
+    def _gate(self, event_type: str, key: tuple[Any, ...], has_o2: bool, has_inputs: bool = False) -> Gate | int:
+        screened = self.engine.judge.screen(event_type, *key, has_o2, has_inputs)
         if screened is None:
             return _EXACT  # a unit error, the hourly window, or a rule beyond thresholds
         if screened == UNAVAILABLE:
@@ -259,6 +326,8 @@ class FastLane:
         decisions, clock = self.engine.decisions, self.engine.clock
         epochs = sorting.epochs[run.start:run.stop]
         subjects = sorting.subjects
+        # quiet only outside some industries: who is registered as what cannot change inside a run
+        blocked = blocked_rows(sorting.unless, run, subjects, self.engine.registry) if sorting.unless else ()
         start = 0
         while start < len(epochs):
             highest = max(epochs[start:])
@@ -268,11 +337,12 @@ class FastLane:
             watched = decisions.watched
             stop = start
             top = -math.inf
-            if not watched and highest <= limit:
+            if not watched and not blocked and highest <= limit:
                 stop, top = len(epochs), highest
             else:
                 while (stop < len(epochs) and epochs[stop] <= limit
-                       and not (watched and subjects[run.start + stop] in watched)):
+                       and not (watched and subjects[run.start + stop] in watched)
+                       and run.start + stop not in blocked):
                     top = max(top, epochs[stop])
                     stop += 1
             if stop > start:
@@ -293,6 +363,40 @@ class FastLane:
         if event is UNPARSED:
             return self.engine.process_line(InputLine(source, line, raw))
         return self.engine.process_parsed(event, raw, source, line, valid=valid)
+
+
+_REGISTERED = "enterprise.registered"
+UNKNOWN_INDUSTRY = _UNKNOWN = object()  # an enterprise whose registration may change inside the chunk
+
+
+class Industry:
+    """The industry of an enterprise as the registry says before a chunk; _UNKNOWN for those the
+    chunk registers."""
+
+    __slots__ = ("_registry", "registered")
+
+    def __init__(self, registry: Mapping[str, Mapping[str, Any]], registered: Set[Any]) -> None:
+        self._registry, self.registered = registry, registered
+
+    def of(self, subject: Any) -> Any:
+        if subject in self.registered:
+            return _UNKNOWN
+        registration = self._registry.get(subject)
+        return registration.get("industry") if registration is not None else None
+
+
+def blocked_rows(unless: Mapping[int, frozenset[str]], rows: range, subjects: Sequence[Any],
+                 registry: Mapping[str, Mapping[str, Any]]) -> set[int]:
+    """The rows of `rows` that are quiet only outside industries their enterprise is registered in
+    (`Sorting.unless`)."""
+    blocked = set()
+    for row in (range(rows.start, rows.stop) if len(unless) > len(rows) else sorted(unless)):
+        industries = unless.get(row)
+        if industries is not None and row in rows:
+            registration = registry.get(subjects[row])
+            if registration is not None and registration.get("industry") in industries:
+                blocked.add(row)
+    return blocked
 
 
 def parse_lines(texts: list[bytes]) -> list[Any]:
@@ -340,8 +444,15 @@ def _key(event: Any) -> tuple[Any, ...] | None:
 
 
 def _exact_shapes(rows: list[int], events: Sequence[Any]) -> list[list[int]]:
-    """Rows split by exact key sets (when key counts alone grouped different shapes)."""
-    groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+    """Rows split by exact key sets, those of objects inside `data` too (when key counts alone
+    grouped different shapes)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for i in rows:
-        groups.setdefault((frozenset(events[i]), frozenset(events[i]["data"])), []).append(i)
+        data = events[i]["data"]
+        groups.setdefault((frozenset(events[i]), frozenset(data), _nested(data)), []).append(i)
     return list(groups.values())
+
+
+def _nested(data: Mapping[str, Any]) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The key sets of the objects inside `data` (e.g. a wastewater reading's `production`), by key."""
+    return tuple(sorted((key, frozenset(value)) for key, value in data.items() if type(value) is dict))

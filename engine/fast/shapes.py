@@ -35,7 +35,7 @@ Shape = Mapping[str, "Shape | None"]
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "$comment", "examples", "$schema", "$id", "deprecated"})
 _OBJECT_KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "patternProperties",
-                              "dependentRequired", "if", "then", "else", "allOf"}) | _ANNOTATIONS
+                              "dependentRequired", "if", "then", "else", "allOf", "anyOf", "oneOf"}) | _ANNOTATIONS
 _VECTOR_KEYWORDS = frozenset({"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                               "minLength", "maxLength"}) | _ANNOTATIONS
 _LEAF_KEYWORDS = _VECTOR_KEYWORDS | {"enum", "const", "pattern", "format"}
@@ -268,7 +268,7 @@ def _collect(schema: Any, shape: Shape, path: Path, leaves: dict[tuple[Path, Whe
     if "if" in schema:
         condition = schema["if"]
         selector = _const_condition(condition, shape, path)
-        if selector is not None and "else" not in schema:
+        if selector == () or (selector is not None and "else" not in schema):  # () : true on every row
             if "then" in schema:
                 _collect(schema["then"], shape, path, leaves, when + selector)
         elif not isinstance(condition, Mapping) or set(condition.get("required", ())) <= keys:
@@ -277,12 +277,30 @@ def _collect(schema: Any, shape: Shape, path: Path, leaves: dict[tuple[Path, Whe
             _collect(schema["else"], shape, path, leaves, when)
     for part in schema.get("allOf", ()):
         _collect(part, shape, path, leaves, when)
+    for keyword in ("anyOf", "oneOf"):
+        if keyword in schema:  # branches for other JSON types fail on an object: one branch left is the rule
+            branches = [part for part in schema[keyword] if not _rejects_objects(part)]
+            if len(branches) != 1:
+                raise NoPlan(path)
+            _collect(branches[0], shape, path, leaves, when)
+
+
+def _rejects_objects(schema: Any) -> bool:
+    """Whether `schema` fails on every object by its `type` alone."""
+    if not isinstance(schema, Mapping) or "type" not in schema:
+        return schema is False
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return "object" not in kinds
 
 
 def _const_condition(condition: Any, shape: Shape, path: Path) -> When | None:
-    """An `if` of the form {"properties": {KEY: {"const": SCALAR}, ...}} on scalar keys: the
-    (column, value) pairs that make it true. A key absent from the shape holds vacuously."""
-    if not isinstance(condition, Mapping) or set(condition) - {"properties"} - _ANNOTATIONS:
+    """An `if` of the form {"properties": {KEY: {"const": SCALAR}, ...}} on scalar keys, perhaps
+    with `required` keys the shape has and `"type": "object"`: the (column, value) pairs that
+    make it true (() when it is true on every object of the shape). A key absent from the shape
+    holds vacuously."""
+    if not isinstance(condition, Mapping) or set(condition) - {"properties", "required", "type"} - _ANNOTATIONS:
+        return None
+    if condition.get("type", "object") != "object" or not set(condition.get("required", ())) <= set(shape):
         return None
     selector: list[tuple[Path, Any]] = []
     for key, sub in condition.get("properties", {}).items():

@@ -75,7 +75,7 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
             owner = _owner(number, workers)
             if owner is None:
                 events = parse_lines(chunk[2])
-                yield chunk, lane.sort(events, chunk[2]), events
+                yield chunk, lane.sort(events, chunk[2], defer=True), events
                 continue
             try:
                 sent, sorting = pipes[owner].recv()
@@ -114,7 +114,7 @@ def _sort_share(lane: FastLane, files: JsonlFiles, size: int, skip: int, index: 
     try:
         for number, (_, _, texts) in enumerate(files.chunks(size, skip)):
             if _owner(number, workers) == index:
-                pipe.send((number, lane.sort(parse_lines(texts), texts)))
+                pipe.send((number, lane.sort(parse_lines(texts), texts, defer=True)))
     except BaseException:  # noqa: BLE001 - reported to the engine's process, which raises it
         pipe.send((number, traceback.format_exc()))
     finally:

@@ -17,13 +17,13 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from engine.judge.thresholds import Gate, build_gate, corrected, exceeds
+from engine.judge.thresholds import Gate, benchmark_ratio, build_gate, corrected, exceeds
 from engine.judge.index import RuleIndex
 from engine.judge.rulepacks import Rule
 from engine.normalise.readings import Reading
 from engine.plugins import Metric
 from engine.records import DataGap, Finding
-from engine.units import BENCHMARK_UNITS, UnitError, round_judged, to_canonical
+from engine.units import UnitError, round_judged, to_canonical
 
 UNAVAILABLE, WINDOW, JUDGE = "unavailable", "window", "judge"
 
@@ -237,9 +237,11 @@ class Judge:
     # ---- the batch path ---------------------------------------------------------------------
 
     def screen(self, event_type: str, pollutant: str, unit: str, process: str | None, point: str | None,
-               destination: str | None, period: str, flag: str, has_o2: bool) -> Gate | str | None:
+               destination: str | None, period: str, flag: str, has_o2: bool,
+               has_benchmark_inputs: bool = False) -> Gate | str | None:
         """How the batch path may take valid readings of one group (same type, pollutant, unit,
-        process, point, destination, period, flag, and whether O₂ is given):
+        process, point, destination, period, flag, whether O₂ is given, and whether `volume_m3`
+        and one `production` object are, the inputs of a benchmark-volume correction):
 
         UNAVAILABLE (counted, never judged), a `Gate` (quiet unless the gate lets it through),
         or None (only the per-event path can say: a unit error, the hourly window, a rule
@@ -254,7 +256,7 @@ class Judge:
         if path == WINDOW:
             return None
         rules = self.index.for_reading(event_type, pollutant, process, point, destination, period)
-        return build_gate(rules, pollutant, unit, process, period, has_o2)
+        return build_gate(rules, pollutant, unit, process, period, has_o2, has_benchmark_inputs)
 
 
 def applicable(rule: Rule, registration: Mapping[str, Any] | None, day: str, *, process: str | None = None,
@@ -272,27 +274,3 @@ def applicable(rule: Rule, registration: Mapping[str, Any] | None, day: str, *, 
         return False
     eia = registration.get("eia_approved_on") if registration is not None else None
     return rule.applies_on(day, eia)
-
-
-def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
-    """GB 4287 / GB 21900: actual volume ÷ benchmark volume Σ Yᵢ·Qᵢ for the day's production (one
-    category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made."""
-    assert rule.benchmark is not None and rule.benchmark_unit is not None
-    volume, production = data.get("volume_m3"), data.get("production")
-    if volume is None or production is None:
-        missing = " and ".join(name for name, v in (("volume_m3", volume), ("production", production)) if v is None)
-        return None, {"applied": False, "reason": f"the reading carries no {missing}"}
-    product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
-    benchmark_m3 = 0.0
-    for item in production if isinstance(production, list) else [production]:
-        category = item.get("category")
-        per_unit = rule.benchmark.get(category) if category is not None else None
-        if per_unit is None:
-            return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
-        if item.get("unit") != product_unit:
-            return None, {"applied": False, "reason": f"production unit {item.get('unit')!r}, benchmark is per {product_unit}"}
-        benchmark_m3 += item["quantity"] * per_unit * to_m3
-    if benchmark_m3 <= 0:
-        return None, {"applied": False, "reason": "no production in the accounting period"}
-    ratio = volume / benchmark_m3
-    return ratio, {"applied": ratio > 1, "actual_m3": _round(volume), "benchmark_m3": _round(benchmark_m3), "ratio": _round(ratio)}

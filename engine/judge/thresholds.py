@@ -12,20 +12,32 @@ gate turns the limits into cuts on the raw value, widened by 1e-9 (relative and 
 far more than float error and rounding can move a value: a reading inside every cut cannot
 fire. Readings outside are judged exactly by `Gate.fires`, with `corrected` and `exceeds`;
 only those that fire leave the fast lane. Gates ignore applicability (industry, dates), so
-they can send too many readings to the per-event path, never too few. A rule whose condition
+they can send too many readings to the per-event path, never too few; `Gate.firing` names the
+industries of the rules that fire, so that the batch path can keep a reading that only
+another industry's rule would judge in bulk (it checks the registry when it commits it). A rule whose condition
 is `<guard> and judged > limit` (e.g. a sub-sector's own limit) is gated on its threshold half
 (`Rule.necessary`): it cannot fire inside the cut, whatever the guard says.
+
+Daily wastewater readings under a benchmark-volume correction (GB 4287, GB 21900: the judged
+value is raised by actual volume ÷ benchmark volume when that exceeds 1) are gated too when
+they carry `volume_m3` and one `production` object: `Gate.benchmark_quiet` applies each such
+rule's cut to the value times its own ratio (`benchmark_ratio`'s arithmetic). A rule whose
+correction cannot be made (a category without a benchmark, another unit, no production)
+makes the judge write a data gap, but only where it applies: such a reading is quiet only for
+an enterprise outside the rule's industries (e.g. a plating line's production in m2 under
+the dyeing standard's rule), which the batch path checks against the registry when it
+commits the reading, in input order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.judge.rulepacks import Rule
-from engine.units import UnitError, convert, o2_corrected, round_judged, to_canonical
+from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_corrected, round_judged, to_canonical
 
 _MARGIN = 1e-9
 _TINY = 1e-300
@@ -53,18 +65,64 @@ def exceeds(threshold: tuple[Any, ...], judged: float) -> bool:
     return judged < threshold[1] or judged > threshold[2]
 
 
+def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """GB 4287 / GB 21900: actual volume ÷ benchmark volume Σ Yᵢ·Qᵢ for the day's production (one
+    category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made."""
+    assert rule.benchmark is not None and rule.benchmark_unit is not None
+    volume, production = data.get("volume_m3"), data.get("production")
+    if volume is None or production is None:
+        missing = " and ".join(name for name, v in (("volume_m3", volume), ("production", production)) if v is None)
+        return None, {"applied": False, "reason": f"the reading carries no {missing}"}
+    product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
+    benchmark_m3 = 0.0
+    for item in production if isinstance(production, list) else [production]:
+        category = item.get("category")
+        per_unit = rule.benchmark.get(category) if category is not None else None
+        if per_unit is None:
+            return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
+        if item.get("unit") != product_unit:
+            return None, {"applied": False, "reason": f"production unit {item.get('unit')!r}, benchmark is per {product_unit}"}
+        benchmark_m3 += item["quantity"] * per_unit * to_m3
+    if benchmark_m3 <= 0:
+        return None, {"applied": False, "reason": "no production in the accounting period"}
+    ratio = volume / benchmark_m3
+    return ratio, {"applied": ratio > 1, "actual_m3": round_judged(volume), "benchmark_m3": round_judged(benchmark_m3),
+                   "ratio": round_judged(ratio)}
+
+
 @dataclass(frozen=True, slots=True)
 class _Threshold:
-    """One rule in a gate: how a raw value of the group becomes the rule's judged value."""
+    """One rule in a gate: how a raw value of the group becomes the rule's judged value
+    (`benchmark`: with the daily benchmark-volume correction)."""
 
     rule: Rule
     process: str | None
+    benchmark: bool = False
 
-    def fires(self, value: float, o2: float | None, pollutant: str, unit: str) -> bool:
-        """Whether the rule's necessary threshold is exceeded (the rule may then fire)."""
+    def fires(self, value: float, o2: float | None, pollutant: str, unit: str,
+              data: Mapping[str, Any] | None = None) -> bool:
+        """Whether the rule's necessary threshold is exceeded (the rule may then fire), or its
+        benchmark-volume correction cannot be made (the judge then writes a data gap)."""
         canonical_value, canonical_unit = to_canonical(pollutant, value, unit)
         judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
+        if self.benchmark:
+            ratio = benchmark_ratio(self.rule, data or {})[0]
+            if ratio is None:
+                return True
+            if ratio > 1:
+                judged *= ratio
         return exceeds(self.rule.necessary, round_judged(judged))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _BenchmarkCut:
+    """A benchmark rule's cut on value × max(1, actual ÷ benchmark volume); `per_unit`: the
+    benchmark volume per unit of product by (category, production unit), in m3 (Yᵢ and the
+    unit's factor, multiplied in `benchmark_ratio`'s order)."""
+
+    high: float
+    per_unit: Mapping[tuple[str, str], tuple[Any, float]]
+    industries: frozenset[str] | None  # the rule's industries (None: every enterprise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +140,60 @@ class Gate:
     pollutant: str
     unit: str
     rules: tuple[_Threshold, ...]
+    benchmarks: tuple[_BenchmarkCut, ...] = ()
 
-    def fires(self, value: float, o2: float | None) -> bool:
-        """The exact test: does any rule fire on this reading (before applicability)?"""
-        return any(rule.fires(value, o2, self.pollutant, self.unit) for rule in self.rules)
+    def fires(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None) -> bool:
+        """The exact test: does any rule fire on this reading (before applicability), or can a
+        benchmark-volume correction not be made? `data`: the reading's data (for that correction)."""
+        return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules)
+
+    def fires_for(self, value: float, o2: float | None, data: Mapping[str, Any] | None, industry: str | None) -> bool:
+        """`fires` for an enterprise of `industry` (None: not registered): only the rules that may
+        apply to it (the judge skips a rule of another industry before anything else)."""
+        return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules
+                   if rule.rule.industries is None or industry in rule.rule.industries)
+
+    def firing(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None) -> frozenset[str] | None:
+        """`fires`, told by industry: None when a rule for every enterprise fires (or cannot make
+        its correction), else the industries whose rules do (the judge skips a rule of another
+        industry before anything else); an empty set: no rule fires."""
+        industries: frozenset[str] = frozenset()
+        for rule in self.rules:
+            if rule.fires(value, o2, self.pollutant, self.unit, data):
+                if rule.rule.industries is None:
+                    return None
+                industries |= rule.rule.industries
+        return industries
+
+    def benchmark_quiet(self, value: float, data: Mapping[str, Any]) -> frozenset[str] | None:
+        """Whether `value` is inside every benchmark rule's cut after its correction (`data` holds
+        `volume_m3` and one `production` object): None when it may not be, else the industries
+        of the enterprises for which it still is not (a rule whose correction cannot be made
+        gives a data gap where it applies: to its own industries only); an empty set: quiet."""
+        production = data["production"]
+        volume, quantity = data["volume_m3"], production["quantity"]
+        key = (production.get("category"), production["unit"])
+        blocked: frozenset[str] = frozenset()
+        for cut in self.benchmarks:
+            factors = cut.per_unit.get(key)
+            benchmark_m3 = quantity * factors[0] * factors[1] if factors is not None else 0.0
+            if not benchmark_m3 > 0:
+                if cut.industries is None:
+                    return None
+                blocked |= cut.industries
+                continue
+            ratio = volume / benchmark_m3
+            if not value * (ratio if ratio > 1 else 1.0) <= cut.high:
+                return None
+        return blocked
 
 
 def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None, period: str,
-               has_o2: bool) -> Gate | None:
+               has_o2: bool, has_benchmark_inputs: bool = False) -> Gate | None:
     """The gate of a reading group, or None when its readings need the exact path anyway: a rule
-    beyond the specialised thresholds, a daily benchmark-volume correction (made, or a data gap),
-    an O2-referenced limit without O2 (a data gap)."""
+    beyond the specialised thresholds, a daily benchmark-volume correction without its inputs
+    (`has_benchmark_inputs`: `volume_m3` and one `production` object; else a data gap), an
+    O2-referenced limit without O2 (a data gap)."""
     try:
         canonical = to_canonical(pollutant, 1.0, unit)[1]
     except UnitError:
@@ -100,8 +201,10 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
     high, low, o2_high = math.inf, -math.inf, math.inf
     references: set[float] = set()
     thresholds: list[_Threshold] = []
+    benchmarks: list[_BenchmarkCut] = []
     for rule in rules:
-        if rule.necessary is None or rule.unit is None or (rule.benchmark is not None and period == "day"):
+        corrects = rule.benchmark is not None and period == "day"
+        if rule.necessary is None or rule.unit is None or (corrects and not has_benchmark_inputs):
             return None
         if not has_o2 and rule.o2_reference.get(process or "") is not None:
             return None
@@ -113,7 +216,16 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
             return None
         kind, bounds = rule.necessary[0], tuple(rule.necessary[1:])
         reference = rule.o2_reference.get(process or "") if has_o2 else None
-        thresholds.append(_Threshold(rule, process if has_o2 else None))
+        thresholds.append(_Threshold(rule, process if has_o2 else None, corrects))
+        if corrects:
+            if kind == "range" or reference is not None:
+                return None  # not met in the rule packs; the exact path covers it
+            assert rule.benchmark is not None and rule.benchmark_unit is not None
+            product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
+            per_unit = {(category, product_unit): (y, to_m3) for category, y in rule.benchmark.items() if y is not None}
+            benchmarks.append(_BenchmarkCut(_cut(_below(bounds[-1]), scale), per_unit,
+                                            None if rule.industries is None else frozenset(rule.industries)))
+            continue
         if reference is not None:
             references.add(float(reference))
             if kind == "range" or len(references) > 1:
@@ -124,7 +236,7 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
         if kind == "range":
             low = max(low, _cut(_above(bounds[0]), scale, up=True))
     o2_free = 21.0 - references.pop() if references else None
-    return Gate(high, low, o2_free, o2_high, pollutant, unit, tuple(thresholds))
+    return Gate(high, low, o2_free, o2_high, pollutant, unit, tuple(thresholds), tuple(benchmarks))
 
 
 def _below(bound: float) -> float:
