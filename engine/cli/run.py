@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
+import math
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -11,14 +12,15 @@ from typing import Any
 
 import click
 import orjson
+import psutil
 
 from engine.cli.common import (
     EXIT_CONFIG,
     EXIT_INVALID,
     EXIT_USAGE,
     build_engine,
-    clock_settings,
     chunks,
+    clock_settings,
     engine_options,
     lang_option,
     load_parameters,
@@ -37,9 +39,9 @@ from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
 from engine.run import Outputs, Run, manifest, manifest_path, run_into_store
 
-# `--jobs` runs sorting processes only on machines with at least this many cores: on 2 cores
-# one worker was measured slower than none (docs/batch-path.md, "Worker processes").
-MIN_CORES_FOR_JOBS = 3
+# `--jobs` runs sorting processes only on cores nothing else is using: on an idle 2-core machine
+# one sorting process made the batch path 1.31-1.48x faster (3 pairs), on the same machine with
+# a load average of 3-4 it was 0.35x the speed of none (docs/batch-path.md, "Worker processes").
 
 
 @click.command()
@@ -176,11 +178,14 @@ def _usable_jobs(jobs: int, archives: bool) -> int:
         log.info("jobs_ignored", jobs=jobs, reason="archives are replayed by column in this process")
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < MIN_CORES_FOR_JOBS:
-        log.info("jobs_ignored", jobs=jobs, cores=cores, reason=f"sorting processes need {MIN_CORES_FOR_JOBS} cores "
-                 "or more to be faster than one process (docs/batch-path.md)")
+    busy = psutil.cpu_percent(interval=0.2) / 100 * cores  # cores in use now by other processes (0.2 s sample)
+    free = math.floor(cores - 1 - busy + 0.5)  # cores beyond the engine's own that nothing else is using (rounded)
+    if free < 1:
+        log.info("jobs_ignored", jobs=jobs, cores=cores, busy=round(busy, 2),
+                 reason="no core is free beside the engine's own (measured over 0.2 s), "
+                        "where a sorting process is slower than none (docs/batch-path.md)")
         return 0
-    return min(jobs, cores - 1)
+    return min(jobs, free)
 
 
 def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> Iterator[Any]:
@@ -238,7 +243,12 @@ def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: 
     complete: a run that fails (an unreachable scheduler, a worker with another rule set, a
     worker lost) says why, exits non-zero and leaves no output that looks complete (standard
     output, once written, cannot be taken back)."""
-    from engine.distributed import ClusterMismatch, DistributedRun, SchedulerUnreachable, WorkerLost
+    from engine.distributed import (
+        ClusterMismatch,
+        DistributedRun,
+        SchedulerUnreachable,
+        WorkerLost,
+    )
 
     if not events or "-" in events:
         raise click.UsageError("--cluster dask needs EVENTS files or archives (the workers read them), not stdin")
