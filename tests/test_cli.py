@@ -131,7 +131,7 @@ def test_disable_plugin_by_option_and_environment(tmp_path):
     assert "dyeing\tblocked" in listed and "foundry\t" in listed
     env = {**os.environ, "RECTIFY_DISABLE_PLUGINS": "foundry,surface_treatment"}
     listed = rectify("plugins", env=env).stdout
-    assert "foundry\tblocked" in listed and "surface_treatment\tblocked" in listed and "dyeing\t0.1.0" in listed
+    assert "foundry\tblocked" in listed and "surface_treatment\tblocked" in listed and "dyeing\t0.2.0" in listed
 
 
 def test_logs_are_json_when_not_on_a_terminal(city_log, tmp_path):

@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.plugins import IndustryPlugin, Metric
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _NAME = "foundry"
 
