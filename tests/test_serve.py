@@ -376,6 +376,18 @@ def test_the_replay_check_fails_when_a_stored_record_was_changed(tmp_path, city)
     assert refused.returncode == 2 and "do not give the records kept" in refused.stderr
 
 
+def test_a_store_refuses_another_clock_guard(tmp_path, city):
+    """The clock guard is part of the service's configuration: a restart with another one would
+    decide differently from the records kept (and from the manifest `replay --verify` uses)."""
+    server = Server(tmp_path / "g.db")
+    with httpx.Client(timeout=30) as client:
+        assert post_batch(client, server.url, batches(city[:300], 300)[0]).status_code == 200
+    assert server.stop() == 0
+    refused = subprocess.run([*RECTIFY, "serve", "--store", str(tmp_path / "g.db"), "--http", "127.0.0.1:0",
+                              "--clock-lead-days", "30"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "another configuration (clock: stored" in refused.stderr, refused.stderr
+
+
 def test_checkpoints_are_files_beside_the_store_and_a_damaged_one_means_a_full_replay(tmp_path, city):
     """A forked checkpoint is a synced file the store names (the snapshot never passes through the
     store's transactions); replaced ones go. Without a whole file a restart replays every kept event

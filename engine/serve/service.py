@@ -392,7 +392,8 @@ class Service:
         store = self._store = Store(self.store_path)
         if self.fsync:
             store.db.execute("PRAGMA synchronous=FULL")
-        config = {"kind": SERVICE_KIND, "ruleset": engine.ruleset, "backend": engine.backend}
+        config = {"kind": SERVICE_KIND, "ruleset": engine.ruleset, "backend": engine.backend,
+                  "clock": {"lead_days": engine.clock.lead_days, "quorum": engine.clock.quorum}}
         known = store.meta("config")
         if known is None and store.count():
             raise StoreError(f"{self.store_path} holds records of a `rectify run`, not of a service")
@@ -402,7 +403,7 @@ class Service:
             differs = "; ".join(f"{k}: stored {known.get(k)!r}, now {config.get(k)!r}" for k in sorted(config)
                                 if known.get(k) != config.get(k))
             raise StoreError(f"{self.store_path} was written with another configuration ({differs}); "
-                             "start with the options, --params and plugins it was made with")
+                             "start with the options, --params, clock guard and plugins it was made with")
         started = time.perf_counter()
         offset, skip = 0, 0
         lost: str | None = None
