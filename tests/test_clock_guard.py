@@ -220,6 +220,10 @@ def test_the_guard_is_set_on_the_command_line_and_recorded_in_the_manifest(city,
     assert replayed.exit_code == 0 and "replay matches" in replayed.output, replayed.output
     told = runner.invoke(cli, ["replay", str(log), "--verify", str(tmp_path / "out.jsonl"), "--clock-quorum", "3"])
     assert told.exit_code == 2 and "--clock-quorum would change it" in told.output
+    store = str(tmp_path / "run.db")
+    assert runner.invoke(cli, ["run", str(log), "--store", store, "--no-progress"]).exit_code == 0
+    other = runner.invoke(cli, ["run", str(log), "--store", store, "--no-progress", "--clock-quorum", "3"])
+    assert other.exit_code == 2 and "another configuration" in other.output and "clock" in other.output, other.output
     for option, value in (("--clock-lead-days", "-1"), ("--clock-lead-days", "soon"), ("--clock-quorum", "0")):
         bad = runner.invoke(cli, ["run", str(log), "--out", str(tmp_path / "x.jsonl"), option, value])
         assert bad.exit_code == 2 and option in bad.output, bad.output
