@@ -183,8 +183,8 @@ def test_the_tokeniser_is_linear():
     text for every token: 100,000 terms took 35.6 s)."""
     text = "x in [" + ", ".join(str(i) for i in range(500)) + "]"
     assert len(text) < MAX_CHARS
-    error, seconds = timed(compile_expression, text, ROOTS)
-    assert error is None and seconds < 0.1
+    runs = [timed(compile_expression, text, ROOTS) for _ in range(3)]  # best of 3: a pause of the machine is not the tokeniser
+    assert all(error is None for error, _ in runs) and min(seconds for _, seconds in runs) < 0.1, runs
 
 
 def test_a_deep_condition_in_a_rule_pack_names_file_line_and_field():
