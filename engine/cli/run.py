@@ -203,7 +203,7 @@ def _run_into_store(engine: Engine, events: tuple[str, ...], sources: Sequence[J
                     every: int, as_of: str | None, summary_json: str | None, progress: bool, lang: str = "en") -> None:
     """`rectify run EVENTS --store DB`: records (chained) and checkpoints in SQLite; resumes after a kill."""
     config = {"ruleset": engine.ruleset, "backend": engine.backend, "as_of": as_of,
-              "clock": {"lead_days": engine.clock.lead_days, "quorum": engine.clock.quorum},
+              "clock": engine.clock.parameters,
               "inputs": [[str(Path(e).resolve()), Path(e).stat().st_size] for e in events]}
     if isinstance(sources[0], Archive):
         config["inputs"] = [[str(Path(events[0]).resolve()), sources[0].rows]]

@@ -393,7 +393,7 @@ class Service:
         if self.fsync:
             store.db.execute("PRAGMA synchronous=FULL")
         config = {"kind": SERVICE_KIND, "ruleset": engine.ruleset, "backend": engine.backend,
-                  "clock": {"lead_days": engine.clock.lead_days, "quorum": engine.clock.quorum}}
+                  "clock": engine.clock.parameters}
         known = store.meta("config")
         if known is None and store.count():
             raise StoreError(f"{self.store_path} holds records of a `rectify run`, not of a service")
