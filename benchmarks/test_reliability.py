@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import orjson
+from timing import best
 
 from engine import Engine
 from engine.devtools.demo import generate_city
@@ -30,15 +31,6 @@ from engine.validate.yamlsafe import YamlError, load_yaml
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
-def _best(function, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def _refused(function, *args) -> float:
     def attempt() -> None:
         try:
@@ -46,7 +38,7 @@ def _refused(function, *args) -> float:
         except (YamlError, ExpressionError):
             return
         raise AssertionError("not refused")
-    return _best(attempt)
+    return best(attempt)
 
 
 def _bomb() -> str:
@@ -112,15 +104,15 @@ def test_reliability_figures(benchmark, capsys):
         lines = [orjson.dumps(e) for e in city[:100_000]]
         parsed = [orjson.loads(line) for line in lines]
         canonical = [canonical_json(e) for e in parsed]
-        parse = _best(lambda: [orjson.loads(line) for line in lines])
-        screen = _best(lambda: [may_repeat_keys(r, c) for r, c in zip(lines, canonical)])
+        parse = best(lambda: [orjson.loads(line) for line in lines])
+        screen = best(lambda: [may_repeat_keys(r, c) for r, c in zip(lines, canonical)])
         suspects = sum(may_repeat_keys(r, c) for r, c in zip(lines, canonical))
         from engine.fast import FastLane, parse_lines
 
         lane = FastLane(Engine())
         chunks = [lines[i:i + 256] for i in range(0, len(lines), 256)]
-        with_screen = _best(lambda: [lane.sort(parse_lines(c), c) for c in chunks])
-        without = _best(lambda: [lane.sort(parse_lines(c)) for c in chunks])
+        with_screen = best(lambda: [lane.sort(parse_lines(c), c) for c in chunks])
+        without = best(lambda: [lane.sort(parse_lines(c)) for c in chunks])
         rows.append(("batch path parse+sort per line, with the repeated-key screen",
                      f"{with_screen / len(lines) * 1e6:.2f} µs vs {without / len(lines) * 1e6:.2f} µs without "
                      f"({with_screen / without:.3f}x)"))
@@ -129,21 +121,21 @@ def test_reliability_figures(benchmark, capsys):
                      f"{suspects} lines needed the exact check"))
 
         pack = RulePackSource.from_package("foundry", "plugins.foundry", "rules.yaml")
-        load_pack = _best(lambda: load_yaml(pack.text, pack.origin))
+        load_pack = best(lambda: load_yaml(pack.text, pack.origin))
         bomb = _refused(load_yaml, _bomb(), "params.yaml")
         digits = _refused(load_yaml, "foundry:\n  x: " + "9" * 5000 + "\n", "params.yaml")
         rows.append(("YAML alias bomb (10^9 nodes expanded) refused", f"{bomb * 1e3:.2f} ms = {bomb / load_pack:.3f}x loading the foundry pack ({load_pack * 1e3:.1f} ms)"))
         rows.append(("YAML 5,000-digit integer refused", f"{digits * 1e3:.2f} ms = {digits / load_pack:.3f}x the foundry pack"))
 
         roots = frozenset({"judged", "limit", "x"})
-        plain = _best(lambda: compile_expression("judged > limit", roots))
+        plain = best(lambda: compile_expression("judged > limit", roots))
         parens = _refused(compile_expression, "(" * 300 + "x" + ")" * 300 + " > 0", roots)
         terms = _refused(compile_expression, " + ".join(["x"] * 100_000) + " > 0", roots)
         rows.append(("expression, 300 nested parentheses refused", f"{parens * 1e3:.3f} ms = {parens / plain:.1f}x compiling `judged > limit` ({plain * 1e6:.0f} µs)"))
         rows.append(("expression, 100,000 terms refused", f"{terms * 1e3:.3f} ms = {terms / plain:.1f}x compiling `judged > limit`"))
 
         segment = bytes(range(256)) * 39
-        table, bits = _best(lambda: crc16_hj212(segment)), _best(lambda: _crc_bits(segment))
+        table, bits = best(lambda: crc16_hj212(segment)), best(lambda: _crc_bits(segment))
         rows.append(("HJ 212 CRC of a 9,984-byte segment", f"{table * 1e3:.2f} ms, the bit loop {bits * 1e3:.2f} ms ({bits / table:.0f}x)"))
 
         limits = ListenerLimits(idle_timeout=30.0)

@@ -22,6 +22,8 @@ import os
 import time
 from itertools import islice
 
+from timing import best
+
 from engine import Engine, JsonlFiles
 from engine.fast import FastLane, parse_lines
 from engine.fast.columns import ColumnLane
@@ -31,15 +33,6 @@ from engine.output import JsonlSink
 from engine.run import Outputs
 
 LINES = int(os.environ.get("RECTIFY_BENCH_STAGE_LINES", "300000"))
-
-
-def _best(function, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def _jsonl_stages(path) -> tuple[int, dict[str, float], list]:
@@ -59,7 +52,7 @@ def _jsonl_stages(path) -> tuple[int, dict[str, float], list]:
         for _, _, texts in chunks:
             content_digests(parse_lines(texts))
 
-    seconds = {"parse": _best(parse), "parse+sort": _best(sort), "parse+digests": _best(digests)}
+    seconds = {"parse": best(parse), "parse+sort": best(sort), "parse+digests": best(digests)}
     parsed = [parse_lines(texts) for _, _, texts in chunks]
     sortings = [lane.sort(chunk_events, texts) for chunk_events, (_, _, texts) in zip(parsed, chunks)]
     engine = Engine()
@@ -99,7 +92,7 @@ def _records_cost(records: list) -> float:
     def write() -> None:
         outputs = Outputs(JsonlSink(io.BytesIO()))
         outputs.write_all(records)
-    return _best(write) / max(1, len(records)) * 1e6
+    return best(write) / max(1, len(records)) * 1e6
 
 
 def test_stages(benchmark, million_log, heavy_log, million_archive, heavy_archive, capsys):
