@@ -23,6 +23,7 @@ from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
 from engine.output import dumps  # noqa: E402
 from engine.validate import make_uscc  # noqa: E402
+from engine.version import __version__  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +257,129 @@ def test_an_archive_read_by_row_ranges_is_byte_identical(client, tmp_path):
     got = b"".join(dumps(r.to_dict()) for r in job)
     assert_same(expected, got)
     assert job.summary.to_dict() == engine.summary.to_dict()
+
+
+# ---- a worker that does not see the archive the driver sees: stopped before any block is read ----
+
+@pytest.fixture(scope="module")
+def small_archive(tmp_path_factory):
+    """A real archive of a small demo log (rectify's own writer), and a second log to append."""
+    from engine.run import archive_files
+
+    root = tmp_path_factory.mktemp("small_archive")
+    city = generate_city(enterprises=6, days=1, seed=5)
+    log = root / "events.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in city.events[:-4]))
+    (root / "more.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in city.events[-4:]))
+    archive_files(Engine(), [log], root / "archive", buckets=4)
+    return root
+
+
+@pytest.fixture()
+def elsewhere(client, small_archive, tmp_path, monkeypatch):
+    """The driver and the first worker work in `here` (holding a copy of the archive), the second
+    worker in `there` (empty): the relative path "archive" names another directory on that worker,
+    as on a machine whose copy differs. Yields (here, there, the second worker's address)."""
+    import os
+    import shutil
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(small_archive / "archive", here / "archive")
+    there.mkdir()
+    first, second = sorted(client.scheduler_info(n_workers=-1)["workers"])[:2]
+    before = client.run(os.getcwd)
+    monkeypatch.chdir(here)
+    client.run(os.chdir, str(here), workers=[first])
+    client.run(os.chdir, str(there), workers=[second])
+    try:
+        yield here, there, second
+    finally:
+        for address, cwd in before.items():
+            client.run(os.chdir, cwd, workers=[address])
+
+
+def rewrite_manifest(archive, **changes) -> None:
+    manifest = archive / "_rectify_archive.json"
+    manifest.write_bytes(orjson.dumps({**orjson.loads(manifest.read_bytes()), **changes}))
+
+
+@pytest.mark.parametrize("worker_sees", ["nothing", "a damaged manifest", "a plain directory", "the log appended",
+                                         "another writer", "a truncated part file"])
+def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(client, small_archive, elsewhere, worker_sees):
+    """Each worker reports the archive's manifest and part file sizes (no row read); the first
+    that differs from the driver's is named with the path and what differs, before any output."""
+    import shutil
+
+    from engine.distributed import ClusterMismatch
+    from engine.ingest.archive import Archive
+    from engine.run import archive_files
+
+    here, there, worker = elsewhere
+    if worker_sees != "nothing":
+        shutil.copytree(here / "archive", there / "archive")
+    rows = Archive(here / "archive").rows
+    says = {"nothing": "no such archive",
+            "a damaged manifest": "cannot read it: _rectify_archive.json: unreadable manifest: Expecting value: "
+                                  "line 1 column 23 (char 22)",
+            "a plain directory": "cannot read it: not a rectify archive (no _rectify_archive.json)",
+            "the log appended": f"{rows + 4} rows, here {rows}",
+            "another writer": f"written by rectify 0.1.0, format 1, here by rectify {__version__}, "
+                              "format 1"}.get(worker_sees)
+    if worker_sees == "a damaged manifest":
+        (there / "archive" / "_rectify_archive.json").write_bytes(b'{"format": 1, "rows": ')
+    elif worker_sees == "a plain directory":
+        (there / "archive" / "_rectify_archive.json").unlink()
+    elif worker_sees == "the log appended":
+        archive_files(Engine(), [small_archive / "more.jsonl"], there / "archive")
+    elif worker_sees == "another writer":
+        rewrite_manifest(there / "archive", rectify="0.1.0")
+    elif worker_sees == "a truncated part file":
+        path, part_rows, size = Archive(here / "archive").identity()["files"][0]
+        (there / "archive" / path).write_bytes((here / "archive" / path).read_bytes()[:100])
+        says = f"part file {path}: {part_rows} rows, 100 bytes, here {part_rows} rows, {size} bytes"
+    job = DistributedRun(["archive"], client=client, block_rows=20)
+    records = []
+    with pytest.raises(ClusterMismatch) as raised:
+        records.extend(job)
+    assert str(raised.value) == (f"worker {worker} cannot read archive as this machine does ({says}): the workers "
+                                 "read the input files and archives themselves (a shared file system)")
+    assert records == [] and job.chunks == 0
+
+
+@pytest.mark.parametrize("worker_sees", ["nothing", "a shorter file", "a directory"])
+def test_a_worker_that_sees_another_jsonl_file_stops_the_run_before_any_block(client, small_archive, elsewhere,
+                                                                            worker_sees):
+    from engine.distributed import ClusterMismatch
+
+    here, there, worker = elsewhere
+    data = (small_archive / "events.jsonl").read_bytes()
+    (here / "events.jsonl").write_bytes(data)
+    if worker_sees == "a shorter file":
+        (there / "events.jsonl").write_bytes(data[:1000])
+    elif worker_sees == "a directory":
+        (there / "events.jsonl").mkdir()
+    says = {"nothing": "no such file", "a shorter file": f"1000 bytes, here {len(data)}",
+            "a directory": "cannot read it: not a rectify archive (no _rectify_archive.json)"}[worker_sees]
+    job = DistributedRun(["events.jsonl"], client=client)
+    records = []
+    with pytest.raises(ClusterMismatch) as raised:
+        records.extend(job)
+    assert str(raised.value) == (f"worker {worker} cannot read events.jsonl as this machine does ({says}): the "
+                                 "workers read the input files and archives themselves (a shared file system)")
+    assert records == [] and job.chunks == 0
+
+
+def test_the_cli_names_a_worker_without_the_archive_and_writes_nothing(client, elsewhere):
+    """`rectify run ARCHIVE --cluster dask`: the message, exit 3, no traceback, no output file."""
+    from engine.cli import cli
+
+    here, _, worker = elsewhere
+    result = CliRunner().invoke(cli, ["run", "archive", "--out", "out.jsonl", "--no-progress", "--cluster", "dask",
+                                      "--scheduler", client.scheduler.address])
+    assert result.exit_code == 3, result.output
+    assert f"rectify: worker {worker} cannot read archive as this machine does (no such archive)" in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert sorted(p.name for p in here.iterdir()) == ["archive"]
 
 
 def test_the_generated_log_spans_both_partitions():

@@ -30,7 +30,14 @@ from engine.fast import FastLane, parse_lines
 from engine.fast.columns import ColumnLane
 from engine.fast.lane import EXACT, UNPARSED
 from engine.ingest import read_jsonl
-from engine.ingest.archive import Archive, is_archive, line_of, python_values, rows_of
+from engine.ingest.archive import (
+    Archive,
+    ArchiveError,
+    is_archive,
+    line_of,
+    python_values,
+    rows_of,
+)
 from engine.ingest.jsonl import byte_ranges, read_range
 from engine.normalise import DIGEST
 from engine.pipeline import Engine
@@ -126,6 +133,29 @@ def plan(inputs: Any, block_bytes: int, block_lines: int, block_rows: int) -> It
                         raise TypeError("distributed runs take JSON lines (str, bytes, InputLine) or paths, not mappings")
                 yield Block(number, "lines", lines=lines)
                 number += 1
+
+
+def seen(path: str) -> dict[str, Any]:
+    """What this machine sees of an input path, without reading a line or a row (the driver
+    compares every worker's with its own before the run): {"bytes": size} of a file;
+    {"archive": `Archive.identity()`} of an archive directory (its manifest and the sizes of
+    its part files); {"missing": True} when the path does not exist; {"error": reason} when it
+    cannot be opened or is not an archive this rectify reads."""
+    if not os.path.exists(path):
+        return {"missing": True}
+    if os.path.isdir(path):
+        try:
+            return {"archive": Archive(path).identity()}
+        except ArchiveError as exc:  # the reason without the directory (the driver names it)
+            reason = str(exc)
+            for prefix in (f"{Path(path)}: ", f"{Path(path)}{os.sep}"):
+                reason = reason.removeprefix(prefix)
+            return {"error": reason}
+    try:
+        with open(path, "rb"):
+            return {"bytes": os.path.getsize(path)}
+    except OSError as exc:
+        return {"error": exc.strerror or str(exc)}
 
 
 def _sources(inputs: Any) -> Iterator[tuple[str, Any]]:

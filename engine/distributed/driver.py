@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.distributed.blocks import SHIFT, Block, partition_of, plan
+from engine.distributed.blocks import SHIFT, Block, partition_of, plan, seen
 from engine.distributed.node import Node, Tagged
 from engine.normalise import EventClock, Seen
 from engine.records import Decision, Record, RunSummary
@@ -31,8 +31,9 @@ class SchedulerUnreachable(ConnectionError):
 
 
 class ClusterMismatch(RuntimeError):
-    """A worker's engine differs from the driver's (another rule set or validation), or it cannot
-    read an input file; the message names the worker."""
+    """A worker's engine differs from the driver's (another rule set or validation), or it does not
+    see an input file or archive as the driver does; the message names the worker (and the path
+    and what differs)."""
 
 
 class WorkerLost(RuntimeError):
@@ -229,18 +230,23 @@ class DistributedRun:
         return batch
 
     def _check_files(self, nodes: list[Any]) -> None:
-        """Every worker must read the input files the driver names, with the same size."""
+        """Before any block is read, every worker must see each input file and archive the driver
+        names as the driver does (blocks.py `seen`: a file's size; an archive's rows, writer,
+        validation and part files, from its manifest and one `stat` per part file, no row read).
+        Raises ClusterMismatch naming the first worker that does not, the path and what differs."""
         if not isinstance(self.inputs, (list, tuple)):
             return
         for item in self.inputs:
-            if not isinstance(item, (str, Path)) or str(item) == "-" or not Path(item).is_file():
+            if not isinstance(item, (str, Path)) or str(item) == "-":
                 continue
-            size = Path(item).stat().st_size
-            for p, seen in self._wait({p: node.stat(str(item)) for p, node in enumerate(nodes)}).items():
-                if seen != size:
+            here = seen(str(item))
+            if "bytes" not in here and "archive" not in here:
+                continue  # not a path this machine reads either: planning the blocks says why
+            for p, there in self._wait({p: node.stat(str(item)) for p, node in enumerate(nodes)}).items():
+                if there != here:
                     raise ClusterMismatch(f"worker {self.addresses[p]} cannot read {item} as this machine does "
-                                          f"({'no such file' if seen < 0 else f'{seen} bytes, here {size}'}): the "
-                                          "workers read the input files themselves (a shared file system)")
+                                          f"({_difference(here, there)}): the workers read the input files and "
+                                          "archives themselves (a shared file system)")
 
     def _chunk(self, chunk: int, batch: list[Block], nodes: list[Any], local: Node, clock: EventClock,
                numbers: dict[str, int], pending: list[list[int]], last: int) -> tuple[list[Record], int]:
@@ -404,6 +410,34 @@ class DistributedRun:
             for (index, _, _), key in zip(items, keys[reader[b]]):
                 _, phase, order, record = out[index]
                 out[index] = (key, phase, order, record)
+
+
+def _difference(here: dict[str, Any], there: dict[str, Any]) -> str:
+    """What a worker sees of an input (`there`, blocks.py `seen`) that this machine does not (`here`)."""
+    if "missing" in there:
+        return f"no such {'archive' if 'archive' in here else 'file'}"
+    if "error" in there:
+        return f"cannot read it: {there['error']}"
+    if "bytes" in here:
+        return f"{there['bytes']} bytes, here {here['bytes']}" if "bytes" in there else "an archive, here a file"
+    if "archive" not in there:
+        return "a file, here an archive"
+    theirs, ours = there["archive"], here["archive"]
+    if theirs["rows"] != ours["rows"]:
+        return f"{theirs['rows']} rows, here {ours['rows']}"
+    if theirs["writer"] != ours["writer"]:
+        return f"written by {theirs['writer']}, here by {ours['writer']}"
+    if theirs["fingerprint"] != ours["fingerprint"]:
+        return f"validated as {theirs['fingerprint'][:19]}, here as {ours['fingerprint'][:19]}"
+    if theirs["digest"] != ours["digest"]:
+        return f"content digest {theirs['digest']}, here {ours['digest']}"
+    listed = {path: (rows, size) for path, rows, size in theirs["files"]}
+    for path, rows, size in ours["files"]:
+        if path not in listed:
+            return f"its manifest does not list the part file {path}"
+        if listed[path] != (rows, size):
+            return f"part file {path}: {listed[path][0]} rows, {listed[path][1]} bytes, here {rows} rows, {size} bytes"
+    return f"{len(theirs['files'])} part files, here {len(ours['files'])}"
 
 
 def run_distributed(paths_or_lines: Any, *, scheduler: str | None = None, workers: int | None = 2,

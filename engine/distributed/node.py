@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from engine.distributed.blocks import SHIFT, Block, Columns, numbers_from, read, rows, shards_of
+from engine.distributed.blocks import SHIFT, Block, Columns, numbers_from, read, rows, seen, shards_of
 from engine.fast import FastLane
 from engine.fast.lane import EXACT, FLAGGED
 from engine.ingest.archive import rebuild, rows_of
@@ -194,13 +194,10 @@ class Node:
     def connect(self, peers: list[Any]) -> None:
         self.peers = peers
 
-    def stat(self, path: str) -> int:
-        """The size of a file as this worker sees it (-1: cannot read it)."""
-        try:
-            with open(path, "rb"):
-                return os.path.getsize(path)
-        except OSError:
-            return -1
+    def stat(self, path: str) -> dict[str, Any]:
+        """An input file or archive as this worker sees it (blocks.py `seen`: a file's size, an
+        archive's manifest and part file sizes; no line or row is read)."""
+        return seen(path)
 
     def cpu(self) -> dict[str, Any]:
         """CPU seconds of this worker's process since the node started, by step, and its rows:

@@ -384,6 +384,22 @@ class Archive:
     def rows(self) -> int:
         return self.manifest.rows
 
+    def identity(self) -> dict[str, Any]:
+        """What tells this archive from another without reading a row (the manifest and one
+        `stat` per part file): {"rows", "writer" (rectify version and format), "fingerprint" (of
+        the validation), "digest" (the content digest function), "files": [[path, rows, bytes],
+        ...] by path}. Two machines that see the same archive see the same identity."""
+        manifest = self.manifest
+        files = []
+        for entry in manifest.files:
+            try:
+                size = (self.directory / entry["path"]).stat().st_size
+            except OSError as exc:
+                raise ArchiveError(f"{self.directory}: part file {entry['path']}: {exc.strerror or exc}") from None
+            files.append([entry["path"], entry["rows"], size])
+        return {"rows": manifest.rows, "writer": f"rectify {manifest.rectify}, format {manifest.format}",
+                "fingerprint": manifest.fingerprint, "digest": manifest.digest, "files": sorted(files)}
+
     def trusted_by(self, fingerprint: str, digest: str) -> bool:
         """Whether an engine validating this way may take the archive's `valid`, `epoch` and `digest`."""
         return self.manifest.fingerprint == fingerprint and self.manifest.digest == digest
