@@ -92,7 +92,10 @@ class DataGap:
 
     `reason`: `o2_missing` (the limit is referenced to O₂ and no O₂ was measured),
     `benchmark_inputs_missing` (a benchmark-volume correction without volume or production),
-    `too_few_values` (an hourly or daily average with fewer valid values than the authority's minimum).
+    `too_few_values` (an hourly or daily average with fewer valid values than the authority's minimum),
+    `figure_missing` (an event that is not a reading lacks a figure the rule must judge: the rule's
+    `data_gap`, e.g. a standard-land inspection without an indicator the parcel committed to;
+    `period` is then `none`).
     """
 
     id: str
@@ -109,9 +112,10 @@ class DataGap:
     measured: Mapping[str, Any] | None
     basis: Mapping[str, str]
     ruleset: str
+    parcel: str | None = None  # data gaps of an event about a parcel of land (the `land` plugin)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "record": "data_gap",
             "id": self.id,
             "rule": self.rule,
@@ -128,6 +132,9 @@ class DataGap:
             "basis": dict(self.basis),
             "ruleset": self.ruleset,
         }
+        if self.parcel is not None:  # written only when set, so other data gaps keep their bytes
+            record["parcel"] = self.parcel
+        return record
 
 
 @dataclass(slots=True)

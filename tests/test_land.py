@@ -37,15 +37,16 @@ def decisions(records):
     return [r for r in records if isinstance(r, Decision)]
 
 
-def parcel(make_event, time, pid="P1", subject=SUBJECT, start_by="2022-03-10", expires_on="2071-09-09", **extra):
+def parcel(make_event, time, pid="P1", subject=SUBJECT, start_by="2022-03-10", expires_on="2071-09-09", id=None, **extra):
     contract = {"signed_on": "2021-09-10", "start_by": start_by, "complete_by": "2023-09-10", "expires_on": expires_on}
     contract.update(extra.pop("contract", {}))
     return make_event("land.parcel.registered", time, {"parcel": pid, "area_mu": extra.pop("area_mu", 25), "use": "industrial",
-                                                       "contract": contract, **extra}, subject=subject)
+                                                       "contract": contract, **extra}, subject=subject, id=id)
 
 
-def inspected(make_event, time, stage, pid="P1", subject=SUBJECT, **data):
-    return make_event("land.parcel.inspected", time, {"parcel": pid, "stage": stage, "on": time[:10], **data}, subject=subject)
+def inspected(make_event, time, stage, pid="P1", subject=SUBJECT, id=None, **data):
+    return make_event("land.parcel.inspected", time, {"parcel": pid, "stage": stage, "on": time[:10], **data},
+                      subject=subject, id=id)
 
 
 def _validator(name: str) -> Draft202012Validator:
@@ -202,6 +203,138 @@ def test_a_listed_enterprise_s_parcels_are_low_efficiency_land_once_each(engine,
     assert made[1].events == made[0].events and made[1].time == made[0].time
 
 
+def _permitless(make_event):
+    """A foundry without an emission permit holding P1, listed (scattered_polluted) by its first
+    stack reading at 2024-03-01 10:00 (a rectification order, due 90 days later)."""
+    reading = {"outlet": "DA001", "process": "melting.electric", "pollutant": "a34013", "value": 10, "unit": "mg/m3",
+               "period": "hour"}
+    return [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00",
+                       registration("foundry", permits={"emission_permit": False})),
+            parcel(make_event, "2024-01-01T09:00:00+08:00", "P1", started_on="2006-01-01"),
+            make_event("emission.measured", "2024-03-01T10:00:00+08:00", reading, id="reading-1")]
+
+
+def test_a_parcel_registered_after_the_listing_is_low_efficiency_land_at_its_registration(engine, make_event):
+    events = _permitless(make_event)
+    listing, p1 = decisions(engine.run(events))
+    assert (listing.rule, listing.list, p1.rule, p1.parcel, p1.time) == \
+        ("programme.scattered.no_permit", "scattered_polluted", "land.low_efficiency.listed", "P1", listing.time)
+    # P2 bought after the listing; P1 registered again (an amended contract): P2 once, P1 not twice
+    later = [parcel(make_event, "2024-04-01T09:00:00+08:00", "P2", started_on="2010-01-01", id="register-P2"),
+             parcel(make_event, "2024-04-02T09:00:00+08:00", "P1", started_on="2006-01-01")]
+    (p2,) = decisions(engine.run(later))
+    assert (p2.rule, p2.action, p2.parcel, p2.time, p2.status, p2.list) == \
+        ("land.low_efficiency.listed", "redevelop_land", "P2", "2024-04-01T09:00:00+08:00", "effective", None)
+    assert (p2.findings, p2.events) == (listing.findings, (*listing.events, "register-P2"))
+    assert decisions(engine.run([parcel(make_event, "2024-04-03T09:00:00+08:00", "P2", started_on="2010-01-01")])) == []
+    _validator("decision").validate(p2.to_dict())
+
+
+def test_a_parcel_transferred_to_a_listed_enterprise_is_decided_when_the_transferee_registers_it(engine, make_event):
+    events = [*_permitless(make_event),
+              parcel(make_event, "2024-01-01T09:00:00+08:00", "P3", subject=OTHER, started_on="2008-01-01"),
+              make_event("land.parcel.transferred", "2024-05-01T09:00:00+08:00",
+                         {"parcel": "P3", "to": SUBJECT, "basis": "转让合同 2024-5"}, subject=OTHER),
+              parcel(make_event, "2024-05-02T09:00:00+08:00", "P3", started_on="2008-01-01")]
+    made = [(d.parcel, d.enterprise, d.time) for d in decisions(engine.run(events)) if d.parcel]
+    assert made == [("P1", SUBJECT, "2024-03-01T10:00:00+08:00"), ("P3", SUBJECT, "2024-05-02T09:00:00+08:00")]
+
+
+def test_a_registration_dated_before_the_listing_is_decided_at_the_listing_s_time(engine, make_event):
+    events = [*_permitless(make_event), parcel(make_event, "2024-02-01T09:00:00+08:00", "P2", started_on="2010-01-01")]
+    made = [(d.parcel, d.time) for d in decisions(engine.run(events)) if d.parcel]
+    assert made == [("P1", "2024-03-01T10:00:00+08:00"), ("P2", "2024-03-01T10:00:00+08:00")]  # never backdated
+
+
+def test_a_listing_verified_as_rectified_no_longer_decides_later_parcels(engine, make_event):
+    events = _permitless(make_event)
+    listing = decisions(engine.run(events))[0]
+    verified = make_event("rectification.verified", "2024-05-01T09:00:00+08:00", {"decision": listing.id, "passed": True})
+    assert [d.status for d in decisions(engine.run([verified]))] == ["completed"]
+    assert decisions(engine.run([parcel(make_event, "2024-06-01T09:00:00+08:00", "P2", started_on="2010-01-01")])) == []
+
+
+def test_a_listing_survives_a_checkpoint(plugins, make_event):
+    events = _permitless(make_event)
+    later = parcel(make_event, "2024-04-01T09:00:00+08:00", "P2", started_on="2010-01-01")
+    for backend in ("compiled", "rete"):
+        whole = Engine(plugins=plugins, backend=backend)
+        expected = [orjson.dumps(r.to_dict()) for r in whole.run([*events, later])]
+        first = Engine(plugins=plugins, backend=backend)
+        head = [orjson.dumps(r.to_dict()) for r in first.run(events)]
+        second = Engine(plugins=plugins, backend=backend)
+        second.restore(first.snapshot())
+        tail = [orjson.dumps(r.to_dict()) for r in second.run([later])]
+        assert head + tail == expected and b'"P2"' in expected[-1]
+        assert second.snapshot() == whole.snapshot()
+
+
+# ---- standard land: a committed figure missing at a checking stage is a data gap -------------------------------
+
+def test_a_checking_stage_without_a_committed_figure_is_a_data_gap_citing_the_rule_s_basis(engine, make_event):
+    events = [parcel(make_event, "2023-01-02T09:00:00+08:00", started_on="2019-06-01",
+                     commitments={"tax_yuan_per_mu": 300000, "output_yuan_per_mu": 8000000}),
+              inspected(make_event, "2023-01-10T10:00:00+08:00", "periodic", figures={"output_yuan_per_mu": 9000000},
+                        id="review-1")]
+    records = list(engine.run(events, as_of="2024-01-01T00:00:00+08:00"))
+    (gap,) = records  # no finding, no decision: nothing was judged
+    tax = next(r for r in engine.rules if r.id == "land.standard.tax")
+    assert gap.to_dict() == {
+        "record": "data_gap", "id": gap.id, "rule": "land.standard.tax", "rule_version": 1, "plugin": "land",
+        "enterprise": SUBJECT, "time": "2023-01-10T10:00:00+08:00", "event": ["review-1"], "pollutant": None,
+        "period": "none", "reason": "figure_missing",
+        "detail": "the inspection of parcel P1 at stage periodic on 2023-01-10 gives no figure tax_yuan_per_mu; "
+                  "the parcel committed to at least 300000 yuan/mu",
+        "measured": None, "basis": dict(tax.basis), "ruleset": engine.ruleset, "parcel": "P1"}
+    _validator("data_gap").validate(gap.to_dict())
+    assert engine.summary.to_dict()["data_gaps"] == {"figure_missing": 1}
+
+
+@pytest.mark.parametrize(("stage", "figures", "gaps"), [
+    ("completed", {}, ["land.standard.floor_area_ratio", "land.standard.investment"]),
+    ("completed", {"investment_yuan_per_mu": 3100000}, ["land.standard.floor_area_ratio"]),
+    ("in_production", {}, ["land.standard.energy", "land.standard.tax"]),
+    ("periodic", {"tax_yuan_per_mu": 310000, "energy_tce_per_10k_yuan": 0.3}, []),
+    ("periodic", {"tax_yuan_per_mu": 310000, "energy_tce_per_10k_yuan": 0.3, "rd_share_percent": 0.5}, []),  # not committed
+    ("started", {}, []),  # not a checking stage
+])
+def test_only_a_committed_indicator_checked_at_the_stage_makes_a_gap(engine, make_event, stage, figures, gaps):
+    commitments = {"investment_yuan_per_mu": 3000000, "floor_area_ratio": 1.2, "tax_yuan_per_mu": 300000,
+                   "energy_tce_per_10k_yuan": 0.4}
+    events = [parcel(make_event, "2023-01-02T09:00:00+08:00", started_on="2019-06-01", commitments=commitments),
+              inspected(make_event, "2023-01-10T10:00:00+08:00", stage, figures=figures)]
+    records = list(engine.run(events))
+    assert [(r.rule, r.reason, r.parcel) for r in records] == [(rule, "figure_missing", "P1") for rule in gaps]
+
+
+def test_an_inspection_of_land_without_commitments_is_no_gap(engine, make_event):
+    events = [parcel(make_event, "2023-01-02T09:00:00+08:00", started_on="2019-06-01"),
+              inspected(make_event, "2023-01-10T10:00:00+08:00", "completed")]
+    assert list(engine.run(events)) == []
+
+
+def test_a_gap_detail_reads_names_only_and_a_reading_rule_may_not_declare_one():
+    rule = {"id": "land.x", "version": 1, "title": {"zh": "x", "en": "x"}, "applies_to": {"type": "land.parcel.inspected"},
+            "condition": "data.figures.a < 1", "basis": {"standard": "x"}, "verified": False, "severity": "minor",
+            "examples": [{"name": "x", "given": [{"type": "land.parcel.inspected", "time": "t", "data": {}}], "expect": []}]}
+
+    def pack(**extra):
+        document = {"pack": "land", "version": "1", "title": {"zh": "x", "en": "x"}, "rules": [{**rule, **extra}]}
+        return parse_pack(RulePackSource(plugin="land", origin="test", text=json.dumps(document)))
+
+    from engine.judge import compile_rules
+
+    (compiled,), _ = compile_rules([pack(data_gap={"when": "not present(data.figures.a)",
+                                                   "detail": "no a at {data.stage} ({data.on}) {data.figures}"})])
+    scope = {"data": {"stage": "periodic", "figures": {"b": 1.5, "c": 2.0}}, "params": {}}
+    assert compiled.data_gap.detail(scope) == 'no a at periodic (null) {"b":1.5,"c":2.0}'
+    with pytest.raises(RulePackError, match=r"rules\[0\]\.data_gap\.detail"):
+        compile_rules([pack(data_gap={"when": "true", "detail": "{nothing.here}"})])
+    with pytest.raises(RulePackError, match="data_gap is for rules on facts"):
+        compile_rules([pack(applies_to={"type": "emission.measured"}, measure="judged",
+                            data_gap={"when": "true", "detail": "x"})])
+
+
 # ---- both backends, checkpoints, the rule compiler ------------------------------------------------------------
 
 def _mixed(make_event):
@@ -256,6 +389,40 @@ def test_absorbing_a_barrier_made_elsewhere_decides_what_one_engine_decides(plug
     assert (driver.decisions.open_orders, partition.decisions.open_orders, one.decisions.open_orders) == (0, 1, 1)
     verified = make_event("rectification.verified", "2024-06-01T09:00:00+08:00", {"decision": ranked[0].id, "passed": True})
     assert [d.status for d in decisions(partition.process(verified))] == ["completed"]
+
+
+def test_a_d_class_stands_until_the_next_year_s_class_and_a_partition_decides_as_one_engine(plugins, make_event):
+    """The mu-average lists a low-tax plant for 2023 (vacate; its parcel P1 low-efficiency land);
+    P2, registered after, is decided at its registration, by one engine and by the partition that
+    absorbed the driver's decisions alike; 2024 ranks the plant B, and P3, registered after that, is not."""
+    def finance(time, year, tax):
+        return make_event("finance.reported", time, {"year": year, "tax_yuan": tax, "value_added_yuan": 2000000,
+                                                     "revenue_yuan": 9000000, "rd_expense_yuan": 0, "employees_fte": 20,
+                                                     "energy_tce": 300, "electricity_kwh": 1200000, "emissions_kg": 800})
+
+    events = [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00",
+                         registration("other", land_area_mu=12, in_park=False)),
+              parcel(make_event, "2024-01-01T09:00:00+08:00", started_on="2008-01-01", area_mu=12),
+              finance("2024-02-01T09:00:00+08:00", 2023, 240000)]
+    close = make_event("evaluation.closed", "2024-03-01T09:00:00+08:00", {"year": 2023}, subject=AUTHORITY)
+    p2 = parcel(make_event, "2024-04-01T09:00:00+08:00", "P2", started_on="2010-01-01", area_mu=5)
+    one = Engine(plugins=plugins)
+    whole = decisions(one.run([*events, close, p2]))
+    assert [(d.action, d.parcel, d.time) for d in whole] == [
+        ("vacate", None, "2024-03-01T09:00:00+08:00"), ("redevelop_land", "P1", "2024-03-01T09:00:00+08:00"),
+        ("redevelop_land", "P2", "2024-04-01T09:00:00+08:00")]
+    driver, partition = Engine(plugins=plugins), Engine(plugins=plugins)
+    list(partition.run(events))
+    driver.evaluation.adopt(2023, partition.evaluation.gather(2023, partition.decisions.is_closed))
+    ranked = decisions(driver.run([close]))
+    driver.decisions.hand_over(ranked)
+    partition.decisions.absorb(ranked)
+    assert decisions(partition.run([p2])) == whole[2:]
+    later = [finance("2025-01-15T09:00:00+08:00", 2024, 3600000),
+             make_event("evaluation.closed", "2025-02-01T09:00:00+08:00", {"year": 2024}, subject=AUTHORITY),
+             parcel(make_event, "2025-02-10T09:00:00+08:00", "P3", started_on="2012-01-01", area_mu=5)]
+    made = decisions(one.run(later))
+    assert [(d.action, (d.evaluation or {}).get("class")) for d in made] == [("classify", "B")]
 
 
 def _pack(decision: dict) -> RulePackSource:

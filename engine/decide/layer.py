@@ -30,9 +30,12 @@ without a record: when the clock passes its deadline the rule decides (time = th
 `when_due` holds, unless an `unless` event of the parcel came at or before it (a deadline already
 past when the triggering event arrives is that event's time: never backdated). A **decisions**
 trigger decides once per parcel an enterprise holds when the layer lists it or the mu-average
-puts it in a class. Decisions about a parcel carry `parcel` and are keyed by (enterprise,
-parcel); closing an enterprise does not stop decisions about its land. A transfer or recovery
-of a parcel ends its holder's open orders and watches of it.
+puts it in a class; the listing stands (until the order that listed it is completed or its
+proposal withdrawn; a mu-average class until the next year's), and a parcel the enterprise
+registers while it stands is decided the same way at its registration (`_consequences` and
+`_on_registered_parcel` share `_decide_parcels`). Decisions about a parcel carry `parcel` and
+are keyed by (enterprise, parcel); closing an enterprise does not stop decisions about its
+land. A transfer or recovery of a parcel ends its holder's open orders and watches of it.
 
 Event time only. The clock is the latest event time seen; an order falls due when the clock
 passes its deadline (a later event of any enterprise, or the end of input / `as_of`), so what
@@ -263,6 +266,9 @@ class DecisionLayer:
         self._watch: dict[str, tuple[str, ...]] = {}  # enterprise -> event-triggered rules that may fire on it
         self._classes: dict[str, list[Any]] = {}  # enterprise -> [year, class] of its latest mu-average class
         self._remedies: dict[str, list[str]] = {}  # enterprise|parcel -> contract-remedy proposals not withdrawn
+        # enterprise -> decisions-trigger rule -> the decisions that triggered it and still stand, oldest
+        # first, each [decision id, time, findings, events]; a parcel registered later is decided on the latest
+        self._listed: dict[str, dict[str, list[list[Any]]]] = {}
         self._seq = 0
         self.clock = float("-inf")
         self.orders_closed = 0
@@ -357,6 +363,8 @@ class DecisionLayer:
                 out.append(self._adopt(decision))
         if event_type in self._land_types or event_type in TRANSFER_TYPES:
             self._on_land(event, epoch)
+        if event_type == "land.parcel.registered" and self._listed:
+            out.extend(self._on_registered_parcel(event))
         if self._watch and subject in self._watch:
             out.extend(self._on_watched(event))
         out.extend(self._findings(findings))
@@ -388,6 +396,8 @@ class DecisionLayer:
                  "note": f"{data['authority']} {data['document']}" + (f": {data['note']}" if data.get("note") else "")}
         status = "effective" if data["approved"] else "withdrawn"
         if not data["approved"]:
+            if self._listed:
+                self._delist(proposal.enterprise, proposal.id)
             unit = unit_of(proposal.enterprise, proposal.parcel)
             if proposal.id in self._remedies.get(unit, ()):
                 self._remedies[unit].remove(proposal.id)
@@ -550,7 +560,9 @@ class DecisionLayer:
     def _consequences(self, decision: Decision) -> list[Decision]:
         """What a decision the layer made (or adopted) decides in turn: a mu-average class is
         remembered (`when_due` reads it); a `decisions` trigger decides once per parcel the
-        enterprise holds."""
+        enterprise holds, and remembers the decision as standing (parcels registered later,
+        `_on_registered_parcel`); a mu-average decision that does not trigger it ends the last
+        year's standing."""
         klass = (decision.evaluation or {}).get("class")
         source = "rules" if decision.evaluation is None else "evaluation"
         if klass is not None:
@@ -562,16 +574,73 @@ class DecisionLayer:
             if rule.decision_source != source:
                 continue
             if decision.list not in rule.decision_lists and (klass is None or klass not in rule.decision_classes):
+                if source == "evaluation":  # a new year's class that does not trigger: the last one no longer stands
+                    self._unlist(decision.enterprise, rule.id)
                 continue
-            for record in self._parcels.held_by(decision.enterprise):
-                parcel = record["parcel"]
-                if not self._may_decide(rule, decision.enterprise, parcel):
-                    continue
-                if rule.where is not None and rule.where({"enterprise": self._registration(decision.enterprise),
-                                                          "parcel": record, "data": None, "params": rule.params}) is not True:
-                    continue
-                out.append(self._decide(rule, decision.enterprise, decision.time, decision.findings, decision.events, parcel))
+            standing = [decision.id, decision.time, list(decision.findings), list(decision.events)]
+            rules = self._listed.setdefault(decision.enterprise, {})
+            if source == "evaluation":  # one class a year: the latest replaces the last
+                rules[rule.id] = [standing]
+            else:
+                rules.setdefault(rule.id, []).append(standing)
+            out.extend(self._decide_parcels(rule, decision.enterprise, decision.time, decision.findings, decision.events,
+                                            self._parcels.held_by(decision.enterprise)))
         return out
+
+    def _decide_parcels(self, rule: DecisionRule, enterprise: str, time: str, findings: tuple[str, ...],
+                        events: tuple[str, ...], records: Iterable[Mapping[str, Any]]) -> list[Decision]:
+        """A `decisions` trigger's decisions for parcels (`records`, by parcel id) of `enterprise`:
+        one per parcel not decided by the rule before, where the rule's `where` holds."""
+        out: list[Decision] = []
+        for record in records:
+            parcel = record["parcel"]
+            if not self._may_decide(rule, enterprise, parcel):
+                continue
+            if rule.where is not None and rule.where({"enterprise": self._registration(enterprise),
+                                                      "parcel": record, "data": None, "params": rule.params}) is not True:
+                continue
+            out.append(self._decide(rule, enterprise, time, findings, events, parcel))
+        return out
+
+    def _on_registered_parcel(self, event: Mapping[str, Any]) -> list[Decision]:
+        """A parcel registered (bought, or received by transfer: the transferee registers it) by an
+        enterprise whose listing stands: each `decisions` trigger decides for it as it decided for
+        the parcels held at listing time (`_decide_parcels`: once per parcel), citing the latest
+        standing decision's findings and events and the registration. Its time is the
+        registration's, or the listing's when the registration is dated before it (a parcel held
+        then is treated as one held then)."""
+        holder = event["subject"]
+        listed = self._listed.get(holder)
+        record = self._parcels.get(holder, event["data"]["parcel"]) if listed else None
+        if record is None or record["status"] != "held":
+            return []
+        out: list[Decision] = []
+        for rule in self._by_decisions:
+            standing = listed.get(rule.id) if listed else None
+            if not standing:
+                continue
+            _, listed_at, findings, events = standing[-1]
+            time = event["time"] if epoch_of(event["time"]) >= epoch_of(listed_at) else listed_at
+            cited = tuple(events) if event["id"] in events else (*events, event["id"])
+            out.extend(self._decide_parcels(rule, holder, time, tuple(findings), cited, [record]))
+        return out
+
+    def _delist(self, enterprise: str, decision: str) -> None:
+        """The decision `decision` (an order completed, a proposal withdrawn) no longer stands for a
+        `decisions` trigger: parcels `enterprise` registers later are not decided on it."""
+        for rule in sorted(self._listed.get(enterprise, ())):
+            self._unlist(enterprise, rule, decision)
+
+    def _unlist(self, enterprise: str, rule: str, decision: str | None = None) -> None:
+        """`decision` no longer stands for `rule` and `enterprise` (None: no decision does)."""
+        rules = self._listed.get(enterprise)
+        if rules is None or rule not in rules:
+            return
+        rules[rule] = [standing for standing in rules[rule] if decision is not None and standing[0] != decision]
+        if not rules[rule]:
+            del rules[rule]
+        if not rules:
+            del self._listed[enterprise]
 
     def _cascade(self, decisions: list[Decision]) -> list[Decision]:
         if not decisions:
@@ -680,6 +749,8 @@ class DecisionLayer:
         made = order.decision
         record = self._record(made.rule, made.rule_version, made.list, made.enterprise, event["time"], made.action, None,
                               made.basis, made.findings, (event["id"],), made.id, "completed", made.parcel)
+        if self._listed:
+            self._delist(made.enterprise, made.id)
         self._rewatch(made.enterprise)
         return record
 
@@ -701,8 +772,8 @@ class DecisionLayer:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Windows, orders and watches, proposals, closures, classes, remedies, the clock, the
-        detector's and the evaluation's state."""
+        """Windows, orders and watches, proposals, closures, classes, remedies, standing listings,
+        the clock, the detector's and the evaluation's state."""
         return {
             "windows": [[list(k), [[e.epoch, e.seq, e.finding, list(e.events), e.parcel] for e in v]]
                         for k, v in self._windows.items()],
@@ -717,6 +788,8 @@ class DecisionLayer:
             "watch": [[e, list(r)] for e, r in self._watch.items()],
             "classes": [[e, c] for e, c in self._classes.items()],
             "remedies": [[u, list(p)] for u, p in self._remedies.items()],
+            "listed": [[enterprise, rule, [list(s) for s in standing]]
+                       for enterprise, rules in sorted(self._listed.items()) for rule, standing in sorted(rules.items())],
             "seq": self._seq,
             "clock": None if self.clock == float("-inf") else self.clock,
             "orders_closed": self.orders_closed,
@@ -743,6 +816,10 @@ class DecisionLayer:
         self._watch = {e: tuple(r) for e, r in state["watch"]}
         self._classes = {e: list(c) for e, c in state["classes"]}
         self._remedies = {u: list(p) for u, p in state["remedies"]}
+        # a snapshot of an engine without decisions triggers may predate the key
+        self._listed = {}
+        for enterprise, rule, standing in state.get("listed", ()):
+            self._listed.setdefault(enterprise, {})[rule] = [list(s) for s in standing]
         self._seq = state["seq"]
         self.clock = float("-inf") if state["clock"] is None else state["clock"]
         self.orders_closed = state["orders_closed"]

@@ -6,6 +6,7 @@ suite runs all of them (tests/test_rule_examples.py) and `python -m engine.devto
 [RULES.yaml ...]` runs them from the command line while a pack is being written. A decision
 example may give `as_of`, the reference time of its run (orders and watches due before it fall
 due); its `expect` lists the decisions of that rule, each matched as a subset of the record.
+A rule's example may also give `gaps`, the data-gap records of that rule, matched the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from engine.judge import parse_pack
 from engine.pipeline import Engine
 from engine.plugins import PluginSet, load_plugins
-from engine.records import Decision, Finding, Quarantined
+from engine.records import DataGap, Decision, Finding, Quarantined
 
 DEFAULT_SUBJECT = "91330200MA2AB1234Y"
 
@@ -97,6 +98,14 @@ def run_example(plugins: PluginSet, plugin: str, rule_id: str, example: Mapping[
         problem = subset_problem(want, got)
         if problem:
             return ExampleResult(rule_id, example["name"], f"{what} {index}: {problem}")
+    if "gaps" in example:  # the data gaps of this rule, when the example says which
+        gaps = [r.to_dict() for r in records if isinstance(r, DataGap) and r.rule == rule_id]
+        if len(gaps) != len(example["gaps"]):
+            return ExampleResult(rule_id, example["name"], f"expected {len(example['gaps'])} data gap(s), got {len(gaps)}: {gaps}")
+        for index, (want, got) in enumerate(zip(example["gaps"], gaps)):
+            problem = subset_problem(want, got)
+            if problem:
+                return ExampleResult(rule_id, example["name"], f"data gap {index}: {problem}")
     return ExampleResult(rule_id, example["name"], None)
 
 

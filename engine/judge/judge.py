@@ -161,28 +161,40 @@ class Judge:
 
     def gap(self, rule: Rule, reading: Reading, period: str, reason: str, detail: str, measured: float) -> DataGap:
         """The record of a reading `rule` could not judge (engine/records.py `DataGap`)."""
-        key = "|".join((rule.id, str(rule.version), reading.enterprise, reading.time, ",".join(reading.event_ids), reason))
+        return self.data_gap(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant, period, reason,
+                             detail, {"value": _round(measured), "unit": rule.unit})
+
+    def data_gap(self, rule: Rule, enterprise: str, time: str, events: tuple[str, ...], pollutant: str | None, period: str,
+                 reason: str, detail: str, measured: Mapping[str, Any] | None, parcel: str | None = None) -> DataGap:
+        """A data-gap record (engine/records.py `DataGap`): what `rule` could not judge, citing its basis."""
+        key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events), reason))
         return DataGap(
             id="G-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule.id, rule_version=rule.version,
-            plugin=rule.plugin, enterprise=reading.enterprise, time=reading.time, event=reading.event_ids,
-            pollutant=reading.pollutant, period=period, reason=reason, detail=detail,
-            measured={"value": _round(measured), "unit": rule.unit}, basis=rule.basis, ruleset=self.ruleset,
+            plugin=rule.plugin, enterprise=enterprise, time=time, event=events, pollutant=pollutant, period=period,
+            reason=reason, detail=detail, measured=measured, basis=rule.basis, ruleset=self.ruleset, parcel=parcel,
         )
 
     # ---- facts ----------------------------------------------------------------------------
 
-    def fact(self, event: Mapping[str, Any]) -> list[Finding]:
-        """Findings of an event that is not a reading (registration, equipment, energy, a parcel...)."""
+    def fact(self, event: Mapping[str, Any]) -> list[Finding | DataGap]:
+        """Findings of an event that is not a reading (registration, equipment, energy, a parcel...),
+        in rule-id order, and a data gap (`figure_missing`, period `none`) for each applicable rule
+        whose `data_gap.when` holds: the event lacks a figure the rule must judge (e.g. a
+        standard-land inspection without an indicator the parcel committed to), so it is not judged."""
         subject, data = event["subject"], event["data"]
         registration = self._registration(subject)
         day = event["time"][:10]
         parcel_id = data.get("parcel") if isinstance(data.get("parcel"), str) else None
         parcel = self._parcels(subject, parcel_id) if parcel_id is not None else None
-        findings: list[Finding] = []
+        findings: list[Finding | DataGap] = []
         for rule in self.index.candidates(event["type"], None):
             if not applicable(rule, registration, day, kind=data.get("kind")):
                 continue
             scope = self.scope(rule, event, data, registration, None, None, parcel)
+            if rule.data_gap is not None and rule.data_gap.when(scope) is True:
+                findings.append(self.data_gap(rule, subject, event["time"], (event["id"],), None, "none", "figure_missing",
+                                              rule.data_gap.detail(scope), None, parcel_id))
+                continue
             if rule.measure is not None:
                 value = rule.measure(scope)
                 scope["judged"] = scope["measured"] = _round(value) if value is not None else None

@@ -110,6 +110,51 @@ class Window:
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+
+
+def shown(value: Any) -> str:
+    """A value as a data-gap detail shows it: text as is, whole numbers without a decimal point,
+    other numbers as Python writes them (shortest round trip), null/true/false, JSON for the rest."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return orjson.dumps(value, default=dict, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class GapSpec:
+    """A rule's `data_gap` (rules on facts): when `when` holds, the event lacks a figure the rule
+    must judge, and the judge writes a data gap (reason `figure_missing`) instead of judging.
+    `parts` is the detail text: literal text, and the compiled `{name.path}` placeholders."""
+
+    when_text: str
+    detail_text: str
+    when: Compiled = field(repr=False, compare=False)
+    parts: tuple[str | Compiled, ...] = field(repr=False, compare=False)
+
+    def detail(self, scope: Mapping[str, Any]) -> str:
+        """The detail text with each placeholder replaced by its value in `scope`."""
+        return "".join(part if isinstance(part, str) else shown(part(scope)) for part in self.parts)
+
+
+def _gap_spec(spec: Mapping[str, Any], roots: frozenset[str]) -> GapSpec:
+    when = compile_expression(spec["when"], roots)
+    text = spec["detail"]
+    parts: list[str | Compiled] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(text):
+        parts.extend((text[last:match.start()], compile_expression(match.group(1), roots)))
+        last = match.end()
+    parts.append(text[last:])
+    return GapSpec(spec["when"], text, when, tuple(p for p in parts if p != ""))
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One compiled rule. Frozen: the engine shares it across enterprises and threads."""
@@ -159,6 +204,8 @@ class Rule:
     # a limit that differs per event (e.g. a parcel's own commitments): ("min" | "value", expression
     # text, compiled); the finding's `limit` is {min|value: its value, unit}
     limit_from: tuple[str, str, Compiled] | None = field(default=None, repr=False, compare=False)
+    # rules on facts: when the event lacks a figure the rule must judge, a data gap instead (`GapSpec`)
+    data_gap: GapSpec | None = field(default=None, repr=False, compare=False)
 
     def applies_on(self, day: str, eia_approved_on: str | None) -> bool:
         """Whether the rule is in force on a local date for a facility with this EIA date."""
@@ -332,7 +379,10 @@ def compile_rules(
             try:
                 rule, reason = _compile_rule(spec, pack, pack_params, pack_units, enabled)
             except ExpressionError as exc:
-                which = "measure" if spec.get("measure") and exc.text == spec["measure"] else "condition"
+                texts = (("measure", spec.get("measure")), ("data_gap.when", spec.get("data_gap", {}).get("when")),
+                         ("data_gap.detail", spec.get("data_gap", {}).get("detail")))
+                which = next((name for name, text in texts if text and exc.text in (text, *_PLACEHOLDER.findall(text))),
+                             "condition")
                 raise RulePackError(f"{pack.where(f'rules[{index}].{which}')} (rule {spec['id']!r}): {exc}") from None
             if reason is None:
                 active.append(rule)
@@ -404,8 +454,14 @@ def _compile_rule(
         limit_from = (bound, bound_text, compile_expression(bound_text, roots))
         if not spec.get("unit"):
             raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): a rule with limit_from needs a unit")
+    data_gap = _gap_spec(spec["data_gap"], roots) if "data_gap" in spec else None
+    if data_gap is not None and applies["type"] in READING_TYPES:
+        raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): data_gap is for rules on facts; a reading's data gaps "
+                            "are the engine's (O2, benchmark volume, too few values)")
     read = (names(parse(spec["condition"])) + (names(parse(measure_text)) if measure_text else [])
-            + (names(parse(limit_from[1])) if limit_from else []))
+            + (names(parse(limit_from[1])) if limit_from else [])
+            + (names(parse(data_gap.when_text)) + [tuple(p.split(".")) for p in _PLACEHOLDER.findall(data_gap.detail_text)]
+               if data_gap else []))
     missing = sorted({n for n, v in rule_params.items() if v is None})
     for path in read:
         if path[0] == "params":
@@ -492,6 +548,7 @@ def _compile_rule(
         valid_until=spec.get("valid_until"),
         necessary=_necessary(spec["condition"], measure_text, rule_params),
         limit_from=limit_from,
+        data_gap=data_gap,
     )
     reason = None
     if rule.option and rule.option not in enabled:
