@@ -21,7 +21,9 @@ Parquet archive (engine/ingest/archive.py) that `Run` replays with the same outp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +76,28 @@ def manifest(engine: Engine, *, as_of: str | None = None, quarantine_separate: b
 def manifest_path(log: str) -> str:
     """Where the manifest of a JSONL log lives: next to it."""
     return f"{log}.manifest.json"
+
+
+@contextmanager
+def long_run_collector() -> Iterator[None]:
+    """The process's garbage collector set for a long run, and restored afterwards: what exists
+    when it starts (plugins, compiled rules and schemas, restored state) is frozen out of
+    collections, and young objects are collected less often. Used where rectify owns the process
+    (the command line, the service, a distributed run's worker), never inside `Engine` or `Run`.
+
+    With the defaults, full collections traversed the growing state and the blocks held between
+    rounds: in a distributed replay of the 1,030,230-event demo log they took 1.4-1.6 s of each
+    worker's ~10 s (measured with gc.callbacks; docs/distributed.md); serving, they paused the
+    loop for tens of milliseconds several times a minute (benchmarks/test_serve_load.py)."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class Sink(Protocol):

@@ -245,6 +245,28 @@ def test_files_read_by_byte_ranges_are_byte_identical(client, tmp_path, block_by
     assert_same(expected, got)
 
 
+def _collector() -> tuple[tuple[int, int, int], int]:
+    import gc
+
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+def test_workers_collect_garbage_for_the_run_and_as_before_after_it(client, tmp_path):
+    """A worker's process is the run's while it runs (engine/run.py `long_run_collector`: the
+    start-up objects frozen, young objects collected less often) and as it was afterwards."""
+    before = client.run(_collector)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(adversarial_log()))
+    job = DistributedRun([str(path)], client=client)
+    records = iter(job)
+    first = next(records)
+    during = client.run(_collector)
+    rest = list(records)
+    assert first is not None and rest
+    assert all(threshold == (10_000, 20, 100) and frozen > 0 for threshold, frozen in during.values())
+    assert client.run(_collector) == before
+
+
 def test_an_archive_read_by_row_ranges_is_byte_identical(client, tmp_path):
     from engine.run import archive_files
 

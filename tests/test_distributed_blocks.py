@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.ingest import JsonlFiles, read_jsonl
+from engine.distributed.blocks import plan
 from engine.ingest.jsonl import byte_ranges, read_range
 from engine.normalise import DedupeIndex, EventClock, Seen
 
@@ -148,3 +149,19 @@ def test_empty_and_bom_only_files(tmp_path, size):
         path.write_bytes(data)
         got = [line for start, stop in byte_ranges(str(path), size) for line in read_range(str(path), start, stop)]
         assert got == lines
+
+
+@pytest.mark.parametrize(("size", "block", "readers"), [(304_000_000, 32 << 20, 2), (1000, 97, 2), (1000, 97, 3),
+                                                         (10, 4, 4), (1, 32, 2), (130_000, 1 << 17, 2)])
+def test_blocks_are_even_and_a_multiple_of_the_readers(tmp_path, size, block, readers):
+    """A file is cut into blocks of equal size (none larger than asked), as many as a multiple of
+    the readers where the bytes allow: each round hands every reader a block of the same size."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"x" * size)
+    blocks = list(plan([str(path)], block, 1000, 1 << 17, readers))
+    sizes = [b.stop - b.start for b in blocks]
+    assert blocks[0].start == 0 and blocks[-1].stop == size
+    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+    assert max(sizes) <= block and max(sizes) - min(sizes[:-1] or sizes) == 0
+    assert len(blocks) % readers == 0 or max(sizes) == 1 or len(blocks) == 1
+    assert sizes[-1] >= max(sizes) - len(blocks)  # the last block is short by the rounding only

@@ -37,7 +37,7 @@ from engine.ingest.hj212 import ingest_numbered
 from engine.output import JsonlSink, Store, StoreError, damaged
 from engine.pipeline import Engine
 from engine.records import InputLine, Quarantined
-from engine.run import Outputs, Run, manifest, manifest_path, run_into_store
+from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path, run_into_store
 
 # `--jobs` runs sorting processes only on cores nothing else is using: on an idle 2-core machine
 # one sorting process made the batch path 1.31-1.48x faster (3 pairs), on the same machine with
@@ -126,10 +126,11 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         jobs = _usable_jobs(jobs, archives)
         bar = progress_bar(None if hj212 else _count(sources), progress)
         try:
-            driver = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar)
-            for source in inputs:
-                driver.feed(source)
-            summary = driver.finish()
+            with long_run_collector():  # this process is rectify's (engine/run.py)
+                driver = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar)
+                for source in inputs:
+                    driver.feed(source)
+                summary = driver.finish()
         finally:
             bar.close()
             outputs.close()
@@ -261,7 +262,8 @@ def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: 
         with output_files(partial.get(out, out), partial.get(quarantine or "", quarantine)) as (out_stream, q_stream):
             outputs = Outputs(JsonlSink(out_stream), JsonlSink(q_stream) if q_stream else None, chain=chain)
             try:
-                outputs.write_all(job)
+                with long_run_collector():
+                    outputs.write_all(job)
             finally:
                 outputs.close()
     except (SchedulerUnreachable, ClusterMismatch, WorkerLost) as exc:

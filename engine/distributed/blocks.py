@@ -101,19 +101,23 @@ class Block:
     lines: Sequence[tuple[str, int, str | bytes]] = ()
 
 
-def plan(inputs: Any, block_bytes: int, block_lines: int, block_rows: int) -> Iterator[Block]:
+def plan(inputs: Any, block_bytes: int, block_lines: int, block_rows: int, readers: int = 1) -> Iterator[Block]:
     """The blocks of the inputs, in order: files by byte ranges, archives by row ranges, anything
-    else (lines, or standard input) as lines the driver reads and ships."""
+    else (lines, or standard input) as lines the driver reads and ships. A file or an archive is
+    cut into blocks of equal size (at most `block_bytes` / `block_rows`), as many as a multiple
+    of `readers` where the sizes allow: the driver hands each round one block per reader, so
+    each reads about as much as the others (a last short block left one reader a block more)."""
     number = 0
     for kind, item in _sources(inputs):
         if kind == "file":
-            for start, stop in byte_ranges(item, block_bytes):
+            for start, stop in byte_ranges(item, _even(Path(item).stat().st_size, block_bytes, readers)):
                 yield Block(number, "range", str(item), start, stop)
                 number += 1
         elif kind == "archive":
             rows = Archive(item).rows
-            for start in range(0, rows, block_rows):
-                yield Block(number, "rows", str(item), start, min(start + block_rows, rows))
+            step = _even(rows, block_rows, readers)
+            for start in range(0, rows, step):
+                yield Block(number, "rows", str(item), start, min(start + step, rows))
                 number += 1
         else:
             iterator = iter(item)
@@ -133,6 +137,16 @@ def plan(inputs: Any, block_bytes: int, block_lines: int, block_rows: int) -> It
                         raise TypeError("distributed runs take JSON lines (str, bytes, InputLine) or paths, not mappings")
                 yield Block(number, "lines", lines=lines)
                 number += 1
+
+
+def _even(total: int, size: int, readers: int) -> int:
+    """A block size of at most `size` that cuts `total` into equal blocks, a multiple of `readers`
+    of them where whole units allow."""
+    if total <= 0:
+        return max(1, size)
+    pieces = -(-total // max(1, size))
+    pieces = -(-pieces // readers) * readers
+    return max(1, -(-total // pieces))
 
 
 def seen(path: str) -> dict[str, Any]:

@@ -169,8 +169,8 @@ class DistributedRun:
         self.partitions = count
         futures = [client.submit(Node, self.engine_kwargs, p, count, workers=[self.addresses[p]],
                                  allow_other_workers=False, actor=True, pure=False) for p in range(count)]
+        local = Node(self.engine_kwargs, count, count)  # the driver's own partition (the barriers), built meanwhile
         nodes = [future.result() for future in futures]
-        local = Node(self.engine_kwargs, count, count)  # the driver's own partition: the barriers
         local.connect(nodes)
         self.ruleset = local.engine.ruleset
         infos = self._wait({p: node.info() for p, node in enumerate(nodes)})
@@ -185,7 +185,7 @@ class DistributedRun:
         self._check_files(nodes)
         started = self._tick("engines", started)
         clock = EventClock(**local.engine.clock.parameters)
-        blocks = plan(self.inputs, self.block_bytes, max(1, self.chunk_size // count), self.block_rows)
+        blocks = plan(self.inputs, self.block_bytes, max(1, self.chunk_size // count), self.block_rows, count)
         numbers: dict[str, int] = {}  # lines of each file read so far (file line numbers of byte ranges)
         pending: list[list[int]] = [[] for _ in range(count + 1)]  # closed years to tell each partition
         chunk = 0

@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from engine.ingest.archive import rebuild, rows_of
 from engine.normalise import DedupeIndex, EventClock, Seen, Verdict, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
 from engine.records import Decision, Finding, InputLine, Quarantined, Record, RunSummary
+from engine.run import long_run_collector
 
 Tagged = tuple[int, int, tuple[Any, ...], Record]  # (line key, phase, order within the phase, record)
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -186,6 +188,9 @@ class Node:
         self.position = -1  # the key up to which the clock has been applied here
         self.usage = {"read": 0, "owned": 0, "ids": 0, "exact": 0, "watched": 0}
         self.steps: dict[str, float] = {}  # CPU seconds per step (this process)
+        self.collector = ExitStack()  # a worker's process is the run's until `flush` (the driver's is the caller's)
+        if number < count:
+            self.collector.enter_context(long_run_collector())
 
     def info(self) -> dict[str, Any]:
         return {"ruleset": self.engine.ruleset, "validation": self.engine.validation, "partition": self.number,
@@ -529,6 +534,7 @@ class Node:
         out.extend((end, 3, due_key(d), d) for d in engine.decisions.finish(epoch_of(as_of) if as_of else None))
         engine.summary.count([r[3] for r in out])  # type: ignore[misc]
         engine.settle()
+        self.collector.close()
         return out, engine.summary
 
     def _merge(self, chunk: int) -> Merged:

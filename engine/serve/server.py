@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -26,6 +25,7 @@ import uvloop
 
 from engine.ingest.hj212 import Registry
 from engine.ingest.hj212.listener import Hj212Listener, ListenerLimits
+from engine.run import long_run_collector
 from engine.serve.app import create_app
 from engine.serve.service import Service
 
@@ -117,13 +117,9 @@ async def _main(service: Service, config: ServeConfig, ready: Callable[[dict[str
 def run(service: Service, config: ServeConfig, ready: Callable[[dict[str, Any]], None]) -> int:
     """Serve a started `service` until SIGTERM/SIGINT, on uvloop; the exit code.
 
-    The process's garbage collector is set for a long-lived service: what exists after start-up
-    (plugins, compiled rules and schemas, the restored state) is frozen out of collections, and
-    young objects are collected less often. With the defaults, full collections over the
-    growing state (every id remembered for the de-duplication horizon) paused the loop for tens
-    of milliseconds several times a minute under benchmarks/test_serve_load.py."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 100)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    The process's garbage collector is set for a long-lived service (engine/run.py
+    `long_run_collector`): with the defaults, full collections over the growing state (every id
+    remembered for the de-duplication horizon) paused the loop for tens of milliseconds several
+    times a minute under benchmarks/test_serve_load.py."""
+    with long_run_collector(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(service, config, ready))
