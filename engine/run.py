@@ -86,8 +86,8 @@ def long_run_collector() -> Iterator[None]:
     (the command line, the service, a distributed run's worker), never inside `Engine` or `Run`.
 
     With the defaults, full collections traversed the growing state and the blocks held between
-    rounds: in a distributed replay of the 1,030,230-event demo log they took 1.4-1.6 s of each
-    worker's ~10 s (measured with gc.callbacks; docs/distributed.md); serving, they paused the
+    rounds: in a distributed replay of the 1,030,230-event demo log they took 1.0-1.7 s of each
+    worker's 8-11 s of CPU (measured with gc.callbacks; docs/distributed.md); serving, they paused the
     loop for tens of milliseconds several times a minute (benchmarks/test_serve_load.py)."""
     thresholds = gc.get_threshold()
     gc.collect()
