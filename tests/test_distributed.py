@@ -332,7 +332,6 @@ def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(clien
     that differs from the driver's is named with the path and what differs, before any output."""
     import shutil
 
-    from engine.distributed import ClusterMismatch
     from engine.ingest.archive import Archive
     from engine.run import archive_files
 
@@ -359,11 +358,18 @@ def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(clien
         path, part_rows, size = Archive(here / "archive").identity()["files"][0]
         (there / "archive" / path).write_bytes((here / "archive" / path).read_bytes()[:100])
         says = f"part file {path}: {part_rows} rows, 100 bytes, here {part_rows} rows, {size} bytes"
-    job = DistributedRun(["archive"], client=client, block_rows=20)
+    assert_refused_before_any_block(client, "archive", worker, says, block_rows=20)
+
+
+def assert_refused_before_any_block(client, path: str, worker: str, says: str, **kwargs) -> None:
+    """A run of `path` stops with ClusterMismatch naming `worker` and what it `says`, no record out, no chunk read."""
+    from engine.distributed import ClusterMismatch
+
+    job = DistributedRun([path], client=client, **kwargs)
     records = []
     with pytest.raises(ClusterMismatch) as raised:
         records.extend(job)
-    assert str(raised.value) == (f"worker {worker} cannot read archive as this machine does ({says}): the workers "
+    assert str(raised.value) == (f"worker {worker} cannot read {path} as this machine does ({says}): the workers "
                                  "read the input files and archives themselves (a shared file system)")
     assert records == [] and job.chunks == 0
 
@@ -371,8 +377,6 @@ def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(clien
 @pytest.mark.parametrize("worker_sees", ["nothing", "a shorter file", "a directory"])
 def test_a_worker_that_sees_another_jsonl_file_stops_the_run_before_any_block(client, small_archive, elsewhere,
                                                                             worker_sees):
-    from engine.distributed import ClusterMismatch
-
     here, there, worker = elsewhere
     data = (small_archive / "events.jsonl").read_bytes()
     (here / "events.jsonl").write_bytes(data)
@@ -382,13 +386,7 @@ def test_a_worker_that_sees_another_jsonl_file_stops_the_run_before_any_block(cl
         (there / "events.jsonl").mkdir()
     says = {"nothing": "no such file", "a shorter file": f"1000 bytes, here {len(data)}",
             "a directory": "cannot read it: not a rectify archive (no _rectify_archive.json)"}[worker_sees]
-    job = DistributedRun(["events.jsonl"], client=client)
-    records = []
-    with pytest.raises(ClusterMismatch) as raised:
-        records.extend(job)
-    assert str(raised.value) == (f"worker {worker} cannot read events.jsonl as this machine does ({says}): the "
-                                 "workers read the input files and archives themselves (a shared file system)")
-    assert records == [] and job.chunks == 0
+    assert_refused_before_any_block(client, "events.jsonl", worker, says)
 
 
 def test_the_cli_names_a_worker_without_the_archive_and_writes_nothing(client, elsewhere):
