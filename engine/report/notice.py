@@ -8,8 +8,18 @@ example, which marks every page SPECIMEN), a decision id and a language. Out: th
 - `rectify`: 限期整改通知书 (a rectification order with its deadline);
 - `close_by_law`: a closure proposal to the people's government with approval authority;
 - `eliminate`, `merge_reorganize`, `vacate`, `relocate_to_park`, `transform_upgrade`: notices of
-  the route; `classify`: the mu-average evaluation result; any other route: a generic notice
-  that shows the decision's fields as they are.
+  the route; `classify`: the mu-average evaluation result;
+- land decisions (they carry `parcel`; templates extend notice_land.html): `idle_land_fee`,
+  `recover_land`, `contract_remedy`, `renew_lease`, `refuse_renewal`, `redevelop_land`, and a
+  `rectify` order on a parcel (a standard-land shortfall: notice_land_rectify.html). Each shows
+  the parcel as `ReportData.parcels` has it (id, area in mu, use, contract dates, remedies; from
+  a store without parcels, the id alone), what was found (the agreed start date and the whole
+  years since; the commitments missed, committed and measured; the end of the term), the basis
+  the decision cites, and the route. A `proposed` (or withdrawn) decision is addressed to the
+  approving government and says it is a proposal, not an order; an approved one names the
+  proposal and the approval. No amount or percentage the records do not carry (the idle-land
+  fee is "assessed under the article cited", without a figure);
+- any other route: a generic notice that shows the decision's fields as they are.
 
 Each names the enterprise and its code, the findings with measured and judged values, limits,
 standards and exceedance multiples, the legal basis, the route, the deadline, the issuing
