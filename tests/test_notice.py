@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from engine.cli import cli
 from engine.devtools.demo import generate_city, with_follow_up, write_jsonl
 from engine.report import ReportData
-from engine.report.notice import AuthorityError, load_authority, notice_html
+from engine.report.notice import AuthorityError, load_authority, notice_html, notice_pdf
 
 PDFTOTEXT, PDFTOPPM = shutil.which("pdftotext"), shutil.which("pdftoppm")
 needs_poppler = pytest.mark.skipif(PDFTOTEXT is None or PDFTOPPM is None, reason="poppler-utils (.ci/run installs it)")
@@ -47,7 +47,7 @@ def city(tmp_path_factory):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     decisions = {}
     for record in records:
-        if record["record"] == "decision" and "parcel" not in record:  # the programme's routes (land: generic)
+        if record["record"] == "decision" and "parcel" not in record:  # the programme's routes (land: below)
             decisions.setdefault(record["action"], record)
     authority = folder / "authority.yaml"
     authority.write_text(AUTHORITY, encoding="utf-8")
@@ -162,3 +162,110 @@ def test_a_decision_of_an_unknown_kind_still_gets_a_notice():
     html = notice_html(data, "D-x", load_authority(), "zh")
     assert "处置决定告知书" in html and "future_route" in html and "parcel: P-7" in html and "宁波市某某有限公司" in html
     assert "建议（待批准）" in html
+
+
+# ---- land decisions: one notice per land route ------------------------------------------------
+IDLE, STANDARD = "91330212MA2H4K7L34", "91330212MA2H5R8T1W"
+
+
+def _event(n: int, kind: str, subject: str, time: str, data: dict) -> dict:
+    return {"specversion": "1.0", "id": f"land-{n}", "source": "test/land", "type": kind, "subject": subject,
+            "time": time, "data": data}
+
+
+@pytest.fixture(scope="module")
+def land(tmp_path_factory):
+    """A parcel never started (an idle-land fee, then recovery proposed) and a standard-land parcel
+    missing its tax commitment (an order, the contract's remedies, then no renewal proposed)."""
+    registered = {"industry": "other", "district": "Yinzhou", "in_park": True, "scale": "above"}
+    events = [
+        _event(1, "enterprise.registered", IDLE, "2021-11-01T09:00:00+08:00",
+               {"name": "宁波市鄞州闲置示例有限公司", "land_area_mu": 25.5, **registered}),
+        _event(2, "enterprise.registered", STANDARD, "2021-11-01T09:00:00+08:00",
+               {"name": "宁波市鄞州标准地示例有限公司", "land_area_mu": 40.0, **registered}),
+        _event(3, "land.parcel.registered", IDLE, "2021-12-01T09:00:00+08:00",
+               {"parcel": "330212-2021-000101", "area_mu": 25.5, "use": "industrial",
+                "contract": {"signed_on": "2021-01-10", "start_by": "2021-03-10", "complete_by": "2022-09-10",
+                             "expires_on": "2071-01-09", "price_yuan": 7500000}}),
+        _event(4, "land.parcel.registered", STANDARD, "2023-01-05T09:00:00+08:00",
+               {"parcel": "330212-2004-000202", "area_mu": 40, "use": "industrial", "started_on": "2004-12-01",
+                "contract": {"signed_on": "2004-07-01", "start_by": "2004-12-31", "complete_by": "2006-06-30",
+                             "expires_on": "2024-06-30", "remedies": ["penalty", "no_renewal"]},
+                "commitments": {"tax_yuan_per_mu": 300000}}),
+        _event(5, "land.parcel.inspected", STANDARD, "2023-01-10T10:00:00+08:00",
+               {"parcel": "330212-2004-000202", "stage": "periodic", "on": "2022-12-31",
+                "figures": {"tax_yuan_per_mu": 180000}}),
+    ]
+    log = tmp_path_factory.mktemp("land") / "land.jsonl"
+    log.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+    from engine.cli.common import build_engine
+    from engine.report import collect
+
+    data = collect(build_engine((), (), None, False, "compiled"), [str(log)], "2023-07-01T00:00:00+08:00")
+    by_action = {d["action"]: d for d in data.decisions}
+    assert sorted(by_action) == ["contract_remedy", "idle_land_fee", "recover_land", "rectify", "refuse_renewal"]
+    return data, by_action
+
+
+def collect_demo(log: Path):
+    from engine.cli.common import build_engine
+    from engine.report import collect
+
+    return collect(build_engine((), (), None, False, "compiled"), [str(log)], None)
+
+
+def _pdf_text(pdf: bytes, folder: Path, name: str) -> str:
+    path = folder / f"{name}.pdf"
+    path.write_bytes(pdf)
+    return " ".join(pdf_text(path).split())
+
+
+@needs_poppler
+@pytest.mark.parametrize("action, zh, en", [
+    ("idle_land_fee", ["关于提请征缴土地闲置费的建议", "国土资源部令第53号", "第十四条第（一）项", "约定的动工日期为2021年3月10日",
+                       "满1年", "不载明金额"],
+     ["Proposal to levy an idle-land fee", "MLR Decree No. 53", "Art. 14 (1)", "was March 10, 2021",
+      "states no amount"]),
+    ("recover_land", ["关于提请无偿收回闲置土地的建议", "第十四条第（二）项", "满2年"],
+     ["Proposal to recover idle land without compensation", "Art. 14 (2)", "full years since that date: 2"]),
+    ("contract_remedy", ["关于提请追究标准地出让合同违约责任的建议", "国有建设用地使用权出让合同及投资建设协议", "不低于", "300,000",
+                         "180,000", "违约金、不予续期", "不载明金额或比例"],
+     ["Proposal to enforce the remedies of a standard-land contract", "at least", "300,000", "180,000",
+      "penalty, no renewal", "no amount or percentage"]),
+    ("refuse_renewal", ["关于提请不予续期的建议", "《中华人民共和国城市房地产管理法》", "第二十二条", "2024年6月30日届满"],
+     ["Proposal not to renew a land-use right", "Urban Real Estate Administration Law", "Art. 22", "June 30, 2024"]),
+])
+def test_land_proposals_name_the_parcel_the_basis_and_say_they_are_proposals(land, tmp_path, action, zh, en):
+    data, by_action = land
+    decision = by_action[action]
+    parcel = decision["parcel"]
+    texts = {}
+    for lang in ("zh", "en"):
+        pdf = notice_pdf(data, decision["id"], load_authority(), lang)
+        texts[lang] = _pdf_text(pdf, tmp_path, lang)
+    flat = texts["zh"].replace(" ", "")
+    for wanted in [parcel, decision["enterprise"], "宁波市人民政府", "不是处理决定", "经批准后方可生效", *zh]:
+        assert wanted.replace(" ", "") in flat, wanted
+    area = "25.5亩" if action in ("idle_land_fee", "recover_land") else "40亩"
+    assert area in flat and "鄞州区" in flat
+    for wanted in [parcel, decision["enterprise"], "not an order", "takes effect only when approved", *en]:
+        assert wanted in texts["en"], wanted
+    assert "20 %" not in texts["en"].replace("20 % of the land price", "")  # only as the basis cites it
+    assert "land.jsonl" not in texts["en"] and "rules.yaml" not in texts["en"]
+
+
+@needs_poppler
+def test_a_land_order_and_a_redevelopment_notice_the_same_bytes_twice(land, city, tmp_path):
+    data, by_action = land
+    order = by_action["rectify"]
+    first, second = (notice_pdf(data, order["id"], load_authority(), "zh") for _ in range(2))
+    assert first == second
+    flat = _pdf_text(first, tmp_path, "order").replace(" ", "")
+    assert "限期整改通知书" in flat and "2023年4月10日前完成承诺指标整改" in flat and "追究违约责任" in flat
+    assert "关停" not in flat and "行政复议" in flat  # an order to the holder, not a closure
+    folder, log, _, _, _, records = city
+    redevelop = next(r for r in records if r["record"] == "decision" and r["action"] == "redevelop_land")
+    demo = collect_demo(log)
+    text = _pdf_text(notice_pdf(demo, redevelop["id"], load_authority(), "en"), tmp_path, "redevelop")
+    assert "Notice on the redevelopment of low-efficiency industrial land" in text and redevelop["parcel"] in text
+    assert "City manufacturing upgrade programme" in text and "not an order" not in text

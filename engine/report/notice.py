@@ -8,8 +8,18 @@ example, which marks every page SPECIMEN), a decision id and a language. Out: th
 - `rectify`: 限期整改通知书 (a rectification order with its deadline);
 - `close_by_law`: a closure proposal to the people's government with approval authority;
 - `eliminate`, `merge_reorganize`, `vacate`, `relocate_to_park`, `transform_upgrade`: notices of
-  the route; `classify`: the mu-average evaluation result; any other route: a generic notice
-  that shows the decision's fields as they are.
+  the route; `classify`: the mu-average evaluation result;
+- land decisions (they carry `parcel`; templates extend notice_land.html): `idle_land_fee`,
+  `recover_land`, `contract_remedy`, `renew_lease`, `refuse_renewal`, `redevelop_land`, and a
+  `rectify` order on a parcel (a standard-land shortfall: notice_land_rectify.html). Each shows
+  the parcel as `ReportData.parcels` has it (id, area in mu, use, contract dates, remedies; from
+  a store without parcels, the id alone), what was found (the agreed start date and the whole
+  years since; the commitments missed, committed and measured; the end of the term), the basis
+  the decision cites, and the route. A `proposed` (or withdrawn) decision is addressed to the
+  approving government and says it is a proposal, not an order; an approved one names the
+  proposal and the approval. No amount or percentage the records do not carry (the idle-land
+  fee is "assessed under the article cited", without a figure);
+- any other route: a generic notice that shows the decision's fields as they are.
 
 Each names the enterprise and its code, the findings with measured and judged values, limits,
 standards and exceedance multiples, the legal basis, the route, the deadline, the issuing
@@ -23,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,15 +41,16 @@ from typing import Any
 import yaml
 from markupsafe import Markup
 
-from engine.i18n import translator
+from engine.i18n import Translator, translator
 from engine.normalise.readings import epoch_of
 from engine.report.data import ReportData
 from engine.report.fonts import FAMILY, font_face
 from engine.report.html import PLACEHOLDER, environment, limit_text, multiple, value_text
 from engine.validate.schemas import core_validator
 
+LAND_ROUTES = ("idle_land_fee", "recover_land", "contract_remedy", "renew_lease", "refuse_renewal", "redevelop_land")
 ROUTES = ("rectify", "close_by_law", "eliminate", "merge_reorganize", "vacate", "relocate_to_park", "transform_upgrade",
-          "classify")
+          "classify", *LAND_ROUTES)
 MAX_AUTHORITY_BYTES = 64 * 1024
 
 
@@ -99,6 +111,60 @@ def _findings_of(data: ReportData, decision: Mapping[str, Any], by_id: Mapping[s
     return [by_id[i] for i in ids if i in by_id]
 
 
+def _full_years(start: str, end: str) -> int:
+    """Whole years from one local date to another (both as written, YYYY-MM-DD...)."""
+    a, b = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+    years = b.year - a.year
+    return years - 1 if (b.month, b.day) < (a.month, a.day) else years
+
+
+def _commitment_text(tr: Translator, limit: Mapping[str, Any]) -> str:
+    """A parcel's commitment as its finding's limit gives it: at least / at most the figure."""
+    unit = limit.get("unit")
+    if limit.get("min") is not None:
+        return tr.gettext("at least {value}").format(value=value_text(tr, limit["min"], unit))
+    if limit.get("max") is not None:
+        return tr.gettext("at most {value}").format(value=value_text(tr, limit["max"], unit))
+    return limit_text(tr, limit)
+
+
+def _land_context(data: ReportData, decision: Mapping[str, Any], findings: list[Mapping[str, Any]],
+                  found: str, tr: Translator) -> dict[str, Any]:
+    """What a land notice shows of its parcel: the parcel's record as the engine keeps it
+    (`ReportData.parcels`; from a store, none: then only the id the decision names), the
+    commitments missed (the decision's findings about the parcel, committed and measured), the
+    whole years from the agreed start date to `found` (the time of the decision, or of the proposal
+    an approved decision carries out), the holder's latest mu-average class and a contract remedy
+    proposed for the parcel (not withdrawn) at or before the decision."""
+    pid = str(decision["parcel"])
+    record = data.parcels.get(pid) or {}
+    contract = record.get("contract") or {}
+    start_by = contract.get("start_by")
+    missed = [{"time": tr.time(f.get("time")), "title": data.rule(str(f.get("rule"))).title(tr.lang),
+               "committed": _commitment_text(tr, f.get("limit") or {}),
+               "measured": value_text(tr, (f.get("measured") or {}).get("value"), (f.get("measured") or {}).get("unit")),
+               "id": f.get("id")} for f in findings if f.get("parcel") == pid]
+    before = [d for d in data.decisions if d.get("parcel") == pid and d.get("enterprise") == decision.get("enterprise")
+              and d["id"] != decision["id"] and epoch_of(str(d["time"])) <= epoch_of(str(decision["time"]))]
+    remedies = [d for d in before if d.get("action") == "contract_remedy"]
+    classes = [d.get("evaluation") or {} for d in data.decisions if d.get("enterprise") == decision.get("enterprise")
+               and d.get("evaluation") and epoch_of(str(d["time"])) <= epoch_of(str(decision["time"]))]
+    return {
+        "id": pid, "known": bool(record),
+        "area": tr.number(record.get("area_mu")) if record.get("area_mu") is not None else "—",
+        "use": tr.name("use", record["use"]) if record.get("use") else "—",
+        "signed_on": tr.date(contract.get("signed_on")), "start_by": tr.date(start_by),
+        "complete_by": tr.date(contract.get("complete_by")), "expires_on": tr.date(contract.get("expires_on")),
+        "remedies": [tr.name("remedy", r) for r in contract.get("remedies") or []],
+        "idle_years": _full_years(str(start_by), found) if start_by else None, "found_on": tr.date(found),
+        "missed": missed,
+        "latest_class": classes[-1].get("class") if classes else None,
+        "latest_class_year": classes[-1].get("year") if classes else None,
+        "no_renewal": "no_renewal" in (contract.get("remedies") or []),
+        "remedy_proposed": remedies[-1] if remedies and remedies[-1].get("status") != "withdrawn" else None,
+    }
+
+
 def notice_context(data: ReportData, decision_id: str, authority: Mapping[str, Any], lang: str) -> dict[str, Any]:
     """Everything a notice template shows for one decision."""
     tr = translator(lang)
@@ -131,7 +197,16 @@ def notice_context(data: ReportData, decision_id: str, authority: Mapping[str, A
     extra = {k: v for k, v in decision.items() if k not in (
         "record", "id", "rule", "rule_version", "enterprise", "time", "list", "action", "deadline", "basis", "evidence",
         "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status")}
+    status = str(decision.get("status") or "")
+    answered = bool(earlier and earlier.get("status") == "proposed" and status in ("effective", "withdrawn"))
+    found = str(earlier["time"] if answered and earlier else decision["time"])  # a proposal's facts
+    land = _land_context(data, decision, _findings_of(data, decision, by_id, decisions), found, tr) \
+        if isinstance(decision.get("parcel"), str) else None
     return {
+        "land": land, "proposal": status in ("proposed", "withdrawn"), "answered": answered,
+        "answer": str((decision.get("basis") or {}).get("note") or "") if answered else "",
+        "earlier_route": tr.route(str(earlier.get("action"))) if earlier else "",
+        "remedy_number": numbers.get(str(land["remedy_proposed"]["id"]), "") if land and land["remedy_proposed"] else "",
         "tr": tr, "_": tr.gettext, "lang": tr.lang, "authority": authority, "name": authority["name"][tr.lang],
         "number": numbers[decision_id], "decision": decision, "code": code,
         "enterprise": registration.get("name") or tr.gettext("(unregistered enterprise)"),
@@ -158,7 +233,9 @@ def notice_html(data: ReportData, decision_id: str, authority: Mapping[str, Any]
     """The notice of one decision as an HTML document (print CSS, the font embedded)."""
     context = notice_context(data, decision_id, authority, lang)
     action = str(context["decision"].get("action"))
-    name = f"notice_{action}.html" if action in ROUTES else "notice_generic.html"
+    if context["land"] is not None and action == "rectify":  # a standard-land shortfall: an order on the parcel
+        action = "land_rectify"
+    name = f"notice_{action}.html" if action in ROUTES or action == "land_rectify" else "notice_generic.html"
     html = environment().get_template(name).render(**context)
     return html.replace(PLACEHOLDER, font_face(html), 1)
 
