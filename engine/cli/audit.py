@@ -227,6 +227,7 @@ def _decision_values(field: str) -> list[str]:
 def decisions(store: str, enterprise: str | None, list_: str | None, action: str | None, rule: str | None,
               since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None, lang: str) -> None:
     """Query the findings and decisions in a store by enterprise, list, action, rule and event time."""
+    _ = translator(lang).gettext
     with store_errors(store), _open_store(store) as db:
         if export is not None:
             if export == "-":
@@ -234,7 +235,7 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
             else:
                 with open(export, "wb") as handle:
                     count = db.export(handle)
-            click.echo(f"exported {count} records, head {db.head()}", err=True)
+            click.echo(_("exported {count} records, head {head}").format(count=count, head=db.head()), err=True)
             return
         count = 0
         registry = {} if as_json else db.registry()
@@ -246,7 +247,7 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
                 continue
             click.echo(record_line(record, registry, lang))
         if not as_json:
-            click.echo(f"{count} record(s)", err=True)
+            click.echo(_("{count} record(s)").format(count=count), err=True)
 
 
 # ---- rectify explain ----------------------------------------------------------------------------
@@ -267,11 +268,12 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
             lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Why a finding or decision (ID) was made: rule and version, the condition and the values
     that satisfied it, corrections, evidence events, basis. Exit 1 if ID is not found."""
+    _ = translator(lang).gettext
     engine = build_engine(disable, options, params, strict, backend)
     try:
         report = run_explain(engine, lambda: JsonlFiles(events), record_id, as_of)
     except NotFound as exc:
-        click.echo(f"rectify: {exc}", err=True)
+        click.echo(_("rectify: {note}").format(note=translator(lang).text(exc.text)), err=True)
         raise SystemExit(EXIT_INVALID) from None
     source = log or store
     if source is not None:
