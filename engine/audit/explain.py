@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from engine.i18n import translator
+from engine.i18n import Message, translator
 from engine.judge.expressions import names, parse
 from engine.normalise.readings import epoch_of
 from engine.pipeline import Engine
@@ -26,7 +26,12 @@ from engine.records import Decision, Finding
 
 
 class NotFound(LookupError):
-    """No finding or decision with that id in the replay."""
+    """No finding or decision with that id in the replay (`text`: the sentence as a Message;
+    str(): English)."""
+
+    def __init__(self, text: Message) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def _lookup(scope: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -173,7 +178,8 @@ def explain(engine: Engine, lines: Any, record_id: str, as_of: str | None = None
         if getattr(record, "id", None) == record_id and target is None:
             target = record  # type: ignore[assignment]
     if target is None:
-        raise NotFound(f"no finding or decision {record_id!r} in the replay of this log with rule set {engine.ruleset}")
+        raise NotFound(Message("no finding or decision {id} in the replay of this log with rule set {ruleset}",
+                               id=repr(record_id), ruleset=engine.ruleset))
     wanted = set(target.event) if isinstance(target, Finding) else set(target.events)
     if isinstance(target, Decision):
         for fid in target.findings:

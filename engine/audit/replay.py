@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import orjson
 
+from engine.i18n import Message
 from engine.ingest import JsonlFiles
 from engine.output import Store, is_store
 from engine.output.chain import CHAIN_FIELDS
@@ -37,7 +38,12 @@ from engine.version import __version__
 
 class ManifestError(ValueError):
     """The log's manifest cannot be honoured here: unreadable, or a plugin missing or at another
-    version, or the engine it rebuilds does not have the log's fingerprint."""
+    version, or the engine it rebuilds does not have the log's fingerprint. `text` is the
+    sentence as a Message (str() of the error: English)."""
+
+    def __init__(self, text: Message) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def read_manifest(log: str) -> dict[str, Any] | None:
@@ -46,7 +52,7 @@ def read_manifest(log: str) -> dict[str, Any] | None:
     if is_store(log):
         with Store(log) as db:
             found = db.meta("manifest")
-        where = f"{log} (meta 'manifest')"
+        where: str | Message = Message("{store} (meta 'manifest')", store=log)
     else:
         where = manifest_path(log)
         if not os.path.exists(where):
@@ -55,40 +61,43 @@ def read_manifest(log: str) -> dict[str, Any] | None:
             with open(where, "rb") as handle:
                 found = orjson.loads(handle.read(1 << 20))
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise ManifestError(f"{where}: cannot read the manifest: {exc}") from None
+            raise ManifestError(Message("{where}: cannot read the manifest: {error}", where=where, error=str(exc))) from None
     if found is None:
         return None
     error = jsonschema.exceptions.best_match(core_validator("manifest.schema.json").iter_errors(found))
     if error is not None:
-        raise ManifestError(f"{where}: not a valid manifest: {describe(error)}")
+        raise ManifestError(Message("{where}: not a valid manifest: {error}", where=where, error=describe(error)))
     return dict(found)
 
 
-def pinned_engine(manifest: Mapping[str, Any]) -> tuple[Engine, list[str]]:
+def pinned_engine(manifest: Mapping[str, Any]) -> tuple[Engine, list[Message]]:
     """The engine the manifest describes, and notes on what was left out (installed plugins the
-    log was made without). ManifestError names what cannot be honoured."""
+    log was made without; str() of a note: English). ManifestError names what cannot be honoured."""
     installed = {info.name: info.version for info in load_plugins().infos}
     wanted: dict[str, str] = dict(manifest["plugins"])
     missing = [f"{name} {version}" for name, version in sorted(wanted.items()) if name not in installed]
-    other = [f"{name} {version} (installed: {installed[name]})" for name, version in sorted(wanted.items())
-             if name in installed and installed[name] != version]
+    other = [Message("{plugin} {version} (installed: {installed})", plugin=name, version=version, installed=installed[name])
+             for name, version in sorted(wanted.items()) if name in installed and installed[name] != version]
     if missing or other:
-        raise ManifestError("the log was made with plugin(s) "
-                            + "; ".join(([f"not installed: {', '.join(missing)}"] if missing else [])
-                                        + ([f"at another version: {', '.join(other)}"] if other else []))
-                            + ": install those versions to replay it")
+        parts = ([Message("not installed: {plugins}", plugins=missing)] if missing else []) + \
+            ([Message("at another version: {plugins}", plugins=other)] if other else [])
+        plugins = parts[0] if len(parts) == 1 else Message("{missing}; {other}", missing=parts[0], other=parts[1])
+        raise ManifestError(Message("the log was made with plugin(s) {plugins}: install those versions to replay it",
+                                    plugins=plugins))
     if manifest["evaluation_method"] is not None:
-        raise ManifestError(f"the log was made with a custom mu-average method ({manifest['evaluation_method']}): "
-                            "replay it with --ignore-manifest and the same options")
+        raise ManifestError(Message("the log was made with a custom mu-average method ({method}): replay it with "
+                                    "--ignore-manifest and the same options", method=manifest["evaluation_method"]))
     extra = sorted(set(installed) - set(wanted))
-    notes = [f"ignoring installed plugin {name} {installed[name]}: the log was made without it" for name in extra]
+    notes = [Message("ignoring installed plugin {plugin} {version}: the log was made without it",
+                     plugin=name, version=installed[name]) for name in extra]
     engine = Engine(disable=extra, options=manifest["options"], parameters=manifest["parameters"],
                     strict=manifest["strict"], backend=manifest["backend"],
                     dedupe_horizon_days=manifest["dedupe_horizon_days"],
                     clock_lead_days=manifest["clock"]["lead_days"], clock_quorum=manifest["clock"]["quorum"])
     if engine.ruleset != manifest["ruleset"]:
-        raise ManifestError(f"the rebuilt rule set {engine.ruleset} is not the log's {manifest['ruleset']} "
-                            f"(rectify {manifest['engine']} made the log, this is rectify {__version__})")
+        raise ManifestError(Message("the rebuilt rule set {ruleset} is not the log's {logged} (rectify {made} made "
+                                    "the log, this is rectify {version})", ruleset=engine.ruleset,
+                                    logged=manifest["ruleset"], made=manifest["engine"], version=__version__))
     return engine, notes
 
 

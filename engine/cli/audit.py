@@ -1,7 +1,8 @@
 """The audit commands: `rectify verify`, `replay`, `decisions`, `explain`, `diff`.
 
 Exit codes as in engine/cli/common.py (0 ok, 1 a broken chain / a divergence / not found,
-2 usage, 3 configuration).
+2 usage, 3 configuration). Text for people is in the language of `--lang` (the locale's by
+default: engine/i18n); `--json` output and exit codes are the same in every language.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.audit import ManifestError, NotFound, SpecError, compare, diff_text,
 from engine.audit import explain as run_explain
 from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, lang_option, store_errors, \
     time_option
+from engine.i18n import Translator, translator
 from engine.ingest import JsonlFiles
 from engine.judge import RulePackError
 from engine.output import DamagedStore, Store, Verdict, binary_problem, is_store, log_lines, unchained, verify_file, verify_lines
@@ -36,14 +38,19 @@ def _open_store(path: str, must_exist: bool = True) -> Store:
 # ---- rectify verify ----------------------------------------------------------------------------
 
 
-def _print_verdict(verdict: Verdict, name: str, as_json: bool) -> None:
+def _print_verdict(verdict: Verdict, name: str, as_json: bool, tr: Translator) -> None:
     if as_json:
         click.echo(orjson.dumps({"log": name, **verdict.to_dict()}).decode())
         return
+    _ = tr.gettext
     for problem in verdict.problems:
-        click.echo(f"{name}:{problem.line}: {problem.kind}: {problem.message}")
-    state = "chain intact" if verdict.ok else f"CHAIN BROKEN ({len(verdict.problems)} problem(s))"
-    click.echo(f"{name}: {verdict.records} records, {state}, head {verdict.head}", err=True)
+        click.echo(_("{log}:{line}: {kind}: {message}").format(log=name, line=problem.line,
+                                                                kind=tr.label("chain", problem.kind), message=tr.text(problem.text)))
+    if verdict.ok:
+        state = _("{log}: {records} records, chain intact, head {head}")
+    else:
+        state = _("{log}: {records} records, CHAIN BROKEN ({count} problem(s)), head {head}")
+    click.echo(state.format(log=name, records=verdict.records, count=len(verdict.problems), head=verdict.head), err=True)
 
 
 @click.command()
@@ -51,34 +58,39 @@ def _print_verdict(verdict: Verdict, name: str, as_json: bool) -> None:
 @click.option("--store", "store", type=click.Path(exists=True, dir_okay=False), help="Verify a SQLite store's records.")
 @click.option("--head", "head", metavar="HASH", help="The published head hash: detects records cut off the end.")
 @click.option("--json", "as_json", is_flag=True, help="The verdict as one JSON object.")
-def verify(log: str | None, store: str | None, head: str | None, as_json: bool) -> None:
+@lang_option
+def verify(log: str | None, store: str | None, head: str | None, as_json: bool, lang: str) -> None:
     """Check the hash chain of a decision LOG (JSONL, or a store); name every edited, removed,
     inserted or reordered record. Exit 1 if the chain is broken."""
+    tr = translator(lang)
+    _ = tr.gettext
     if (log is None) == (store is None):
-        raise click.UsageError("give LOG or --store DB (one of them)")
+        raise click.UsageError(_("give LOG or --store DB (one of them)"))
     path = log or store
     assert path is not None
     if store is not None and not is_store(store):
         with open(store, "rb") as handle:
             start = handle.read(16)
-        click.echo(f"{store}: not a SQLite store: it starts with {start!r}, not {SQLITE_MAGIC!r} "
-                   "(overwritten or not a store); STORE DAMAGED", err=True)
+        click.echo(_("{store}: not a SQLite store: it starts with {start}, not {magic} (overwritten or not a store); "
+                     "STORE DAMAGED").format(store=store, start=repr(start), magic=repr(SQLITE_MAGIC)), err=True)
         raise SystemExit(EXIT_INVALID)
     if not is_store(path) and (problem := binary_problem(path)) is not None:
-        click.echo(f"{path}: {problem}; LOG DAMAGED", err=True)
+        click.echo(_("{log}: {problem}; LOG DAMAGED").format(log=path, problem=problem), err=True)
         raise SystemExit(EXIT_INVALID)
     if is_store(path):
         try:
             opened = Store(path)
         except DamagedStore as exc:
-            click.echo(f"{path}: STORE DAMAGED: SQLite cannot open it ({exc.reason or exc})", err=True)
+            click.echo(_("{store}: STORE DAMAGED: SQLite cannot open it ({reason})").format(
+                store=path, reason=exc.reason or exc), err=True)
             raise SystemExit(EXIT_INVALID) from None
         with store_errors(path), opened as db:
             problems = db.integrity()  # SQLite's check of every page first: the chain is read from those pages
             if problems:
                 for problem in problems[:20]:
-                    click.echo(f"{path}: integrity check: {problem}")
-                click.echo(f"{path}: STORE DAMAGED ({len(problems)} problem(s) in SQLite's integrity check)", err=True)
+                    click.echo(_("{store}: integrity check: {problem}").format(store=path, problem=problem))
+                click.echo(_("{store}: STORE DAMAGED ({count} problem(s) in SQLite's integrity check)").format(
+                    store=path, count=len(problems)), err=True)
                 raise SystemExit(EXIT_INVALID)
             verdict = verify_lines(db.lines(), head)
             stored_head = db.meta("head")
@@ -86,7 +98,7 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
                 verdict = verify_lines(db.lines(), stored_head)
     else:
         verdict = verify_file(path, head)
-    _print_verdict(verdict, path, as_json)
+    _print_verdict(verdict, path, as_json, tr)
     if not verdict.ok:
         raise SystemExit(EXIT_INVALID)
 
@@ -104,11 +116,12 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool) 
 @click.option("--ignore-manifest", is_flag=True,
               help="Build the engine from the installed plugins and the options given, not from the log's manifest.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
+@lang_option
 @engine_options
 @click.pass_context
 def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool,
-           ignore_manifest: bool, as_json: bool, disable: tuple[str, ...], options: tuple[str, ...], params: str | None,
-           strict: bool, backend: str) -> None:
+           ignore_manifest: bool, as_json: bool, lang: str, disable: tuple[str, ...], options: tuple[str, ...],
+           params: str | None, strict: bool, backend: str) -> None:
     """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
     Without EVENTS, the log is a `rectify serve` store: its kept events are replayed in arrival order.
 
@@ -116,13 +129,15 @@ def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | N
     store's): the same plugins at the same versions (others installed are ignored, with a
     note), options, parameters and backend. Also checks the log's hash chain. Exit 1 on a
     divergence or a broken chain, 3 when the manifest cannot be honoured."""
+    tr = translator(lang)
+    _ = tr.gettext
     with store_errors(log):
         if not events and not (is_store(log) and _kept_events(log)):
-            raise click.UsageError("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)")
+            raise click.UsageError(_("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)"))
         try:
             found = None if ignore_manifest else read_manifest(log)
         except ManifestError as exc:
-            click.echo(f"rectify: configuration error: {exc}", err=True)
+            click.echo(_("rectify: configuration error: {error}").format(error=tr.text(exc.text)), err=True)
             raise SystemExit(EXIT_CONFIG) from None
     if found is None:
         engine = build_engine(disable, options, params, strict, backend)
@@ -131,15 +146,16 @@ def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | N
                                                                  "clock_lead_days", "clock_quorum")
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
-            raise click.UsageError(f"the log's manifest names its rule set; {', '.join(given)} would change it "
-                                   "(add --ignore-manifest to use them instead)")
+            raise click.UsageError(_("the log's manifest names its rule set; {options} would change it "
+                                     "(add --ignore-manifest to use them instead)").format(options=", ".join(given)))
         try:
             engine, notes = pinned_engine(found)
         except (ManifestError, RulePackError, PluginConflict) as exc:
-            click.echo(f"rectify: configuration error: {exc}", err=True)
+            error = tr.text(exc.text) if isinstance(exc, ManifestError) else str(exc)
+            click.echo(_("rectify: configuration error: {error}").format(error=error), err=True)
             raise SystemExit(EXIT_CONFIG) from None
         for note in notes:
-            click.echo(f"rectify: {note}", err=True)
+            click.echo(_("rectify: {note}").format(note=tr.text(note)), err=True)
         if as_of is None:
             as_of = found["as_of"]
         quarantine_separate = quarantine_separate or found["quarantine_separate"]
@@ -158,20 +174,24 @@ def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | N
                                  "chain": verdict.to_dict()}, default=str).decode())
     else:
         for problem in verdict.problems:
-            click.echo(f"{log}:{problem.line}: chain {problem.kind}: {problem.message}")
+            click.echo(_("{log}:{line}: chain {kind}: {message}").format(
+                log=log, line=problem.line, kind=tr.label("chain", problem.kind), message=tr.text(problem.text)))
         if divergence is None:
-            click.echo(f"replay matches {log}: {len(mine)} records, head {mine[-1]['hash'] if mine else '-'}")
+            click.echo(_("replay matches {log}: {records} records, head {head}").format(
+                log=log, records=len(mine), head=mine[-1]["hash"] if mine else "-"))
         else:
-            where = f"line {divergence.line}" + (f" (id {divergence.id})" if divergence.id else "")
+            where = _("line {line} (id {id})") if divergence.id else _("line {line}")
             if divergence.field is None:
-                what = "the replay has no record here" if divergence.replayed is None else \
-                    "the log ends here" if divergence.expected is None else "the logged line is not a JSON object"
+                what = _("the replay has no record here") if divergence.replayed is None else \
+                    _("the log ends here") if divergence.expected is None else _("the logged line is not a JSON object")
             else:
-                what = (f"field {divergence.field!r}: logged {orjson.dumps(divergence.expected, default=str).decode()}, "
-                        f"replayed {orjson.dumps(divergence.replayed, default=str).decode()}")
-            click.echo(f"first divergence at {where}: {what}")
+                what = _("field {field}: logged {logged}, replayed {replayed}").format(
+                    field=repr(divergence.field), logged=orjson.dumps(divergence.expected, default=str).decode(),
+                    replayed=orjson.dumps(divergence.replayed, default=str).decode())
+            click.echo(_("first divergence at {where}: {what}").format(
+                where=where.format(line=divergence.line, id=divergence.id), what=what))
             if divergence.field == "ruleset":
-                click.echo("the rule set differs: replay with the options, --params and plugins the log was made with")
+                click.echo(_("the rule set differs: replay with the options, --params and plugins the log was made with"))
     if divergence is not None or not verdict.ok:
         raise SystemExit(EXIT_INVALID)
 
@@ -207,6 +227,7 @@ def _decision_values(field: str) -> list[str]:
 def decisions(store: str, enterprise: str | None, list_: str | None, action: str | None, rule: str | None,
               since: str | None, until: str | None, kind: str | None, as_json: bool, export: str | None, lang: str) -> None:
     """Query the findings and decisions in a store by enterprise, list, action, rule and event time."""
+    _ = translator(lang).gettext
     with store_errors(store), _open_store(store) as db:
         if export is not None:
             if export == "-":
@@ -214,7 +235,7 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
             else:
                 with open(export, "wb") as handle:
                     count = db.export(handle)
-            click.echo(f"exported {count} records, head {db.head()}", err=True)
+            click.echo(_("exported {count} records, head {head}").format(count=count, head=db.head()), err=True)
             return
         count = 0
         registry = {} if as_json else db.registry()
@@ -226,7 +247,7 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
                 continue
             click.echo(record_line(record, registry, lang))
         if not as_json:
-            click.echo(f"{count} record(s)", err=True)
+            click.echo(_("{count} record(s)").format(count=count), err=True)
 
 
 # ---- rectify explain ----------------------------------------------------------------------------
@@ -247,11 +268,12 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
             lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Why a finding or decision (ID) was made: rule and version, the condition and the values
     that satisfied it, corrections, evidence events, basis. Exit 1 if ID is not found."""
+    _ = translator(lang).gettext
     engine = build_engine(disable, options, params, strict, backend)
     try:
         report = run_explain(engine, lambda: JsonlFiles(events), record_id, as_of)
     except NotFound as exc:
-        click.echo(f"rectify: {exc}", err=True)
+        click.echo(_("rectify: {note}").format(note=translator(lang).text(exc.text)), err=True)
         raise SystemExit(EXIT_INVALID) from None
     source = log or store
     if source is not None:

@@ -1,7 +1,7 @@
 """Keep the message catalogues in step with the code: `python -m engine.devtools.i18n [check|update]`.
 
-`update` extracts every message of engine/ (Python `_()`, `gettext()`, `ngettext()` calls and
-the Jinja templates, with Babel's extractors) into the Chinese catalogue
+`update` extracts every message of engine/ (Python `_()`, `gettext()`, `ngettext()` and
+`Message()` calls and the Jinja templates, with Babel's extractors) into the Chinese catalogue
 engine/i18n/locale/zh_CN/LC_MESSAGES/messages.po, keeping the translations there, dropping
 messages no longer used and listing the new ones to translate. `check` (also run by the tests)
 lists what is wrong: a message without a translation, a translation whose {placeholders}
@@ -25,7 +25,7 @@ from babel.messages.pofile import read_po, write_po
 ENGINE = Path(__file__).resolve().parents[1]
 LOCALE = ENGINE / "i18n" / "locale"
 METHODS = [("**/templates/**.html", "jinja2.ext:babel_extract"), ("**.py", "python")]
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "Message": None}
 FIXED = datetime(2025, 1, 1, tzinfo=timezone.utc)
 FIELD = re.compile(r"\{(\w*)[^{}]*\}")
 

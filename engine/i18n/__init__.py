@@ -8,7 +8,9 @@ the first one set, starts with `zh`; en otherwise). Out: a `Translator` with
 - `name(context, key)` for the programme's vocabulary: domain `vocabulary`, keyed by identifier
   (the lists, the routes, pollutants by HJ 212 code, standards, districts, industries...) in
   both languages; an identifier no catalogue knows is shown as it is;
-- dates and numbers formatted by Babel's CLDR data for the locale.
+- dates and numbers formatted by Babel's CLDR data for the locale;
+- `text(message)` for a `Message`: an English template and its values, made where the words are
+  (a verdict, an error) and put into words only where a person reads them (str(): English).
 
 The gettext catalogues (.po, in locale/) are the only source; they are compiled in memory on
 first use (Babel's read_po and write_mo), never committed as .mo. Only human-facing text is
@@ -21,7 +23,7 @@ import functools
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from importlib import resources
 from typing import Any
@@ -37,7 +39,7 @@ LOCALES = {"zh": "zh_CN", "en": "en"}
 DOMAINS = ("messages", "vocabulary")
 _OFFSET = re.compile(r"([+-]\d\d:\d\d|Z)$")
 
-__all__ = ["DOMAINS", "LANGS", "LOCALES", "Translator", "catalogue_path", "resolve_lang", "translator"]
+__all__ = ["DOMAINS", "LANGS", "LOCALES", "Message", "Translator", "catalogue_path", "resolve_lang", "translator"]
 
 
 def resolve_lang(value: str | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -72,6 +74,44 @@ def _compiled(lang: str, domain: str) -> Translations | NullTranslations:
     return Translations(fp=buffer, domain=domain)
 
 
+class Message:
+    """A sentence to put into words later: an English template (a msgid of the `messages`
+    catalogue, found by `python -m engine.devtools.i18n` in every `Message("...")` call) and its
+    values. Values that are Messages are put into words in the same language; a list is its
+    items so put, joined by ", ".
+
+    In: the template and its values (keywords named as the template's {fields}). Out: str() is
+    the English text (what JSON records and exceptions carry); `Translator.text` gives it in a
+    language. Equal when template and values are.
+    """
+
+    __slots__ = ("template", "values")
+
+    def __init__(self, template: str, /, **values: Any) -> None:
+        self.template = template
+        self.values = values
+
+    def __str__(self) -> str:
+        return self.template.format(**{k: _words(v, str) for k, v in self.values.items()})
+
+    def __repr__(self) -> str:
+        return f"Message({self.template!r}, {self.values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.template, self.values) == (other.template, other.values)
+
+    __hash__ = None  # type: ignore[assignment]  # values may be unhashable
+
+
+def _words(value: Any, say: Callable[[Message], str]) -> Any:
+    """A value of a Message ready for format(): Messages said, lists joined by ", "."""
+    if isinstance(value, Message):
+        return say(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(str(_words(item, say)) for item in value)
+    return value
+
+
 def _when(value: str | date | datetime) -> date:
     if isinstance(value, datetime):
         return value.date()
@@ -97,6 +137,14 @@ class Translator:
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self._messages.ngettext(singular, plural, n)
+
+    def text(self, message: Message | str) -> str:
+        """A Message in this language (its values too, when they are Messages); a plain string
+        (an error of another library, a file name) as it is."""
+        if not isinstance(message, Message):
+            return message
+        values = {k: _words(v, self.text) for k, v in message.values.items()}
+        return self.gettext(message.template).format(**values)
 
     # ---- vocabulary -----------------------------------------------------------------------
 

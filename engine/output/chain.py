@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from engine.i18n import Message
+
 GENESIS = "0" * 64
 CHAIN_FIELDS = ("prev", "hash")
 
@@ -95,12 +97,18 @@ class ChainedWriter:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One break in a chain: where (1-based line, record id if readable), what kind, and a sentence."""
+    """One break in a chain: where (1-based line, record id if readable), what kind, and a sentence
+    (a Message: English in str() and JSON, any language through `Translator.text`)."""
 
     line: int
     id: str | None
     kind: str  # edited | removed | inserted | reordered | truncated | malformed
-    message: str
+    text: Message  # the sentence, put into words in a language by `Translator.text`
+
+    @property
+    def message(self) -> str:
+        """The sentence in English (as the JSON verdict gives it)."""
+        return str(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {"line": self.line, "id": self.id, "kind": self.kind, "message": self.message}
@@ -132,26 +140,33 @@ class _Line:
 
 
 def _read(number: int, raw: bytes) -> tuple[_Line, Problem | None]:
-    def bad(kind: str, message: str, rid: str | None = None) -> tuple[_Line, Problem]:
+    def bad(kind: str, message: Message, rid: str | None = None) -> tuple[_Line, Problem]:
         return _Line(number, rid, None, None, False), Problem(number, rid, kind, message)
 
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return bad("edited", f"line {number}: not valid JSON ({exc}): the record was edited or damaged")
+        return bad("edited", Message("line {line}: not valid JSON ({error}): the record was edited or damaged",
+                                     line=number, error=str(exc)))
     if not isinstance(record, dict):
-        return bad("edited", f"line {number}: not a JSON object: the record was edited or damaged")
+        return bad("edited", Message("line {line}: not a JSON object: the record was edited or damaged", line=number))
     rid = record.get("id") if isinstance(record.get("id"), str) else None
-    where = f"line {number}" + (f" (id {rid})" if rid else "")
+    where = _where(number, rid)
     prev, stored = record.get("prev"), record.get("hash")
     if not isinstance(prev, str) or not isinstance(stored, str):
-        return bad("edited", f"{where}: no prev/hash fields: not a chained record", rid)
+        return bad("edited", Message("{where}: no prev/hash fields: not a chained record", where=where), rid)
     if orjson.dumps(record) != raw:
-        return bad("edited", f"{where}: the bytes are not as written (edited without changing the JSON meaning)", rid)
+        return bad("edited", Message("{where}: the bytes are not as written (edited without changing the JSON meaning)",
+                                     where=where), rid)
     if record_hash(record) != stored:
         return _Line(number, rid, prev, stored, False), Problem(
-            number, rid, "edited", f"{where}: content does not match its hash: the record was edited")
+            number, rid, "edited", Message("{where}: content does not match its hash: the record was edited", where=where))
     return _Line(number, rid, prev, stored, True), None
+
+
+def _where(number: int, rid: str | None) -> Message:
+    """"line N" or "line N (id ID)"."""
+    return Message("line {line} (id {id})", line=number, id=rid) if rid else Message("line {line}", line=number)
 
 
 def verify_lines(lines: Iterable[bytes], head: str | None = None) -> Verdict:
@@ -181,13 +196,14 @@ def verify_lines(lines: Iterable[bytes], head: str | None = None) -> Verdict:
         expected = GENESIS if previous is None else previous.stored
         if line.prev == expected:
             continue
-        where = f"line {line.number}" + (f" (id {line.id})" if line.id else "")
+        where = _where(line.number, line.id)
         if previous is not None and previous.stored is None:
             continue  # the line before is damaged: already reported
         if previous is not None and not previous.valid and line.prev != previous.stored:
             # an edited record whose hash was recomputed: the next link shows it
             verdict.problems.append(Problem(previous.number, previous.id, "edited",
-                                            f"line {previous.number}: its hash was rewritten; {where} names another predecessor"))
+                                            Message("line {line}: its hash was rewritten; {where} names another predecessor",
+                                                    line=previous.number, where=where)))
             continue
         found = positions.get(line.prev, [])
         earlier = [i for i in found if i < index - 1]
@@ -195,31 +211,35 @@ def verify_lines(lines: Iterable[bytes], head: str | None = None) -> Verdict:
         if later:
             other = table[later[0]]
             verdict.problems.append(Problem(line.number, line.id, "reordered",
-                                            f"{where} belongs after line {other.number}"
-                                            + (f" (id {other.id})" if other.id else "") + ": records were reordered"))
+                                            Message("{where} belongs after {other}: records were reordered",
+                                                    where=where, other=_where(other.number, other.id))))
         elif earlier:
             start = table[earlier[-1]].number + 1
-            span = f"line {start}" if start == line.number - 1 else f"lines {start}-{line.number - 1}"
+            span = Message("line {line}", line=start) if start == line.number - 1 else \
+                Message("lines {first}-{last}", first=start, last=line.number - 1)
             ids = [t.id for t in table[earlier[-1] + 1:index] if t.id]
-            verdict.problems.append(Problem(start, ids[0] if ids else None, "inserted",
-                                            f"{span} ({', '.join(ids) or 'no id'}) are not in the chain: inserted or moved "
-                                            f"(line {line.number} follows line {start - 1})"))
+            verdict.problems.append(Problem(start, ids[0] if ids else None, "inserted", Message(
+                "{span} ({ids}) are not in the chain: inserted or moved (line {line} follows line {before})",
+                span=span, ids=", ".join(ids) if ids else Message("no id"), line=line.number, before=start - 1)))
         elif line.prev == GENESIS:
             verdict.problems.append(Problem(line.number, line.id, "inserted",
-                                            f"{where} starts a new chain: inserted from another log"))
+                                            Message("{where} starts a new chain: inserted from another log", where=where)))
         else:
             if previous is None:
-                message = f"record(s) removed at the start, before {where}: its predecessor {line.prev[:12]}… is missing"
+                message = Message("record(s) removed at the start, before {where}: its predecessor {prev}… is missing",
+                                  where=where, prev=line.prev[:12])
             else:
-                message = (f"record(s) removed between line {previous.number} and {where} (its predecessor "
-                           f"{line.prev[:12]}… is missing), or line {previous.number} was edited and its hash recomputed")
+                message = Message("record(s) removed between line {line} and {where} (its predecessor {prev}… is "
+                                  "missing), or line {line} was edited and its hash recomputed",
+                                  line=previous.number, where=where, prev=line.prev[:12])
             verdict.problems.append(Problem(line.number, line.id, "removed", message))
     if table and table[-1].stored is not None:
         verdict.head = table[-1].stored
     if head is not None and head != verdict.head:
         verdict.problems.append(Problem(verdict.records, table[-1].id if table else None, "truncated",
-                                        f"the log ends at line {verdict.records} with head {verdict.head[:12]}…, "
-                                        f"expected {head[:12]}…: records were removed at the end (or added)"))
+                                        Message("the log ends at line {line} with head {head}…, expected {expected}…: "
+                                                "records were removed at the end (or added)",
+                                                line=verdict.records, head=verdict.head[:12], expected=head[:12])))
     verdict.problems.sort(key=lambda p: (p.line, p.kind))
     return verdict
 
@@ -239,5 +259,6 @@ def verify_file(path: str, head: str | None = None) -> Verdict:
     lines = data.split(b"\n")
     verdict = verify_lines(lines[:-1] if data.endswith(b"\n") else lines, head)
     if data and not data.endswith(b"\n"):
-        verdict.problems.append(Problem(verdict.records, None, "edited", f"line {verdict.records}: the log does not end with a newline"))
+        verdict.problems.append(Problem(verdict.records, None, "edited",
+                                        Message("line {line}: the log does not end with a newline", line=verdict.records)))
     return verdict
