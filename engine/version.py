@@ -1,3 +1,3 @@
 """The engine's version: part of every rule-set fingerprint."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -34,7 +34,7 @@ def test_an_extra_installed_plugin_does_not_break_the_replay_of_an_older_log(sit
     made = rectify_with("run", str(events), "--out", str(out), paths=[], cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
-    assert manifest["plugins"] == {"dyeing": "0.2.0", "foundry": "0.2.0", "land": "0.1.0", "surface_treatment": "0.2.0"}
+    assert manifest["plugins"] == {"dyeing": "0.2.0", "foundry": "0.2.0", "land": "0.2.0", "surface_treatment": "0.2.0"}
     assert manifest["ruleset"] == json.loads(out.read_text().splitlines()[0])["ruleset"]
     replayed = rectify_with("replay", str(events), "--verify", str(out), paths=[sites["ceramics"]], cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

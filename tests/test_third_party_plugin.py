@@ -33,7 +33,7 @@ from engine.judge import RulePackError, compile_rules, parse_pack
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 BUILT_IN = {"foundry", "dyeing", "surface_treatment", "land"}
-VERSIONS = {"foundry": "0.2.0", "dyeing": "0.2.0", "surface_treatment": "0.2.0", "land": "0.1.0", "ceramics": "0.1.0"}
+VERSIONS = {"foundry": "0.2.0", "dyeing": "0.2.0", "surface_treatment": "0.2.0", "land": "0.2.0", "ceramics": "0.1.0"}
 CERAMICS_RULE = "ceramics.fixture.kiln.pm"
 SUBJECT = "91330200MA2AB1234Y"  # a valid unified social credit code
 CLI = "from engine.cli import main; main()"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from engine.plugins import IndustryPlugin
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 plugin = IndustryPlugin(
     name="land",
