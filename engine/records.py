@@ -218,6 +218,9 @@ class RunSummary:
         }
 
 
+AMOUNT_FIELDS = ("yuan", "base", "base_yuan", "share", "parameter")  # a decision's `amount`, as written
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A rectification decision: which list, which route, by when, on what basis, from what evidence."""
@@ -239,6 +242,9 @@ class Decision:
     surcharge_yuan_per_kwh: float | None = None  # differentiated electricity surcharge, D class only
     status: str = "effective"  # proposed (needs an approval), effective, withdrawn, completed (verified)
     parcel: str | None = None  # land decisions: the parcel decided on
+    # a share of a figure of the parcel (the rule's `amount`, e.g. the idle-land fee: 20 % of the land
+    # price): {yuan, base, base_yuan, share, parameter}; only when the parcel's record gives the figure
+    amount: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -264,6 +270,9 @@ class Decision:
             record["surcharge_yuan_per_kwh"] = self.surcharge_yuan_per_kwh
         if self.parcel is not None:
             record["parcel"] = self.parcel
+        if self.amount is not None:
+            # in this order whatever the mapping's (a snapshot restores it with sorted keys)
+            record["amount"] = {k: self.amount[k] for k in AMOUNT_FIELDS if k in self.amount}
         return record
 
 

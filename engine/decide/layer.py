@@ -35,7 +35,10 @@ proposal withdrawn; a mu-average class until the next year's), and a parcel the 
 registers while it stands is decided the same way at its registration (`_consequences` and
 `_on_registered_parcel` share `_decide_parcels`). Decisions about a parcel carry `parcel` and
 are keyed by (enterprise, parcel); closing an enterprise does not stop decisions about its
-land. A transfer or recovery of a parcel ends its holder's open orders and watches of it.
+land. A transfer or recovery of a parcel ends its holder's open orders and watches of it. A
+rule with an `amount` (e.g. the idle-land fee: a share of the land price) writes it on its
+decisions about a parcel, from the parcel's record when the decision (or watch) is made; the
+approval and completion of such a decision carry it on.
 
 Event time only. The clock is the latest event time seen; an order falls due when the clock
 passes its deadline (a later event of any enterprise, or the end of input / `as_of`), so what
@@ -59,7 +62,7 @@ from datetime import date, timedelta
 from typing import Any, Protocol
 
 from engine.decide.evaluation import Evaluation
-from engine.decide.rules import CLOSE, DecisionRule
+from engine.decide.rules import CLOSE, DecisionRule, amount_of
 from engine.normalise.parcels import Parcels
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision, Finding
@@ -409,7 +412,7 @@ class DecisionLayer:
                 self._rewatch(proposal.enterprise)
         return [self._record(proposal.rule, proposal.rule_version, proposal.list, proposal.enterprise, event["time"],
                              proposal.action, None, basis, proposal.findings, (event["id"],), proposal.id, status,
-                             proposal.parcel)]
+                             proposal.parcel, proposal.amount)]
 
     def on_findings(self, findings: Iterable[Finding]) -> list[Decision]:
         """Decisions caused by findings alone (the windows closed at the end of input)."""
@@ -529,7 +532,8 @@ class DecisionLayer:
             if replaced is not None:
                 self._end(replaced)
             decision = self._record(rule.id, rule.version, rule.list, holder, deadline, rule.action, None, rule.basis, (),
-                                    (event["id"],), None, "proposed" if rule.approval else "effective", parcel)
+                                    (event["id"],), None, "proposed" if rule.approval else "effective", parcel,
+                                    amount_of(rule, record))
             self._open_key[key] = decision.id
             self._open_order(Order(decision, epoch_of(deadline), {}, watch=rule.id))
 
@@ -686,21 +690,23 @@ class DecisionLayer:
 
     def _record(self, rule: str, version: int, listed: str | None, enterprise: str, time: str, action: str,
                 deadline: str | None, basis: Mapping[str, str], findings: tuple[str, ...], events: tuple[str, ...],
-                supersedes: str | None, status: str, parcel: str | None = None) -> Decision:
+                supersedes: str | None, status: str, parcel: str | None = None,
+                amount: Mapping[str, Any] | None = None) -> Decision:
         key = "|".join((rule, str(version), enterprise, time, action, ",".join(findings), ",".join(events), supersedes or "",
                         "" if status == "effective" else status) + (() if parcel is None else (parcel,)))
         return Decision(
             id="D-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule, rule_version=version,
             enterprise=enterprise, time=time, list=listed, action=action, deadline=deadline, basis=basis,
             findings=findings, events=events, supersedes=supersedes, ruleset=self._ruleset, status=status,
-            parcel=parcel,
+            parcel=parcel, amount=amount,
         )
 
     def _decide(self, rule: DecisionRule, enterprise: str, time: str, findings: tuple[str, ...], events: tuple[str, ...],
                 parcel: str | None = None) -> Decision:
         deadline = plus_days(time, rule.deadline_days) if rule.deadline_days is not None else None
+        amount = amount_of(rule, self._parcels.get(enterprise, parcel)) if parcel is not None else None
         decision = self._record(rule.id, rule.version, rule.list, enterprise, time, rule.action, deadline, rule.basis,
-                                findings, events, None, "proposed" if rule.approval else "effective", parcel)
+                                findings, events, None, "proposed" if rule.approval else "effective", parcel, amount)
         key = (rule.id, unit_of(enterprise, parcel))
         if key in self._windows:  # the evidence is used up: counting starts again after this decision
             self.detector.entries_dropped(rule, enterprise, self._windows.pop(key))
@@ -748,7 +754,7 @@ class DecisionLayer:
         self.orders_closed += 1
         made = order.decision
         record = self._record(made.rule, made.rule_version, made.list, made.enterprise, event["time"], made.action, None,
-                              made.basis, made.findings, (event["id"],), made.id, "completed", made.parcel)
+                              made.basis, made.findings, (event["id"],), made.id, "completed", made.parcel, made.amount)
         if self._listed:
             self._delist(made.enterprise, made.id)
         self._rewatch(made.enterprise)

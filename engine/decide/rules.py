@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
@@ -70,6 +71,10 @@ class DecisionRule:
     decision_lists: frozenset[str] = frozenset()
     decision_classes: frozenset[str] = frozenset()
     examples: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
+    # `amount`: the path into the parcel's record (without `parcel.`), the share and the parameter naming it
+    amount_of: tuple[str, ...] | None = None
+    amount_share: float | None = None
+    amount_parameter: str | None = None
 
     @property
     def kind(self) -> str:
@@ -91,6 +96,27 @@ class DecisionRule:
         if self.prefixes is not None and not finding.rule.startswith(self.prefixes):
             return False
         return True
+
+
+FEN = Decimal("0.01")
+
+
+def amount_of(rule: DecisionRule, record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The `amount` of `rule`'s decision about the parcel whose record is `record`: {yuan (the
+    share of the figure, rounded half up to the fen, computed in decimal so no binary noise gets
+    in), base (the path read), base_yuan (the figure), share, parameter (its name, or null for a
+    number in the rule)}; None when the rule has no `amount`, there is no record, or the record
+    gives no number at the path (never invented)."""
+    if rule.amount_of is None or rule.amount_share is None or record is None:
+        return None
+    value: Any = record
+    for part in rule.amount_of:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    yuan = (Decimal(str(value)) * Decimal(str(rule.amount_share))).quantize(FEN, rounding=ROUND_HALF_UP)
+    return {"yuan": float(yuan), "base": ".".join(("parcel", *rule.amount_of)), "base_yuan": value,
+            "share": rule.amount_share, "parameter": rule.amount_parameter}
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +243,12 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                 raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): count and within_days go with a findings trigger")
             findings = trigger.get("findings")
             prefixes = _as_set((findings or {}).get("rules"))
+            amount = spec.get("amount")
+            share = resolve(amount["share"], "amount.share") if amount else None
+            if amount and share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                                 or not 0 < share <= 1):
+                raise RulePackError(f"{pack.origin} (decision {spec['id']!r}): amount.share must be a number in (0, 1], "
+                                    f"got {share!r}")
             if missing:
                 inactive.append(InactiveDecision(spec["id"], pack.plugin, "needs parameter " + ", ".join(sorted(set(missing)))))
                 continue
@@ -242,6 +274,9 @@ def compile_decisions(packs: Iterable[RulePack], parameters: Mapping[str, Mappin
                 decision_source=chosen.get("source"), decision_lists=frozenset(chosen.get("lists", ())),
                 decision_classes=frozenset(chosen.get("classes", ())),
                 examples=tuple(spec.get("examples", ())),
+                amount_of=tuple(amount["of"].split(".")[1:]) if amount else None,
+                amount_share=float(share) if share is not None else None,
+                amount_parameter=amount["share"] if amount and isinstance(amount["share"], str) else None,
             ))
     active.sort(key=lambda r: r.id)
     inactive.sort(key=lambda r: r.id)

@@ -44,14 +44,16 @@ class ParameterError(RulePackError):
 
 # units that count whole things: a parameter in one of them takes an integer
 COUNT_UNITS = frozenset({"findings", "years", "enterprises", "events"})
+# the unit of a share of a figure (e.g. the idle-land fee's share of the land price): a number in (0, 1]
+SHARE_UNIT = "share"
 
 
 def parameter_problem(spec: Mapping[str, Any], value: Any) -> str | None:
     """Why `value` cannot be the value of a parameter declared as `spec` ({value, unit}), or None.
 
-    A parameter is a finite number >= 0 (an integer in a counting unit such as `findings`),
-    or, when its declared value is a mapping or a list, the same shape of such numbers
-    (benchmark volumes per category, surcharges per year), or, when its declared value is a
+    A parameter is a finite number >= 0 (an integer in a counting unit such as `findings`, in
+    (0, 1] in the unit `share`), or, when its declared value is a mapping or a list, the same
+    shape of such numbers (benchmark volumes per category, surcharges per year), or, when its declared value is a
     list of names (mu-average classes), a list of short names. NaN, infinity, text and
     booleans never are numbers: a rule with such a parameter could never fire, yet would be
     listed active.
@@ -79,7 +81,10 @@ def parameter_problem(spec: Mapping[str, Any], value: Any) -> str | None:
             if problem is not None:
                 return f"[{index}]: {problem}"
         return None
-    return _number_problem(value, unit, unit in COUNT_UNITS)
+    problem = _number_problem(value, unit, unit in COUNT_UNITS)
+    if problem is None and unit == SHARE_UNIT and not 0 < value <= 1:
+        return f"expected a share in (0, 1] (0.2 for 20 %), got {value!r}"
+    return problem
 
 
 def _number_problem(value: Any, unit: str, whole: bool) -> str | None:
