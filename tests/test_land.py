@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -74,6 +74,44 @@ def test_idle_land_fee_then_recovery_each_at_its_deadline_and_approved(engine, m
                               {"parcel": "P1", "basis": "仑政发〔2024〕9号", "decision": effective.id, "compensated": False}))
     assert engine.parcels.get(SUBJECT, "P1")["status"] == "recovered"
     assert engine.parcels.registry["P1"]["recovered"]["basis"] == "仑政发〔2024〕9号"
+
+
+def test_the_idle_land_fee_is_the_share_of_the_land_price_when_the_contract_gives_it(engine, make_event):
+    """Decree 53 Art. 14 (1): 20 % of the land price, to the fen; approved, the decision keeps it;
+    the record fits its schema; a parcel without `price_yuan` gets no amount (none invented)."""
+    events = [parcel(make_event, "2021-12-01T09:00:00+08:00", "P1", contract={"price_yuan": 1234567.89}),
+              parcel(make_event, "2021-12-01T09:00:00+08:00", "P2")]
+    fees = [d for d in decisions(engine.run(events, as_of="2023-06-01T00:00:00+08:00")) if d.action == "idle_land_fee"]
+    assert [d.parcel for d in fees] == ["P1", "P2"]
+    priced, unpriced = (d.to_dict() for d in fees)
+    assert priced["amount"] == {"yuan": 246913.58, "base": "parcel.contract.price_yuan", "base_yuan": 1234567.89,
+                                "share": 0.2, "parameter": "idle_fee_share"}
+    assert list(priced)[-2:] == ["parcel", "amount"] and "amount" not in unpriced
+    assert orjson.dumps(priced).endswith(b'"amount":{"yuan":246913.58,"base":"parcel.contract.price_yuan",'
+                                         b'"base_yuan":1234567.89,"share":0.2,"parameter":"idle_fee_share"}}')
+    approval = make_event("approval.recorded", "2023-07-01T09:00:00+08:00",
+                          {"decision": fees[0].id, "approved": True, "authority": "宁波市北仑区人民政府", "document": "仑政发〔2023〕9号"})
+    (effective,) = decisions(engine.process(approval))
+    assert effective.status == "effective" and effective.amount == fees[0].amount
+    validator = _validator("decision")
+    for record in (priced, unpriced, effective.to_dict()):
+        validator.validate(record)
+    with pytest.raises(ValidationError, match="greater than the maximum"):
+        validator.validate({**priced, "amount": {**priced["amount"], "share": 1.5}})
+
+
+@pytest.mark.parametrize(("share", "fee"), [(0.1, 750000.0), (1, 7500000.0)])
+def test_the_authority_sets_the_idle_fee_share(plugins, make_event, share, fee):
+    engine = Engine(plugins=plugins, parameters={"land": {"idle_fee_share": share}})
+    made = decisions(engine.run([parcel(make_event, "2021-12-01T09:00:00+08:00", contract={"price_yuan": 7500000})],
+                                as_of="2023-06-01T00:00:00+08:00"))
+    assert made[0].amount is not None and (made[0].amount["yuan"], made[0].amount["share"]) == (fee, share)
+
+
+@pytest.mark.parametrize("share", [0, 1.5, -0.2, "20%", True])
+def test_an_idle_fee_share_outside_0_to_1_is_refused(plugins, share):
+    with pytest.raises(RulePackError, match="idle_fee_share"):
+        Engine(plugins=plugins, parameters={"land": {"idle_fee_share": share}})
 
 
 def test_an_answer_at_the_deadline_counts_and_one_after_it_does_not(engine, make_event):
@@ -339,7 +377,7 @@ def test_a_gap_detail_reads_names_only_and_a_reading_rule_may_not_declare_one():
 
 def _mixed(make_event):
     events = [make_event("enterprise.registered", "2021-01-01T08:00:00+08:00", registration("foundry")),
-              parcel(make_event, "2021-12-01T09:00:00+08:00", "P1"),
+              parcel(make_event, "2021-12-01T09:00:00+08:00", "P1", contract={"price_yuan": 7500000}),
               parcel(make_event, "2021-12-01T09:00:00+08:00", "P2", start_by="2022-05-01"),
               parcel(make_event, "2021-12-01T09:00:00+08:00", "P3", started_on="2010-01-01", expires_on="2024-06-30",
                      commitments={"tax_yuan_per_mu": 300000}, contract={"remedies": ["no_renewal"]}),
@@ -363,6 +401,7 @@ def test_both_backends_and_a_checkpoint_give_the_same_bytes(plugins, make_event)
         assert b"".join(head + tail) == outputs[-1]
     assert outputs[0] == outputs[1]
     assert b'"contract_remedy"' in outputs[0] and b'"refuse_renewal"' in outputs[0] and b'"recover_land"' in outputs[0]
+    assert b'"amount":{"yuan":1500000.0,"base":"parcel.contract.price_yuan"' in outputs[0]  # its key order survives a snapshot
 
 
 def test_absorbing_a_barrier_made_elsewhere_decides_what_one_engine_decides(plugins, make_event):
@@ -442,6 +481,10 @@ def _pack(decision: dict) -> RulePackSource:
      "whole number"),
     ({"trigger": {"events": {"types": ["land.parcel.registered"]}, "deadline": {"from": "data.x"}}, "when_due": "params.nope == 1"},
      "unknown pack parameter"),
+    ({"trigger": {"events": {"types": ["land.parcel.registered"]}, "deadline": {"from": "data.x"}},
+      "amount": {"of": "parcel.contract.price_yuan", "share": 2}}, r"amount.share must be a number in \(0, 1\]"),
+    ({"trigger": {"events": {"types": ["land.parcel.registered"]}, "deadline": {"from": "data.x"}},
+      "amount": {"of": "parcel.contract.price_yuan", "share": "nope"}}, "amount.share names no parameter 'nope'"),
 ])
 def test_the_compiler_refuses_malformed_land_triggers(decision, message):
     with pytest.raises(RulePackError, match=message):

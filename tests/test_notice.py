@@ -223,9 +223,11 @@ def _pdf_text(pdf: bytes, folder: Path, name: str) -> str:
 @needs_poppler
 @pytest.mark.parametrize("action, zh, en", [
     ("idle_land_fee", ["关于提请征缴土地闲置费的建议", "国土资源部令第53号", "第十四条第（一）项", "约定的动工日期为2021年3月10日",
-                       "满1年", "不载明金额"],
+                       "满1年", "土地闲置费金额：该宗地出让合同载明的土地出让（划拨）价款7,500,000.00元×20%（《闲置土地处置办法》"
+                       "第十四条第（一）项）=1,500,000.00元"],
      ["Proposal to levy an idle-land fee", "MLR Decree No. 53", "Art. 14 (1)", "was March 10, 2021",
-      "states no amount"]),
+      "Amount of the fee: the land price in the parcel's contract, 7,500,000.00 yuan, × 20 % (Art. 14 (1) of the "
+      "Measures for the Disposal of Idle Land) = 1,500,000.00 yuan."]),
     ("recover_land", ["关于提请无偿收回闲置土地的建议", "第十四条第（二）项", "满2年"],
      ["Proposal to recover idle land without compensation", "Art. 14 (2)", "full years since that date: 2"]),
     ("contract_remedy", ["关于提请追究标准地出让合同违约责任的建议", "国有建设用地使用权出让合同及投资建设协议", "不低于", "300,000",
@@ -250,8 +252,31 @@ def test_land_proposals_name_the_parcel_the_basis_and_say_they_are_proposals(lan
     assert area in flat and "鄞州区" in flat
     for wanted in [parcel, decision["enterprise"], "not an order", "takes effect only when approved", *en]:
         assert wanted in texts["en"], wanted
-    assert "20 %" not in texts["en"].replace("20 % of the land price", "")  # only as the basis cites it
+    assert "20 %" not in texts["en"].replace("20 % of the land price", "").replace("× 20 % (Art. 14 (1)", "")
+    assert ("不载明金额" in flat) == (action == "contract_remedy")  # the idle-land fee's amount is stated: its price is known
     assert "land.jsonl" not in texts["en"] and "rules.yaml" not in texts["en"]
+
+
+def test_an_idle_land_fee_without_a_land_price_states_no_amount(tmp_path):
+    """A contract registered without `price_yuan`: the decision has no amount and the notice says
+    the fee is assessed under the article, stating none (zh and en)."""
+    import html
+
+    from engine.cli.common import build_engine
+    from engine.report import collect
+
+    events = [_event(1, "land.parcel.registered", IDLE, "2021-12-01T09:00:00+08:00",
+                     {"parcel": "330212-2021-000101", "area_mu": 25.5, "use": "industrial",
+                      "contract": {"signed_on": "2021-01-10", "start_by": "2021-03-10", "complete_by": "2022-09-10",
+                                   "expires_on": "2071-01-09"}})]
+    log = tmp_path / "land.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    data = collect(build_engine((), (), None, False, "compiled"), [str(log)], "2022-07-01T00:00:00+08:00")
+    (fee,) = [d for d in data.decisions if d["action"] == "idle_land_fee"]
+    assert "amount" not in fee
+    zh, en = (html.unescape(notice_html(data, fee["id"], load_authority(), lang)) for lang in ("zh", "en"))
+    assert "土地闲置费按该条款以土地出让价款为基数核定，本文书不载明金额。" in zh and "土地闲置费金额" not in zh
+    assert "this document states no amount." in en and "Amount of the fee" not in en
 
 
 @needs_poppler

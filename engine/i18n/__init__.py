@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -210,6 +211,12 @@ class Translator:
             return "—"
         pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
         return format_decimal(value, format=pattern, locale=self.locale)
+
+    def money(self, value: float | int | None) -> str:
+        """A sum of money with grouping and always two decimals (yuan and fen); — for none."""
+        if value is None:
+            return "—"
+        return format_decimal(Decimal(str(value)), format="#,##0.00", locale=self.locale)
 
 
 @functools.lru_cache(maxsize=4)

@@ -186,14 +186,17 @@ class _Page:
         evaluation = d.get("evaluation") or {}
         rule = self.data.rule(str(d.get("rule")))
         known = {"record", "id", "rule", "rule_version", "enterprise", "time", "list", "action", "deadline", "basis",
-                 "evidence", "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status"}
-        extra = {k: v for k, v in d.items() if k not in known}
+                 "evidence", "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status",
+                 "amount"}
+        extra = [f"{k}: {v}" for k, v in sorted(d.items()) if k not in known]
+        if isinstance(d.get("amount"), Mapping):
+            extra.append(tr.gettext("amount: {yuan} yuan").format(yuan=tr.money(d["amount"].get("yuan"))))
         return {"id": d.get("id"), "enterprise": d.get("enterprise"), "time": d.get("time") or "",
                 "list": d.get("list"), "action": d.get("action"), "list_name": tr.list_name(d.get("list")),
                 "route": tr.route(str(d.get("action"))), "deadline": d.get("deadline"), "status": status, "state": state,
                 "title": rule.title(self.lang), "basis": tr.basis(d.get("basis")), "evaluation": evaluation,
                 "surcharge": d.get("surcharge_yuan_per_kwh"), "supersedes": d.get("supersedes"),
-                "extra": ", ".join(f"{k}: {v}" for k, v in sorted(extra.items()))}
+                "extra": ", ".join(extra)}
 
     # ---- sections ---------------------------------------------------------------------------
 

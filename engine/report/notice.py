@@ -34,6 +34,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from datetime import date
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,18 @@ def _land_context(data: ReportData, decision: Mapping[str, Any], findings: list[
         "latest_class_year": classes[-1].get("year") if classes else None,
         "no_renewal": "no_renewal" in (contract.get("remedies") or []),
         "remedy_proposed": remedies[-1] if remedies and remedies[-1].get("status") != "withdrawn" else None,
+        "amount": _amount_text(decision.get("amount"), tr),
     }
+
+
+def _amount_text(amount: Any, tr: Translator) -> dict[str, str] | None:
+    """The decision's `amount` as the notice states it: the sum, its base and the share as a
+    percentage (in decimal: 0.2 is 20, never 20.000000000000004); None when the decision has none."""
+    if not isinstance(amount, Mapping) or amount.get("yuan") is None:
+        return None
+    share = amount.get("share")
+    percent = tr.number(float(Decimal(str(share)) * 100), 4) if isinstance(share, (int, float)) else "—"
+    return {"yuan": tr.money(amount["yuan"]), "base_yuan": tr.money(amount.get("base_yuan")), "percent": percent}
 
 
 def notice_context(data: ReportData, decision_id: str, authority: Mapping[str, Any], lang: str) -> dict[str, Any]:
@@ -196,7 +208,7 @@ def notice_context(data: ReportData, decision_id: str, authority: Mapping[str, A
             else tr.gettext("the deadline passed without a passing verification")
     extra = {k: v for k, v in decision.items() if k not in (
         "record", "id", "rule", "rule_version", "enterprise", "time", "list", "action", "deadline", "basis", "evidence",
-        "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status")}
+        "supersedes", "ruleset", "evaluation", "surcharge_yuan_per_kwh", "prev", "hash", "status", "amount")}
     status = str(decision.get("status") or "")
     answered = bool(earlier and earlier.get("status") == "proposed" and status in ("effective", "withdrawn"))
     found = str(earlier["time"] if answered and earlier else decision["time"])  # a proposal's facts
