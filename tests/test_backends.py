@@ -33,6 +33,7 @@ def test_demo_log_with_land_and_a_year_of_follow_up_identical():
     events = with_follow_up(generate_city(enterprises=200, days=1, seed=7), seed=7).events
     compiled = output(events, "compiled", as_of="2026-06-01T00:00:00+08:00")
     assert b'"idle_land_fee"' in compiled and b'"contract_remedy"' in compiled and b'"renew_lease"' in compiled
+    assert b'"amount":{"yuan":' in compiled  # idle-land fees of parcels registered with their price
     assert compiled == output(events, "rete", as_of="2026-06-01T00:00:00+08:00")
 
 

@@ -223,11 +223,11 @@ def _pdf_text(pdf: bytes, folder: Path, name: str) -> str:
 @needs_poppler
 @pytest.mark.parametrize("action, zh, en", [
     ("idle_land_fee", ["关于提请征缴土地闲置费的建议", "国土资源部令第53号", "第十四条第（一）项", "约定的动工日期为2021年3月10日",
-                       "满1年", "土地闲置费金额：该宗地出让合同载明的土地出让（划拨）价款7,500,000.00元×20%（《闲置土地处置办法》"
-                       "第十四条第（一）项）=1,500,000.00元"],
+                       "满1年", ("土地闲置费金额：该宗地出让合同载明的土地出让（划拨）价款7,500,000.00元×20%（《闲置土地处置办法》"
+                                "第十四条第（一）项）=1,500,000.00元")],
      ["Proposal to levy an idle-land fee", "MLR Decree No. 53", "Art. 14 (1)", "was March 10, 2021",
-      "Amount of the fee: the land price in the parcel's contract, 7,500,000.00 yuan, × 20 % (Art. 14 (1) of the "
-      "Measures for the Disposal of Idle Land) = 1,500,000.00 yuan."]),
+      ("Amount of the fee: the land price in the parcel's contract, 7,500,000.00 yuan, × 20 % (Art. 14 (1) of the "
+       "Measures for the Disposal of Idle Land) = 1,500,000.00 yuan.")]),
     ("recover_land", ["关于提请无偿收回闲置土地的建议", "第十四条第（二）项", "满2年"],
      ["Proposal to recover idle land without compensation", "Art. 14 (2)", "full years since that date: 2"]),
     ("contract_remedy", ["关于提请追究标准地出让合同违约责任的建议", "国有建设用地使用权出让合同及投资建设协议", "不低于", "300,000",

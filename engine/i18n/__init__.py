@@ -212,7 +212,7 @@ class Translator:
         pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
         return format_decimal(value, format=pattern, locale=self.locale)
 
-    def money(self, value: float | int | None) -> str:
+    def money(self, value: float | None) -> str:
         """A sum of money with grouping and always two decimals (yuan and fen); — for none."""
         if value is None:
             return "—"
