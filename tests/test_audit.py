@@ -284,6 +284,88 @@ def test_explain_a_finding_and_a_decision(events, log, plugins, tmp_path):
     assert rectify("explain", "F-nope", "--events", str(events)).returncode == 1
 
 
+def _gap_log(make_event, tmp_path, *readings, industry="foundry", **extra) -> tuple[Path, list[dict]]:
+    from conftest import registration
+
+    events = [make_event("enterprise.registered", "2024-01-01T08:00:00+08:00", registration(industry, **extra)), *readings]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path, events
+
+
+def test_explain_a_data_gap_without_oxygen_in_text_and_json_and_an_event_id_is_no_record(plugins, make_event, tmp_path):
+    """A cupola's particulate limit is referenced to 15 % O2 and the reading has none: explain
+    names the rule, the reason, the missing input, what would let it be judged, the value and the
+    event; in English, Chinese and JSON; an input event's id is refused in words, exit 1."""
+    from click.testing import CliRunner
+
+    from engine import Engine
+    from engine.cli import cli
+
+    reading = make_event("emission.measured", "2024-03-01T10:00:00+08:00",
+                         {"outlet": "DA001", "process": "melting.cupola.cold_blast", "pollutant": "a34013", "value": 35,
+                          "unit": "mg/m3", "period": "hour"}, id="m-1")
+    path, events = _gap_log(make_event, tmp_path, reading)
+    (gap,) = [r for r in Engine(plugins=plugins).run(events) if getattr(r, "reason", None) == "o2_missing"]
+    runner = CliRunner()
+    as_json = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    assert report["record"] == "data_gap" and report["replayed"] == gap.to_dict()
+    assert report["rule"]["id"] == "foundry.gb39726.t1.cupola.pm" and report["basis"] == dict(gap.basis)
+    assert report["gap"] == {"reason": "o2_missing", "detail": gap.detail, "inputs": ["data.o2_percent"],
+                             "process": "melting.cupola.cold_blast", "o2_reference_percent": 15, "events_without": ["m-1"]}
+    assert report["measured"] == {"value": 35.0, "unit": "mg/m3"} and [e["id"] for e in report["evidence"]["events"]] == ["m-1"]
+    en = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--lang", "en"]).stdout
+    assert en.startswith(f"data_gap {gap.id}  enterprise ")
+    assert "reason: o2_missing — no O2 measured for an O2-referenced limit" in en
+    assert "missing: data.o2_percent: the limit is referenced to 15 % O2 for process melting.cupola.cold_blast" in en
+    assert "to judge it the engine needs the O2 content measured with the value (o2_percent)" in en
+    assert 'measured {"value":35.0,"unit":"mg/m3"}' in en and "evidence event m-1 emission.measured" in en
+    zh = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--lang", "zh"]).stdout
+    assert zh.startswith(f"数据缺失 {gap.id}")
+    assert "原因：缺少含氧量，无法折算（o2_missing）" in zh and "依据：GB 39726-2020" in zh
+    assert "缺少：data.o2_percent：工序 melting.cupola.cold_blast 的限值以基准含氧量 15% 计" in zh
+    assert "评判所需：与监测值同时测得的含氧量（o2_percent），以便折算至基准含氧量 15%" in zh
+    refused = runner.invoke(cli, ["explain", "m-1", "--events", str(path)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.splitlines()[-1] == ("rectify: 'm-1' is an input event (emission.measured), not a record: "
+                                               "explain takes the id of a finding, a decision or a data gap")
+
+
+def test_explain_a_daily_value_without_benchmark_inputs_and_a_mean_of_too_few_values(plugins, make_event, tmp_path):
+    from engine import Engine
+    from engine.audit import explain, explain_text
+
+    def water(time, value, period, **extra):
+        return make_event("discharge.measured", time, {"outlet": "DW001", "point": "plant", "destination": "direct",
+                                                       "pollutant": "w01018", "value": value, "unit": "mg/L", "period": period,
+                                                       **extra})
+
+    _, events = _gap_log(make_event, tmp_path, water("2024-03-01T00:00:00+08:00", 60, "day"),
+                         industry="dyeing", sub_sector="cotton_woven")
+    (gap,) = [r for r in Engine(plugins=plugins).run(events) if getattr(r, "reason", None) == "benchmark_inputs_missing"]
+    report = explain(Engine(plugins=plugins), lambda: iter(events), gap.id)
+    facts = report["gap"]
+    assert facts["inputs"] == ["data.volume_m3", "data.production"]
+    assert facts["values"] == {"data.volume_m3": None, "data.production": None} and "cotton_woven" in facts["benchmark"]["categories"]
+    en, zh = explain_text(report), explain_text(report, "zh")
+    assert "missing: data.volume_m3, data.production: the daily benchmark-volume correction needs" in en
+    assert "to judge it the engine needs the day's discharge volume (volume_m3) and production" in en
+    assert "缺少：data.volume_m3, data.production：按基准排水量折算日均浓度需要当日排水量和产量" in zh
+
+    parameters = {"programme": {"min_valid_hours_per_day": 20}}
+    _, events = _gap_log(make_event, tmp_path, water("2024-03-01T10:00:00+08:00", 480, "hour"),
+                         water("2024-03-01T11:00:00+08:00", 520, "hour"), industry="dyeing", sub_sector="cotton_woven")
+    gap = next(r for r in Engine(plugins=plugins, parameters=parameters).run(events)
+               if getattr(r, "reason", None) == "too_few_values")
+    report = explain(Engine(plugins=plugins, parameters=parameters), lambda: iter(events), gap.id)
+    assert (report["gap"]["values"], report["gap"]["minimum"], report["period"]) == (2, 20, "day")
+    assert len(report["evidence"]["events"]) == 2
+    assert "to judge it the engine needs a daily mean of at least 20 valid values" in explain_text(report)
+    assert "评判所需：日均值至少有 20 个有效值" in explain_text(report, "zh")
+
+
 def test_diff_between_table_2_and_table_3(events, plugins):
     from engine import Engine
     from engine.audit import compare, diff_text

@@ -219,8 +219,8 @@ def test_explain_and_decisions_messages_speak_both_languages(audited, tmp_path):
     missing = {lang: _rectify("explain", "F-nosuchrecord", "--events", audited["events"], "--lang", lang) for lang in ("en", "zh")}
     assert [r.exit_code for r in missing.values()] == [1, 1]
     said = {lang: result.stderr.splitlines()[-1] for lang, result in missing.items()}  # after the engine's log line
-    assert said["en"].startswith("rectify: no finding or decision 'F-nosuchrecord' in the replay of this log")
-    assert said["zh"].startswith("rectify：以规则集 sha256:") and said["zh"].endswith("未找到编号为 'F-nosuchrecord' 的发现或决定")
+    assert said["en"].startswith("rectify: no finding, decision or data gap 'F-nosuchrecord' in the replay of this log")
+    assert said["zh"].startswith("rectify：以规则集 sha256:") and said["zh"].endswith("未找到编号为 'F-nosuchrecord' 的发现、决定或数据缺失记录")
     db = tmp_path / "run.db"
     assert _rectify("run", audited["events"], "--store", str(db), "--no-progress").exit_code == 0
     counted = {lang: _rectify("decisions", "--store", str(db), "--kind", "decision", "--lang", lang) for lang in ("en", "zh")}

@@ -541,6 +541,55 @@ def test_explain_says_how_a_watch_and_a_land_finding_decided(plugins, make_event
     assert report["condition"]["values"]["parcel.commitments.tax_yuan_per_mu"] == 300000
 
 
+def test_explain_a_missing_committed_figure_and_the_idle_fee_s_amount(plugins, make_event, tmp_path):
+    """A periodic review without the committed tax per mu: explain gives the rule, the gap's
+    condition with the committed figure and the missing one, what the engine needs, the event (en,
+    zh, JSON). The idle-land fee: price × share = amount, the parcel's field and the event giving it."""
+    from click.testing import CliRunner
+
+    from engine.audit import explain, explain_text
+    from engine.cli import cli
+
+    events = [parcel(make_event, "2021-12-01T09:00:00+08:00", "P1", started_on="2019-06-01",
+                     commitments={"tax_yuan_per_mu": 300000}),
+              parcel(make_event, "2021-12-01T09:00:00+08:00", "P2", contract={"price_yuan": 1234567.89}, id="p2-registered"),
+              inspected(make_event, "2023-01-10T10:00:00+08:00", "periodic", figures={}, id="review-1")]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    as_of = "2023-06-01T00:00:00+08:00"
+    records = list(Engine(plugins=plugins).run(events, as_of=as_of))
+    (gap,) = [r for r in records if getattr(r, "reason", None) == "figure_missing"]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--as-of", as_of, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["record"], report["rule"]["id"], report["parcel"]) == ("data_gap", "land.standard.tax", "P1")
+    assert report["gap"]["inputs"] == ["data.figures.tax_yuan_per_mu"] and report["gap"]["when"]["holds"] is True
+    assert report["gap"]["when"]["values"] == {"data.stage": "periodic", "parcel.commitments.tax_yuan_per_mu": 300000,
+                                               "data.figures.tax_yuan_per_mu": None}
+    assert report["measured"] is None and [e["id"] for e in report["evidence"]["events"]] == ["review-1"]
+    en = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--as-of", as_of, "--lang", "en"]).stdout
+    assert "reason: figure_missing — " in en and "missing: data.figures.tax_yuan_per_mu (parcel P1)" in en
+    assert "    parcel.commitments.tax_yuan_per_mu = 300000" in en
+    assert "to judge it the engine needs the figure(s) data.figures.tax_yuan_per_mu in the event" in en
+    assert "detail: the inspection of parcel P1 at stage periodic on 2023-01-10 gives no figure tax_yuan_per_mu" in en
+    zh = runner.invoke(cli, ["explain", gap.id, "--events", str(path), "--as-of", as_of, "--lang", "zh"]).stdout
+    assert "原因：缺少应评判的指标数据（如承诺指标），未予评判（figure_missing）" in zh
+    assert "缺少：data.figures.tax_yuan_per_mu（地块 P1）" in zh and "评判所需：事件中的指标 data.figures.tax_yuan_per_mu" in zh
+
+    fee = next(d for d in decisions(records) if d.amount is not None)
+    report = explain(Engine(plugins=plugins), lambda: iter(events), fee.id, as_of=as_of)
+    assert report["amount"] == {"yuan": 246913.58, "base": "parcel.contract.price_yuan", "base_yuan": 1234567.89,
+                                "share": 0.2, "parameter": "idle_fee_share", "parcel": "P2", "field": "contract.price_yuan",
+                                "source": {"id": "p2-registered", "type": "land.parcel.registered",
+                                           "time": "2021-12-01T09:00:00+08:00"}}
+    assert ("amount: 1,234,567.89 yuan (contract.price_yuan of parcel P2) × share 0.2 (parameter idle_fee_share) "
+            "= 246,913.58 yuan") in explain_text(report)
+    assert "contract.price_yuan from event p2-registered land.parcel.registered" in explain_text(report)
+    assert ("金额：1,234,567.89 元（地块 P2 的 contract.price_yuan）× 比例 0.2（参数 idle_fee_share）= 246,913.58 元"
+            in explain_text(report, "zh"))
+
+
 def test_in_a_named_list():
     rule = compile_expression("x in params.causes and not (y in params.causes)", frozenset({"x", "y", "params"}))
     assert rule({"x": "petition", "y": "holder", "params": {"causes": ["petition"]}}) is True

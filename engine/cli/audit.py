@@ -267,7 +267,9 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
 def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str | None, as_of: str | None, as_json: bool,
             lang: str, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Why a finding or decision (ID) was made: rule and version, the condition and the values
-    that satisfied it, corrections, evidence events, basis. Exit 1 if ID is not found."""
+    that satisfied it, corrections, evidence events, basis, an amount's computation; or why a
+    data gap (ID) could not be judged: the inputs missing and what would let it be judged.
+    Exit 1 if ID is not found (or is an input event's)."""
     _ = translator(lang).gettext
     engine = build_engine(disable, options, params, strict, backend)
     try:

@@ -4,7 +4,7 @@
                                      duplicate or quarantined with the reason, after the commit
     GET  /records                    records in chain order, paged (?after=SEQ&enterprise=&record=&limit=)
     GET  /enterprises/{code}         registration, open orders, lists, latest class, recent findings
-    GET  /decisions/{id}/explain     why a decision (or finding) was made (a replay of the kept events)
+    GET  /decisions/{id}/explain     why a decision (or finding) was made, or a data gap (a replay of the kept events)
     GET  /report                     the programme report of the store, as HTML, live
     GET  /health                     clock, counts, store (as of the last commit)
     GET  /openapi.json               this API, OpenAPI 3.1 (request and record schemas from schemas/)
@@ -218,13 +218,15 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
                       "recent_findings": [unchained(f) for f in reversed(findings)]})
 
     async def get_explain(request: Request) -> Response:
-        """Why a decision (or a finding) was made.
+        """Why a decision (or a finding) was made, or why a data gap could not be judged.
         ---
-        summary: Explain a decision or finding
+        summary: Explain a decision, finding or data gap
         description: >
           Replays the events the service kept, with its configuration, and explains the record:
           the rule and version, the condition and the values that satisfied it, corrections,
-          evidence events and findings, the basis; `logged` compares the stored record with the replay.
+          evidence events and findings, the basis, an amount's computation; for a data gap, the
+          reason, the inputs the event lacked and what the engine needs to judge it; `logged`
+          compares the stored record with the replay.
           Costs a replay of the kept events.
         parameters:
           - {name: id, in: path, required: true, schema: {type: string}}
@@ -237,7 +239,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
         def work() -> dict[str, Any] | None:
             with service.reader() as store:
                 logged = store.find(record_id)
-                if logged is None or logged.get("record") not in ("finding", "decision"):
+                if logged is None or logged.get("record") not in ("finding", "decision", "data_gap"):
                     return None
                 report = explain_record(service.make_engine(), lambda: store.inputs(), record_id)
             mine = report["replayed"]
@@ -250,7 +252,7 @@ def create_app(service: Service, *, token: str | None = None, max_body: int = 16
         except NotFound as exc:
             return _error(404, str(exc))
         if report is None:
-            return _error(404, f"no finding or decision {record_id!r} in the store")
+            return _error(404, f"no finding, decision or data gap {record_id!r} in the store")
         return _json(report)
 
     rules: dict[str, Any] = {}
