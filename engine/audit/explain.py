@@ -122,12 +122,18 @@ def _evidence(ids: Iterable[str], evidence: Mapping[str, dict[str, Any]]) -> dic
             "missing": [i for i in ids if i not in evidence]}
 
 
+def _head(engine: Engine, kind: str, record: Finding | DataGap) -> tuple[Rule | None, dict[str, Any]]:
+    """The rule of a finding or data gap (None when this rule set lacks it) and the explanation's
+    first fields: the record's kind, id, enterprise, time, rule set and the rule's summary."""
+    rule, summary = _rule(engine, record.rule, record.rule_version)
+    return rule, {"record": kind, "id": record.id, "enterprise": record.enterprise, "time": record.time,
+                  "ruleset": record.ruleset, "rule": summary}
+
+
 def explain_finding(engine: Engine, finding: Finding, evidence: Mapping[str, dict[str, Any]],
                     registrations: list[dict[str, Any]]) -> dict[str, Any]:
-    rule, summary = _rule(engine, finding.rule, finding.rule_version)
+    rule, out = _head(engine, "finding", finding)
     record = finding.to_dict()
-    out: dict[str, Any] = {"record": "finding", "id": finding.id, "enterprise": finding.enterprise, "time": finding.time,
-                           "ruleset": finding.ruleset, "rule": summary}
     events = [evidence[i] for i in finding.event if i in evidence]
     first: dict[str, Any] = events[0] if events else {"type": "", "data": {}}
     registration = _registration_at(registrations, finding.time)
@@ -172,10 +178,8 @@ def _gap_inputs(engine: Engine, rule: Rule, gap: DataGap, events: list[dict[str,
 def explain_gap(engine: Engine, gap: DataGap, evidence: Mapping[str, dict[str, Any]],
                 registrations: list[dict[str, Any]]) -> dict[str, Any]:
     """A data gap: the rule, the reason, what the evidence events lacked (`gap`) and the events."""
-    rule, summary = _rule(engine, gap.rule, gap.rule_version)
+    rule, out = _head(engine, "data_gap", gap)
     record = gap.to_dict()
-    out: dict[str, Any] = {"record": "data_gap", "id": gap.id, "enterprise": gap.enterprise, "time": gap.time,
-                           "ruleset": gap.ruleset, "rule": summary}
     if gap.parcel is not None:
         out["parcel"] = gap.parcel
     events = [evidence[i] for i in gap.event if i in evidence]
