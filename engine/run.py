@@ -90,14 +90,17 @@ def long_run_collector() -> Iterator[None]:
     worker's 8-11 s of CPU (measured with gc.callbacks; docs/distributed.md); serving, they paused the
     loop for tens of milliseconds several times a minute (benchmarks/test_serve_load.py)."""
     thresholds = gc.get_threshold()
+    ours = gc.get_freeze_count() == 0  # a process that froze objects itself keeps its own freeze
     gc.collect()
-    gc.freeze()
+    if ours:
+        gc.freeze()
     gc.set_threshold(10_000, 20, 100)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()
 
 
 class Sink(Protocol):

@@ -70,3 +70,25 @@ def test_the_batch_digests_are_the_per_event_digests():
     assert batch == [content_digest(e) for e in events]
     assert content_digest(events[-1]) == content_digest(events[-2])  # key order is not content
     assert len(set(batch[:500])) == 500
+
+
+def test_the_long_run_collector_restores_the_process_and_keeps_a_freeze_it_did_not_make():
+    """engine/run.py `long_run_collector`: thresholds raised and start-up objects frozen for the
+    run, then as before; a process that froze objects itself keeps them frozen."""
+    import gc
+
+    from engine.run import long_run_collector
+
+    thresholds = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with long_run_collector():
+        assert gc.get_threshold() == (10_000, 20, 100) and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with long_run_collector():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen and gc.get_threshold() == thresholds
+    finally:
+        gc.unfreeze()
