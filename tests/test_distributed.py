@@ -6,6 +6,8 @@ JSONL bytes of the distributed run with `Engine.run` on one machine, record for 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -19,6 +21,7 @@ from dask.distributed import Client, LocalCluster  # noqa: E402
 from engine.devtools.demo import AUTHORITY, generate_city, with_follow_up  # noqa: E402
 from engine.ingest import JsonlFiles  # noqa: E402
 from engine.distributed import DistributedRun, partition_of, run_distributed  # noqa: E402
+from engine.distributed.node import SWITCH  # noqa: E402
 from engine.pipeline import Engine  # noqa: E402
 from engine.records import Decision  # noqa: E402
 from engine.output import dumps  # noqa: E402
@@ -245,15 +248,17 @@ def test_files_read_by_byte_ranges_are_byte_identical(client, tmp_path, block_by
     assert_same(expected, got)
 
 
-def _collector() -> tuple[tuple[int, int, int], int]:
+def _collector() -> tuple[tuple[int, int, int], int, float]:
     import gc
+    import sys
 
-    return gc.get_threshold(), gc.get_freeze_count()
+    return gc.get_threshold(), gc.get_freeze_count(), sys.getswitchinterval()
 
 
 def test_workers_collect_garbage_for_the_run_and_as_before_after_it(client, tmp_path):
     """A worker's process is the run's while it runs (engine/run.py `long_run_collector`: the
-    start-up objects frozen, young objects collected less often) and as it was afterwards."""
+    start-up objects frozen, young objects collected less often; node.py `long_slices`: threads
+    switch every 20 ms) and as it was afterwards."""
     before = client.run(_collector)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(adversarial_log()))
@@ -263,7 +268,9 @@ def test_workers_collect_garbage_for_the_run_and_as_before_after_it(client, tmp_
     during = client.run(_collector)
     rest = list(records)
     assert first is not None and rest
-    assert all(threshold == (10_000, 20, 100) and frozen > 0 for threshold, frozen in during.values())
+    assert all(threshold == (10_000, 20, 100) and frozen > 0 and switch == SWITCH
+               for threshold, frozen, switch in during.values())
+    assert all(switch == 0.005 for _, _, switch in before.values())
     assert client.run(_collector) == before
 
 
@@ -481,6 +488,34 @@ def test_cli_cluster_dask_matches_the_local_run(tmp_path):
     assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
 
 
+def test_the_command_forks_its_own_workers_and_matches_the_local_run(tmp_path):
+    """`rectify run --cluster dask` as a command (a process with no other thread) forks the workers
+    of its LocalCluster from itself; the bytes are the local run's."""
+    city = generate_city(enterprises=20, days=1, seed=5)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in city.events))
+    rectify = [sys.executable, "-c", "from engine.cli import main; main()"]
+    for args in (["--out", str(tmp_path / "local.jsonl")],
+                 ["--out", str(tmp_path / "dist.jsonl"), "--cluster", "dask", "--summary-json", str(tmp_path / "s.json")]):
+        done = subprocess.run([*rectify, "run", str(path), "--no-progress", *args], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"Traceback" not in done.stderr
+    assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
+    assert orjson.loads((tmp_path / "s.json").read_bytes())["distributed"]["workers_started"] == "fork"
+
+
+def test_the_python_api_spawns_its_workers_unless_told(tmp_path):
+    """In a host application the run does not fork the caller's process: Dask's default (spawn),
+    or what `start_method` says; a method that does not exist is refused before any cluster starts."""
+    lines = generated_log()[:400]
+    job = DistributedRun(lines, workers=2)
+    expected, _ = single(lines)
+    assert_same(expected, b"".join(dumps(r.to_dict()) for r in job))
+    assert job.report()["workers_started"] == "spawn"
+    with pytest.raises(ValueError, match="start_method 'vfork'"):
+        DistributedRun(lines, start_method="vfork")
+
+
 def test_cli_on_an_existing_cluster_reads_an_archive_and_reports_cpu(client, tmp_path):
     """`rectify run ARCHIVE --cluster dask --scheduler ADDRESS`: the bytes of the local run of the
     JSONL it was made from; the summary JSON has the driver's and each worker's CPU seconds and rows."""
@@ -501,6 +536,7 @@ def test_cli_on_an_existing_cluster_reads_an_archive_and_reports_cpu(client, tmp
     assert not list(tmp_path.glob("*.partial")) and (tmp_path / "dist.jsonl.manifest.json").exists()
     report = orjson.loads((tmp_path / "s.json").read_bytes())["distributed"]
     assert report["partitions"] == 2 and report["lines"] == len(city.events) and report["driver_cpu_s"] > 0
+    assert report["workers_started"] is None  # not the run's cluster
     assert [w["cpu_s"] > 0 for w in report["workers"]] == [True, True]
     assert sum(w["read"] for w in report["workers"]) == len(city.events)
     assert sum(w["owned"] for w in report["workers"]) == len(city.events) - 1  # the year close is the driver's
