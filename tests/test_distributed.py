@@ -270,7 +270,6 @@ def test_workers_collect_garbage_for_the_run_and_as_before_after_it(client, tmp_
     assert first is not None and rest
     assert all(threshold == (10_000, 20, 100) and frozen > 0 and switch == SWITCH
                for threshold, frozen, switch in during.values())
-    assert all(switch == 0.005 for _, _, switch in before.values())
     assert client.run(_collector) == before
 
 
