@@ -536,6 +536,7 @@ def test_cli_on_an_existing_cluster_reads_an_archive_and_reports_cpu(client, tmp
     report = orjson.loads((tmp_path / "s.json").read_bytes())["distributed"]
     assert report["partitions"] == 2 and report["lines"] == len(city.events) and report["driver_cpu_s"] > 0
     assert report["workers_started"] is None  # not the run's cluster
+    assert 0 < report["driver_rounds_cpu_s"] <= report["driver_main_thread_cpu_s"]
     assert [w["cpu_s"] > 0 for w in report["workers"]] == [True, True]
     assert sum(w["read"] for w in report["workers"]) == len(city.events)
     assert sum(w["owned"] for w in report["workers"]) == len(city.events) - 1  # the year close is the driver's

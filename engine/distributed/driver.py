@@ -125,10 +125,10 @@ class DistributedRun:
     def report(self) -> dict[str, Any]:
         """The distributed part of the run summary JSON: partitions and chunks; the driver's CPU
         seconds (its whole process: with a LocalCluster started by the run, the scheduler's too;
-        and its main thread alone); each worker's CPU seconds and rows (lines read, lines applied
-        as their owner, ids de-duplicated) with its CPU seconds per step; the driver's wall
-        seconds per phase; how the run's own LocalCluster started its workers (null on an
-        existing cluster)."""
+        its main thread alone; and of that, the rounds after the engines are built); each worker's
+        CPU seconds and rows (lines read, lines applied as their owner, ids de-duplicated) with its
+        CPU seconds per step; the driver's wall seconds per phase; how the run's own LocalCluster
+        started its workers (null on an existing cluster)."""
         return {"partitions": self.partitions, "chunks": self.chunks, "lines": self.summary.read,
                 "reclocked": self.reclocked, "workers_started": self.started_with, **self.usage,
                 "phases_s": {k: round(v, 3) for k, v in self.timings.items()}}
@@ -201,6 +201,7 @@ class DistributedRun:
         self._wait({p: node.connect(nodes) for p, node in enumerate(nodes)})
         self._check_files(nodes)
         started = self._tick("engines", started)
+        rounds = time.thread_time()  # the driver's own work from here on: the rounds, barriers and merge
         clock = EventClock(**local.engine.clock.parameters)
         blocks = plan(self.inputs, self.block_bytes, max(1, self.chunk_size // count), self.block_rows, count)
         numbers: dict[str, int] = {}  # lines of each file read so far (file line numbers of byte ranges)
@@ -231,6 +232,7 @@ class DistributedRun:
         self.summary.clock_held += clock.stranded  # held before the clock started: only the driver knows
         workers = self._wait({p: node.cpu() for p, node in enumerate(nodes)})
         self.usage = {"driver_cpu_s": time.process_time() - cpu, "driver_main_thread_cpu_s": time.thread_time() - main,
+                      "driver_rounds_cpu_s": time.thread_time() - rounds,
                       "workers": [{"address": self.addresses[p], **workers[p]} for p in range(count)]}
         self._tick("flush", started)
         del nodes, futures
