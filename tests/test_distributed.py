@@ -487,6 +487,7 @@ def test_cli_cluster_dask_matches_the_local_run(tmp_path):
     assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "dist.jsonl").read_bytes()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the command forks its workers on Linux only")
 def test_the_command_forks_its_own_workers_and_matches_the_local_run(tmp_path):
     """`rectify run --cluster dask` as a command (a process with no other thread) forks the workers
     of its LocalCluster from itself; the bytes are the local run's."""
@@ -564,7 +565,7 @@ print(outside, inside)
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
+@pytest.mark.skipif(sys.platform != "linux" or __import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc")
 def test_a_worker_keeps_what_it_frees_for_the_next_block():
     """node.py `roomy_heap`: in a process started as Dask's nanny spawns a worker (glibc told to
     trim at 64 KiB, which turns its own threshold adjustment off), every 8 MiB buffer is mapped
