@@ -15,11 +15,13 @@ in the constructor, never per event.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -38,10 +40,10 @@ from engine.decide import (
 from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
-    parse_pack, route
+    parameters_from_key, parameters_key, parse_pack, route
 from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, MeanWindows, Parcels, Reading, Seen, \
     Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
-from engine.plugins import PluginSet, RulePackSource, load_plugins
+from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
 from engine.units import UnitError
@@ -73,6 +75,46 @@ class Prepared:
     raw: Any = None
     source: str = "<input>"
     line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRules:
+    """What an engine compiles from its rule packs, plugins, options and parameters. Immutable:
+    the engines a process builds alike share one (`_compiled`)."""
+
+    rules: tuple[Rule, ...]
+    inactive_rules: tuple[InactiveRule, ...]
+    ruleset: str  # the fingerprint (before a custom evaluation method is mixed in)
+    decision_rules: tuple[DecisionRule, ...]
+    inactive_decisions: tuple[InactiveDecision, ...]
+    policy: Mapping[str, Any]  # the programme policy's parameter values
+
+
+def _compile(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
+             parameters: Mapping[str, Mapping[str, Any]]) -> CompiledRules:
+    packs = [parse_pack(source) for source in sources]
+    rules, inactive = compile_rules(packs, options=options, parameters=parameters)
+    decision_rules, inactive_decisions = compile_decisions(packs, parameters)
+    return CompiledRules(tuple(rules), tuple(inactive),
+                    fingerprint(packs, [(i.name, i.version) for i in infos], __version__, options, parameters),
+                    tuple(decision_rules), tuple(inactive_decisions),
+                    MappingProxyType(programme_parameters(packs, parameters)))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_by_key(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
+                     parameters: Any) -> CompiledRules:
+    return _compile(sources, infos, options, parameters_from_key(parameters))
+
+
+def _compiled(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
+              parameters: Mapping[str, Mapping[str, Any]]) -> CompiledRules:
+    """Compiled by content: the pack texts, the plugins' names and versions, the options and the
+    parameters (when they are JSON values; otherwise compiled afresh). Errors are not cached."""
+    key = parameters_key(parameters)
+    if key is None:
+        return _compile(sources, infos, options, parameters)
+    return _compiled_by_key(sources, infos, options, key)
 
 
 class Engine:
@@ -117,23 +159,19 @@ class Engine:
         self.parameters = {k: dict(v) for k, v in (parameters or {}).items()}
         self.strict = strict
         self.backend = backend
-        packs = [parse_pack(source) for source in self.plugins.rule_packs]
-        packs.append(parse_pack(POLICY_PACK))
-        rules, inactive = compile_rules(packs, options=self.options, parameters=self.parameters)
-        self.rules: tuple[Rule, ...] = tuple(rules)
-        self.inactive_rules: tuple[InactiveRule, ...] = tuple(inactive)
-        self.ruleset = fingerprint(
-            packs, [(i.name, i.version) for i in self.plugins.infos], __version__, self.options, self.parameters
-        )
+        compiled = _compiled((*self.plugins.rule_packs, POLICY_PACK), tuple(self.plugins.infos), self.options,
+                             self.parameters)
+        self.rules: tuple[Rule, ...] = compiled.rules
+        self.inactive_rules: tuple[InactiveRule, ...] = compiled.inactive_rules
+        self.ruleset = compiled.ruleset
         # the mu-average method (engine/decide/policy/mu_average.yaml unless `evaluation_method`); the
         # built-in one is part of the engine version, a custom one is mixed into the fingerprint
         self.method = load_method(evaluation_method, self.parameters)
         if evaluation_method is not None:
             self.ruleset = "sha256:" + hashlib.sha256(f"{self.ruleset}|{self.method.digest}".encode()).hexdigest()
-        decision_rules, inactive_decisions = compile_decisions(packs, self.parameters)
-        self.decision_rules: tuple[DecisionRule, ...] = tuple(decision_rules)
-        self.inactive_decisions: tuple[InactiveDecision, ...] = tuple(inactive_decisions)
-        policy = programme_parameters(packs, self.parameters)
+        self.decision_rules: tuple[DecisionRule, ...] = compiled.decision_rules
+        self.inactive_decisions: tuple[InactiveDecision, ...] = compiled.inactive_decisions
+        policy = compiled.policy
         self.minimums = {"hour": policy.get("min_valid_values_per_hour"), "day": policy.get("min_valid_hours_per_day")}
         deadlines = {route: policy[name] for route, name in ROUTE_DEADLINES.items() if policy.get(name) is not None}
 

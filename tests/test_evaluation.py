@@ -286,3 +286,38 @@ def test_bad_methods_are_refused_and_a_custom_method_changes_the_fingerprint(tmp
     bad.write_text("method: x\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--method", str(bad), str(custom)])
     assert result.exit_code == 3
+
+
+def test_engines_built_alike_share_what_they_compile_and_a_changed_method_file_is_read_again(tmp_path):
+    import yaml
+
+    first, second = Engine(plugins=PLUGINS), Engine(plugins=PLUGINS)
+    assert first.rules is second.rules and first.method is second.method  # compiled once (immutable, shared)
+    assert first.decision_rules is second.decision_rules and first.ruleset == second.ruleset
+    tighter = Engine(plugins=PLUGINS, parameters={"mu_average": {"low_tax_per_mu_yuan": 1}})
+    assert tighter.method is not first.method and tighter.method.params["low_tax_per_mu_yuan"] == 1
+    assert first.method.params["low_tax_per_mu_yuan"] == 40000  # the cached method was not changed
+    assert Engine(plugins=PLUGINS, parameters={"mu_average": {"low_tax_per_mu_yuan": 1.0}}).method is not tighter.method
+    document = yaml.safe_load((ROOT / "engine" / "decide" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
+    path = tmp_path / "method.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    before = Engine(plugins=PLUGINS, evaluation_method=path)
+    document["populations"][0]["indicators"][0]["cap"] = 45
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    after = Engine(plugins=PLUGINS, evaluation_method=path)
+    assert after.method.populations[0].indicators[0].cap == 45 and after.ruleset != before.ruleset
+    assert before.method.populations[0].indicators[0].cap is None
+
+
+def test_the_cache_key_of_parameters_keeps_every_type():
+    from datetime import date
+
+    from engine.judge import parameters_from_key, parameters_key
+
+    value = {"pack": {"a": 1, "b": 1.0, "c": True, "d": None, "e": ["x", 2, [3.5]], "f": {"g": "h"}}}
+    key = parameters_key(value)
+    assert hash(key) is not None and parameters_from_key(key) == value
+    assert repr(parameters_from_key(key)) == repr(value)  # 1 stays an int, 1.0 a float, True a bool
+    assert len({parameters_key({"p": {"v": v}}) for v in (1, 1.0, True)}) == 3
+    assert parameters_key({"p": {"when": date(2024, 1, 1)}}) is None  # not JSON: compiled afresh, not cached
+    assert parameters_key({1: 2}) is None

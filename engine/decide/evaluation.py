@@ -19,6 +19,7 @@ enterprise at once, so it is a barrier, not a per-enterprise correlation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -31,7 +32,7 @@ import jsonschema
 import orjson
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
-from engine.judge.rulepacks import ParameterError, parameter_problem
+from engine.judge.rulepacks import ParameterError, parameter_problem, parameters_from_key, parameters_key
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision
 from engine.validate.schemas import core_validator
@@ -115,26 +116,27 @@ def _validator() -> jsonschema.Draft202012Validator:
     return core_validator("evaluation-method.schema.json")
 
 
-def _read(source: str | Path | Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
-    if isinstance(source, Mapping):
-        return dict(source), "<method>"
+def _text(source: str | Path | None) -> tuple[str, str]:
+    """A method's YAML text and its origin (for messages)."""
     if source is None:
         from importlib import resources
 
         package, name = DEFAULT_METHOD
-        text, origin = resources.files(package).joinpath(name).read_text(encoding="utf-8"), f"{package}/{name}"
-    else:
-        try:
-            text, origin = Path(source).read_text(encoding="utf-8"), str(source)
-        except OSError as exc:
-            raise MethodError(f"cannot read {source}: {exc}") from None
+        return resources.files(package).joinpath(name).read_text(encoding="utf-8"), f"{package}/{name}"
+    try:
+        return Path(source).read_text(encoding="utf-8"), str(source)
+    except OSError as exc:
+        raise MethodError(f"cannot read {source}: {exc}") from None
+
+
+def _document(text: str, origin: str) -> dict[str, Any]:
     try:
         document = load_yaml(text, origin)
     except YamlError as exc:
         raise MethodError(str(exc)) from None
     if not isinstance(document, dict):
         raise MethodError(f"{origin}: expected a mapping")
-    return document, origin
+    return document
 
 
 def load_method(source: str | Path | Mapping[str, Any] | None = None,
@@ -142,9 +144,25 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
     """Read, validate and compile a method (default: the built-in one).
 
     `parameters` are the authority's `--params`: the entry named after the method
-    (`mu_average` for the default) overrides its parameters' values.
+    (`mu_average` for the default) overrides its parameters' values. A file is read on every
+    call; what is compiled from its text and the parameters is cached (the Method is immutable:
+    the engines a process builds alike share it).
     """
-    document, origin = _read(source)
+    if isinstance(source, Mapping):
+        return _compile_method(dict(source), "<method>", parameters)
+    text, origin = _text(source)
+    key = parameters_key(parameters)
+    if key is None:
+        return _compile_method(_document(text, origin), origin, parameters)
+    return _method_by_key(text, origin, key)
+
+
+@functools.lru_cache(maxsize=16)
+def _method_by_key(text: str, origin: str, parameters: Any) -> Method:
+    return _compile_method(_document(text, origin), origin, parameters_from_key(parameters))
+
+
+def _compile_method(document: dict[str, Any], origin: str, parameters: Mapping[str, Mapping[str, Any]] | None) -> Method:
     errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
@@ -362,26 +380,29 @@ class Evaluation:
         adopted = self._adopted.get(year)
         out: list[Ranked] = []
         members: dict[str, list[tuple[Ranked, dict[str, Any]]]] = {p.id: [] for p in method.populations}
+        exclusions, populations, params = method.exclusions, method.populations, method.params
         for enterprise in sorted(records):
             _, event_id, data = records[enterprise]
             if adopted is not None:
                 registration, closed = adopted[enterprise]
             else:
                 registration, closed = self._registration(enterprise), enterprise in closed_by_law
-            scope = {"enterprise": registration, "finance": data, "params": method.params,
+            scope = {"enterprise": registration, "finance": data, "params": params,
                      "closed_by_law": closed, "indicator": {}, "evaluation": {}}
             row = Ranked(enterprise, event_id)
             out.append(row)
-            excluded = next((name for name, when in method.exclusions if when(scope) is True), None)
-            if excluded is not None:
-                row.excluded = excluded
-                continue
-            population = next((p for p in method.populations if p.when(scope) is True), None)
-            if population is None:
-                row.excluded = "no_population"
-                continue
-            row.population = population.id
-            members[population.id].append((row, scope))
+            for name, when in exclusions:  # the first exclusion that holds
+                if when(scope) is True:
+                    row.excluded = name
+                    break
+            else:
+                for population in populations:  # the first population whose `when` holds
+                    if population.when(scope) is True:
+                        row.population = population.id
+                        members[population.id].append((row, scope))
+                        break
+                else:
+                    row.excluded = "no_population"
         for population in method.populations:
             rows = members[population.id]
             if rows:
@@ -395,21 +416,23 @@ class Evaluation:
         for indicator in population.indicators:
             column: list[float | None] = []
             zero[indicator.id] = set()
+            (top, field), (bottom, under), multiplier = indicator.numerator, indicator.denominator, indicator.multiplier
             for index, (row, scope) in enumerate(rows):
-                numerator = (scope[indicator.numerator[0]] or {}).get(indicator.numerator[1])
-                denominator = (scope[indicator.denominator[0]] or {}).get(indicator.denominator[1])
+                numerator = (scope[top] or {}).get(field)
+                denominator = (scope[bottom] or {}).get(under)
                 if not _number(numerator) or not _number(denominator):
                     value, flag = None, MISSING
                 elif denominator == 0:
                     value, flag = None, ZERO_DENOMINATOR
                     zero[indicator.id].add(index)
                 else:
-                    value, flag = numerator / denominator * indicator.multiplier, None
+                    value, flag = numerator / denominator * multiplier, None
                     if not math.isfinite(value):
                         value, flag = None, ZERO_DENOMINATOR
                 column.append(value)
-                row.indicators[indicator.id] = {"value": None if value is None else round(value, digits), "flag": flag}
-                row.values[indicator.id] = None if value is None else round(value, digits)
+                shown = None if value is None else round(value, digits)
+                row.indicators[indicator.id] = {"value": shown, "flag": flag}
+                row.values[indicator.id] = shown
             raw[indicator.id] = column
         totals: list[list[float]] = [[] for _ in rows]
         for indicator in population.indicators:
@@ -421,32 +444,35 @@ class Evaluation:
                 benchmark = float(indicator.benchmark)
             usable = benchmark is not None and benchmark > 0
             scores: list[float | None] = []
+            weight, cap, key = indicator.weight, indicator.cap, indicator.id
             for index, (row, _) in enumerate(rows):
                 value = column[index]
                 if value is None or not usable:
                     scores.append(None)
                     if value is not None:
-                        row.indicators[indicator.id]["flag"] = NO_BENCHMARK
+                        row.indicators[key]["flag"] = NO_BENCHMARK
                     continue
                 assert benchmark is not None
-                score = indicator.weight * value / benchmark
-                scores.append(min(score, indicator.cap) if indicator.cap is not None else score)
+                score = weight * value / benchmark
+                scores.append(min(score, cap) if cap is not None else score)
             scored = [x for x in scores if x is not None]
             # a true zero denominator on a "best" indicator (no emissions at all) scores as the best
             # in the population (the cap, when set); a missing value scores 0, or the mean score
-            best = indicator.cap if indicator.cap is not None else max(scored, default=indicator.weight)
+            best = cap if cap is not None else max(scored, default=weight)
             average = math.fsum(scored) / len(scored) if scored else 0.0
+            benchmark_shown = None if benchmark is None else round(benchmark, digits)
+            zeros, best_for_zero, mean_for_missing = zero[key], indicator.zero_denominator == "best", method.missing == "mean"
             for index, (row, _) in enumerate(rows):
-                cell = row.indicators[indicator.id]
+                cell = row.indicators[key]
                 score = scores[index]
                 if score is None:
-                    if index in zero[indicator.id] and indicator.zero_denominator == "best":
+                    if best_for_zero and index in zeros:
                         score = best
-                    elif cell["flag"] == MISSING and method.missing == "mean":
+                    elif mean_for_missing and cell["flag"] == MISSING:
                         score = average
                     else:
                         score = 0.0
-                cell["benchmark"] = None if benchmark is None else round(benchmark, digits)
+                cell["benchmark"] = benchmark_shown
                 cell["score"] = round(score, digits)
                 totals[index].append(score)
         for index, (row, _) in enumerate(rows):
@@ -454,27 +480,34 @@ class Evaluation:
         ordered = sorted((row for row, _ in rows), key=lambda r: (-(r.score or 0.0), r.enterprise))
         size = len(ordered)
         bounds = class_bounds(size, method.classes)
+        last_class = method.class_names[-1]
+        bound = 0  # the class of the current position (classes by share: positions only grow)
         for position, row in enumerate(ordered, start=1):
             row.rank, row.size = position, size
             if bounds:
-                row.klass = next(name for name, last in bounds if position <= last)
+                while position > bounds[bound][1]:
+                    bound += 1
+                row.klass = bounds[bound][0]
             else:  # by score thresholds
                 row.klass = next(name for name, low in method.thresholds if low is None or (row.score or 0.0) >= low)
-            row.tied = any(0 <= j < size and ordered[j].score == row.score for j in (position - 2, position))
+            row.tied = ((position >= 2 and ordered[position - 2].score == row.score)
+                        or (position < size and ordered[position].score == row.score))
         by_row = {id(row): scope for row, scope in rows}
+        rules, routes, surcharge_when = method.rules, method.routes, method.surcharge_when
         for row in ordered:
             scope = by_row[id(row)]
             previous = self._streak.get(row.enterprise)
-            if row.klass == method.class_names[-1]:
+            if row.klass == last_class:
                 row.consecutive_d_years = previous[1] + 1 if previous is not None and previous[0] == year - 1 else 1
             scope["indicator"] = dict(row.values)
             scope["evaluation"] = {"year": year, "population": row.population, "class": row.klass, "score": row.score,
                                    "rank": row.rank, "size": size, "consecutive_d_years": row.consecutive_d_years}
-            row.listed_by = next((rule.id for rule in method.rules if rule.when(scope) is True), None)
-            if row.listed_by is not None:
-                row.action = next(action for action, when in method.routes if when(scope) is True)
-            if (method.surcharge_when is not None and row.consecutive_d_years > 0
-                    and method.surcharge_when(scope) is True):
+            for rule in rules:  # the first listing rule that holds lists the enterprise; the first route that holds
+                if rule.when(scope) is True:
+                    row.listed_by = rule.id
+                    row.action = next(action for action, when in routes if when(scope) is True)
+                    break
+            if surcharge_when is not None and row.consecutive_d_years > 0 and surcharge_when(scope) is True:
                 row.surcharge = method.surcharge_table[min(row.consecutive_d_years, len(method.surcharge_table)) - 1]
 
     # ---- the barrier ----------------------------------------------------------------------

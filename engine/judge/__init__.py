@@ -20,6 +20,8 @@ from engine.judge.rulepacks import (
     compile_rules,
     fingerprint,
     parameter_problem,
+    parameters_from_key,
+    parameters_key,
     parse_pack,
 )
 from engine.judge.thresholds import Gate, build_gate, corrected, exceeds
@@ -47,6 +49,8 @@ __all__ = [
     "exceeds",
     "fingerprint",
     "parameter_problem",
+    "parameters_from_key",
+    "parameters_key",
     "parse_pack",
     "route",
 ]

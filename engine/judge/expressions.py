@@ -399,7 +399,7 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
         def lookup(scope: Scope) -> Any:
             value = scope.get(root)
             for key in rest:
-                if not isinstance(value, Mapping):
+                if type(value) is not dict and not isinstance(value, Mapping):  # a dict first: the ABC check is slow
                     return None
                 value = value.get(key)
             return value

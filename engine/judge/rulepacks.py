@@ -301,6 +301,38 @@ def parse_pack(source: RulePackSource) -> RulePack:
     return RulePack(plugin=source.plugin, origin=source.origin, document=document, lines=lines)
 
 
+def parameters_key(value: Any) -> Any:
+    """A hashable copy of JSON-typed configuration (the `--params`, a method document) that keeps
+    every type, for caches of what is compiled from it; None when it holds anything else (then
+    nothing is cached). `parameters_from_key` gives the value back."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return (type(value).__name__, value)
+    if isinstance(value, Mapping):
+        items = []
+        for name, item in value.items():
+            inner = parameters_key(item)
+            if not isinstance(name, str) or inner is None:
+                return None
+            items.append((name, inner))
+        return ("map", tuple(sorted(items)))
+    if isinstance(value, (list, tuple)):
+        inner_items = tuple(parameters_key(item) for item in value)
+        return None if any(item is None for item in inner_items) else (type(value).__name__, inner_items)
+    return None
+
+
+def parameters_from_key(key: Any) -> Any:
+    """The value `parameters_key` was made from (a fresh copy)."""
+    kind, value = key
+    if kind == "map":
+        return {name: parameters_from_key(item) for name, item in value}
+    if kind == "list":
+        return [parameters_from_key(item) for item in value]
+    if kind == "tuple":
+        return tuple(parameters_from_key(item) for item in value)
+    return value
+
+
 def field_path(path: Iterable[Any]) -> str:
     """A JSON path as the YAML loader names fields: `rules[3].condition`."""
     text = ""
