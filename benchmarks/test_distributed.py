@@ -4,7 +4,9 @@ All three run on the same generated log in one pytest run (`pytest benchmarks/te
 --benchmark-only -s`); the last test prints the events/s table and checks that the three
 outputs are the same bytes, then each distributed run's CPU per input line: the driver's
 (the serial part), the workers' (in total), and the speed-up projected from them at 8, 32
-and 128 workers (Amdahl: round trips and waiting are not counted).
+and 128 workers (Amdahl: round trips and waiting are not counted), twice: from the rounds
+(start-up, when every node builds its engine at the same time, left out of both parts), and from
+the whole run (the driver's engine build counted as serial, the workers' as parallel).
 RECTIFY_BENCH_DIST_EVENTS sets the log size (default 200,000).
 Each distributed figure includes starting a LocalCluster (about a second here).
 """
@@ -28,7 +30,7 @@ pytest.importorskip("dask.distributed")
 EVENTS = int(os.environ.get("RECTIFY_BENCH_DIST_EVENTS", "200000"))
 RESULTS: dict[str, dict[str, float | str]] = {}
 TIMINGS: dict[str, dict[str, float]] = {}  # driver-side seconds per phase of each distributed run
-USAGE: dict[str, dict] = {}  # each distributed run's `usage`: driver and worker CPU seconds, rows
+USAGE: dict[str, dict] = {}  # each distributed run's `report()`: driver and worker CPU seconds, rows, phases
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def test_b_dask_workers(benchmark, dist_log, workers):
         job = DistributedRun([str(dist_log)], workers=workers)
         digest = _digest(job)
         TIMINGS[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = dict(job.timings)
-        USAGE[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = dict(job.usage)
+        USAGE[f"dask, {workers} worker{'s' if workers > 1 else ''}"] = job.report()
         return digest, job.summary.read
 
     _measure(benchmark, f"dask, {workers} worker{'s' if workers > 1 else ''}", run)
@@ -100,15 +102,21 @@ def test_z_report(benchmark):
         rounds = usage["driver_rounds_cpu_s"] / events * 1e6  # of which after the engines are built
         process = usage["driver_cpu_s"] / events * 1e6  # with the LocalCluster's scheduler (same process)
         parallel = sum(w["cpu_s"] for w in usage["workers"]) / events * 1e6  # all workers' CPU, per line
+        parallel_rounds = sum(w["rounds_cpu_s"] for w in usage["workers"]) / events * 1e6  # after their engines are built
         print(f"{name}: driver {serial:.3f} µs/line (main thread; of which {rounds:.3f} in the rounds after the "
               f"engines are built; {process:.2f} µs/line with the scheduler in its process), "
-              f"workers {parallel:.2f} µs/line in total")
+              f"workers {parallel:.2f} µs/line in total, {parallel_rounds:.2f} in the rounds")
+        print(f"  driver's main thread by phase (CPU s): " + ", ".join(
+            f"{phase} {seconds:.3f}" for phase, seconds in usage["driver_phases_cpu_s"].items()))
         # Amdahl from the measured CPU: T(N) = serial + parallel / N (round trips and waiting not counted)
-        for label, part in (("the driver's main thread", serial), ("its rounds only (its engine is built while the "
-                                                                    "workers build theirs)", rounds)):
+        for label, part, whole in (
+                ("the rounds (start-up, when every node builds its engine at once, left out on both sides)",
+                 rounds, parallel_rounds),
+                ("the whole run (the driver's engine build counted as serial, the workers' as parallel)",
+                 serial, parallel)):
             projected = []
             for n in (8, 32, 128):
-                speedup = (part + parallel) / (part + parallel / n)
+                speedup = (part + whole) / (part + whole / n)
                 projected.append(f"{n} workers {speedup:.1f}x (efficiency {speedup / n:.2f})")
-            print(f"  projected speed-up over 1 worker, serial part {label}: " + ", ".join(projected))
+            print(f"  projected speed-up over 1 worker, from {label}: " + ", ".join(projected))
     assert len({row["sha256"] for row in RESULTS.values()}) == 1, "the outputs differ"

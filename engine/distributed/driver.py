@@ -83,6 +83,8 @@ class DistributedRun:
         self.ruleset: str | None = None
         self.partitions = 0
         self.timings: dict[str, float] = {}
+        self.phase_cpu: dict[str, float] = {}  # the driver's main-thread CPU seconds per phase (the serial part)
+        self._cpu_mark = 0.0
         self.usage: dict[str, Any] = {}
         self.chunks = 0
         self.reclocked = 0  # times a forgotten id, new again and ahead, made the driver compose a chunk's clock again
@@ -127,17 +129,23 @@ class DistributedRun:
         seconds (its whole process: with a LocalCluster started by the run, the scheduler's too;
         its main thread alone; and of that, the rounds after the engines are built); each worker's
         CPU seconds and rows (lines read, lines applied as their owner, ids de-duplicated) with its
-        CPU seconds per step; the driver's wall seconds per phase; how the run's own LocalCluster
+        CPU seconds per step; the driver's wall seconds per phase, and its main thread's CPU seconds
+        per phase (each second counted once); how the run's own LocalCluster
         started its workers (null on an existing cluster)."""
         return {"partitions": self.partitions, "chunks": self.chunks, "lines": self.summary.read,
                 "reclocked": self.reclocked, "workers_started": self.started_with, **self.usage,
-                "phases_s": {k: round(v, 3) for k, v in self.timings.items()}}
+                "phases_s": {k: round(v, 3) for k, v in self.timings.items()},
+                "driver_phases_cpu_s": {k: round(v, 4) for k, v in self.phase_cpu.items()}}
 
     # ---- rounds -------------------------------------------------------------------------------
 
     def _tick(self, phase: str, since: float) -> float:
-        now = time.perf_counter()
+        """Add the wall seconds since `since` to `phase`, and the main thread's CPU seconds since
+        the last tick (each counted once: "chunks" holds what the phases inside a chunk do not)."""
+        now, cpu = time.perf_counter(), time.thread_time()
         self.timings[phase] = self.timings.get(phase, 0.0) + now - since
+        self.phase_cpu[phase] = self.phase_cpu.get(phase, 0.0) + cpu - self._cpu_mark
+        self._cpu_mark = cpu
         return now
 
     def _alive(self) -> None:
@@ -175,6 +183,7 @@ class DistributedRun:
     def _run(self, client: Any) -> Iterator[Record]:
         self._client = client
         cpu, main = time.process_time(), time.thread_time()
+        self._cpu_mark = main
         started = time.perf_counter()
         try:
             client.wait_for_workers(1 if self.workers is None else self.workers, timeout=60)
@@ -344,6 +353,7 @@ class DistributedRun:
             if stop is None:
                 break
             already = local.engine.evaluation.is_closed(year)  # type: ignore[arg-type]
+            started = self._tick("apply", started)
             decided = local.barrier(chunk, year, [gathered for _, _, gathered in results.values()])  # type: ignore[arg-type]
             out.extend(decided)
             owned: list[list[Any]] = [[] for _ in range(count)]
@@ -352,6 +362,7 @@ class DistributedRun:
                     owned[partition_of(record.enterprise, count)].append((at_key, key, record))
             for made in self._wait({p: nodes[p].absorb(owned[p]) for p in range(count) if owned[p]}).values():
                 out.extend(made)
+            started = self._tick("barrier", started)  # the year's ranking and decisions, and their owners' part
             if not already:
                 for p in range(count):
                     pending[p].append(year)  # type: ignore[arg-type]
