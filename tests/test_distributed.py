@@ -539,6 +539,10 @@ def test_cli_on_an_existing_cluster_reads_an_archive_and_reports_cpu(client, tmp
     assert report["workers_started"] is None  # not the run's cluster
     assert 0 < report["driver_rounds_cpu_s"] <= report["driver_main_thread_cpu_s"]
     assert [w["cpu_s"] > 0 for w in report["workers"]] == [True, True]
+    assert all(0 < w["rounds_cpu_s"] <= w["cpu_s"] for w in report["workers"])
+    phases = report["driver_phases_cpu_s"]  # the main thread's CPU by phase, each second counted once
+    assert {"engines", "barrier", "flush"} <= set(phases) and all(v >= 0 for v in phases.values())
+    assert abs(sum(phases.values()) - report["driver_main_thread_cpu_s"]) < 0.05 + 0.05 * report["driver_main_thread_cpu_s"]
     assert sum(w["read"] for w in report["workers"]) == len(city.events)
     assert sum(w["owned"] for w in report["workers"]) == len(city.events) - 1  # the year close is the driver's
 
