@@ -41,7 +41,7 @@ from engine.fast.lane import (
 )
 from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
 from engine.fast.lane import Industry as _Industry
-from engine.ingest.archive import Archive, python_values, rebuild, rows_of
+from engine.ingest.archive import Archive, RowBlocks, python_values, rebuild, rows_of
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.normalise import DIGEST
 from engine.records import InputLine, Record
@@ -116,6 +116,8 @@ class ColumnLane:
         epoch_list = epochs.tolist()
         out: list[Record] = []
         row_of_exact = {int(index): number for number, index in enumerate(exact.tolist())}
+        window_rows = RowBlocks(table)  # rows a run takes exactly after all
+        quiet_subjects: list[Any] = []  # the quiet rows' subjects, converted when a run first needs them
         run = 0
         for index in range(len(starts) + len(exact)):
             # runs and exact rows in input order: a run starts where the previous exact row ended
@@ -127,7 +129,7 @@ class ColumnLane:
                     unknown = ~np.array([name in registry for name in names], dtype=bool)
                     strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
                 self._commit(first, last, tops[run], ids, digests, epoch_list, strangers[run], unavailable[run],
-                             int(starts[run]), kind, table, out)
+                             int(starts[run]), kind, table, out, window_rows, subjects, quiet_subjects)
                 run += 1
             else:
                 out.extend(self._exact(rows[row_of_exact[int(next_exact)]]))
@@ -252,14 +254,15 @@ class ColumnLane:
 
     def _commit(self, first: int, last: int, top: float, ids: list[Any], digests: list[int], epochs: list[float],
                 strangers: int, unavailable: int, row: int, kind: np.ndarray, table: pa.Table,
-                out: list[Record]) -> None:
+                out: list[Record], rows: RowBlocks, subjects_column: pa.Array, subjects_list: list[Any]) -> None:
         """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
         in bulk when it cannot pass a deadline (nothing falls due below the clock, so the deadline
         search runs only when time moves on) and no enterprise is watched, else row by row up to
         the row that would pass one, that belongs to a watched enterprise (its next event
         decides), or that is further ahead of the clock than it may move on its own
         (engine/normalise/clock.py): that row is taken exactly (an order escalates at its place),
-        and on after it."""
+        and on after it. `subjects_column` holds the quiet rows' subjects; `subjects_list` is
+        filled with them as Python values when a run first needs them (shared by the window's runs)."""
         decisions, clock = self.engine.decisions, self.engine.clock
         registry = self.engine.registry
         # rows quiet only outside some industries (engine/fast/lane.py `Sorting.unless`), as offsets in the run
@@ -275,7 +278,9 @@ class ColumnLane:
             self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
                                              unavailable)
             return
-        subjects = python_values(table.column("subject").slice(row, last - first))
+        if not subjects_list and len(subjects_column):
+            subjects_list.extend(python_values(subjects_column))
+        subjects = subjects_list[first:last]  # a run is consecutive quiet rows: window rows row.. are quiet first..
         begin = 0
         size = last - first
         while begin < size:
@@ -295,7 +300,7 @@ class ColumnLane:
             if end < size:
                 self.stats["quiet"] -= 1
                 self.stats["exact"] += 1
-                out.extend(self._exact(rows_of(table.slice(row + end, 1))[0]))
+                out.extend(self._exact(rows[row + end]))
             begin = end + 1
 
     def _exact(self, row: Mapping[str, Any]) -> list[Record]:

@@ -176,6 +176,27 @@ def rows_of(table: pa.Table) -> list[Row]:
     return [Row(columns, i) for i in range(table.num_rows)]
 
 
+class RowBlocks:
+    """Any row of a table, its columns converted a block of rows at a time on first use: a few
+    rows asked for here and there (rows a quiet run takes exactly) cost a conversion per block,
+    not one per row, which costs about as much as a block's (a finding-heavy archive asked for
+    14,497 such rows in 300,000: 8 of its 18 s went to converting them one by one)."""
+
+    BLOCK = 1024
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+        self._blocks: dict[int, dict[str, list[Any]]] = {}
+
+    def __getitem__(self, index: int) -> Row:
+        number, offset = divmod(index, self.BLOCK)
+        columns = self._blocks.get(number)
+        if columns is None:
+            part = self._table.slice(number * self.BLOCK, self.BLOCK)
+            columns = self._blocks[number] = {name: python_values(part.column(name)) for name in part.column_names}
+        return Row(columns, offset)
+
+
 # ---- the manifest ----------------------------------------------------------------------------
 
 @dataclass
