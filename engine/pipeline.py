@@ -96,9 +96,9 @@ def _compile(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...],
     rules, inactive = compile_rules(packs, options=options, parameters=parameters)
     decision_rules, inactive_decisions = compile_decisions(packs, parameters)
     return CompiledRules(tuple(rules), tuple(inactive),
-                    fingerprint(packs, [(i.name, i.version) for i in infos], __version__, options, parameters),
-                    tuple(decision_rules), tuple(inactive_decisions),
-                    MappingProxyType(programme_parameters(packs, parameters)))
+                         fingerprint(packs, [(i.name, i.version) for i in infos], __version__, options, parameters),
+                         tuple(decision_rules), tuple(inactive_decisions),
+                         MappingProxyType(programme_parameters(packs, parameters)))
 
 
 @functools.lru_cache(maxsize=16)
