@@ -321,3 +321,14 @@ def test_the_cache_key_of_parameters_keeps_every_type():
     assert len({parameters_key({"p": {"v": v}}) for v in (1, 1.0, True)}) == 3
     assert parameters_key({"p": {"when": date(2024, 1, 1)}}) is None  # not JSON: compiled afresh, not cached
     assert parameters_key({1: 2}) is None
+
+
+def test_parameters_nested_too_deep_are_compiled_afresh_not_cached():
+    from engine.judge import parameters_key
+
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["x"] = {}
+        inner = inner["x"]
+    assert parameters_key({"pack": deep}) is None

@@ -177,10 +177,9 @@ def rows_of(table: pa.Table) -> list[Row]:
 
 
 class RowBlocks:
-    """Any row of a table, its columns converted a block of rows at a time on first use: a few
-    rows asked for here and there (rows a quiet run takes exactly) cost a conversion per block,
-    not one per row, which costs about as much as a block's (a finding-heavy archive asked for
-    14,497 such rows in 300,000: 8 of its 18 s went to converting them one by one)."""
+    """Any row of a table, its columns converted a block of rows at a time on first use: rows
+    asked for here and there (rows a quiet run takes exactly after all) cost a conversion per
+    block, not one per row, which costs about as much as a block's (docs/archive.md)."""
 
     BLOCK = 1024
 

@@ -302,21 +302,28 @@ def parse_pack(source: RulePackSource) -> RulePack:
 
 
 def parameters_key(value: Any) -> Any:
-    """A hashable copy of JSON-typed configuration (the `--params`, a method document) that keeps
-    every type, for caches of what is compiled from it; None when it holds anything else (then
+    """A hashable copy of JSON-typed configuration (the `--params`) that keeps every type, for
+    caches of what is compiled from it; None when it holds anything else or nests too deep (then
     nothing is cached). `parameters_from_key` gives the value back."""
+    try:
+        return _key(value)
+    except RecursionError:
+        return None
+
+
+def _key(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return (type(value).__name__, value)
     if isinstance(value, Mapping):
         items = []
         for name, item in value.items():
-            inner = parameters_key(item)
+            inner = _key(item)
             if not isinstance(name, str) or inner is None:
                 return None
             items.append((name, inner))
         return ("map", tuple(sorted(items)))
     if isinstance(value, (list, tuple)):
-        inner_items = tuple(parameters_key(item) for item in value)
+        inner_items = tuple(_key(item) for item in value)
         return None if any(item is None for item in inner_items) else (type(value).__name__, inner_items)
     return None
 
