@@ -15,7 +15,6 @@ in the constructor, never per event.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,7 +39,7 @@ from engine.decide import (
 from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
-    parameters_from_key, parameters_key, parse_pack, route
+    cached_by_parameters, parse_pack, route
 from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, MeanWindows, Parcels, Reading, Seen, \
     Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
 from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
@@ -90,8 +89,11 @@ class CompiledRules:
     policy: Mapping[str, Any]  # the programme policy's parameter values
 
 
-def _compile(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
-             parameters: Mapping[str, Mapping[str, Any]]) -> CompiledRules:
+@cached_by_parameters
+def _compiled(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
+              parameters: Mapping[str, Mapping[str, Any]]) -> CompiledRules:
+    """Compiled by content: the pack texts, the plugins' names and versions, the options and the
+    parameters."""
     packs = [parse_pack(source) for source in sources]
     rules, inactive = compile_rules(packs, options=options, parameters=parameters)
     decision_rules, inactive_decisions = compile_decisions(packs, parameters)
@@ -99,22 +101,6 @@ def _compile(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...],
                          fingerprint(packs, [(i.name, i.version) for i in infos], __version__, options, parameters),
                          tuple(decision_rules), tuple(inactive_decisions),
                          MappingProxyType(programme_parameters(packs, parameters)))
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_by_key(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
-                     parameters: Any) -> CompiledRules:
-    return _compile(sources, infos, options, parameters_from_key(parameters))
-
-
-def _compiled(sources: tuple[RulePackSource, ...], infos: tuple[PluginInfo, ...], options: tuple[str, ...],
-              parameters: Mapping[str, Mapping[str, Any]]) -> CompiledRules:
-    """Compiled by content: the pack texts, the plugins' names and versions, the options and the
-    parameters (when they are JSON values; otherwise compiled afresh). Errors are not cached."""
-    key = parameters_key(parameters)
-    if key is None:
-        return _compile(sources, infos, options, parameters)
-    return _compiled_by_key(sources, infos, options, key)
 
 
 class Engine:

@@ -19,7 +19,6 @@ enterprise at once, so it is a barrier, not a per-enterprise correlation.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -32,7 +31,7 @@ import jsonschema
 import orjson
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
-from engine.judge.rulepacks import ParameterError, parameter_problem, parameters_from_key, parameters_key
+from engine.judge.rulepacks import ParameterError, cached_by_parameters, parameter_problem
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision
 from engine.validate.schemas import core_validator
@@ -151,15 +150,12 @@ def load_method(source: str | Path | Mapping[str, Any] | None = None,
     if isinstance(source, Mapping):
         return _compile_method(dict(source), "<method>", parameters)
     text, origin = _text(source)
-    key = parameters_key(parameters)
-    if key is None:
-        return _compile_method(_document(text, origin), origin, parameters)
-    return _method_by_key(text, origin, key)
+    return _method_from_text(text, origin, parameters)
 
 
-@functools.lru_cache(maxsize=16)
-def _method_by_key(text: str, origin: str, parameters: Any) -> Method:
-    return _compile_method(_document(text, origin), origin, parameters_from_key(parameters))
+@cached_by_parameters
+def _method_from_text(text: str, origin: str, parameters: Mapping[str, Mapping[str, Any]] | None) -> Method:
+    return _compile_method(_document(text, origin), origin, parameters)
 
 
 def _compile_method(document: dict[str, Any], origin: str, parameters: Mapping[str, Mapping[str, Any]] | None) -> Method:

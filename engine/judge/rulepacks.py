@@ -12,9 +12,9 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import orjson
@@ -338,6 +338,27 @@ def parameters_from_key(key: Any) -> Any:
     if kind == "tuple":
         return tuple(parameters_from_key(item) for item in value)
     return value
+
+
+_Built = TypeVar("_Built")
+
+
+def cached_by_parameters(build: Callable[..., _Built]) -> Callable[..., _Built]:
+    """`build(*hashable_args, parameters)`, cached by its arguments (up to 16 results): the
+    parameters through `parameters_key`, so a copy with the same JSON values finds the same
+    result; parameters it cannot key are built afresh. Errors are not cached. For what is
+    compiled from configuration and never changed afterwards."""
+
+    @functools.lru_cache(maxsize=16)
+    def by_key(*args: Any) -> _Built:
+        return build(*args[:-1], parameters_from_key(args[-1]))
+
+    @functools.wraps(build)
+    def cached(*args: Any) -> _Built:
+        key = parameters_key(args[-1])
+        return build(*args) if key is None else by_key(*args[:-1], key)
+
+    return cached
 
 
 def field_path(path: Iterable[Any]) -> str:
