@@ -48,6 +48,7 @@ from engine.records import InputLine, Record
 
 _READING_TYPES = pa.array(sorted(READING_TYPES))
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
+_LINES = 256  # raw readings sorted at a time (the JSONL batch path's chunk)
 _EXACT, _QUIET, _UNAVAILABLE = EXACT, QUIET, FLAGGED  # the fast lane's kinds (`ColumnLane.sort` gives them)
 
 
@@ -161,11 +162,13 @@ class ColumnLane:
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
             texts = table.column("raw").take(raw_rows).to_pylist()
-            sorting = self._lines.sort(parse_lines(texts), texts, registry, industry.registered if industry else None,
-                                       defer=defer)
-            kind[raw_rows] = sorting.lane
             rows = raw_rows.tolist()
-            self._unless = {rows[p]: industries for p, industries in sorting.unless.items()}
+            registered = industry.registered if industry else None
+            for start in range(0, len(texts), _LINES):  # a chunk of the JSONL path's size stays in cache
+                piece = texts[start:start + _LINES]
+                sorting = self._lines.sort(parse_lines(piece), piece, registry, registered, defer=defer)
+                kind[raw_rows[start:start + _LINES]] = sorting.lane
+                self._unless.update((rows[start + p], industries) for p, industries in sorting.unless.items())
         self._unless_rows = sorted(self._unless)
         typed = pc.and_(pc.is_null(table.column("raw")), valid)
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
