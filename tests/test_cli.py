@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
+from engine import Engine
 from engine.devtools.demo import generate_city, write_jsonl
+from engine.ingest import JsonlFiles
+from engine.ingest.archive import Archive
+from engine.run import archive_files
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
 
@@ -29,6 +34,13 @@ def city_log(tmp_path_factory) -> Path:
         handle.write(json.dumps({"specversion": "1.0", "id": "bad-1", "source": "t", "type": "emission.measured",
                                  "subject": "91330200MA2AB12340", "time": "2024-03-04T10:00:00+08:00", "data": {}}) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def small_archive(city_log, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("archive") / "city"
+    archive_files(Engine(), [city_log], directory)
+    return directory
 
 
 def test_run_writes_findings_and_quarantine_and_a_summary_that_adds_up(city_log, tmp_path):
@@ -165,7 +177,7 @@ def test_demo_small_city_reports_all_three_plugins(tmp_path):
 
 @pytest.mark.parametrize("cores,load,jobs,used", [(1, 0.0, 2, 0), (2, 0.1, 1, 1), (2, 0.1, 4, 1), (2, 1.2, 1, 0),
                                                    (3, 0.0, 1, 1), (4, 0.0, 8, 3), (4, 1.5, 8, 2), (4, 3.5, 2, 0)])
-def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys, cores, load, jobs, used):
+def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys, small_archive, cores, load, jobs, used):
     """A sorting process helps only on a core nobody else uses (measured: 1.31-1.48x on an idle
     2-core machine, 0.35x on the same machine at load 3-4): `--jobs` uses at most the cores
     beyond the engine's own that other processes leave free (psutil over 0.2 s); with none it says so
@@ -180,6 +192,23 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
     configure("info")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 100 * load / cores)
-    assert _usable_jobs(jobs, archives=False) == used
+    files = [JsonlFiles([__file__])]  # files another process can read again
+    assert _usable_jobs(jobs, files) == used
     assert ("jobs_ignored" in capsys.readouterr().err) == (used == 0)
-    assert _usable_jobs(jobs, archives=True) == 0
+    for inputs in ([Archive(small_archive)], [JsonlFiles(["-"])], files + [JsonlFiles(["-"])], [iter([])]):
+        assert _usable_jobs(jobs, inputs) == 0  # archives, standard input, --hj212 packets: in this process
+        assert "jobs_ignored" in capsys.readouterr().err
+
+
+def test_jobs_on_standard_input_say_they_run_in_this_process(city_log):
+    """Sorting processes read the files again themselves: on standard input `--jobs` says so and
+    runs in this process, with the same output as without it."""
+    text = city_log.read_bytes()
+    plain = subprocess.run([*RECTIFY, "run", "-", "--no-progress"], input=text, capture_output=True, check=True)
+    jobs = subprocess.run([*RECTIFY, "run", "-", "--no-progress", "--jobs", "2"], input=text, capture_output=True,
+                          check=True)
+    assert jobs.stdout == plain.stdout
+    logged = [orjson.loads(line) for line in jobs.stderr.splitlines() if line.startswith(b"{")]
+    ignored = [entry for entry in logged if entry["event"] == "jobs_ignored"]
+    assert len(ignored) == 1 and "standard input" in ignored[0]["reason"]
+    assert [entry["jobs"] for entry in logged if entry["event"] == "batch_path"] == [0]

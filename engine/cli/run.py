@@ -33,6 +33,7 @@ from engine.cli.common import (
     time_option,
 )
 from engine.cli.logs import get_logger
+from engine.fast import can_share
 from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
 from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.hj212 import ingest_numbered
@@ -125,7 +126,7 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         inputs: list[Any] = list(sources)
         if hj212:
             inputs = [_with_hj212(read_jsonl(events), hj212, stations)]
-        jobs = _usable_jobs(jobs, archives)
+        jobs = _usable_jobs(jobs, inputs)
         bar = progress_bar(None if hj212 else _count(sources), progress)
         try:
             with long_run_collector():  # this process is rectify's (engine/run.py)
@@ -172,13 +173,18 @@ def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
     return total
 
 
-def _usable_jobs(jobs: int, archives: bool) -> int:
+def _usable_jobs(jobs: int, inputs: Sequence[Any]) -> int:
     """`--jobs` where sorting processes can help, else 0 (in this process), saying why."""
     if not jobs:
         return 0
     log = get_logger()
-    if archives:
+    if any(isinstance(source, Archive) for source in inputs):
         log.info("jobs_ignored", jobs=jobs, reason="archives are replayed by column in this process")
+        return 0
+    if not all(can_share(source) for source in inputs):
+        log.info("jobs_ignored", jobs=jobs,
+                 reason="sorting processes read the input files again themselves: not standard input, not "
+                        "--hj212 packets, and only where processes can be forked")
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = psutil.cpu_percent(interval=0.2) / 100 * cores  # cores in use now by other processes (0.2 s sample)

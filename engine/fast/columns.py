@@ -163,10 +163,10 @@ class ColumnLane:
             # repeated-key screen): the lines were valid when written, the lane proves it again
             texts = table.column("raw").take(raw_rows).to_pylist()
             rows = raw_rows.tolist()
-            registered = industry.registered if industry else None
+            window_registered = industry.registered if industry else None
             for start in range(0, len(texts), _LINES):  # a chunk of the JSONL path's size stays in cache
                 piece = texts[start:start + _LINES]
-                sorting = self._lines.sort(parse_lines(piece), piece, registry, registered, defer=defer)
+                sorting = self._lines.sort(parse_lines(piece), piece, registry, window_registered, defer=defer)
                 kind[raw_rows[start:start + _LINES]] = sorting.lane
                 self._unless.update((rows[start + p], industries) for p, industries in sorting.unless.items())
         self._unless_rows = sorted(self._unless)
