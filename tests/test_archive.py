@@ -22,6 +22,7 @@ from engine.cli import cli
 from engine.devtools.demo import generate_city
 from engine.ingest import JsonlFiles, read_jsonl
 from engine.ingest.archive import MANIFEST, Archive, ArchiveError
+from engine.normalise import DIGEST
 from engine.output import ListSink
 from engine.run import archive_files
 from test_fastlane import adversarial_log, benchmark_events, bound_events
@@ -214,6 +215,29 @@ def test_cli_archive_then_run_gives_the_jsonl_output(tmp_path):
         assert result.exit_code == 0, result.output
     assert (tmp_path / "jsonl.out").read_bytes() == (tmp_path / "archive.out").read_bytes()
     assert (tmp_path / "jsonl.q").read_bytes() == (tmp_path / "archive.q").read_bytes()
+
+
+def test_what_if_on_an_archive_is_the_what_if_on_its_jsonl(tmp_path):
+    """`rectify diff ARCHIVE` (issue 13's case: last year's log under Table 3's special limits)
+    gives what `rectify diff EVENTS.jsonl` gives, replayed by column: an option changes the rules,
+    not the validation, so both sides' engines trust the archive. Mixed inputs are refused."""
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    runner = CliRunner()
+    made = runner.invoke(cli, ["archive", str(log), "--out", str(tmp_path / "archive")])
+    assert made.exit_code == 0, made.output
+    table3 = "option:dyeing.gb4287.table3"
+    results = {}
+    for name, source in (("jsonl", log), ("archive", tmp_path / "archive")):
+        result = runner.invoke(cli, ["diff", str(source), "--rules", "default", "--rules", table3, "--json"])
+        assert result.exit_code == 0, result.output
+        results[name] = orjson.loads(result.stdout)
+    assert results["jsonl"] == results["archive"]
+    assert results["archive"]["enterprises_changed"] > 0
+    assert any(".t3." in rule for rule in results["archive"]["findings_by_rule"])
+    archive = Archive(tmp_path / "archive")
+    assert all(archive.trusted_by(Engine(options=options).validation, DIGEST) for options in ([], [table3[7:]]))
+    mixed = runner.invoke(cli, ["diff", str(tmp_path / "archive"), str(log), "--rules", "default", "--rules", table3])
+    assert mixed.exit_code == 2 and "one archive" in mixed.output
 
 
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):

@@ -24,6 +24,7 @@ from engine.cli.common import (
     chunks,
     clock_settings,
     engine_options,
+    event_sources,
     lang_option,
     load_parameters,
     load_registry,
@@ -35,7 +36,7 @@ from engine.cli.common import (
 from engine.cli.logs import get_logger
 from engine.fast import can_share
 from engine.ingest import JsonlFiles, count_lines, opened, read_jsonl
-from engine.ingest.archive import Archive, ArchiveError
+from engine.ingest.archive import Archive
 from engine.ingest.hj212 import ingest_numbered
 from engine.output import JsonlSink, Store, StoreError, damaged
 from engine.pipeline import Engine
@@ -87,7 +88,7 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
     through the rules; write findings."""
     if not events and not hj212:
         raise click.UsageError("give EVENTS and/or --hj212 FILE")
-    sources = _sources(events)
+    sources = event_sources(events)
     archives = any(isinstance(source, Archive) for source in sources)
     if archives and hj212:
         raise click.UsageError("archives run in this process, into a --store or on a --cluster (no --hj212)")
@@ -139,27 +140,6 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             outputs.close()
     get_logger().info("batch_path", quiet=engine.lane_stats["quiet"], exact=engine.lane_stats["exact"], jobs=jobs)
     report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json, lang)
-
-
-def _sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
-    """EVENTS as inputs in their order: runs of JSONL files, and archives (directories)."""
-    sources: list[JsonlFiles | Archive] = []
-    files: list[str] = []
-    for name in events:
-        if name != "-" and Path(name).is_dir():
-            if files:
-                sources.append(JsonlFiles(files))
-                files = []
-            try:
-                sources.append(Archive(name))
-            except ArchiveError as exc:
-                click.echo(f"rectify: {exc}", err=True)
-                raise SystemExit(EXIT_USAGE) from None
-        else:
-            files.append(name)
-    if files:
-        sources.append(JsonlFiles(files))
-    return sources
 
 
 def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
