@@ -240,6 +240,21 @@ def test_what_if_on_an_archive_is_the_what_if_on_its_jsonl(tmp_path):
     assert mixed.exit_code == 2 and "one archive" in mixed.output
 
 
+def test_the_year_s_evaluation_from_an_archive_is_the_one_from_its_jsonl(tmp_path):
+    """`rectify evaluate --year Y ARCHIVE`: the ranking the JSONL gives (the year closed in the log)."""
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    runner = CliRunner()
+    assert runner.invoke(cli, ["archive", str(log), "--out", str(tmp_path / "archive")]).exit_code == 0
+    year = next(e["data"]["year"] for e in CITY.events if e["type"] == "finance.reported")
+    rankings = []
+    for source in (log, tmp_path / "archive"):
+        result = runner.invoke(cli, ["evaluate", "--year", str(year), str(source), "--json"])
+        assert result.exit_code == 0, result.output
+        rankings.append(orjson.loads(result.stdout))
+    assert rankings[0] == rankings[1] and rankings[1]["closed"]
+    assert len(rankings[1]["ranking"]) + len(rankings[1]["not_ranked"]) == 40 and rankings[1]["ranking"]
+
+
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
     log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:700]])
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 import orjson
 
-from engine.cli.common import build_engine, engine_options, font_error, input_files, lang_option, time_option
+from engine.cli.common import build_engine, engine_options, event_sources, font_error, input_files, lang_option, \
+    time_option
 from engine.decide import ranking_json
-from engine.ingest import JsonlFiles
 from engine.report import collect, render_html, report_text, summary_of
 from engine.report.fonts import FontMissing
 from engine.report.text import ranking_text
@@ -47,7 +47,7 @@ def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str 
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @click.option("--year", required=True, type=click.IntRange(1990, 2100), help="The evaluation year.")
 @click.option("--method", "method", type=click.Path(exists=True, dir_okay=False),
               help="Mu-average evaluation method (YAML; default: the built-in one).")
@@ -56,14 +56,18 @@ def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str 
 @engine_options
 def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bool, lang: str, disable: tuple[str, ...],
              options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
-    """Mu-average ranking of YEAR from EVENTS: enterprise, indicators, score, class.
+    """Mu-average ranking of YEAR from EVENTS (JSONL files, or one archive from `rectify archive`):
+    enterprise, indicators, score, class.
 
     The ranking made at the year's `evaluation.closed`; without one in EVENTS, the ranking the
     records for YEAR give at the end of input (provisional).
     """
+    sources = event_sources(events)
+    if len(sources) != 1:
+        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
     engine = build_engine(disable, options, params, strict, backend, method)
     engine.evaluation.keep.add(year)
-    for _ in engine.run_batch(JsonlFiles(events)):
+    for _ in engine.run_batch(sources[0]):
         pass
     closed = year in engine.evaluation.rankings
     rows = engine.evaluation.rankings[year] if closed else engine.evaluation.rank(year)
