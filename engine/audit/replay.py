@@ -24,7 +24,7 @@ import jsonschema
 import orjson
 
 from engine.i18n import Message
-from engine.ingest import JsonlFiles
+from engine.ingest.archive import event_sources
 from engine.output import Store, is_store
 from engine.output.chain import CHAIN_FIELDS
 from engine.output.jsonl import ListSink
@@ -103,9 +103,13 @@ def pinned_engine(manifest: Mapping[str, Any]) -> tuple[Engine, list[Message]]:
 
 def replay_records(engine: Engine, events: Iterable[str], as_of: str | None, quarantine: bool = True) -> list[dict[str, Any]]:
     """What `rectify run EVENTS` writes to --out, chained, in memory (without quarantine
-    records when the log was written with --quarantine FILE)."""
+    records when the log was written with --quarantine FILE). EVENTS: JSONL files, and archives
+    made by `rectify archive` (the same records as the JSONL they were made from)."""
     out = ListSink()
-    Run(engine, Outputs(out, None if quarantine else ListSink()), as_of=as_of).feed(JsonlFiles(events)).finish()
+    run = Run(engine, Outputs(out, None if quarantine else ListSink()), as_of=as_of)
+    for source in event_sources(list(events)):
+        run.feed(source)
+    run.finish()
     return out.records
 
 

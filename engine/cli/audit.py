@@ -8,6 +8,7 @@ default: engine/i18n); `--json` output and exit codes are the same in every lang
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -108,7 +109,7 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool, 
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("events", nargs=-1, required=False, type=click.Path(exists=True))
 @click.option("--verify", "log", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The decision log to compare with (JSONL, or a SQLite store). Without EVENTS: the store of "
                    "`rectify serve`, replayed from the events it kept.")
@@ -123,8 +124,9 @@ def verify(log: str | None, store: str | None, head: str | None, as_json: bool, 
 def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | None, quarantine_separate: bool,
            ignore_manifest: bool, as_json: bool, lang: str, disable: tuple[str, ...], options: tuple[str, ...],
            params: str | None, strict: bool, backend: str) -> None:
-    """Re-run EVENTS and compare with a decision log: the first divergence (line, field), or none.
-    Without EVENTS, the log is a `rectify serve` store: its kept events are replayed in arrival order.
+    """Re-run EVENTS (JSONL files, or archives made by `rectify archive`) and compare with a decision
+    log: the first divergence (line, field), or none. Without EVENTS, the log is a `rectify serve`
+    store: its kept events are replayed in arrival order.
 
     By default the engine is the one the log's manifest describes (LOG.manifest.json, or the
     store's): the same plugins at the same versions (others installed are ignored, with a
@@ -132,6 +134,7 @@ def replay(ctx: click.Context, events: tuple[str, ...], log: str, as_of: str | N
     divergence or a broken chain, 3 when the manifest cannot be honoured."""
     tr = translator(lang)
     _ = tr.gettext
+    event_sources(events)  # an archive this rectify cannot read: its message, exit 2
     with store_errors(log):
         if not events and not (is_store(log) and _kept_events(log)):
             raise click.UsageError(_("give EVENTS, or --verify the store of `rectify serve` (which keeps its events)"))
@@ -256,8 +259,8 @@ def decisions(store: str, enterprise: str | None, list_: str | None, action: str
 
 @click.command()
 @click.argument("record_id", metavar="ID")
-@click.option("--events", "events", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The event log (repeatable, in order) the record was made from.")
+@click.option("--events", "events", multiple=True, required=True, type=click.Path(exists=True),
+              help="The event log (repeatable, in order) the record was made from, or one archive (`rectify archive`).")
 @click.option("--log", "log", type=click.Path(exists=True, dir_okay=False),
               help="The decision log (JSONL or store): the logged record is compared with the replay.")
 @click.option("--store", "store", type=click.Path(exists=True, dir_okay=False), help="Same as --log, for a store.")
@@ -272,9 +275,10 @@ def explain(record_id: str, events: tuple[str, ...], log: str | None, store: str
     data gap (ID) could not be judged: the inputs missing and what would let it be judged.
     Exit 1 if ID is not found (or is an input event's)."""
     _ = translator(lang).gettext
+    lines = _one_source(events)
     engine = build_engine(disable, options, params, strict, backend)
     try:
-        report = run_explain(engine, lambda: JsonlFiles(events), record_id, as_of)
+        report = run_explain(engine, lines, record_id, as_of)
     except NotFound as exc:
         click.echo(_("rectify: {note}").format(note=translator(lang).text(exc.text)), err=True)
         raise SystemExit(EXIT_INVALID) from None
@@ -317,10 +321,7 @@ def diff(events: tuple[str, ...], specs: tuple[str, ...], as_of: str | None, as_
     or one archive from `rectify archive` (replayed by column, the same result, faster)."""
     if len(specs) != 2:
         raise click.UsageError("give --rules twice: --rules A --rules B")
-    sources = event_sources(events)
-    if len(sources) != 1:
-        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
-    source = sources[0]
+    source = _one_source(events)
 
     def build(config: Any) -> Any:
         try:
@@ -330,8 +331,19 @@ def diff(events: tuple[str, ...], specs: tuple[str, ...], as_of: str | None, as_
             raise SystemExit(EXIT_CONFIG) from None
 
     try:
-        result = compare(build, specs[0], specs[1], lambda: Archive(source.directory) if isinstance(source, Archive)
-                         else JsonlFiles(source.paths), as_of)
+        result = compare(build, specs[0], specs[1], source, as_of)
     except SpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     click.echo(orjson.dumps(result).decode() if as_json else diff_text(result))
+
+
+def _one_source(events: tuple[str, ...]) -> Callable[[], JsonlFiles | Archive]:
+    """EVENTS read more than once (a command that runs the log, then looks into it): JSONL files,
+    or one archive; a fresh reader at each call."""
+    sources = event_sources(events)
+    if len(sources) != 1:
+        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
+    source = sources[0]
+    if isinstance(source, Archive):
+        return lambda: Archive(source.directory)
+    return lambda: JsonlFiles(source.paths)

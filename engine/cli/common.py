@@ -30,6 +30,7 @@ from engine.decide import MethodError
 from engine.i18n import LANGS, resolve_lang
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive, ArchiveError
+from engine.ingest.archive import event_sources as sources_of
 from engine.ingest.hj212 import Registry, RegistryError
 from engine.judge import ParameterError, RulePackError
 from engine.pipeline import Engine
@@ -265,22 +266,10 @@ def report_run(ruleset: str, summary: RunSummary, outputs: Outputs | None, secon
 
 
 def event_sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
-    """EVENTS as inputs in their order: runs of JSONL files, and archives (directories); an
-    archive this rectify cannot read exits with its message (usage error)."""
-    sources: list[JsonlFiles | Archive] = []
-    files: list[str] = []
-    for name in events:
-        if name != "-" and Path(name).is_dir():
-            if files:
-                sources.append(JsonlFiles(files))
-                files = []
-            try:
-                sources.append(Archive(name))
-            except ArchiveError as exc:
-                click.echo(f"rectify: {exc}", err=True)
-                raise SystemExit(EXIT_USAGE) from None
-        else:
-            files.append(name)
-    if files:
-        sources.append(JsonlFiles(files))
-    return sources
+    """EVENTS as inputs in their order (engine/ingest/archive.py `event_sources`); an archive this
+    rectify cannot read exits with its message (usage error)."""
+    try:
+        return sources_of(events)
+    except ArchiveError as exc:
+        click.echo(f"rectify: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None

@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine.ingest.jsonl import JsonlFiles
 from engine.records import InputLine
 from engine.version import __version__
 
@@ -503,3 +504,23 @@ class _FileRows:
         if not pieces:
             return None
         return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+
+
+def event_sources(paths: Sequence[str | Path]) -> list[JsonlFiles | Archive]:
+    """Event inputs named by paths, in their order: runs of JSONL files ('-' is standard input)
+    and archives (directories made by `rectify archive`). ArchiveError for a directory that is
+    not an archive this rectify can read."""
+    sources: list[JsonlFiles | Archive] = []
+    files: list[str] = []
+    for path in paths:
+        name = str(path)
+        if name != "-" and Path(name).is_dir():
+            if files:
+                sources.append(JsonlFiles(files))
+                files = []
+            sources.append(Archive(name))
+        else:
+            files.append(name)
+    if files:
+        sources.append(JsonlFiles(files))
+    return sources
