@@ -286,6 +286,46 @@ def test_an_auditor_replays_and_explains_from_the_archive(tmp_path):
     assert explained[0].stdout == explained[1].stdout and finding in explained[1].stdout
 
 
+def test_the_report_from_an_archive_is_the_report_from_its_jsonl(tmp_path):
+    """`rectify report ARCHIVE` and `collect` over an archive (alone, or after a JSONL file): the
+    records, the data period and every enterprise's history the JSONL gives, quarantined and
+    conflicting lines left out alike."""
+    from engine.report import collect
+
+    reading = next(e for e in CITY.events if e["type"] == "emission.measured")
+    times = sorted(e["time"] for e in CITY.events)
+
+    def at(time: str, event_id: str, value: float | None = None, spaced: bool = False) -> bytes:
+        event = {**reading, "id": event_id, "time": time,
+                 "data": {**reading["data"], "value": value or reading["data"]["value"]}}
+        return json.dumps(event).encode() if spaced else orjson.dumps(event)  # spaced: kept as a raw row
+
+    # the same instants spelt two ways, a raw row first, then a typed one: the first in input order
+    # is the period's start and end; a conflict (an id already used, other content) is quarantined,
+    # so its earlier time is not the start
+    edges = [at("2020-01-01T08:00:00+08:00", "edge-1", spaced=True), at("2020-01-01T00:00:00Z", "edge-2"),
+             at("2019-06-01T00:00:00Z", reading["id"], 1.5), at("2030-01-01T00:00:00Z", "edge-3", spaced=True),
+             at("2030-01-01T08:00:00+08:00", "edge-4")]
+    assert times[0] > "2020" and times[-1] < "2030"
+    lines = adversarial_log(5, 300) + [orjson.dumps(e) for e in CITY.events] + edges
+    log = write(tmp_path / "events.jsonl", lines)
+    head, tail = write(tmp_path / "head.jsonl", lines[:700]), write(tmp_path / "tail.jsonl", lines[700:])
+    runner = CliRunner()
+    for name, source in (("archive", log), ("tail_archive", tail)):
+        made = runner.invoke(cli, ["archive", str(source), "--out", str(tmp_path / name)])
+        assert made.exit_code == 0, made.output
+    as_of = "2025-12-31T23:59:59+08:00"
+    expected = collect(Engine(), [str(log)], as_of)
+    assert expected.period == ("2020-01-01T08:00:00+08:00", "2030-01-01T00:00:00Z")
+    assert expected.history and expected.counts["quarantined"] > 10
+    assert collect(Engine(), [str(tmp_path / "archive")], as_of) == expected
+    split = collect(Engine(), [str(head), str(tail)], as_of)
+    assert collect(Engine(), [str(head), str(tmp_path / "tail_archive")], as_of) == split
+    reports = [runner.invoke(cli, ["report", str(source), "--json"]) for source in (log, tmp_path / "archive")]
+    assert all(r.exit_code == 0 for r in reports), reports[1].output
+    assert reports[0].stdout == reports[1].stdout
+
+
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
     log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:700]])
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 import orjson
 
-from engine.cli.common import (EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, font_error, input_files,
-                               lang_option, time_option)
+from engine.cli.common import (EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, event_sources, font_error,
+                               input_files, lang_option, time_option)
 from engine.output import Store, is_store
 from engine.report import ReportData, collect, from_records, rule_infos
 from engine.report.fonts import FontMissing
@@ -36,8 +36,8 @@ def _from_store(path: str, engine_rules: object) -> ReportData:
 
 @click.command()
 @click.argument("decision_id", metavar="DECISION_ID", required=False)
-@click.option("--events", "events", multiple=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              help="The event log (repeatable, in order): the decisions of its replay.")
+@click.option("--events", "events", multiple=True, type=click.Path(exists=True, allow_dash=True),
+              help="The event log (repeatable, in order; JSONL or archives): the decisions of its replay.")
 @click.option("--store", "store", type=click.Path(exists=True, dir_okay=False), help="A SQLite store of a run.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="The PDF of DECISION_ID.")
 @click.option("--all", "every", is_flag=True, help="A PDF for every decision, into --out-dir.")
@@ -67,6 +67,7 @@ def notice(decision_id: str | None, events: tuple[str, ...], store: str | None, 
         raise SystemExit(EXIT_CONFIG) from None
     if issuer.get("specimen"):
         click.echo("rectify: no --authority: the example authority, every page marked SPECIMEN", err=True)
+    event_sources(events)  # an archive this rectify cannot read: its message, exit 2
     engine = build_engine(disable, options, params, strict, backend)
     if store is not None:
         data = _from_store(store, engine)

@@ -16,7 +16,7 @@ from engine.report.text import ranking_text
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 @time_option("--as-of", "Reference event time (RFC 3339): orders due before it escalate.")
 @click.option("--html", "html", type=click.Path(dir_okay=False),
@@ -27,8 +27,10 @@ from engine.report.text import ranking_text
 @engine_options
 def report(events: tuple[str, ...], as_json: bool, as_of: str | None, html: str | None, method: str | None, lang: str,
            disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
-    """Programme summary of EVENTS: lists and routes by industry and district, land freed, progress;
-    with --html, the page: findings, decisions and every enterprise's file."""
+    """Programme summary of EVENTS (JSONL files, or archives made by `rectify archive`): lists and
+    routes by industry and district, land freed, progress; with --html, the page: findings,
+    decisions and every enterprise's file."""
+    event_sources(events)  # an archive this rectify cannot read: its message, exit 2
     engine = build_engine(disable, options, params, strict, backend, method)
     with input_files(events) as paths:
         data = collect(engine, paths, as_of)

@@ -13,18 +13,23 @@ keeps it (`Engine.parcels.registry`: holder, area, contract, commitments, develo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from engine.i18n import translator
+from engine.fast import batches
 from engine.ingest import JsonlFiles, read_jsonl
+from engine.ingest.archive import Archive, event_sources
 from engine.normalise.readings import epoch_of
 from engine.pipeline import POLICY_PACK, Engine
-from engine.records import Quarantined
+from engine.records import Quarantined, Record
 from engine.report.summary import programme_report
 
 # event types kept in an enterprise's file, beside its findings and decisions
@@ -123,51 +128,111 @@ def rule_infos(engine: Engine) -> tuple[dict[str, RuleInfo], dict[str, str]]:
     return infos, programme
 
 
-def scan(paths: Iterable[str], skipped: set[tuple[str, int]]) -> tuple[tuple[str | None, str | None], dict[str, History]]:
+def scan(sources: Iterable[JsonlFiles | Archive], skipped: set[tuple[str, int]]
+         ) -> tuple[tuple[str | None, str | None], dict[str, History]]:
     """The data period (first and last event time, as written) and each enterprise's history,
-    from the event files, leaving out the lines the run quarantined (source, line)."""
+    from the event files and archives, leaving out the lines the run quarantined (source, line).
+    Of equal times the first in input order is kept."""
     first: tuple[float, str] | None = None
     last: tuple[float, str] | None = None
     history: dict[str, History] = {}
-    for line in read_jsonl(paths):
-        if (line.source, line.number) in skipped or not line.text.strip():
+    for source in sources:
+        if isinstance(source, Archive):
+            for low, high in _archive_times(source, skipped, history):
+                if first is None or low[0] < first[0]:
+                    first = low
+                if last is None or high[0] > last[0]:
+                    last = high
             continue
-        try:
-            event = orjson.loads(line.text)
-            time = event["time"]
-            at = epoch_of(time)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-        if first is None or at < first[0]:
-            first = (at, time)
-        if last is None or at > last[0]:
-            last = (at, time)
-        kind = event.get("type")
-        if kind in HISTORY_TYPES and isinstance(event.get("subject"), str) and isinstance(event.get("data"), dict):
-            entry = history.setdefault(event["subject"], History())
-            entry.events.setdefault(kind, []).append((time, {"id": event.get("id"), **event["data"]}))
+        for line in read_jsonl(source.paths):
+            if (line.source, line.number) in skipped:
+                continue
+            seen = _seen(line.text, history)
+            if seen is not None:
+                if first is None or seen[0] < first[0]:
+                    first = seen
+                if last is None or seen[0] > last[0]:
+                    last = seen
     return (first[1] if first else None, last[1] if last else None), history
 
 
+def _seen(text: bytes | str, history: dict[str, History]) -> tuple[float, str] | None:
+    """A line's event time (epoch, as written), None when it has none; a history event is noted."""
+    if not text.strip():
+        return None
+    try:
+        event = orjson.loads(text)
+        time = event["time"]
+        at = epoch_of(time)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    kind = event.get("type")
+    if kind in HISTORY_TYPES and isinstance(event.get("subject"), str) and isinstance(event.get("data"), dict):
+        entry = history.setdefault(event["subject"], History())
+        entry.events.setdefault(kind, []).append((time, {"id": event.get("id"), **event["data"]}))
+    return at, time
+
+
+def _archive_times(archive: Archive, skipped: set[tuple[str, int]], history: dict[str, History]
+                   ) -> Iterator[tuple[tuple[float, str], tuple[float, str]]]:
+    """Per window of an archive that has event times: the earliest and the latest (the first in
+    input order of equal ones). Typed rows (valid readings, never history) by column, with the
+    event time the archive keeps; raw rows line by line, as `scan` reads a file."""
+    quarantined: dict[str, list[int]] = {}
+    for source, line in skipped:
+        quarantined.setdefault(source, []).append(line)
+    for table in archive.tables(columns=["seq", "file", "line", "raw", "shape", "time", "epoch"]):
+        out = np.zeros(table.num_rows, dtype=bool)
+        for source, lines in quarantined.items():
+            out |= pc.fill_null(pc.and_(pc.equal(table.column("file"), source),
+                                        pc.is_in(table.column("line"), value_set=pa.array(lines, pa.int64()))),
+                                False).to_numpy(zero_copy_only=False)
+        seen: list[tuple[float, int, str]] = []  # (epoch, row, time as written)
+        typed = np.flatnonzero(pc.is_valid(table.column("shape")).to_numpy(zero_copy_only=False) & ~out)
+        if len(typed):
+            epochs = table.column("epoch").to_numpy(zero_copy_only=False)[typed]
+            for row in {int(typed[np.argmin(epochs)]), int(typed[np.argmax(epochs)])}:
+                seen.append((float(table.column("epoch")[row].as_py()), row, table.column("time")[row].as_py()))
+        raw = np.flatnonzero(pc.is_valid(table.column("raw")).to_numpy(zero_copy_only=False) & ~out)
+        for row, text in zip(raw.tolist(), table.column("raw").take(raw).to_pylist()):
+            found = _seen(text, history)
+            if found is not None:
+                seen.append((found[0], row, found[1]))
+        if seen:
+            low = min(seen, key=lambda s: (s[0], s[1]))
+            high = min(seen, key=lambda s: (-s[0], s[1]))
+            yield (low[0], low[2]), (high[0], high[2])
+
+
 def collect(engine: Engine, paths: list[str], as_of: str | None = None) -> ReportData:
-    """Run the event files through the engine (the batch path) and gather what a report needs."""
+    """Run the event files, or archives made by `rectify archive`, in their order, through the
+    engine (the batch path) and gather what a report needs."""
     findings: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
     skipped: set[tuple[str, int]] = set()
-    for record in engine.run_batch(JsonlFiles(paths), as_of=as_of):
+    sources = event_sources(paths)
+    for record in _records(engine, sources, as_of):
         if isinstance(record, Quarantined):
             skipped.add((record.source, record.line))
             continue
         data = record.to_dict()
         kind = data.get("record")
         (findings if kind == "finding" else decisions if kind == "decision" else other).append(data)
-    period, history = scan(paths, skipped)
+    period, history = scan(sources, skipped)
     infos, programme = rule_infos(engine)
     return ReportData(ruleset=engine.ruleset, registry=dict(engine.registry), targets=dict(engine.targets()),
                       findings=findings, decisions=decisions, other=other, period=period,
                       reference_time=as_of or period[1], as_of=as_of, counts=engine.summary.to_dict(),
                       rules=infos, programme_title=programme, history=history, parcels=dict(engine.parcels.registry))
+
+
+def _records(engine: Engine, sources: list[JsonlFiles | Archive], as_of: str | None) -> Iterator[Record]:
+    """`Engine.run_batch` over several inputs in turn."""
+    for source in sources:
+        for _, records in batches(engine, source):
+            yield from records
+    yield from engine.flush(as_of)
 
 
 def from_records(records: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]], *, ruleset: str = "",
