@@ -382,3 +382,35 @@ def test_diff_between_table_2_and_table_3(events, plugins):
     assert "list/action" in diff_text(result)
     same = compare(build, "default", "default", lambda: read_jsonl([events]))
     assert same["enterprises_changed"] == 0 and same["findings_by_rule"] == {}
+    # B replayed in a forked process beside A (what `rectify diff` does on two cores): the same result
+    assert compare(build, "default", "option:dyeing.gb4287.table3", lambda: read_jsonl([events]),
+                   concurrent=True) == result
+
+
+def test_a_concurrent_what_if_raises_what_the_replay_of_b_raised(events, plugins):
+    """An error in B's forked replay is raised here, as a sequential run raises it; a replay that
+    dies says so with its exit code."""
+    import os
+
+    from engine import Engine
+    from engine.audit import compare
+
+    parent = os.getpid()
+
+    def build(config):
+        return Engine(plugins=plugins, options=config.options, parameters=config.parameters)
+
+    def failing():
+        if os.getpid() != parent:
+            raise ValueError("the log of B is unreadable")
+        return read_jsonl([events])
+
+    def dying():
+        if os.getpid() != parent:
+            os._exit(3)
+        return read_jsonl([events])
+
+    with pytest.raises(ValueError, match="the log of B is unreadable"):
+        compare(build, "default", "default", failing, concurrent=True)
+    with pytest.raises(RuntimeError, match="ended early \\(exit code 3\\)"):
+        compare(build, "default", "default", dying, concurrent=True)

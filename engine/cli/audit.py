@@ -17,8 +17,8 @@ import orjson
 from engine.audit import ManifestError, NotFound, SpecError, compare, diff_text, explain_text, first_divergence, \
     pinned_engine, read_manifest, replay_kept, replay_records
 from engine.audit import explain as run_explain
-from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, engine_options, event_sources, lang_option, \
-    store_errors, time_option
+from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, cores, engine_options, event_sources, \
+    fork_is_safe, lang_option, store_errors, time_option
 from engine.i18n import Translator, translator
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive
@@ -331,7 +331,8 @@ def diff(events: tuple[str, ...], specs: tuple[str, ...], as_of: str | None, as_
             raise SystemExit(EXIT_CONFIG) from None
 
     try:
-        result = compare(build, specs[0], specs[1], source, as_of)
+        # the two replays are independent: B's runs in a forked process beside A's where that helps and is safe
+        result = compare(build, specs[0], specs[1], source, as_of, concurrent=cores() >= 2 and fork_is_safe())
     except SpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     click.echo(orjson.dumps(result).decode() if as_json else diff_text(result))

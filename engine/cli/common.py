@@ -15,8 +15,10 @@ import contextlib
 import math
 import shutil
 import sqlite3
+import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -273,3 +275,15 @@ def event_sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
     except ArchiveError as exc:
         click.echo(f"rectify: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def fork_is_safe() -> bool:
+    """Whether this process may fork a worker that runs engine code: on Linux, with no thread but
+    its own (not inside a host application or a test runner's threads, whose locks a child could
+    inherit held)."""
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,8 +21,10 @@ from engine.cli.common import (
     build_engine,
     chunks,
     clock_settings,
+    cores,
     engine_options,
     event_sources,
+    fork_is_safe,
     lang_option,
     load_parameters,
     load_registry,
@@ -166,11 +166,11 @@ def _usable_jobs(jobs: int, inputs: Sequence[Any]) -> int:
                  reason="sorting processes read the input files again themselves: not standard input, not "
                         "--hj212 packets, and only where processes can be forked")
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = psutil.cpu_percent(interval=0.2) / 100 * cores  # cores in use now by other processes (0.2 s sample)
-    free = math.floor(cores - 1 - busy + 0.5)  # cores beyond the engine's own that nothing else is using (rounded)
+    usable = cores()
+    busy = psutil.cpu_percent(interval=0.2) / 100 * usable  # cores in use now by other processes (0.2 s sample)
+    free = math.floor(usable - 1 - busy + 0.5)  # cores beyond the engine's own that nothing else is using (rounded)
     if free < 1:
-        log.info("jobs_ignored", jobs=jobs, cores=cores, busy=round(busy, 2),
+        log.info("jobs_ignored", jobs=jobs, cores=usable, busy=round(busy, 2),
                  reason="no core is free beside the engine's own (measured over 0.2 s), "
                         "where a sorting process is slower than none (docs/batch-path.md)")
         return 0
@@ -244,9 +244,8 @@ def _run_on_cluster(events: tuple[str, ...], *, scheduler: str | None, workers: 
         raise click.UsageError("--cluster dask needs EVENTS files or archives (the workers read them), not stdin")
     started = time.perf_counter()  # for the throughput line only
     # A LocalCluster's workers forked from this process start with its modules imported (about
-    # 1.3 s less): only where fork is safe, on Linux in a process with no thread but its own (not
-    # inside a host application or a test runner's threads; they get Dask's default, spawn).
-    alone = sys.platform == "linux" and threading.active_count() == 1
+    # 1.3 s less): only where fork is safe (elsewhere they get Dask's default, spawn).
+    alone = fork_is_safe()
     job = DistributedRun(list(events), scheduler=scheduler, workers=workers, as_of=as_of,
                          connect_timeout=connect_timeout, start_method="fork" if alone else None, **engine_kwargs)
     partial = {name: f"{name}.partial" for name in (out, quarantine) if name and name != "-"}
