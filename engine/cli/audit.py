@@ -18,7 +18,7 @@ from engine.audit import ManifestError, NotFound, SpecError, compare, diff_text,
     pinned_engine, read_manifest, replay_kept, replay_records
 from engine.audit import explain as run_explain
 from engine.cli.common import EXIT_CONFIG, EXIT_INVALID, build_engine, cores, engine_options, event_sources, \
-    fork_is_safe, lang_option, store_errors, time_option
+    fork_is_safe, lang_option, one_source, store_errors, time_option
 from engine.i18n import Translator, translator
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive
@@ -341,10 +341,7 @@ def diff(events: tuple[str, ...], specs: tuple[str, ...], as_of: str | None, as_
 def _one_source(events: tuple[str, ...]) -> Callable[[], JsonlFiles | Archive]:
     """EVENTS read more than once (a command that runs the log, then looks into it): JSONL files,
     or one archive; a fresh reader at each call."""
-    sources = event_sources(events)
-    if len(sources) != 1:
-        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
-    source = sources[0]
+    source = one_source(events)
     if isinstance(source, Archive):
         return lambda: Archive(source.directory)
     return lambda: JsonlFiles(source.paths)

@@ -277,6 +277,14 @@ def event_sources(events: Sequence[str]) -> list[JsonlFiles | Archive]:
         raise SystemExit(EXIT_USAGE) from None
 
 
+def one_source(events: Sequence[str]) -> JsonlFiles | Archive:
+    """EVENTS for a command that takes JSONL files or one archive (a usage error otherwise)."""
+    sources = event_sources(events)
+    if len(sources) != 1:
+        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
+    return sources[0]
+
+
 def fork_is_safe() -> bool:
     """Whether this process may fork a worker that runs engine code: on Linux, with no thread but
     its own (not inside a host application or a test runner's threads, whose locks a child could

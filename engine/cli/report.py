@@ -8,7 +8,7 @@ import click
 import orjson
 
 from engine.cli.common import build_engine, engine_options, event_sources, font_error, input_files, lang_option, \
-    time_option
+    one_source, time_option
 from engine.decide import ranking_json
 from engine.report import collect, render_html, report_text, summary_of
 from engine.report.fonts import FontMissing
@@ -64,12 +64,10 @@ def evaluate(events: tuple[str, ...], year: int, method: str | None, as_json: bo
     The ranking made at the year's `evaluation.closed`; without one in EVENTS, the ranking the
     records for YEAR give at the end of input (provisional).
     """
-    sources = event_sources(events)
-    if len(sources) != 1:
-        raise click.UsageError("give JSONL files, or one archive directory (from `rectify archive`), not both")
+    source = one_source(events)
     engine = build_engine(disable, options, params, strict, backend, method)
     engine.evaluation.keep.add(year)
-    for _ in engine.run_batch(sources[0]):
+    for _ in engine.run_batch(source):
         pass
     closed = year in engine.evaluation.rankings
     rows = engine.evaluation.rankings[year] if closed else engine.evaluation.rank(year)
