@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -324,6 +326,26 @@ def test_the_report_from_an_archive_is_the_report_from_its_jsonl(tmp_path):
     reports = [runner.invoke(cli, ["report", str(source), "--json"]) for source in (log, tmp_path / "archive")]
     assert all(r.exit_code == 0 for r in reports), reports[1].output
     assert reports[0].stdout == reports[1].stdout
+
+
+def test_an_archive_found_damaged_while_read_is_a_message_not_a_traceback(tmp_path):
+    """A part file that exists but does not read (found once the replay reaches it) ends every
+    command that reads the archive with the file and the reason, exit 1, as a damaged store does."""
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    part = max((tmp_path / "archive").glob("*/*/*.parquet"))
+    part.write_bytes(b"not parquet")
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", "run", str(tmp_path / "archive"),
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"rectify: {part}: unreadable part file" in done.stderr
+    runner = CliRunner()
+    for args in (["report", "--json"], ["evaluate", "--year", "2023"], ["diff", "--rules", "default", "--rules", "default"],
+                 ["replay", "--verify", str(log)]):
+        result = runner.invoke(cli, [args[0], str(tmp_path / "archive"), *args[1:]])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (args, result.output)
+        assert "unreadable part file" in result.output
 
 
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):

@@ -57,6 +57,20 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module), attribute)
         return command  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """A command; an archive found damaged while it is read (a part file unreadable, rows
+        missing) ends it with the message, exit 1, as a damaged store does."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            archive = sys.modules.get("engine.ingest.archive")  # imported by whatever read an archive
+            if archive is None or not isinstance(exc, archive.ArchiveError):
+                raise
+            from engine.cli.common import EXIT_INVALID
+
+            click.echo(f"rectify: {exc}", err=True)
+            ctx.exit(EXIT_INVALID)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
