@@ -9,8 +9,9 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
 (c) the batch path end to end as `rectify run` does it (`Run`: records written as JSON lines,
     hash-chained, to /dev/null) from the JSONL file: in one process, and with chunks sorted in
     1 and 2 forked processes (`Engine.run_batch(workers=N)`; `rectify run --jobs` uses them only
-    on 3 cores or more);
-(e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane);
+    on cores nothing else is using);
+(e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane), in
+    one process and with its windows read and sorted by 1 forked process (`workers=1`);
     writing the archive is timed apart (once);
 (d) the floor: reading the file and orjson.loads per line, no validation, no rules.
 
@@ -164,6 +165,14 @@ def test_e_archive(benchmark, request, results, log):
     """The Parquet archive of the log (`rectify run ARCHIVE`), the columnar lane."""
     directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
     _run(benchmark, results, f"{log}/e_archive", Archive(directory))
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_e_archive_1_job(benchmark, request, results, log):
+    """Its windows read and sorted by 1 forked process (`Engine.run_batch(workers=1)`, `rectify run
+    ARCHIVE --jobs 1`)."""
+    directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
+    _run(benchmark, results, f"{log}/e_archive_1_job", Archive(directory), workers=1)
 
 
 @pytest.mark.parametrize("log", LOGS)

@@ -27,7 +27,7 @@ from engine.ingest.archive import MANIFEST, Archive, ArchiveError
 from engine.normalise import DIGEST
 from engine.output import ListSink
 from engine.run import archive_files
-from test_fastlane import adversarial_log, benchmark_events, bound_events
+from test_fastlane import adversarial_log, benchmark_events, bound_events, running
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
@@ -51,20 +51,21 @@ def finding_heavy(events: list[dict]) -> list[bytes]:
     return lines
 
 
-def records(engine: Engine, source, batch: bool, as_of: str | None = None) -> list[bytes]:
-    run = engine.run_batch(source, as_of=as_of) if batch else engine.run(source, as_of=as_of)
+def records(engine: Engine, source, batch: bool, as_of: str | None = None, workers: int = 0) -> list[bytes]:
+    run = engine.run_batch(source, as_of=as_of, workers=workers) if batch else engine.run(source, as_of=as_of)
     return [orjson.dumps(r.to_dict()) for r in run]
 
 
 def compare(paths: list[Path], directory: Path, backend: str = "compiled", window: int = 97,
             as_of: str | None = None) -> Engine:
-    """Per-event over JSONL == per-event over the archive == columnar over the archive (and state)."""
+    """Per-event over JSONL == per-event over the archive == columnar over the archive, its windows
+    sorted here and in a forked process (`workers=1`), and the state after each."""
     reference = Engine(plugins=PLUGINS, backend=backend)
     expected = records(reference, read_jsonl(paths), batch=False, as_of=as_of)
     engines = []
-    for batch in (False, True):
+    for batch, workers in ((False, 0), (True, 0), (True, 1)):
         engine = Engine(plugins=PLUGINS, backend=backend)
-        got = records(engine, Archive(directory, window=window), batch=batch, as_of=as_of)
+        got = records(engine, Archive(directory, window=window), batch=batch, as_of=as_of, workers=workers)
         assert len(got) == len(expected)
         for left, right in zip(expected, got):
             assert left == right
@@ -72,6 +73,7 @@ def compare(paths: list[Path], directory: Path, backend: str = "compiled", windo
         assert engine.dedupe.state() == reference.dedupe.state()
         assert engine.decisions.clock == reference.decisions.clock
         engines.append(engine)
+    assert engines[1].lane_stats == engines[2].lane_stats  # the same rows quiet, wherever they were sorted
     return engines[1]
 
 
@@ -346,6 +348,67 @@ def test_an_archive_found_damaged_while_read_is_a_message_not_a_traceback(tmp_pa
         result = runner.invoke(cli, [args[0], str(tmp_path / "archive"), *args[1:]])
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (args, result.output)
         assert "unreadable part file" in result.output
+
+
+def _window_folders() -> set[str]:
+    import glob
+    import tempfile
+
+    return set(glob.glob("/dev/shm/rectify-windows-*")) | set(glob.glob(f"{tempfile.gettempdir()}/rectify-windows-*"))
+
+
+def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
+    """`workers=1`: the windows come through shared memory; the files go when the replay ends,
+    finished or stopped half way, and the process with them. A damaged part file found there is
+    the ArchiveError it is in this process."""
+    import multiprocessing
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    before = _window_folders()
+    whole = [r.to_dict() for r in Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300), workers=1)]
+    assert whole == [r.to_dict() for r in Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300))]
+    assert _window_folders() == before and not multiprocessing.active_children()
+    stopped = Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300), workers=1)
+    assert next(stopped).to_dict() == whole[0]
+    assert _window_folders() - before  # a window is on its way
+    stopped.close()
+    assert _window_folders() == before and not multiprocessing.active_children()
+    part = max((tmp_path / "archive").glob("*/*/*.parquet"))
+    part.write_bytes(b"not parquet")
+    with pytest.raises(ArchiveError, match="unreadable part file"):
+        list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300), workers=1))
+    assert _window_folders() == before and not multiprocessing.active_children()
+
+
+def test_a_killed_replay_leaves_no_process_and_no_window_behind(tmp_path):
+    """The engine's process killed (SIGKILL, no clean-up of its own) while the archive's process
+    has windows written ahead: that process notices, removes them and ends."""
+    import time
+
+    import psutil
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    script = ("import multiprocessing, sys, time\n"
+              "from engine import Engine, load_plugins\n"
+              "from engine.ingest.archive import Archive\n"
+              "replay = Engine(plugins=load_plugins()).run_batch(Archive(sys.argv[1], window=50), workers=1)\n"
+              "next(replay)\n"
+              "print(multiprocessing.active_children()[0].pid, flush=True)\n"
+              "time.sleep(120)\n")
+    before = _window_folders()
+    engine_process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "archive")], stdout=subprocess.PIPE)
+    try:
+        worker = psutil.Process(int(engine_process.stdout.readline()))
+        assert _window_folders() - before
+    finally:
+        engine_process.kill()
+        engine_process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_window_folders() != before or running(worker)):
+        time.sleep(0.1)
+    assert _window_folders() == before and not running(worker)
 
 
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):

@@ -387,6 +387,39 @@ def test_diff_between_table_2_and_table_3(events, plugins):
                    concurrent=True) == result
 
 
+def test_a_concurrent_what_if_s_child_ends_when_its_parent_is_killed(events):
+    """The parent killed (SIGKILL) while B is replayed beside it: B's records have nowhere to go,
+    so the child ends when it tries to send them, instead of waiting forever."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from test_fastlane import running
+
+    script = ("import multiprocessing, os, sys, time\n"
+              "from engine import Engine, load_plugins\n"
+              "from engine.audit import compare\n"
+              "from engine.ingest import read_jsonl\n"
+              "parent, plugins = os.getpid(), load_plugins()\n"
+              "def lines():\n"
+              "    if os.getpid() == parent:  # A waits, B is replayed\n"
+              "        print(multiprocessing.active_children()[0].pid, flush=True)\n"
+              "        time.sleep(120)\n"
+              "    return read_jsonl([sys.argv[1]])\n"
+              "compare(lambda config: Engine(plugins=plugins), 'default', 'default', lines, concurrent=True)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(events)], stdout=subprocess.PIPE)
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and running(child):
+        time.sleep(0.1)
+    assert not running(child)
+
+
 def test_a_concurrent_what_if_raises_what_the_replay_of_b_raised(events, plugins):
     """An error in B's forked replay is raised here, as a sequential run raises it; a replay that
     dies says so with its exit code."""

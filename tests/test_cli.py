@@ -195,8 +195,12 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
     files = [JsonlFiles([__file__])]  # files another process can read again
     assert _usable_jobs(jobs, files) == used
     assert ("jobs_ignored" in capsys.readouterr().err) == (used == 0)
-    for inputs in ([Archive(small_archive)], [JsonlFiles(["-"])], files + [JsonlFiles(["-"])], [iter([])]):
-        assert _usable_jobs(jobs, inputs) == 0  # archives, standard input, --hj212 packets: in this process
+    # an archive is read and sorted by one process; with JSONL files too, those get the rest
+    assert _usable_jobs(jobs, [Archive(small_archive)]) == min(used, 1)
+    assert ("jobs_capped" in capsys.readouterr().err) == (used > 1)
+    assert _usable_jobs(jobs, [Archive(small_archive)] + files) == used
+    for inputs in ([JsonlFiles(["-"])], files + [JsonlFiles(["-"])], [iter([])]):
+        assert _usable_jobs(jobs, inputs) == 0  # standard input, --hj212 packets: in this process
         assert "jobs_ignored" in capsys.readouterr().err
 
 

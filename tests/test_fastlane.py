@@ -292,6 +292,48 @@ def test_stopping_early_leaves_no_worker_processes(tmp_path):
     assert not multiprocessing.active_children()
 
 
+def test_sorting_processes_end_when_the_engine_s_process_is_killed(tmp_path):
+    """The engine's process killed (SIGKILL) with sortings unread: each sorting process's next
+    send fails (no process of its own holds a reading end) and it ends, instead of waiting forever."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events * 6))  # sortings of ~10 kB: more than a pipe holds
+    script = ("import multiprocessing, sys, time\n"
+              "from engine import Engine, load_plugins\n"
+              "from engine.ingest import JsonlFiles\n"
+              "records = Engine(plugins=load_plugins()).run_batch(JsonlFiles([sys.argv[1]]), workers=2)\n"
+              "next(records)\n"
+              "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+              "time.sleep(120)\n")
+    engine_process = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        workers = [psutil.Process(int(pid)) for pid in engine_process.stdout.readline().split()]
+        assert len(workers) == 2
+        time.sleep(1)  # the workers fill their pipes
+    finally:
+        engine_process.kill()
+        engine_process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(map(running, workers)):
+        time.sleep(0.1)
+    assert not any(map(running, workers))
+
+
+def running(process: Any) -> bool:
+    """Whether a process (psutil) is running: not ended, not a zombie."""
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def judged_alike(plan: Any, columns: dict[Any, list[Any]], event: dict[str, Any]) -> str | None:
     """A shape plan's verdict on one event (its `columns`) against the per-event validator's: a plan
     may only say "valid" when the validator does (asserted). "accepted": both valid; "rejected": the

@@ -110,8 +110,8 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
     """A's records replayed here, B's in a forked process at the same time (sent back pickled)."""
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_replay_in_child, args=(engine_b, lines, as_of, sending), name="rectify-diff-b",
-                            daemon=True)
+    child = context.Process(target=_replay_in_child, args=(engine_b, lines, as_of, sending, receiving),
+                            name="rectify-diff-b", daemon=True)
     child.start()
     sending.close()  # the child holds the sending end
     try:
@@ -130,9 +130,13 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
         receiving.close()
 
 
-def _replay_in_child(engine: Any, lines: Callable[[], Iterable[Any]], as_of: str | None, pipe: Any) -> None:
+def _replay_in_child(engine: Any, lines: Callable[[], Iterable[Any]], as_of: str | None, pipe: Any,
+                     other_end: Any) -> None:
+    other_end.close()  # inherited: with it open here, sending the records could wait forever for a parent that died
     try:
         pipe.send(("ok", _collect(engine.run_batch(lines(), as_of=as_of))))
+    except BrokenPipeError:
+        pass  # the parent is gone: nobody to tell
     except BaseException as exc:  # noqa: BLE001 - raised again in the parent, as a sequential run would
         try:
             pipe.send(("error", exc))

@@ -158,13 +158,10 @@ def _usable_jobs(jobs: int, inputs: Sequence[Any]) -> int:
     if not jobs:
         return 0
     log = get_logger()
-    if any(isinstance(source, Archive) for source in inputs):
-        log.info("jobs_ignored", jobs=jobs, reason="archives are replayed by column in this process")
-        return 0
     if not all(can_share(source) for source in inputs):
         log.info("jobs_ignored", jobs=jobs,
-                 reason="sorting processes read the input files again themselves: not standard input, not "
-                        "--hj212 packets, and only where processes can be forked")
+                 reason="sorting processes read the input files or archives again themselves: not standard "
+                        "input, not --hj212 packets, and only where processes can be forked")
         return 0
     usable = cores()
     busy = psutil.cpu_percent(interval=0.2) / 100 * usable  # cores in use now by other processes (0.2 s sample)
@@ -174,7 +171,11 @@ def _usable_jobs(jobs: int, inputs: Sequence[Any]) -> int:
                  reason="no core is free beside the engine's own (measured over 0.2 s), "
                         "where a sorting process is slower than none (docs/batch-path.md)")
         return 0
-    return min(jobs, free)
+    jobs = min(jobs, free)
+    if jobs > 1 and all(isinstance(source, Archive) for source in inputs):
+        log.info("jobs_capped", jobs=1, reason="an archive is read and sorted by one process beside the engine's")
+        return 1
+    return jobs
 
 
 def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> Iterator[Any]:

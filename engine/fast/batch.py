@@ -18,7 +18,7 @@ from typing import Any
 from engine.fast.columns import archive_batches
 from engine.fast.lane import FastLane, Host, parse_lines
 from engine.ingest.archive import Archive
-from engine.fast.workers import can_share, sorted_file_chunks
+from engine.fast.workers import can_share, sorted_file_chunks, sorted_windows
 from engine.records import InputLine, Quarantined, Record
 
 Item = InputLine | str | bytes | Mapping[str, Any] | Quarantined
@@ -71,17 +71,18 @@ def batches(engine: Host, lines: Iterable[Item], *, batch_size: int = 256, worke
 
     `workers` > 0 sorts the chunks of `JsonlFiles` in that many forked processes
     (engine/fast/workers.py); other inputs are sorted in-process. An `Archive` is replayed by
-    column (engine/fast/columns.py), in this process. `skip` lines are not read.
+    column (engine/fast/columns.py); with `workers` > 0, one forked process reads and sorts its
+    windows. `skip` lines are not read.
     """
     if isinstance(lines, Archive):
-        by_column = archive_batches(engine, lines, skip)
+        by_column = archive_batches(engine, lines, skip, sorted_windows if workers > 0 and can_share(lines) else None)
         if by_column is not None:
             yield from by_column
             return
         # validated by another engine: its lines through this engine's own validation
     lane = FastLane(engine)
     done = skip
-    if workers > 0 and can_share(lines):
+    if workers > 0 and not isinstance(lines, Archive) and can_share(lines):
         for (source, first, texts), sorting, events in sorted_file_chunks(lane, lines, batch_size, workers, skip):  # type: ignore[arg-type]
             done += len(texts)
             yield done, list(lane.apply(sorting, events, texts, source, first))

@@ -23,10 +23,11 @@ replayed from its rebuilt lines through the JSONL batch path instead: the same o
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -52,18 +53,28 @@ _LINES = 256  # raw readings sorted at a time (the JSONL batch path's chunk)
 _EXACT, _QUIET, _UNAVAILABLE = EXACT, QUIET, FLAGGED  # the fast lane's kinds (`ColumnLane.sort` gives them)
 
 
-def archive_batches(engine: Host, archive: Archive, skip: int = 0) -> Iterator[tuple[int, list[Record]]] | None:
+WindowSorting = tuple[np.ndarray, dict[int, frozenset[str]]]  # `ColumnLane.sort_apart`'s result
+Windows = Iterator[tuple[pa.Table, WindowSorting | None]]
+
+
+def archive_batches(engine: Host, archive: Archive, skip: int = 0,
+                    sorter: Callable[[ColumnLane, Archive, int], Windows] | None = None,
+                    ) -> Iterator[tuple[int, list[Record]]] | None:
     """(rows consumed so far, their records) for each window of the archive, in input order;
-    None when the engine may not trust the archive's validation (the caller replays its lines)."""
+    None when the engine may not trust the archive's validation (the caller replays its lines).
+    `sorter`: gives the windows from `skip` on, each with its `sort_apart` (another process reads
+    and sorts them, engine/fast/workers.py); by default this process reads and sorts each."""
     if not archive.trusted_by(engine.validation, DIGEST):
         return None
-    return _windows(ColumnLane(engine), archive, skip)
+    lane = ColumnLane(engine)
+    windows = sorter(lane, archive, skip) if sorter is not None else ((table, None) for table in archive.tables(skip))
+    return _windows(lane, windows, skip)
 
 
-def _windows(lane: ColumnLane, archive: Archive, skip: int) -> Iterator[tuple[int, list[Record]]]:
+def _windows(lane: ColumnLane, windows: Windows, skip: int) -> Iterator[tuple[int, list[Record]]]:
     done = skip
-    for table in archive.tables(skip):
-        records = lane.window(table)
+    for table, sorting in windows:
+        records = lane.window(table, sorting)
         done += table.num_rows
         yield done, records
 
@@ -79,10 +90,16 @@ class ColumnLane:
         self._unless: dict[int, frozenset[str]] = {}  # rows of the window quiet only outside these industries
         self._unless_rows: list[int] = []
 
-    def window(self, table: pa.Table) -> list[Record]:
-        """The records of a window of rows (in input order), as the per-event path gives them."""
+    def window(self, table: pa.Table, sorting: WindowSorting | None = None) -> list[Record]:
+        """The records of a window of rows (in input order), as the per-event path gives them.
+        `sorting`: the window's `sort_apart`, made by another process (else it is sorted here)."""
         n = table.num_rows
-        kind = self.sort(table, self.engine.registry, defer=True)
+        if sorting is None:
+            kind = self.sort(table, self.engine.registry, defer=True)
+        else:
+            kind, unless = sorting
+            self._unless = self._resolve(table, kind, unless) if unless else {}
+            self._unless_rows = sorted(self._unless)
         quiet = np.flatnonzero(kind != _EXACT)
         ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
         self._exclude_repeated_ids(table, kind, quiet, ids)
@@ -151,9 +168,7 @@ class ColumnLane:
         self._unless = {}
         industry = None
         if registry is not None:
-            registrations = pc.fill_null(pc.equal(table.column("type"), "enterprise.registered"), False)
-            registered = set(pc.drop_null(table.column("subject").filter(registrations)).to_pylist())
-            industry = _Industry(registry, registered)
+            industry = _Industry(registry, _registered(table))
         valid = pc.fill_null(table.column("valid"), False)
         raw_readings = pc.and_(pc.and_(pc.is_valid(table.column("raw")), valid),
                                pc.is_in(table.column("type"), value_set=_READING_TYPES))
@@ -228,6 +243,31 @@ class ColumnLane:
         kind[typed_rows] = row_status
         self._unless_rows = sorted(self._unless)
         return kind
+
+    def sort_apart(self, table: pa.Table) -> WindowSorting:
+        """`sort` without the registry, for `window` to apply later (in another process): each row
+        a rule fires on for some industries only is quiet unless its enterprise, when its run is
+        committed, is registered in one of them. Reads no engine state."""
+        kind = self.sort(table, None, defer=True)
+        return kind, self._unless
+
+    def _resolve(self, table: pa.Table, kind: np.ndarray, unless: dict[int, frozenset[str]]) -> dict[int, frozenset[str]]:
+        """A `sort_apart` brought to what `sort` with the registry gives: a row quiet only outside
+        some industries is exact when its enterprise is registered in one of them before the window,
+        quiet when it is registered otherwise or not at all, and waits for its run (returned) when
+        the window registers its enterprise."""
+        registered = _registered(table)
+        registry = self.engine.registry
+        rows = sorted(unless)
+        waiting = {}
+        for row, subject in zip(rows, python_values(table.column("subject").take(rows))):
+            if subject in registered:
+                waiting[row] = unless[row]
+                continue
+            registration = registry.get(subject)
+            if registration is not None and registration.get("industry") in unless[row]:
+                kind[row] = _EXACT
+        return waiting
 
     def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
         found = self._gates.get(key + (has_o2,))
@@ -309,11 +349,19 @@ class ColumnLane:
     def _exact(self, row: Mapping[str, Any]) -> list[Record]:
         raw = row["raw"]
         if raw is not None:
+            if row["valid"]:  # validated when written, by an engine with this one's fingerprint: parsed, not checked again
+                return self.engine.process_parsed(orjson.loads(raw), raw, row["file"], row["line"], valid=True)
             return self.engine.process_line(InputLine(row["file"], row["line"], raw))
         event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
         # which is what a quarantine record would show
         return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+
+
+def _registered(table: pa.Table) -> set[Any]:
+    """The enterprises a window of rows registers (or registers again)."""
+    registrations = pc.fill_null(pc.equal(table.column("type"), "enterprise.registered"), False)
+    return set(pc.drop_null(table.column("subject").filter(registrations)).to_pylist())
 
 
 class _Subjects:
@@ -326,4 +374,4 @@ class _Subjects:
         return self._column[row].as_py()
 
 
-__all__ = ["ColumnLane", "archive_batches"]
+__all__ = ["ColumnLane", "WindowSorting", "Windows", "archive_batches"]

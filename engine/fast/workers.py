@@ -11,6 +11,12 @@ take the exact path, and makes every decision. Only sortings cross a pipe, and o
 way, so nothing can deadlock. No worker can reorder anything: the output is the
 single-process output, record for record (tests/test_fastlane.py).
 
+An archive (engine/ingest/archive.py) is read and sorted by one forked process: it reads
+each window of rows, sorts it by column (`ColumnLane.sort_apart`), and hands over the window
+(an Arrow file in shared memory) with its sorting; the engine's process only applies them
+(engine/fast/columns.py). One process suffices: reading and sorting a window takes less
+than applying it.
+
 This needs files (standard input cannot be read twice) and a POSIX system (fork);
 otherwise the batch path sorts in-process.
 """
@@ -18,13 +24,19 @@ otherwise the batch path sorts in-process.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
+import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
+from engine.fast.columns import ColumnLane, Windows
 from engine.fast.lane import UNPARSED, FastLane, Sorting, parse_lines
+from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.jsonl import JsonlFiles
 
 _MAIN_EVERY = 3
@@ -52,8 +64,9 @@ class LazyEvents(Sequence[Any]):
 
 
 def can_share(files: Any) -> bool:
-    """Whether worker processes can sort these inputs: re-readable files, and fork."""
-    return isinstance(files, JsonlFiles) and files.rereadable and "fork" in multiprocessing.get_all_start_methods()
+    """Whether worker processes can sort these inputs: re-readable files or an archive, and fork."""
+    return (isinstance(files, Archive) or isinstance(files, JsonlFiles) and files.rereadable) \
+        and "fork" in multiprocessing.get_all_start_methods()
 
 
 def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
@@ -61,11 +74,13 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
     """Each chunk of `files` with its sorting and its events, in input order, sorted by `workers`
     processes. Events of a chunk sorted here are the parsed ones; of a worker's, parsed on use."""
     context = multiprocessing.get_context("fork")
-    pipes, processes = [], []
+    pipes: list[Any] = []
+    processes: list[Any] = []
     try:
         for index in range(workers):
             receiving, sending = context.Pipe(duplex=False)
-            process = context.Process(target=_sort_share, args=(lane, files, size, skip, index, workers, sending),
+            process = context.Process(target=_sort_share, args=(lane, files, size, skip, index, workers, sending,
+                                                                [*pipes, receiving]),
                                       name=f"rectify-sort-{index}", daemon=True)
             process.start()
             sending.close()  # the worker holds the sending end
@@ -108,14 +123,119 @@ def _owner(number: int, workers: int) -> int | None:
     return (number - (number + 1) // _MAIN_EVERY) % workers
 
 
-def _sort_share(lane: FastLane, files: JsonlFiles, size: int, skip: int, index: int, workers: int, pipe: Any) -> None:
-    """A worker: sort the chunks `_owner` gives it and send (chunk number, sorting) for each."""
+def _sort_share(lane: FastLane, files: JsonlFiles, size: int, skip: int, index: int, workers: int, pipe: Any,
+                inherited: list[Any]) -> None:
+    """A worker: sort the chunks `_owner` gives it and send (chunk number, sorting) for each. When
+    the engine's process is gone, a send fails and the worker ends."""
+    for other_end in inherited:  # with them open here, a send could wait forever for a reader that died
+        other_end.close()
     number = -1
     try:
         for number, (_, _, texts) in enumerate(files.chunks(size, skip)):
             if _owner(number, workers) == index:
                 pipe.send((number, lane.sort(parse_lines(texts), texts, defer=True)))
+    except BrokenPipeError:
+        pass  # the engine's process is gone
     except BaseException:  # noqa: BLE001 - reported to the engine's process, which raises it
-        pipe.send((number, traceback.format_exc()))
+        _report(pipe, number, traceback.format_exc())
     finally:
         pipe.close()
+
+
+def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows:
+    """Each window of `archive` from row `skip` on with its sorting, in input order, read and
+    sorted by one forked process. An ArchiveError there (a damaged part file) is raised here.
+
+    Windows come through memory, not the pipe: the process writes each as an Arrow IPC file in
+    a private directory of /dev/shm (or the temporary directory), which this process maps
+    without copying and removes; at most `_AHEAD` windows are written ahead."""
+    context = multiprocessing.get_context("fork")
+    folder = tempfile.mkdtemp(prefix="rectify-windows-", dir=_shared_memory())
+    receiving, sending = context.Pipe(duplex=False)
+    room = context.Semaphore(_AHEAD)
+    process = context.Process(target=_sort_windows, args=(lane, archive, skip, folder, room, sending, receiving),
+                              name="rectify-sort-archive", daemon=True)
+    try:
+        process.start()
+        sending.close()
+        number = 0
+        while True:
+            try:
+                message = receiving.recv()
+            except EOFError:
+                raise RuntimeError(f"archive sorting process ended early (window {number})") from None
+            if message is None:
+                return
+            sent, path, sorting = message
+            if sorting is None:  # `path` is what went wrong
+                if isinstance(path, ArchiveError):
+                    raise path
+                raise RuntimeError(f"archive sorting process failed on window {sent}:\n{path}")
+            if sent != number:
+                raise RuntimeError(f"archive sorting process sent window {sent}, expected {number}")
+            with pa.memory_map(path) as source:
+                table = pa.ipc.open_file(source).read_all()
+            os.unlink(path)  # the mapping stays until the table is dropped
+            room.release()
+            yield table, sorting
+            number += 1
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        receiving.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_AHEAD = 2  # windows the archive's process may have written before the engine's takes them
+
+
+def _shared_memory() -> str | None:
+    """/dev/shm when it is there with room to spare (a container's may hold only 64 MB; a window
+    of rows is about 11 MB, more with long raw lines), else None: the temporary directory."""
+    try:
+        if os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free >= 1 << 30:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
+def _sort_windows(lane: ColumnLane, archive: Archive, skip: int, folder: str, room: Any, pipe: Any,
+                  other_end: Any) -> None:
+    """The archive's process: for each window, write it to `folder` and send (window number, its
+    file, its sorting); then None. When the engine's process is gone, it removes `folder` and ends."""
+    other_end.close()  # inherited: with it open here, a send would wait forever for a reader that died
+    number = 0
+    parent = os.getppid()
+    try:
+        for table in archive.tables(skip):
+            sorting = lane.sort_apart(table)
+            path = os.path.join(folder, f"{number}.arrow")
+            while not room.acquire(timeout=1.0):
+                if os.getppid() != parent:  # the engine's process was killed: leave nothing behind
+                    shutil.rmtree(folder, ignore_errors=True)
+                    return
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            pipe.send((number, path, sorting))
+            number += 1
+        pipe.send(None)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):  # the engine's process is gone: nobody will take the windows
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            _report(pipe, number, traceback.format_exc(), None)
+    except ArchiveError as exc:
+        _report(pipe, number, exc, None)
+    except BaseException:  # noqa: BLE001 - reported to the engine's process, which raises it
+        _report(pipe, number, traceback.format_exc(), None)
+    finally:
+        pipe.close()
+
+
+def _report(pipe: Any, number: int, *problem: Any) -> None:
+    try:
+        pipe.send((number, *problem))
+    except OSError:  # the engine's process is gone
+        pass
