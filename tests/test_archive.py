@@ -419,6 +419,15 @@ def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
     assert lines == [line.text for line in read_jsonl([log])]
     tail = [row for table in archive.tables(skip=333) for row in table.column("seq").to_pylist()]
     assert tail == list(range(333, 700))
+    # read and sorted by another process (`workers`), from the same offset: the same rows, sorted alike
+    from engine.fast.columns import ColumnLane
+    from engine.fast.workers import sorted_windows
+
+    lane = ColumnLane(Engine(plugins=PLUGINS))
+    apart = [(table, kind.tolist(), unless) for table, (kind, unless) in sorted_windows(lane, archive, skip=333)]
+    assert [row for table, _, _ in apart for row in table.column("seq").to_pylist()] == tail
+    here = [(kind.tolist(), unless) for kind, unless in map(lane.sort_apart, archive.tables(skip=333))]
+    assert [(kind, unless) for _, kind, unless in apart] == here
 
 
 def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place(tmp_path):
