@@ -381,6 +381,24 @@ def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
     assert _window_folders() == before and not multiprocessing.active_children()
 
 
+def test_a_window_with_no_room_in_shared_memory_comes_through_the_pipe(tmp_path, monkeypatch):
+    """Writing the window's file fails (e.g. a full /dev/shm): the window is sent through the pipe
+    instead, and the replay gives the same records."""
+    import pyarrow as pa
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    expected = [r.to_dict() for r in Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300))]
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pa.ipc, "new_file", full)  # the forked process inherits it
+    before = _window_folders()
+    got = [r.to_dict() for r in Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300), workers=1)]
+    assert got == expected and _window_folders() == before
+
+
 def test_a_killed_replay_leaves_no_process_and_no_window_behind(tmp_path):
     """The engine's process killed (SIGKILL, no clean-up of its own) while the archive's process
     has windows written ahead: that process notices, removes them and ends."""

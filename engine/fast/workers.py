@@ -23,6 +23,7 @@ otherwise the batch path sorts in-process.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -148,7 +149,8 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
 
     Windows come through memory, not the pipe: the process writes each as an Arrow IPC file in
     a private directory of /dev/shm (or the temporary directory), which this process maps
-    without copying and removes; at most `_AHEAD` windows are written ahead."""
+    without copying and removes; at most `_AHEAD` windows are written ahead. A window that
+    cannot be written there comes through the pipe."""
     context = multiprocessing.get_context("fork")
     folder = tempfile.mkdtemp(prefix="rectify-windows-", dir=_shared_memory())
     receiving, sending = context.Pipe(duplex=False)
@@ -173,16 +175,20 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
                 raise RuntimeError(f"archive sorting process failed on window {sent}:\n{path}")
             if sent != number:
                 raise RuntimeError(f"archive sorting process sent window {sent}, expected {number}")
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_file(source).read_all()
-            os.unlink(path)  # the mapping stays until the table is dropped
+            if isinstance(path, str):
+                with pa.memory_map(path) as source:
+                    table = pa.ipc.open_file(source).read_all()
+                os.unlink(path)  # the mapping stays until the table is dropped
+            else:  # no room for the file: the window came through the pipe
+                table = path
             room.release()
             yield table, sorting
             number += 1
     finally:
-        if process.is_alive():
-            process.terminate()
-        process.join()
+        if process.pid is not None:  # started
+            if process.is_alive():
+                process.terminate()
+            process.join()
         receiving.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -211,14 +217,11 @@ def _sort_windows(lane: ColumnLane, archive: Archive, skip: int, folder: str, ro
     try:
         for table in archive.tables(skip):
             sorting = lane.sort_apart(table)
-            path = os.path.join(folder, f"{number}.arrow")
             while not room.acquire(timeout=1.0):
                 if os.getppid() != parent:  # the engine's process was killed: leave nothing behind
                     shutil.rmtree(folder, ignore_errors=True)
                     return
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
-            pipe.send((number, path, sorting))
+            pipe.send((number, _handed_over(table, os.path.join(folder, f"{number}.arrow")), sorting))
             number += 1
         pipe.send(None)
     except OSError as exc:
@@ -232,6 +235,19 @@ def _sort_windows(lane: ColumnLane, archive: Archive, skip: int, folder: str, ro
         _report(pipe, number, traceback.format_exc(), None)
     finally:
         pipe.close()
+
+
+def _handed_over(table: pa.Table, path: str) -> str | pa.Table:
+    """The window written to `path` (returned), or the table itself, to go through the pipe
+    (slower), when the file cannot be written (e.g. no room left)."""
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return path
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return table
 
 
 def _report(pipe: Any, number: int, *problem: Any) -> None:
