@@ -75,7 +75,8 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
               help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
 @click.option("--jobs", "jobs", type=click.IntRange(0), default=0, show_default=True,
               help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process. "
-                   "Same output; more throughput on more cores.")
+                   "An archive uses one, which reads and sorts its windows of rows. Used only on cores nothing "
+                   "else is using. Same output; more throughput on more cores.")
 @lang_option
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
