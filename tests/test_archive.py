@@ -27,7 +27,7 @@ from engine.ingest.archive import MANIFEST, Archive, ArchiveError
 from engine.normalise import DIGEST
 from engine.output import ListSink
 from engine.run import archive_files
-from test_fastlane import adversarial_log, benchmark_events, bound_events, running
+from test_fastlane import adversarial_log, benchmark_events, bound_events, killed_midway
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
@@ -404,8 +404,6 @@ def test_a_killed_replay_leaves_no_process_and_no_window_behind(tmp_path):
     has windows written ahead: that process notices, removes them and ends."""
     import time
 
-    import psutil
-
     log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
     script = ("import multiprocessing, sys, time\n"
@@ -416,17 +414,14 @@ def test_a_killed_replay_leaves_no_process_and_no_window_behind(tmp_path):
               "print(multiprocessing.active_children()[0].pid, flush=True)\n"
               "time.sleep(120)\n")
     before = _window_folders()
-    engine_process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "archive")], stdout=subprocess.PIPE)
-    try:
-        worker = psutil.Process(int(engine_process.stdout.readline()))
-        assert _window_folders() - before
-    finally:
-        engine_process.kill()
-        engine_process.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (_window_folders() != before or running(worker)):
+    written: list[set[str]] = []
+    helpers, left = killed_midway(script, str(tmp_path / "archive"),
+                                  while_running=lambda: written.append(_window_folders() - before))
+    assert len(helpers) == 1 and written[0] and not left  # windows were on their way
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _window_folders() != before:
         time.sleep(0.1)
-    assert _window_folders() == before and not running(worker)
+    assert _window_folders() == before
 
 
 def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):

@@ -390,12 +390,7 @@ def test_diff_between_table_2_and_table_3(events, plugins):
 def test_a_concurrent_what_if_s_child_ends_when_its_parent_is_killed(events):
     """The parent killed (SIGKILL) while B is replayed beside it: B's records have nowhere to go,
     so the child ends when it tries to send them, instead of waiting forever."""
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-    from test_fastlane import running
+    from test_fastlane import killed_midway
 
     script = ("import multiprocessing, os, sys, time\n"
               "from engine import Engine, load_plugins\n"
@@ -408,16 +403,8 @@ def test_a_concurrent_what_if_s_child_ends_when_its_parent_is_killed(events):
               "        time.sleep(120)\n"
               "    return read_jsonl([sys.argv[1]])\n"
               "compare(lambda config: Engine(plugins=plugins), 'default', 'default', lines, concurrent=True)\n")
-    parent = subprocess.Popen([sys.executable, "-c", script, str(events)], stdout=subprocess.PIPE)
-    try:
-        child = psutil.Process(int(parent.stdout.readline()))
-    finally:
-        parent.kill()
-        parent.wait()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and running(child):
-        time.sleep(0.1)
-    assert not running(child)
+    helpers, left = killed_midway(script, str(events))
+    assert len(helpers) == 1 and not left
 
 
 def test_a_concurrent_what_if_raises_what_the_replay_of_b_raised(events, plugins):

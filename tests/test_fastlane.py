@@ -295,11 +295,7 @@ def test_stopping_early_leaves_no_worker_processes(tmp_path):
 def test_sorting_processes_end_when_the_engine_s_process_is_killed(tmp_path):
     """The engine's process killed (SIGKILL) with sortings unread: each sorting process's next
     send fails (no process of its own holds a reading end) and it ends, instead of waiting forever."""
-    import subprocess
-    import sys
     import time
-
-    import psutil
 
     path = tmp_path / "log.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events * 6))  # sortings of ~10 kB: more than a pipe holds
@@ -310,18 +306,33 @@ def test_sorting_processes_end_when_the_engine_s_process_is_killed(tmp_path):
               "next(records)\n"
               "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
               "time.sleep(120)\n")
-    engine_process = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    helpers, left = killed_midway(script, str(path), while_running=lambda: time.sleep(1))  # they fill their pipes
+    assert len(helpers) == 2 and not left
+
+
+def killed_midway(script: str, *args: str, while_running: Any = None) -> tuple[list[Any], list[Any]]:
+    """Run the Python `script` with `args` in a process that prints the pids of its helper processes
+    on one line; kill it (SIGKILL) once they are known (after `while_running()`), and wait up to 60 s
+    for them to end. The helpers (psutil), and those still running."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE)
     try:
-        workers = [psutil.Process(int(pid)) for pid in engine_process.stdout.readline().split()]
-        assert len(workers) == 2
-        time.sleep(1)  # the workers fill their pipes
+        assert process.stdout is not None
+        helpers = [psutil.Process(int(pid)) for pid in process.stdout.readline().split()]
+        if while_running is not None:
+            while_running()
     finally:
-        engine_process.kill()
-        engine_process.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(map(running, workers)):
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(map(running, helpers)):
         time.sleep(0.1)
-    assert not any(map(running, workers))
+    return helpers, [helper for helper in helpers if running(helper)]
 
 
 def running(process: Any) -> bool:
