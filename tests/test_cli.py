@@ -204,6 +204,14 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
         assert "jobs_ignored" in capsys.readouterr().err
 
 
+def test_jobs_with_a_store_say_they_run_in_this_process(city_log, tmp_path):
+    done = subprocess.run([*RECTIFY, "run", str(city_log), "--store", str(tmp_path / "d.db"), "--no-progress",
+                           "--jobs", "1"], capture_output=True, check=True)
+    logged = [orjson.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
+    ignored = [entry for entry in logged if entry["event"] == "jobs_ignored"]
+    assert len(ignored) == 1 and "--store" in ignored[0]["reason"]
+
+
 def test_jobs_on_standard_input_say_they_run_in_this_process(city_log):
     """Sorting processes read the files again themselves: on standard input `--jobs` says so and
     runs in this process, with the same output as without it."""

@@ -121,6 +121,8 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
             raise click.UsageError("with --store, export the records afterwards: rectify decisions --store DB --export FILE")
         if "-" in events:
             raise click.UsageError("--store needs files (a resumed run reads its input again), not stdin")
+        if jobs:
+            get_logger().info("jobs_ignored", jobs=jobs, reason="with --store the batch path sorts in this process")
         return _run_into_store(engine, events, sources, store, checkpoint_every, as_of, summary_json, progress, lang)
     started = time.perf_counter()  # for the throughput line only, never for a decision
     with output_files(out, quarantine) as (out_stream, q_stream):
