@@ -381,6 +381,28 @@ def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
     assert _window_folders() == before and not multiprocessing.active_children()
 
 
+def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
+    """In one process a thread reads the next window while this one is applied: the replay stopped
+    half way, finished, or failed on a damaged part file leaves no thread running, and the error
+    is the ArchiveError it is."""
+    import threading
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    threads = threading.active_count()
+    stopped = Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=100))
+    next(stopped)
+    assert threading.active_count() == threads + 1
+    stopped.close()
+    assert threading.active_count() == threads
+    assert len(list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=100)))) > 0
+    assert threading.active_count() == threads
+    max((tmp_path / "archive").glob("*/*/*.parquet")).write_bytes(b"not parquet")
+    with pytest.raises(ArchiveError, match="unreadable part file"):
+        list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=100)))
+    assert threading.active_count() == threads
+
+
 def test_a_window_with_no_room_in_shared_memory_comes_through_the_pipe(tmp_path, monkeypatch):
     """Writing the window's file fails (e.g. a full /dev/shm): the window is sent through the pipe
     instead, and the replay gives the same records."""

@@ -22,6 +22,9 @@ replayed from its rebuilt lines through the JSONL batch path instead: the same o
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -67,8 +70,47 @@ def archive_batches(engine: Host, archive: Archive, skip: int = 0,
     if not archive.trusted_by(engine.validation, DIGEST):
         return None
     lane = ColumnLane(engine)
-    windows = sorter(lane, archive, skip) if sorter is not None else ((table, None) for table in archive.tables(skip))
+    windows = sorter(lane, archive, skip) if sorter is not None else \
+        ((table, None) for table in _read_ahead(archive.tables(skip)))
     return _windows(lane, windows, skip)
+
+
+def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`tables` in order, the next one read by a thread while the caller works on this one
+    (Parquet decoding and Arrow's kernels release the GIL). An error there is raised here."""
+    handed: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for table in tables:
+                while not stop.is_set():
+                    try:
+                        handed.put(("table", table), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handed.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            handed.put(("error", exc))
+
+    thread = threading.Thread(target=read, name="rectify-archive-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            what, value = handed.get()
+            if what == "end":
+                return
+            if what == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            handed.get_nowait()  # a reader waiting to hand over one more sees `stop` at once
+        thread.join()
 
 
 def _windows(lane: ColumnLane, windows: Windows, skip: int) -> Iterator[tuple[int, list[Record]]]:
