@@ -298,16 +298,14 @@ class ColumnLane:
         some industries is exact when its enterprise is registered in one of them before the window,
         quiet when it is registered otherwise or not at all, and waits for its run (returned) when
         the window registers its enterprise."""
-        registered = _registered(table)
-        registry = self.engine.registry
+        industry = _Industry(self.engine.registry, _registered(table))  # as `sort` sees the registry
         rows = sorted(unless)
         waiting = {}
         for row, subject in zip(rows, python_values(table.column("subject").take(rows))):
-            if subject in registered:
+            known = industry.of(subject)
+            if known is _UNKNOWN:
                 waiting[row] = unless[row]
-                continue
-            registration = registry.get(subject)
-            if registration is not None and registration.get("industry") in unless[row]:
+            elif known in unless[row]:
                 kind[row] = _EXACT
         return waiting
 
