@@ -357,6 +357,30 @@ def _window_folders() -> set[str]:
     return set(glob.glob("/dev/shm/rectify-windows-*")) | set(glob.glob(f"{tempfile.gettempdir()}/rectify-windows-*"))
 
 
+def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
+    """A raw row (a line kept as written) edited in its part file after the archive was written:
+    the replay validates it again and quarantines it with the reason, counts adding up, in this
+    process and with its windows sorted apart."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
+    part = min((tmp_path / "archive").glob("*/*/*.parquet"))
+    table = pq.read_table(part)
+    raw = table.column("raw").to_pylist()
+    row = next(i for i, line in enumerate(raw) if line is not None)
+    raw[row] = b'{"id": "x"}'
+    field = table.schema.field("raw")
+    pq.write_table(table.set_column(table.schema.get_field_index("raw"), field, pa.array(raw, field.type)), part)
+    for workers in (0, 1):
+        engine = Engine(plugins=PLUGINS)
+        quarantined = [r for r in engine.run_batch(Archive(tmp_path / "archive"), workers=workers)
+                       if getattr(r, "error", None)]
+        assert [(r.raw, r.error) for r in quarantined] == [('{"id": "x"}', "(event): 'specversion' is a required property")]
+        assert engine.summary.quarantined == 1 and engine.summary.balanced()
+
+
 def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
     """`workers=1`: the windows come through shared memory; the files go when the replay ends,
     finished or stopped half way, and the process with them. A damaged part file found there is

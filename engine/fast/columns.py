@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -389,8 +388,6 @@ class ColumnLane:
     def _exact(self, row: Mapping[str, Any]) -> list[Record]:
         raw = row["raw"]
         if raw is not None:
-            if row["valid"]:  # validated when written, by an engine with this one's fingerprint: parsed, not checked again
-                return self.engine.process_parsed(orjson.loads(raw), raw, row["file"], row["line"], valid=True)
             return self.engine.process_line(InputLine(row["file"], row["line"], raw))
         event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
