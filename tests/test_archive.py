@@ -357,6 +357,26 @@ def _window_folders() -> set[str]:
     return set(glob.glob("/dev/shm/rectify-windows-*")) | set(glob.glob(f"{tempfile.gettempdir()}/rectify-windows-*"))
 
 
+def test_a_part_file_whose_pages_do_not_decode_is_a_message_not_a_traceback(tmp_path):
+    """Bytes changed inside a part file (its footer intact, so it opens): the page that does not
+    decode is an ArchiveError naming the file, in this process and in the one sorting windows
+    apart, and `rectify run` ends with the message, exit 1."""
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
+    part = max((tmp_path / "archive").glob("*/*/*.parquet"), key=lambda p: p.stat().st_size)
+    data = bytearray(part.read_bytes())
+    for i in range(len(data) // 4, len(data) // 2):
+        data[i] = (data[i] * 7 + 13) % 256
+    part.write_bytes(bytes(data))
+    for workers in (0, 1):
+        with pytest.raises(ArchiveError, match="unreadable part file"):
+            list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive"), workers=workers))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "archive"), "--out", str(tmp_path / "o.jsonl"),
+                                      "--no-progress"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{part}: unreadable part file" in result.output
+
+
 def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
     """A raw row (a line kept as written) edited in its part file after the archive was written:
     the replay validates it again and quarantines it with the reason, counts adding up, in this

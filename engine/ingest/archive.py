@@ -464,6 +464,7 @@ class _FileRows:
     """The rows of one part file, read a batch at a time in seq order."""
 
     def __init__(self, path: Path, entry: Mapping[str, Any], columns: Sequence[str] | None) -> None:
+        self.path = path
         self.entry = entry
         try:
             handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY)
@@ -487,7 +488,10 @@ class _FileRows:
             if self._buffer is None or self._buffer.num_rows == 0:
                 if self._exhausted:
                     break
-                batch = next(self._batches, None)
+                try:
+                    batch = next(self._batches, None)
+                except (OSError, pa.ArrowInvalid) as exc:  # a page that does not decode (e.g. changed bytes)
+                    raise ArchiveError(f"{self.path}: unreadable part file: {exc}") from None
                 if batch is None:
                     self._exhausted = True
                     break
