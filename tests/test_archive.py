@@ -425,6 +425,29 @@ def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
     assert _window_folders() == before and not multiprocessing.active_children()
 
 
+def test_the_sorting_process_killed_mid_replay_stops_it_with_a_message(tmp_path):
+    """The archive's sorting process killed half way (SIGKILL, as the out-of-memory killer does):
+    the replay stops with HelperFailed naming it, the window it owed and how it ended, and leaves
+    no window file behind."""
+    import multiprocessing
+    import os
+    import signal
+
+    from engine.fast import HelperFailed
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    before = _window_folders()
+    records = Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive", window=300), workers=1)
+    next(records)  # the process now waits for room: at most two windows ahead of this one
+    (process,) = multiprocessing.active_children()
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(HelperFailed, match=r"rectify-sort-archive ended before it handed over window \d+ of the "
+                                           r"archive \(killed by SIGKILL, which the out-of-memory killer sends\)"):
+        list(records)
+    assert _window_folders() == before and not multiprocessing.active_children()
+
+
 def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
     """In one process a thread reads the next window while this one is applied: the replay stopped
     half way, finished, or failed on a damaged part file leaves no thread running, and the error

@@ -409,11 +409,13 @@ def test_a_concurrent_what_if_s_child_ends_when_its_parent_is_killed(events):
 
 def test_a_concurrent_what_if_raises_what_the_replay_of_b_raised(events, plugins):
     """An error in B's forked replay is raised here, as a sequential run raises it; a replay that
-    dies says so with its exit code."""
+    dies says so with its exit code; an error that cannot be sent says what it was, its traceback
+    kept in `detail`."""
     import os
 
     from engine import Engine
     from engine.audit import compare
+    from engine.fast import HelperFailed
 
     parent = os.getpid()
 
@@ -432,5 +434,20 @@ def test_a_concurrent_what_if_raises_what_the_replay_of_b_raised(events, plugins
 
     with pytest.raises(ValueError, match="the log of B is unreadable"):
         compare(build, "default", "default", failing, concurrent=True)
-    with pytest.raises(RuntimeError, match="ended early \\(exit code 3\\)"):
+    with pytest.raises(HelperFailed, match="rectify-diff-b ended before it handed over the records of configuration B "
+                                           "\\(exit code 3\\)"):
         compare(build, "default", "default", dying, concurrent=True)
+
+    class Unsendable(Exception):  # an exception that does not pickle: its traceback comes instead
+        def __reduce__(self):
+            raise TypeError("cannot pickle")
+
+    def unsendable():
+        if os.getpid() != parent:
+            raise Unsendable("B's own problem")
+        return read_jsonl([events])
+
+    with pytest.raises(HelperFailed, match="rectify-diff-b failed on the replay of configuration B: .*Unsendable: "
+                                           "B's own problem") as caught:
+        compare(build, "default", "default", unsendable, concurrent=True)
+    assert "Traceback (most recent call last)" in caught.value.detail

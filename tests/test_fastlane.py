@@ -544,3 +544,46 @@ def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterp
     safe = FastLane(REFERENCE).sort(copies, [orjson.dumps(e) for e in copies])
     assert not safe.unless and all(safe.lane[row] == EXACT for row in sorting.unless)
     assert sum(1 for kind in safe.lane if kind != EXACT) > 100
+
+
+def test_a_sorting_process_killed_mid_run_stops_it_with_a_message(tmp_path, monkeypatch):
+    """A sorting process killed while the run goes on (the out-of-memory killer sends SIGKILL):
+    the replay stops with HelperFailed naming the process, the chunk it owed and how it ended;
+    `rectify run --jobs 1` prints that line and exits 1, no traceback."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    import psutil
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+    from engine.fast import HelperFailed
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events * 6))  # more sortings than a pipe holds
+    records = Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), workers=1)
+    assert next(records) is not None  # the worker is now held by its full pipe, chunks still to sort
+    (worker,) = multiprocessing.active_children()
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(HelperFailed, match=r"rectify-sort-0 ended before it handed over chunk \d+ \(killed by "
+                                           r"SIGKILL, which the out-of-memory killer sends\); the replay stopped"):
+        list(records)
+    assert not multiprocessing.active_children()
+
+    def kill_the_first_helper() -> None:
+        while not (helpers := multiprocessing.active_children()):
+            pass
+        os.kill(helpers[0].pid, signal.SIGKILL)
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)  # a free core: --jobs 1 is used
+    killer = threading.Thread(target=kill_the_first_helper, daemon=True)
+    killer.start()
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o.jsonl"), "--no-progress",
+                                      "--jobs", "1"])
+    killer.join(5)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "rectify: rectify-sort-0 ended before it handed over chunk" in result.output
+    assert "Traceback" not in result.output and not multiprocessing.active_children()

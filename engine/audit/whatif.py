@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.fast.workers import ended_early, failed
 from engine.records import Decision, Finding
 from engine.validate.yamlsafe import YamlError, read_yaml
 
@@ -119,9 +120,11 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
         try:
             outcome, b = receiving.recv()
         except EOFError:
-            raise RuntimeError(f"the replay of configuration B ended early (exit code {child.exitcode})") from None
+            raise ended_early(child, "the records of configuration B") from None
         if outcome == "error":
             raise b
+        if outcome == "failed":
+            raise failed(child.name, "the replay of configuration B", b)
         return a, b
     finally:
         if child.is_alive():
@@ -141,7 +144,7 @@ def _replay_in_child(engine: Any, lines: Callable[[], Iterable[Any]], as_of: str
         try:
             pipe.send(("error", exc))
         except Exception:  # noqa: BLE001 - an exception that does not pickle: its traceback as text
-            pipe.send(("error", RuntimeError(traceback.format_exc())))
+            pipe.send(("failed", "".join(traceback.format_exception(exc))))
     finally:
         pipe.close()
 

@@ -59,15 +59,23 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """A command; an archive found damaged while it is read (a part file unreadable, rows
-        missing) ends it with the message, exit 1, as a damaged store does."""
+        missing), or a helper process that ended before its work was handed over (killed, or
+        failed: its traceback is logged at debug level), ends it with the message, exit 1, as a
+        damaged store does."""
         try:
             return super().invoke(ctx)
         except Exception as exc:
             archive = sys.modules.get("engine.ingest.archive")  # imported by whatever read an archive
-            if archive is None or not isinstance(exc, archive.ArchiveError):
+            workers = sys.modules.get("engine.fast.workers")  # imported by whatever forks helpers
+            if not (archive is not None and isinstance(exc, archive.ArchiveError)
+                    or workers is not None and isinstance(exc, workers.HelperFailed)):
                 raise
             from engine.cli.common import EXIT_INVALID
 
+            if getattr(exc, "detail", ""):
+                from engine.cli.logs import get_logger
+
+                get_logger().debug("helper_traceback", traceback=exc.detail)
             click.echo(f"rectify: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
 

@@ -11,6 +11,6 @@ through the narrow `Host` interface, so this package sits below engine/pipeline.
 
 from engine.fast.batch import batches, chunks_of
 from engine.fast.lane import UNPARSED, FastLane, Host, Sorting, parse_lines
-from engine.fast.workers import can_share
+from engine.fast.workers import HelperFailed, can_share
 
-__all__ = ["UNPARSED", "FastLane", "Host", "Sorting", "batches", "can_share", "chunks_of", "parse_lines"]
+__all__ = ["UNPARSED", "FastLane", "HelperFailed", "Host", "Sorting", "batches", "can_share", "chunks_of", "parse_lines"]

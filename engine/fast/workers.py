@@ -27,6 +27,7 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,38 @@ from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.jsonl import JsonlFiles
 
 _MAIN_EVERY = 3
+
+
+class HelperFailed(RuntimeError):
+    """A forked helper (a sorting process, the what-if's replay of B) ended before it handed over
+    its work: killed (the out-of-memory killer sends SIGKILL) or failed. The replay stops there, so
+    what it wrote is incomplete. `detail`: the helper's traceback when it failed (a bug to report)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def ended_early(process: Any, work: str) -> HelperFailed:
+    """The error for a helper whose pipe closed before it handed over `work`: how it ended (its
+    exit code or signal, waited for up to 5 s)."""
+    process.join(5)
+    code = process.exitcode
+    if code is None:
+        how = "it closed its pipe"
+    elif code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        how = f"killed by {name}" + (", which the out-of-memory killer sends" if -code == signal.SIGKILL else "")
+    else:
+        how = f"exit code {code}"
+    return HelperFailed(f"{process.name} ended before it handed over {work} ({how}); the replay stopped there, "
+                        "so its outputs are incomplete")
+
+
+def failed(name: str, work: str, detail: str) -> HelperFailed:
+    """The error for a helper that sent its traceback (`detail`) instead of `work`: its last line says what."""
+    last = detail.strip().splitlines()[-1] if detail.strip() else "no reason given"
+    return HelperFailed(f"{name} failed on {work}: {last}", detail)
 
 
 class LazyEvents(Sequence[Any]):
@@ -96,11 +129,11 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
             try:
                 sent, sorting = pipes[owner].recv()
             except EOFError:
-                raise RuntimeError(f"sorting worker {owner} ended early (chunk {number})") from None
+                raise ended_early(processes[owner], f"chunk {number}") from None
             if isinstance(sorting, str):
-                raise RuntimeError(f"sorting worker {owner} failed on chunk {sent}:\n{sorting}")
+                raise failed(processes[owner].name, f"chunk {sent}", sorting)
             if sent != number:
-                raise RuntimeError(f"sorting worker {owner} sent chunk {sent}, expected {number}")
+                raise HelperFailed(f"{processes[owner].name} sent chunk {sent}, expected {number}")
             yield chunk, sorting, LazyEvents(chunk[2])
     finally:
         for process in processes:
@@ -165,16 +198,16 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
             try:
                 message = receiving.recv()
             except EOFError:
-                raise RuntimeError(f"archive sorting process ended early (window {number})") from None
+                raise ended_early(process, f"window {number} of the archive") from None
             if message is None:
                 return
             sent, path, sorting = message
             if sorting is None:  # `path` is what went wrong
                 if isinstance(path, ArchiveError):
                     raise path
-                raise RuntimeError(f"archive sorting process failed on window {sent}:\n{path}")
+                raise failed(process.name, f"window {sent} of the archive", path)
             if sent != number:
-                raise RuntimeError(f"archive sorting process sent window {sent}, expected {number}")
+                raise HelperFailed(f"{process.name} sent window {sent}, expected {number}")
             if isinstance(path, str):
                 with pa.memory_map(path) as source:
                     table = pa.ipc.open_file(source).read_all()
