@@ -448,6 +448,37 @@ def test_the_sorting_process_killed_mid_replay_stops_it_with_a_message(tmp_path)
     assert _window_folders() == before and not multiprocessing.active_children()
 
 
+def test_rectify_run_with_its_sorting_process_killed_says_so_and_exits_1(tmp_path, monkeypatch):
+    """`rectify run ARCHIVE --jobs 1` whose sorting process is killed before it hands over a window:
+    one line naming the process, the window and the signal; exit 1, no traceback."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+
+    def kill_the_sorting_process() -> None:  # at once: before it has read and sorted its first window
+        while not (helpers := multiprocessing.active_children()):
+            pass
+        os.kill(helpers[0].pid, signal.SIGKILL)
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)  # a free core: --jobs 1 is used
+    killer = threading.Thread(target=kill_the_sorting_process, daemon=True)
+    killer.start()
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "archive"), "--out", str(tmp_path / "o.jsonl"),
+                                      "--no-progress", "--jobs", "1"])
+    killer.join(5)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "rectify: rectify-sort-archive ended before it handed over window 0 of the archive (killed by SIGKILL" \
+        in result.output
+    assert "Traceback" not in result.output and not multiprocessing.active_children()
+
+
 def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
     """In one process a thread reads the next window while this one is applied: the replay stopped
     half way, finished, or failed on a damaged part file leaves no thread running, and the error

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import random
+import re
 from typing import Any
 
 import orjson
@@ -546,44 +547,79 @@ def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterp
     assert sum(1 for kind in safe.lane if kind != EXACT) > 100
 
 
-def test_a_sorting_process_killed_mid_run_stops_it_with_a_message(tmp_path, monkeypatch):
-    """A sorting process killed while the run goes on (the out-of-memory killer sends SIGKILL):
-    the replay stops with HelperFailed naming the process, the chunk it owed and how it ended;
-    `rectify run --jobs 1` prints that line and exits 1, no traceback."""
+def test_a_sorting_process_killed_with_a_chunk_taken_stops_the_run_with_a_message(tmp_path):
+    """A sorting process killed while it sorts a chunk it took (the out-of-memory killer sends
+    SIGKILL), or half way through sending one: the replay stops with HelperFailed naming the
+    process, the chunk it owed and how it ended. (Chunks it had not taken are sorted here.)"""
     import multiprocessing
     import os
     import signal
-    import threading
+    import time
+    from pathlib import Path
 
-    import psutil
-    from click.testing import CliRunner
-
-    from engine.cli import cli
-    from engine.fast import HelperFailed
+    from engine.fast import HelperFailed, workers
 
     path = tmp_path / "log.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events * 6))  # more sortings than a pipe holds
+    message = (r"rectify-sort-0 ended before it handed over chunk \d+ \(killed by SIGKILL, which the out-of-memory "
+               r"killer sends\); the replay stopped")
+    original = workers._sort_share
+
+    def killed_in_its_first_chunk(lane, *args):  # in the forked worker, as it starts sorting the chunk it took
+        def die(*a, **k):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        lane.sort = die
+        original(lane, *args)
+
+    workers._sort_share = killed_in_its_first_chunk
+    try:
+        with pytest.raises(HelperFailed, match=message):
+            list(Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), workers=1))
+    finally:
+        workers._sort_share = original
+    assert not multiprocessing.active_children()
+    # killed while it waits on its full pipe: half a sorting may be in the pipe
     records = Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), workers=1)
-    assert next(records) is not None  # the worker is now held by its full pipe, chunks still to sort
+    assert next(records) is not None
     (worker,) = multiprocessing.active_children()
+    deadline = time.monotonic() + 60
+    while "pipe_write" not in Path(f"/proc/{worker.pid}/wchan").read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
     os.kill(worker.pid, signal.SIGKILL)
-    with pytest.raises(HelperFailed, match=r"rectify-sort-0 ended before it handed over chunk \d+ \(killed by "
-                                           r"SIGKILL, which the out-of-memory killer sends\); the replay stopped"):
-        list(records)
+    try:
+        list(records)  # complete when the chunk it was sending had arrived whole
+    except HelperFailed as exc:
+        assert re.match(message, str(exc))
     assert not multiprocessing.active_children()
 
-    def kill_the_first_helper() -> None:
-        while not (helpers := multiprocessing.active_children()):
-            pass
-        os.kill(helpers[0].pid, signal.SIGKILL)
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)  # a free core: --jobs 1 is used
-    killer = threading.Thread(target=kill_the_first_helper, daemon=True)
-    killer.start()
-    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o.jsonl"), "--no-progress",
-                                      "--jobs", "1"])
-    killer.join(5)
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
-    assert "rectify: rectify-sort-0 ended before it handed over chunk" in result.output
-    assert "Traceback" not in result.output and not multiprocessing.active_children()
+def test_chunks_go_to_whichever_process_is_free(tmp_path):
+    """Who sorts a chunk is decided as the work goes: with the worker stopped (SIGSTOP) before it
+    takes any, this process sorts every chunk itself and gives the same records, and the stopped
+    worker is ended with the replay."""
+    import multiprocessing
+    import os
+    import signal
+
+    from engine.fast import workers
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in CITY.events * 3))
+    expected = [r.to_dict() for r in Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]))]
+    original = workers._sort_share
+
+    def stopped_first(*args, **kwargs):  # in the forked worker: stop before taking any chunk
+        os.kill(os.getpid(), signal.SIGSTOP)
+        original(*args, **kwargs)
+
+    workers._sort_share = stopped_first
+    try:
+        records = Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), workers=1)
+        got = [next(records).to_dict()]
+        assert len(multiprocessing.active_children()) == 1
+        got += [r.to_dict() for r in records]
+        assert got == expected
+    finally:
+        workers._sort_share = original
+    assert not multiprocessing.active_children()

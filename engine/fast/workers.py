@@ -4,12 +4,13 @@ What the fast lane learns about a chunk before it touches engine state (parsing,
 plans, gates, event times, content digests) is a pure function of the lines. Worker
 processes do that part. They are forked from the process that holds the engine, so they
 share its compiled rules, schemas and plugins without pickling any of them. Each worker
-reads the input files itself and sorts every N-th chunk (chunks are fixed runs of lines,
-engine/ingest/jsonl.py), then sends the sorting back through its own pipe. The engine's process
-reads the files too, takes the sortings in input order, parses again only the lines that
-take the exact path, and makes every decision. Only sortings cross a pipe, and only one
-way, so nothing can deadlock. No worker can reorder anything: the output is the
-single-process output, record for record (tests/test_fastlane.py).
+reads the input files itself (chunks are fixed runs of lines, engine/ingest/jsonl.py), sorts
+each chunk nobody has taken yet, and sends the sorting back through its own pipe. The engine's
+process reads the files too, sorts the chunks no worker took in time, takes the sortings in
+input order, parses again only the lines that take the exact path, and makes every decision.
+Only sortings cross a pipe, one way; the shared count of chunks taken is held only for a test
+and an increment. No worker can reorder anything: the output is the single-process output,
+record for record (tests/test_fastlane.py).
 
 An archive (engine/ingest/archive.py) is read and sorted by one forked process: it reads
 each window of rows, sorts it by column (`ColumnLane.sort_apart`), and hands over the window
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
 import tempfile
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -40,8 +42,6 @@ from engine.fast.columns import ColumnLane, Windows
 from engine.fast.lane import UNPARSED, FastLane, Sorting, parse_lines
 from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.jsonl import JsonlFiles
-
-_MAIN_EVERY = 3
 
 
 class HelperFailed(RuntimeError):
@@ -106,67 +106,161 @@ def can_share(files: Any) -> bool:
 def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
                        workers: int, skip: int = 0) -> Iterator[tuple[tuple[str, int, list[bytes]], Sorting, Sequence[Any]]]:
     """Each chunk of `files` with its sorting and its events, in input order, sorted by `workers`
-    processes. Events of a chunk sorted here are the parsed ones; of a worker's, parsed on use."""
+    processes or by this one. Events of a chunk sorted here are the parsed ones; of a worker's,
+    parsed on use.
+
+    Who sorts a chunk is decided as the work goes (`_Claims`): every process walks the chunks in
+    order and takes the next one nobody has taken. So this process sorts a chunk itself only
+    when no worker has started on it by the time it is needed, and never waits for more than the
+    chunk a worker is sorting: the share adapts to how fast each side is, on an idle machine or a
+    busy one. A sorting is a function of the chunk's lines alone, so who made it does not matter."""
     context = multiprocessing.get_context("fork")
+    claims = _Claims(context)
     pipes: list[Any] = []
     processes: list[Any] = []
     try:
         for index in range(workers):
             receiving, sending = context.Pipe(duplex=False)
-            process = context.Process(target=_sort_share, args=(lane, files, size, skip, index, workers, sending,
+            process = context.Process(target=_sort_share, args=(lane, files, size, skip, claims, sending,
                                                                 [*pipes, receiving]),
                                       name=f"rectify-sort-{index}", daemon=True)
             process.start()
             sending.close()  # the worker holds the sending end
             pipes.append(receiving)
             processes.append(process)
-        for number, chunk in enumerate(files.chunks(size, skip)):
-            owner = _owner(number, workers)
-            if owner is None:
-                events = parse_lines(chunk[2])
-                yield chunk, lane.sort(events, chunk[2], defer=True), events
-                continue
-            try:
-                sent, sorting = pipes[owner].recv()
-            except EOFError:
-                raise ended_early(processes[owner], f"chunk {number}") from None
-            if isinstance(sorting, str):
-                raise failed(processes[owner].name, f"chunk {sent}", sorting)
-            if sent != number:
-                raise HelperFailed(f"{processes[owner].name} sent chunk {sent}, expected {number}")
-            yield chunk, sorting, LazyEvents(chunk[2])
+        arrived: dict[int, Sorting] = {}  # sortings received before their turn
+        own: dict[int, tuple[Sorting, list[Any]]] = {}  # chunks this process sorted ahead, while it would have waited
+        read: dict[int, tuple[str, int, list[bytes]]] = {}  # chunks read ahead of their turn
+        chunks = enumerate(files.chunks(size, skip))
+        open_pipes: dict[Any, Any] = dict(zip(pipes, processes))
+
+        def chunk_at(wanted: int) -> tuple[str, int, list[bytes]] | None:
+            """Chunk number `wanted` (read on until it comes), None past the end."""
+            while wanted not in read:
+                found = next(chunks, None)
+                if found is None:
+                    return None
+                read[found[0]] = found[1]
+            return read[wanted]
+
+        def sort_here(chunk: tuple[str, int, list[bytes]]) -> tuple[Sorting, list[Any]]:
+            events = parse_lines(chunk[2])
+            return lane.sort(events, chunk[2], defer=True), events
+
+        number = 0
+        while (chunk := chunk_at(number)) is not None:
+            del read[number]
+            stuck = _workers_alive(processes, number)
+            if number in own:
+                sorting, events = own.pop(number)
+                yield chunk, sorting, events
+            elif number not in arrived and claims.take(number, stuck):
+                sorting, events = sort_here(chunk)
+                yield chunk, sorting, events
+            else:
+                while number not in arrived:  # a worker took it: receive, or sort the next chunk nobody took meanwhile
+                    if not open_pipes:
+                        raise HelperFailed(f"no sorting process sent chunk {number}")
+                    ready = _ready(open_pipes, 0)
+                    if not ready:
+                        ahead = claims.take_next(stuck)
+                        found = chunk_at(ahead)
+                        if found is not None:
+                            own[ahead] = sort_here(found)
+                            continue
+                        ready = _ready(open_pipes, None)
+                    for connection in ready:
+                        process = open_pipes[connection]
+                        try:
+                            sent, received = connection.recv()
+                        except (EOFError, OSError):  # it sent all it took, unless it was killed with a chunk
+                            process.join(5)  # taken (or half sent: "got end of file during message")
+                            if process.exitcode != 0:
+                                raise ended_early(process, f"chunk {number}") from None
+                            del open_pipes[connection]
+                            continue
+                        if isinstance(received, str):
+                            raise failed(process.name, f"chunk {sent}", received)
+                        if sent < number or sent in arrived or sent in own:
+                            raise HelperFailed(f"{process.name} sent chunk {sent} again")
+                        arrived[sent] = received
+                yield chunk, arrived.pop(number), LazyEvents(chunk[2])
+            number += 1
     finally:
         for process in processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()  # a worker holds nothing to clean up; a stopped one would not see SIGTERM
             process.join()
         for pipe in pipes:
             pipe.close()
 
 
-def _owner(number: int, workers: int) -> int | None:
-    """Who sorts chunk `number`: the engine's process every third chunk (None), else a worker in turn.
-
-    The engine's process spends about 3 µs per event committing and deciding, a worker about
-    5.5 µs parsing and sorting (benchmarks/test_stages.py); sorting a third of the chunks
-    itself keeps both busy on 2 cores (in a side-by-side run, every third chunk did at least
-    as well as every 4th, 6th or 10th).
-    """
-    if number % _MAIN_EVERY == _MAIN_EVERY - 1:
-        return None
-    return (number - (number + 1) // _MAIN_EVERY) % workers
+def _ready(pipes: dict[Any, Any], timeout: float | None) -> list[Any]:
+    """The pipes with something to read (a sorting, or their end), waiting up to `timeout` seconds."""
+    return list(multiprocessing.connection.wait(list(pipes), timeout=timeout))
 
 
-def _sort_share(lane: FastLane, files: JsonlFiles, size: int, skip: int, index: int, workers: int, pipe: Any,
+class _Claims:
+    """Which chunks have been taken: every process walks the chunks in order, and a chunk is taken
+    by whoever reaches it first (the shared count of chunks taken is then its number). A lock
+    makes the test and the count one step. Whoever waits for the lock checks every second that the
+    others are alive (`stuck`): a process killed while it held the lock never gives it back."""
+
+    def __init__(self, context: Any) -> None:
+        self._taken = context.Value("q", 0, lock=False)
+        self._lock = context.Lock()
+
+    def take(self, number: int, stuck: Callable[[], None]) -> bool:
+        """Take chunk `number` when nobody has (True); False when somebody already has. `stuck` is
+        called while the lock stays held; it raises when whoever holds it may be dead."""
+        while not self._lock.acquire(timeout=1.0):
+            stuck()
+        try:
+            if self._taken.value != number:
+                return False
+            self._taken.value = number + 1
+            return True
+        finally:
+            self._lock.release()
+
+    def take_next(self, stuck: Callable[[], None]) -> int:
+        """Take the first chunk nobody has taken (which may lie past the end): its number."""
+        while not self._lock.acquire(timeout=1.0):
+            stuck()
+        try:
+            number = self._taken.value
+            self._taken.value = number + 1
+            return int(number)
+        finally:
+            self._lock.release()
+
+
+def _workers_alive(processes: Sequence[Any], number: int) -> Callable[[], None]:
+    def check() -> None:
+        for process in processes:
+            if not process.is_alive() and process.exitcode != 0:
+                raise ended_early(process, f"chunk {number}")
+    return check
+
+
+def _parent_alive(parent: int) -> Callable[[], None]:
+    def check() -> None:
+        if os.getppid() != parent:
+            raise BrokenPipeError("the engine's process is gone")
+    return check
+
+
+def _sort_share(lane: FastLane, files: JsonlFiles, size: int, skip: int, claims: _Claims, pipe: Any,
                 inherited: list[Any]) -> None:
-    """A worker: sort the chunks `_owner` gives it and send (chunk number, sorting) for each. When
-    the engine's process is gone, a send fails and the worker ends."""
+    """A worker: sort each chunk nobody has taken yet, and send (chunk number, sorting) for each.
+    When the engine's process is gone, a send fails and the worker ends."""
     for other_end in inherited:  # with them open here, a send could wait forever for a reader that died
         other_end.close()
     number = -1
+    stuck = _parent_alive(os.getppid())
     try:
         for number, (_, _, texts) in enumerate(files.chunks(size, skip)):
-            if _owner(number, workers) == index:
+            if claims.take(number, stuck):
                 pipe.send((number, lane.sort(parse_lines(texts), texts, defer=True)))
     except BrokenPipeError:
         pass  # the engine's process is gone
@@ -197,7 +291,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
         while True:
             try:
                 message = receiving.recv()
-            except EOFError:
+            except (EOFError, OSError):  # OSError: it was killed half way through sending one
                 raise ended_early(process, f"window {number} of the archive") from None
             if message is None:
                 return
