@@ -162,12 +162,13 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
                     if not open_pipes:
                         raise HelperFailed(f"no sorting process sent chunk {number}")
                     ready = _ready(open_pipes, 0)
-                    if not ready:
+                    if not ready and len(own) < _OWN_AHEAD:
                         ahead = claims.take_next(stuck)
                         found = chunk_at(ahead)
                         if found is not None:
                             own[ahead] = sort_here(found)
                             continue
+                    if not ready:
                         ready = _ready(open_pipes, None)
                     for connection in ready:
                         process = open_pipes[connection]
@@ -193,6 +194,9 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
             process.join()
         for pipe in pipes:
             pipe.close()
+
+
+_OWN_AHEAD = 8  # chunks the engine's process sorts ahead while it waits for a worker's (memory stays bounded)
 
 
 def _ready(pipes: dict[Any, Any], timeout: float | None) -> list[Any]:
