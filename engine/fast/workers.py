@@ -110,10 +110,11 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
     parsed on use.
 
     Who sorts a chunk is decided as the work goes (`_Claims`): every process walks the chunks in
-    order and takes the next one nobody has taken. So this process sorts a chunk itself only
-    when no worker has started on it by the time it is needed, and never waits for more than the
-    chunk a worker is sorting: the share adapts to how fast each side is, on an idle machine or a
-    busy one. A sorting is a function of the chunk's lines alone, so who made it does not matter."""
+    order and takes the next one nobody has taken. This process sorts a chunk itself when no
+    worker has taken it by the time it is needed, and, while it waits for one a worker took, the
+    next chunks nobody has taken (up to `_OWN_AHEAD`): the share adapts to how fast each side is,
+    on an idle machine or a busy one. A sorting is a function of the chunk's lines alone, so who
+    made it does not matter."""
     context = multiprocessing.get_context("fork")
     claims = _Claims(context)
     pipes: list[Any] = []
