@@ -216,10 +216,9 @@ class _Claims:
         self._lock = context.Lock()
 
     def take(self, number: int, stuck: Callable[[], None]) -> bool:
-        """Take chunk `number` when nobody has (True); False when somebody already has. `stuck` is
-        called while the lock stays held; it raises when whoever holds it may be dead."""
-        while not self._lock.acquire(timeout=1.0):
-            stuck()
+        """Take chunk `number` when nobody has (True); False when somebody already has. `stuck`:
+        see `_acquire`."""
+        _acquire(self._lock, stuck)
         try:
             if self._taken.value != number:
                 return False
@@ -230,14 +229,20 @@ class _Claims:
 
     def take_next(self, stuck: Callable[[], None]) -> int:
         """Take the first chunk nobody has taken (which may lie past the end): its number."""
-        while not self._lock.acquire(timeout=1.0):
-            stuck()
+        _acquire(self._lock, stuck)
         try:
             number = self._taken.value
             self._taken.value = number + 1
             return int(number)
         finally:
             self._lock.release()
+
+
+def _acquire(lock: Any, stuck: Callable[[], None]) -> None:
+    """Acquire `lock` (or semaphore), calling `stuck` each second it is not free: `stuck` raises
+    when the process that would free it may be dead (`_workers_alive`, `_parent_alive`)."""
+    while not lock.acquire(timeout=1.0):
+        stuck()
 
 
 def _workers_alive(processes: Sequence[Any], number: int) -> Callable[[], None]:
@@ -345,20 +350,17 @@ def _sort_windows(lane: ColumnLane, archive: Archive, skip: int, folder: str, ro
     file, its sorting); then None. When the engine's process is gone, it removes `folder` and ends."""
     other_end.close()  # inherited: with it open here, a send would wait forever for a reader that died
     number = 0
-    parent = os.getppid()
+    stuck = _parent_alive(os.getppid())  # raises BrokenPipeError once the engine's process was killed
     try:
         for table in archive.tables(skip):
             sorting = lane.sort_apart(table)
-            while not room.acquire(timeout=1.0):
-                if os.getppid() != parent:  # the engine's process was killed: leave nothing behind
-                    shutil.rmtree(folder, ignore_errors=True)
-                    return
+            _acquire(room, stuck)
             pipe.send((number, _handed_over(table, os.path.join(folder, f"{number}.arrow")), sorting))
             number += 1
         pipe.send(None)
     except OSError as exc:
-        if isinstance(exc, BrokenPipeError):  # the engine's process is gone: nobody will take the windows
-            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, BrokenPipeError):  # the engine's process is gone: nobody will take the windows,
+            shutil.rmtree(folder, ignore_errors=True)  # leave nothing behind
         else:
             _report(pipe, number, traceback.format_exc(), None)
     except ArchiveError as exc:
