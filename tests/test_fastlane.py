@@ -282,6 +282,30 @@ def test_sorting_in_worker_processes_gives_the_same_output(workers, tmp_path):
     assert batch.lane_stats["quiet"] > 300
 
 
+def test_a_sorting_survives_the_pipe_unchanged():
+    """What a worker sends (a `Sorting`, pickled in its compact form) is what it sorted: same
+    values and types, the 64-bit digests and event times exact; a value JSON cannot carry (a lone
+    surrogate in an id) falls back to pickle's own form."""
+    import pickle
+
+    from engine.fast.lane import Sorting, parse_lines
+
+    lines = adversarial_log(5, 600) + [orjson.dumps(e) for e in CITY.events[:600]]
+    lane = FastLane(Engine(plugins=PLUGINS))
+    sortings = [lane.sort(parse_lines(lines[i:i + 256]), lines[i:i + 256], defer=True) for i in range(0, len(lines), 256)]
+    assert any(kind != EXACT for sorting in sortings for kind in sorting.lane)  # quiet lines: ids, digests, times
+    for sorting in sortings:
+        back = pickle.loads(pickle.dumps(sorting))
+        assert back == sorting
+        assert [type(v) for v in back.digests] == [type(v) for v in sorting.digests]
+        assert [type(v) for v in back.valid] == [type(v) for v in sorting.valid]
+    odd = Sorting([1, 0], ["\ud800", None], ["E1", None], [1.5e9, 0.0], [2**64 - 1, None], [True, False],
+                  {0: frozenset({"dyeing"})})
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(odd.ids)
+    assert pickle.loads(pickle.dumps(odd)) == odd
+
+
 def test_stopping_early_leaves_no_worker_processes(tmp_path):
     import multiprocessing
 

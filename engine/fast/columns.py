@@ -230,7 +230,7 @@ class ColumnLane:
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
         if not len(typed_rows):
             return kind
-        sub = table.take(typed_rows)
+        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent"]).take(typed_rows)  # only what gating reads
         codes, keys = [], []
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
