@@ -1,11 +1,13 @@
-"""The run driver: input lines through an engine into outputs. One driver for every way to run.
+"""The run driver: input lines through an engine into outputs. One driver for every run that writes.
 
-`rectify run`, `rectify run --store` (crash-safe, resumable), `rectify replay`, `rectify demo`,
-the reports, `explain` and what-if all run through `Run`: chunks of input through the batch
-path (engine/fast/), each chunk's records written through one output wiring (`Outputs`:
-sinks, quarantine apart when asked, the hash chain), a checkpoint after a chunk when one is
-due, and the end of input (`flush`, `as_of`). `feed_line` takes one event at a time for a
-live service, each record written before it returns.
+`rectify run`, `rectify run --store` (crash-safe, resumable), `rectify replay`, `rectify demo`
+and the reports all run through `Run`: chunks of input through the batch path (engine/fast/),
+each chunk's records written through one output wiring (`Outputs`: sinks, quarantine apart when
+asked, the hash chain), a checkpoint after a chunk when one is due, and the end of input
+(`flush`, `as_of`). `feed_line` takes one event at a time for a live service, each record
+written before it returns. Callers that only look at the records as they come (`explain`,
+what-if, `evaluate`, an embedding program) use `Engine.run_batch`, the same batch path without
+outputs.
 
     Run(engine, Outputs(JsonlSink(out))).feed(JsonlFiles(paths)).finish() -> RunSummary
 

@@ -23,13 +23,14 @@ import pyarrow.compute as pc
 import yaml
 
 from engine.i18n import translator
-from engine.fast import batches, parse_lines
+from engine.fast import parse_lines
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive, event_sources
 from engine.normalise.readings import epoch_of
+from engine.output import ListSink
 from engine.pipeline import POLICY_PACK, Engine
-from engine.records import Quarantined, Record
 from engine.report.summary import programme_report
+from engine.run import Outputs, Run
 
 # event types kept in an enterprise's file, beside its findings and decisions
 _LINES = 256  # lines parsed at a time (the batch path's chunk: the parsed events stay in the CPU cache)
@@ -206,32 +207,24 @@ def _archive_times(archive: Archive, skipped: set[tuple[str, int]], history: dic
 def collect(engine: Engine, paths: list[str], as_of: str | None = None) -> ReportData:
     """Run the event files, or archives made by `rectify archive`, in their order, through the
     engine (the batch path) and gather what a report needs."""
+    sources = event_sources(paths)
+    records, bad = ListSink(), ListSink()  # quarantine records apart: the lines the scan below skips
+    run = Run(engine, Outputs(records, bad, chain=False), as_of=as_of)
+    for source in sources:
+        run.feed(source)
+    run.finish()
     findings: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
-    skipped: set[tuple[str, int]] = set()
-    sources = event_sources(paths)
-    for record in _records(engine, sources, as_of):
-        if isinstance(record, Quarantined):
-            skipped.add((record.source, record.line))
-            continue
-        data = record.to_dict()
+    for data in records.records:
         kind = data.get("record")
         (findings if kind == "finding" else decisions if kind == "decision" else other).append(data)
-    period, history = scan(sources, skipped)
+    period, history = scan(sources, {(q["source"], q["line"]) for q in bad.records})
     infos, programme = rule_infos(engine)
     return ReportData(ruleset=engine.ruleset, registry=dict(engine.registry), targets=dict(engine.targets()),
                       findings=findings, decisions=decisions, other=other, period=period,
                       reference_time=as_of or period[1], as_of=as_of, counts=engine.summary.to_dict(),
                       rules=infos, programme_title=programme, history=history, parcels=dict(engine.parcels.registry))
-
-
-def _records(engine: Engine, sources: list[JsonlFiles | Archive], as_of: str | None) -> Iterator[Record]:
-    """`Engine.run_batch` over several inputs in turn."""
-    for source in sources:
-        for _, records in batches(engine, source):
-            yield from records
-    yield from engine.flush(as_of)
 
 
 def from_records(records: Iterable[Mapping[str, Any]], registry: Mapping[str, Mapping[str, Any]], *, ruleset: str = "",
