@@ -27,7 +27,7 @@ from engine.ingest.archive import MANIFEST, Archive, ArchiveError
 from engine.normalise import DIGEST
 from engine.output import ListSink
 from engine.run import archive_files
-from test_fastlane import adversarial_log, benchmark_events, bound_events, killed_midway
+from test_fastlane import adversarial_log, benchmark_events, bound_events, dated_events, killed_midway
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
@@ -110,6 +110,14 @@ def test_every_threshold_rule_at_its_bounds_replays_by_column(tmp_path):
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=5)
     engine = compare([log], tmp_path / "archive", window=200)
     assert engine.lane_stats["quiet"] > 200 and sum(engine.summary.findings.values()) > 200
+
+
+def test_readings_on_the_edges_of_a_rule_s_dates_replay_by_column(tmp_path):
+    """The columnar lane's exact test is told each row's local date, as the fast lane's is."""
+    log = write(tmp_path / "dated.jsonl", [orjson.dumps(e) for e in dated_events()])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    engine = compare([log], tmp_path / "archive", window=300, as_of="2024-12-31T00:00:00+08:00")
+    assert engine.lane_stats["quiet"] > 0 and sum(engine.summary.findings.values()) > 1000
 
 
 def test_benchmark_corrected_readings_replay_byte_for_byte(tmp_path):

@@ -258,6 +258,7 @@ def test_a_gate_lets_through_only_readings_no_rule_fires_on(event, value, o2):
     if inside:
         assert not findings
     assert gate.fires(value, data.get("o2_percent")) or not findings
+    assert gate.fires(value, data.get("o2_percent"), data, candidate["time"][:10]) or not findings  # told the date
 
 
 def _reading(event: dict[str, Any]):
@@ -435,6 +436,52 @@ def test_every_threshold_rule_at_its_bounds_gives_the_per_event_output():
     events, count = bound_events()
     per_event, batch = run_both([orjson.dumps(e) for e in events], batch_size=128)
     assert count > 500 and batch.lane_stats["quiet"] > 200 and sum(batch.summary.findings.values()) > 200
+
+
+def dated_events() -> list[dict[str, Any]]:
+    """Registrations of existing works (EIA 2010) and new ones (EIA 2020), then daily wastewater
+    readings just above each dated rule's limit (e.g. GB 4287's Table 1 limits for existing works,
+    in force 2013-2014 only), to each of its destinations, on the day before each of its windows,
+    the first and last day, the day after, and in 2024, in local dates at +08:00 and UTC."""
+    from datetime import date, datetime, timedelta
+    from itertools import product
+
+    events, existing = registrations("9133023")
+    more, new = registrations("9133024", eia_approved_on="2020-06-01")
+    events += [{**event, "id": event["id"] + "-new"} for event in more]
+    for event in events:
+        event["time"] = "2010-01-01T08:00:00+08:00"
+    readings = []
+    dated = [r for r in REFERENCE.rules if r.threshold is not None and r.windows and r.type == "discharge.measured"
+             and r.threshold[0] == "gt" and r.periods and "day" in r.periods]
+    assert len(dated) > 10
+    for rule in dated:
+        days = {"2024-03-05"}
+        for window in rule.windows.values():
+            for edge, shifts in ((window.start, (-1, 0)), (window.end, (0, 1))):
+                if edge is not None:
+                    days |= {(date.fromisoformat(edge) + timedelta(days=shift)).isoformat() for shift in shifts}
+        for codes in (existing, new):
+            subject = codes[sorted(rule.industries)[0] if rule.industries else "other"]
+            for when, destination, clock in product(sorted(days), sorted(rule.destinations or ["direct"]),
+                                                    ("T00:30:00+08:00", "T23:30:00+00:00")):
+                readings.append({"specversion": "1.0", "id": f"w-{len(readings)}", "source": "t",
+                                 "type": "discharge.measured", "subject": subject, "time": when + clock,
+                                 "data": {"outlet": "W1", "point": sorted(rule.points)[0] if rule.points else "plant",
+                                          "destination": destination, "pollutant": sorted(rule.pollutants)[0],
+                                          "value": rule.threshold[1] * 1.01, "unit": rule.unit, "period": "day",
+                                          "flag": "N"}})
+    readings.sort(key=lambda e: datetime.fromisoformat(e["time"]))
+    return events + readings
+
+
+def test_readings_on_the_edges_of_a_rule_s_dates_give_the_per_event_output():
+    """A reading outside a gate's cuts is judged exactly, told its local date: a rule in force
+    that day for no facility class is skipped, as the judge skips it, so the reading stays in
+    bulk (none did before); the records are the per-event path's."""
+    per_event, batch = run_both([orjson.dumps(e) for e in dated_events()], batch_size=256,
+                                as_of="2024-12-31T00:00:00+08:00")
+    assert batch.lane_stats["quiet"] > 0 and sum(batch.summary.findings.values()) > 1000
 
 
 def benchmark_events() -> tuple[list[dict[str, Any]], int]:

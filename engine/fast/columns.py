@@ -264,18 +264,22 @@ class ColumnLane:
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
         outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
-        subjects = python_values(table.column("subject").take(typed_rows[outside_rows])) if len(outside_rows) else []
-        subjects = dict(zip(outside_rows.tolist(), subjects))
+        outside = typed_rows[outside_rows]
+        subjects = dict(zip(outside_rows.tolist(), python_values(table.column("subject").take(outside)))) \
+            if len(outside_rows) else {}
+        days = dict(zip(outside_rows.tolist(), python_values(table.column("time").take(outside)))) \
+            if len(outside_rows) else {}
         for p in outside_rows.tolist():
             gate = gates[inverse[p]]
             assert gate is not None
             row = int(typed_rows[p])
             known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+            day = days[p][:10]  # the local date, as the judge reads it
             if known is not _UNKNOWN:
-                if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known):
+                if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known, day):
                     row_status[p] = _EXACT
                 continue
-            reading = float(value[p]), None if not has_o2[p] else float(o2[p])
+            reading = float(value[p]), None if not has_o2[p] else float(o2[p]), None, day
             unless = gate.firing(*reading) if defer else (None if gate.fires(*reading) else frozenset())
             if unless is None:
                 row_status[p] = _EXACT

@@ -258,12 +258,13 @@ class FastLane:
                         or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
                         or (gate.benchmarks and unless is None)):
                     known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                    day = time_column[p][:10]  # the local date, as the judge reads it (a valid time here)
                     if known is _UNKNOWN:  # with `defer`: quiet unless one of the industries whose rules fire
-                        unless = gate.firing(value, o2, datas[p]) if defer else \
-                            (None if gate.fires(value, o2, datas[p]) else frozenset())
+                        unless = gate.firing(value, o2, datas[p], day) if defer else \
+                            (None if gate.fires(value, o2, datas[p], day) else frozenset())
                         if unless is None:
                             continue
-                    elif gate.fires_for(value, o2, datas[p], known):
+                    elif gate.fires_for(value, o2, datas[p], known, day):
                         continue
                     else:
                         unless = None

@@ -219,6 +219,11 @@ class Rule:
         window = self.windows.get(self.facility(eia_approved_on))
         return window is not None and window.covers(day)
 
+    def in_force_on(self, day: str) -> bool:
+        """Whether the rule applies on a local date to some facility class (`applies_on` for one of
+        them): when not, the judge skips it for every reading of that date."""
+        return self.windows is None or any(window.covers(day) for window in self.windows.values())
+
     def facility(self, eia_approved_on: str | None) -> str:
         """'new' when the EIA was approved on or after the standard's date, else 'existing'."""
         if self.new_facility_from and eia_approved_on and eia_approved_on >= self.new_facility_from:

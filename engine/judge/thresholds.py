@@ -11,8 +11,10 @@ with a reference oxygen, up to a few units in the last place, then rounded to 9 
 gate turns the limits into cuts on the raw value, widened by 1e-9 (relative and absolute),
 far more than float error and rounding can move a value: a reading inside every cut cannot
 fire. Readings outside are judged exactly by `Gate.fires`, with `corrected` and `exceeds`;
-only those that fire leave the fast lane. Gates ignore applicability (industry, dates), so
-they can send too many readings to the per-event path, never too few; `Gate.firing` names the
+only those that fire leave the fast lane. The cuts ignore applicability (industry, dates), so
+they can send too many readings to the exact test, never too few. Told the reading's local date,
+the exact test skips a rule in force on that date for no facility class (e.g. an existing
+enterprise's limit that ended in 2014), as the judge does; `Gate.firing` names the
 industries of the rules that fire, so that the batch path can keep a reading that only
 another industry's rule would judge in bulk (it checks the registry when it commits it). A rule whose condition
 is `<guard> and judged > limit` (e.g. a sub-sector's own limit) is gated on its threshold half
@@ -100,9 +102,12 @@ class _Threshold:
     benchmark: bool = False
 
     def fires(self, value: float, o2: float | None, pollutant: str, unit: str,
-              data: Mapping[str, Any] | None = None) -> bool:
+              data: Mapping[str, Any] | None = None, day: str | None = None) -> bool:
         """Whether the rule's necessary threshold is exceeded (the rule may then fire), or its
-        benchmark-volume correction cannot be made (the judge then writes a data gap)."""
+        benchmark-volume correction cannot be made (the judge then writes a data gap); never
+        on a `day` (the reading's local date) the rule is in force for no facility class."""
+        if day is not None and not self.rule.in_force_on(day):
+            return False
         canonical_value, canonical_unit = to_canonical(pollutant, value, unit)
         judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
         if self.benchmark:
@@ -142,24 +147,28 @@ class Gate:
     rules: tuple[_Threshold, ...]
     benchmarks: tuple[_BenchmarkCut, ...] = ()
 
-    def fires(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None) -> bool:
-        """The exact test: does any rule fire on this reading (before applicability), or can a
-        benchmark-volume correction not be made? `data`: the reading's data (for that correction)."""
-        return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules)
+    def fires(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None,
+              day: str | None = None) -> bool:
+        """The exact test: does any rule fire on this reading (before the enterprise's
+        applicability), or can a benchmark-volume correction not be made? `data`: the reading's
+        data (for that correction); `day`: its local date (rules in force then only)."""
+        return any(rule.fires(value, o2, self.pollutant, self.unit, data, day) for rule in self.rules)
 
-    def fires_for(self, value: float, o2: float | None, data: Mapping[str, Any] | None, industry: str | None) -> bool:
+    def fires_for(self, value: float, o2: float | None, data: Mapping[str, Any] | None, industry: str | None,
+                  day: str | None = None) -> bool:
         """`fires` for an enterprise of `industry` (None: not registered): only the rules that may
         apply to it (the judge skips a rule of another industry before anything else)."""
-        return any(rule.fires(value, o2, self.pollutant, self.unit, data) for rule in self.rules
+        return any(rule.fires(value, o2, self.pollutant, self.unit, data, day) for rule in self.rules
                    if rule.rule.industries is None or industry in rule.rule.industries)
 
-    def firing(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None) -> frozenset[str] | None:
+    def firing(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None,
+               day: str | None = None) -> frozenset[str] | None:
         """`fires`, told by industry: None when a rule for every enterprise fires (or cannot make
         its correction), else the industries whose rules do (the judge skips a rule of another
         industry before anything else); an empty set: no rule fires."""
         industries: frozenset[str] = frozenset()
         for rule in self.rules:
-            if rule.fires(value, o2, self.pollutant, self.unit, data):
+            if rule.fires(value, o2, self.pollutant, self.unit, data, day):
                 if rule.rule.industries is None:
                     return None
                 industries |= rule.rule.industries
