@@ -264,10 +264,10 @@ class ColumnLane:
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
         outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
-        outside = typed_rows[outside_rows]
-        subjects = dict(zip(outside_rows.tolist(), python_values(table.column("subject").take(outside)))) \
+        at = typed_rows[outside_rows]  # their rows in the window
+        subjects = dict(zip(outside_rows.tolist(), python_values(table.column("subject").take(at)))) \
             if len(outside_rows) else {}
-        days = dict(zip(outside_rows.tolist(), python_values(table.column("time").take(outside)))) \
+        days = dict(zip(outside_rows.tolist(), python_values(table.column("time").take(at)))) \
             if len(outside_rows) else {}
         for p in outside_rows.tolist():
             gate = gates[inverse[p]]
