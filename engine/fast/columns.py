@@ -264,12 +264,14 @@ class ColumnLane:
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
         outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
-        at = typed_rows[outside_rows]  # their rows in the window
-        subjects = dict(zip(outside_rows.tolist(), python_values(table.column("subject").take(at)))) \
-            if len(outside_rows) else {}
-        days = dict(zip(outside_rows.tolist(), python_values(table.column("time").take(at)))) \
-            if len(outside_rows) else {}
-        for p in outside_rows.tolist():
+        outside_list = outside_rows.tolist()
+        subjects: dict[int, Any] = {}
+        days: dict[int, str] = {}
+        if outside_list:  # who and when, for these rows only
+            at = table.select(["subject", "time"]).take(typed_rows[outside_rows])
+            subjects = dict(zip(outside_list, python_values(at.column("subject"))))
+            days = dict(zip(outside_list, python_values(at.column("time"))))
+        for p in outside_list:
             gate = gates[inverse[p]]
             assert gate is not None
             row = int(typed_rows[p])
