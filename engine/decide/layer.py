@@ -251,6 +251,7 @@ class DecisionLayer:
         self._land_types = frozenset(t for r in self._watches for t in (*(r.event_types or ()), *(r.unless_types or ())))
         self._rules = {r.id: r for r in self.rules}
         self._categories = categories
+        self._counting: dict[tuple[str, str], tuple[DecisionRule, ...]] = {}  # (finding rule, plugin) -> rules it counts for
         self._ruleset = ruleset
         self._registration = registration
         self._parcels = parcels if parcels is not None else Parcels()
@@ -421,10 +422,14 @@ class DecisionLayer:
     def _findings(self, findings: Iterable[Finding]) -> list[Decision]:
         out: list[Decision] = []
         for finding in findings:
-            category = self._categories.get(finding.rule, "")
+            counting = self._counting.get((finding.rule, finding.plugin))
+            if counting is None:  # `counts` reads only the finding's rule and plugin: asked once per pair
+                category = self._categories.get(finding.rule, "")
+                counting = tuple(rule for rule in self.by_findings if rule.counts(finding, category))
+                self._counting[(finding.rule, finding.plugin)] = counting
             epoch = epoch_of(finding.time)
-            for rule in self.by_findings:
-                if not rule.counts(finding, category) or not self._may_decide(rule, finding.enterprise, finding.parcel):
+            for rule in counting:
+                if not self._may_decide(rule, finding.enterprise, finding.parcel):
                     continue
                 if rule.where is not None and rule.where({"enterprise": self._registration(finding.enterprise), "params": rule.params}) is not True:
                     continue

@@ -88,7 +88,8 @@ class DecisionRule:
         return "events" if self.event_types is not None else "findings"
 
     def counts(self, finding: Finding, category: str) -> bool:
-        """Whether a finding is evidence for this rule."""
+        """Whether a finding is evidence for this rule. Reads only the finding's rule (and its
+        category) and plugin: the decision layer asks once per pair and keeps the answer."""
         if self.categories is not None and category not in self.categories:
             return False
         if self.plugins is not None and finding.plugin not in self.plugins:
