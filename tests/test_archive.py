@@ -509,6 +509,37 @@ def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
     assert threading.active_count() == threads
 
 
+def test_sorting_processes_leave_the_garbage_collector_as_they_found_it(tmp_path):
+    """While a sorting process runs, what existed when it was forked is frozen out of the collector
+    (engine/fast/workers.py `freeze_for_fork`); once it is done, stopped or not, nothing is, and a
+    freeze the process made itself is left as it was."""
+    import gc
+
+    from engine.fast.batch import batches
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:700]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    assert gc.get_freeze_count() == 0
+    for source in (lambda: Archive(tmp_path / "archive", window=100), lambda: JsonlFiles([log])):
+        running = batches(Engine(plugins=PLUGINS), source(), workers=1)
+        next(running)
+        assert gc.get_freeze_count() > 0
+        running.close()  # stopped half way
+        assert gc.get_freeze_count() == 0
+        assert sum(1 for _ in batches(Engine(plugins=PLUGINS), source(), workers=1)) > 1  # to the end
+        assert gc.get_freeze_count() == 0
+        gc.freeze()  # the process's own
+        held = gc.get_freeze_count()
+        try:
+            running = batches(Engine(plugins=PLUGINS), source(), workers=1)
+            next(running)
+            assert 0 < gc.get_freeze_count() <= held  # nothing frozen on top (a frozen object freed leaves it)
+            running.close()
+            assert 0 < gc.get_freeze_count() <= held  # nor thawed
+        finally:
+            gc.unfreeze()
+
+
 def test_a_window_with_no_room_in_shared_memory_comes_through_the_pipe(tmp_path, monkeypatch):
     """Writing the window's file fails (e.g. a full /dev/shm): the window is sent through the pipe
     instead, and the replay gives the same records."""

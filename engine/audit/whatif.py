@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fast.workers import ended_early, failed
+from engine.fast.workers import ended_early, failed, freeze_for_fork, thaw
 from engine.records import Decision, Finding
 from engine.validate.yamlsafe import YamlError, read_yaml
 
@@ -113,9 +113,10 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(target=_replay_in_child, args=(engine_b, lines, as_of, sending, receiving),
                             name="rectify-diff-b", daemon=True)
-    child.start()
-    sending.close()  # the child holds the sending end
+    frozen = freeze_for_fork()
     try:
+        child.start()
+        sending.close()  # the child holds the sending end
         a = _collect(engine_a.run_batch(lines(), as_of=as_of))
         try:
             outcome, b = receiving.recv()
@@ -127,10 +128,13 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
             raise failed(child.name, "the replay of configuration B", b)
         return a, b
     finally:
-        if child.is_alive():
-            child.terminate()
-        child.join()
+        if child.pid is not None:  # started
+            if child.is_alive():
+                child.terminate()
+            child.join()
         receiving.close()
+        sending.close()
+        thaw(frozen)
 
 
 def _replay_in_child(engine: Any, lines: Callable[[], Iterable[Any]], as_of: str | None, pipe: Any,

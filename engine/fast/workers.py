@@ -25,6 +25,7 @@ otherwise the batch path sorts in-process.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -52,6 +53,28 @@ class HelperFailed(RuntimeError):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+def freeze_for_fork() -> bool:
+    """Before forking helpers (no exec): freeze the objects that exist now out of the garbage
+    collector (`gc.freeze`), as the gc module's documentation advises before a fork, until
+    `thaw`. A collection in either process then leaves them alone, so neither writes to the
+    pages the two still share and has the kernel copy them: in a long-lived process with a
+    large heap, the engine's process otherwise ran slower with a sorting process than without
+    one (docs/benchmark-runs.md, ninth run). Returns whether it froze: not when the process
+    froze objects itself (rectify's command line and service do, engine/run.py
+    `long_run_collector`), whose freeze is left as it is. Garbage made before is collected
+    after `thaw`; the output does not depend on it."""
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
+
+def thaw(frozen: bool) -> None:
+    """After the helpers ended: what `freeze_for_fork` froze goes back to the collector."""
+    if frozen:
+        gc.unfreeze()
 
 
 def ended_early(process: Any, work: str) -> HelperFailed:
@@ -119,6 +142,7 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
     claims = _Claims(context)
     pipes: list[Any] = []
     processes: list[Any] = []
+    frozen = freeze_for_fork()
     try:
         for index in range(workers):
             receiving, sending = context.Pipe(duplex=False)
@@ -195,6 +219,7 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
             process.join()
         for pipe in pipes:
             pipe.close()
+        thaw(frozen)
 
 
 _OWN_AHEAD = 8  # chunks the engine's process sorts ahead while it waits for a worker's (memory stays bounded)
@@ -294,6 +319,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
     room = context.Semaphore(_AHEAD)
     process = context.Process(target=_sort_windows, args=(lane, archive, skip, folder, room, sending, receiving),
                               name="rectify-sort-archive", daemon=True)
+    frozen = freeze_for_fork()
     try:
         process.start()
         sending.close()
@@ -328,6 +354,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
             process.join()
         receiving.close()
         shutil.rmtree(folder, ignore_errors=True)
+        thaw(frozen)
 
 
 _AHEAD = 2  # windows the archive's process may have written before the engine's takes them
