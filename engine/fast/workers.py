@@ -59,9 +59,9 @@ def freeze_for_fork() -> bool:
     """Before forking helpers (no exec): freeze the objects that exist now out of the garbage
     collector (`gc.freeze`), as the gc module's documentation advises before a fork, until
     `thaw`. A collection in either process then leaves them alone, so neither writes to the
-    pages the two still share and has the kernel copy them: in a long-lived process with a
-    large heap, the engine's process otherwise ran slower with a sorting process than without
-    one (docs/benchmark-runs.md, ninth run). Returns whether it froze: not when the process
+    pages the two still share and has the kernel copy them. (Before it, in a long-lived process
+    with a large heap, a replay with one sorting process was at times slower than one without;
+    README, Performance.) Returns whether it froze: not when the process
     froze objects itself (rectify's command line and service do, engine/run.py
     `long_run_collector`), whose freeze is left as it is. Garbage made before is collected
     after `thaw`; the output does not depend on it."""
