@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from engine.decide import load_method
 from engine.fast import FastLane, batches, parse_lines
 from engine.fast.lane import EXACT
+from engine.fast.workers import freeze_existing, thaw
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import ArchiveWriter
 from engine.normalise import DIGEST
@@ -92,17 +93,14 @@ def long_run_collector() -> Iterator[None]:
     worker's 8-11 s of CPU (measured with gc.callbacks; docs/distributed.md); serving, they paused the
     loop for tens of milliseconds several times a minute (benchmarks/test_serve_load.py)."""
     thresholds = gc.get_threshold()
-    ours = gc.get_freeze_count() == 0  # a process that froze objects itself keeps its own freeze
     gc.collect()
-    if ours:
-        gc.freeze()
+    frozen = freeze_existing()  # a process that froze objects itself keeps its own freeze
     gc.set_threshold(10_000, 20, 100)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        if ours:
-            gc.unfreeze()
+        thaw(frozen)
 
 
 class Sink(Protocol):

@@ -511,7 +511,7 @@ def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
 
 def test_sorting_processes_leave_the_garbage_collector_as_they_found_it(tmp_path):
     """While a sorting process runs, what existed when it was forked is frozen out of the collector
-    (engine/fast/workers.py `freeze_for_fork`); once it is done, stopped or not, nothing is, and a
+    (engine/fast/workers.py `freeze_existing`); once it is done, stopped or not, nothing is, and a
     freeze the process made itself is left as it was."""
     import gc
 

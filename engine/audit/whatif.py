@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fast.workers import ended_early, failed, freeze_for_fork, thaw
+from engine.fast.workers import ended_early, failed, freeze_existing, thaw
 from engine.records import Decision, Finding
 from engine.validate.yamlsafe import YamlError, read_yaml
 
@@ -113,7 +113,7 @@ def _side_by_side_replays(engine_a: Any, engine_b: Any, lines: Callable[[], Iter
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(target=_replay_in_child, args=(engine_b, lines, as_of, sending, receiving),
                             name="rectify-diff-b", daemon=True)
-    frozen = freeze_for_fork()
+    frozen = freeze_existing()
     try:
         child.start()
         sending.close()  # the child holds the sending end

@@ -55,16 +55,18 @@ class HelperFailed(RuntimeError):
         self.detail = detail
 
 
-def freeze_for_fork() -> bool:
-    """Before forking helpers (no exec): freeze the objects that exist now out of the garbage
-    collector (`gc.freeze`), as the gc module's documentation advises before a fork, until
-    `thaw`. A collection in either process then leaves them alone, so neither writes to the
-    pages the two still share and has the kernel copy them. (Before it, in a long-lived process
-    with a large heap, a replay with one sorting process was at times slower than one without;
-    README, Performance.) Returns whether it froze: not when the process
-    froze objects itself (rectify's command line and service do, engine/run.py
-    `long_run_collector`), whose freeze is left as it is. Garbage made before is collected
-    after `thaw`; the output does not depend on it."""
+def freeze_existing() -> bool:
+    """Freeze the objects that exist now out of the garbage collector (`gc.freeze`) until
+    `thaw`; returns whether it froze: not when objects are frozen already (by the process
+    itself, or by engine/run.py `long_run_collector` around rectify's command line and service),
+    whose freeze is left as it is. Garbage made before is collected after `thaw`; the output
+    does not depend on it.
+
+    Taken before forking helpers (no exec), as the gc module's documentation advises: a
+    collection in either process then leaves those objects alone, so neither writes to the pages
+    the two still share and has the kernel copy them. (Before it, in a long-lived process with a
+    large heap, a replay with one sorting process was at times slower than one without; README,
+    Performance.)"""
     if gc.get_freeze_count():
         return False
     gc.freeze()
@@ -72,7 +74,7 @@ def freeze_for_fork() -> bool:
 
 
 def thaw(frozen: bool) -> None:
-    """After the helpers ended: what `freeze_for_fork` froze goes back to the collector."""
+    """What `freeze_existing` froze (when it did) goes back to the collector."""
     if frozen:
         gc.unfreeze()
 
@@ -142,7 +144,7 @@ def sorted_file_chunks(lane: FastLane, files: JsonlFiles, size: int,
     claims = _Claims(context)
     pipes: list[Any] = []
     processes: list[Any] = []
-    frozen = freeze_for_fork()
+    frozen = freeze_existing()
     try:
         for index in range(workers):
             receiving, sending = context.Pipe(duplex=False)
@@ -319,7 +321,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
     room = context.Semaphore(_AHEAD)
     process = context.Process(target=_sort_windows, args=(lane, archive, skip, folder, room, sending, receiving),
                               name="rectify-sort-archive", daemon=True)
-    frozen = freeze_for_fork()
+    frozen = freeze_existing()
     try:
         process.start()
         sending.close()
