@@ -40,7 +40,7 @@ from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     cached_by_parameters, parse_pack, route
-from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, MeanWindows, Parcels, Reading, Seen, \
+from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, IdColumns, EventClock, MeanWindows, Parcels, Reading, Seen, \
     Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
 from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
@@ -360,13 +360,27 @@ class Engine:
     def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
                              unavailable: int) -> None:
         """`commit_quiet` with the events of unregistered enterprises counted already (`strangers`)."""
+        self._moved_quietly(top)
+        self._counted_quietly(len(ids), self.dedupe.add_new(ids, digests, epochs), strangers, unavailable)
+
+    def commit_quiet_columns(self, top: float, columns: IdColumns, first: int, last: int, low: float, strangers: int,
+                             unavailable: int) -> None:
+        """`commit_quiet_counted` for rows first..last-1 of a window's quiet ids held as columns
+        (the archive's lane, engine/fast/columns.py; `low` the earliest of their times)."""
+        self._moved_quietly(top)
+        self._counted_quietly(last - first, self.dedupe.add_columns(columns, first, last, top, low), strangers,
+                              unavailable)
+
+    def _moved_quietly(self, top: float) -> None:
         self.clock.move_to(top)
         if top > self.decisions.clock:  # else the clock stays (and no deadline search is needed)
             self.decisions.move_quietly(top)
+
+    def _counted_quietly(self, count: int, beyond: int, strangers: int, unavailable: int) -> None:
         summary = self.summary
-        summary.beyond_dedupe_horizon += self.dedupe.add_new(ids, digests, epochs)
-        summary.read += len(ids)
-        summary.processed += len(ids)
+        summary.beyond_dedupe_horizon += beyond
+        summary.read += count
+        summary.processed += count
         summary.unregistered += strangers
         summary.unavailable += unavailable
 

@@ -36,7 +36,7 @@ from engine.fast.lane import EXACT
 from engine.fast.workers import freeze_existing, thaw
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import ArchiveWriter
-from engine.normalise import DIGEST
+from engine.normalise import DIGEST, id_hash
 from engine.output import GENESIS, ChainedWriter, Store, StoreError
 from engine.output.store import difference
 from engine.pipeline import Engine, Line, Prepared
@@ -287,13 +287,14 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
             if sorting.lane[offset] != EXACT:  # valid (a shape plan), digest and event time known
                 summary.valid += 1
                 writer.add(source, line, text, event, valid=True, epoch=sorting.epochs[offset],
-                           digest=sorting.digests[offset])
+                           digest=sorting.digests[offset], id_hash=id_hash(event["id"]))
                 continue
             prepared = engine.prepare_line(text, source, line) if not sorting.valid[offset] else \
                 engine.prepare_checked(event, text, source, line)
             if isinstance(prepared, Prepared):
                 summary.valid += 1
-                writer.add(source, line, text, prepared.event, valid=True, epoch=prepared.epoch, digest=prepared.digest)
+                writer.add(source, line, text, prepared.event, valid=True, epoch=prepared.epoch, digest=prepared.digest,
+                           id_hash=id_hash(prepared.id))
                 continue
             summary.quarantined += 1
             writer.add(source, line, text, None, valid=False)

@@ -338,7 +338,7 @@ def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(clien
     that differs from the driver's is named with the path and what differs, before any output."""
     import shutil
 
-    from engine.ingest.archive import Archive
+    from engine.ingest.archive import ARCHIVE_FORMAT, Archive
     from engine.run import archive_files
 
     here, there, worker = elsewhere
@@ -350,8 +350,8 @@ def test_a_worker_that_sees_another_archive_stops_the_run_before_any_block(clien
                                   "line 1 column 23 (char 22)",
             "a plain directory": "cannot read it: not a rectify archive (no _rectify_archive.json)",
             "the log appended": f"{rows + 4} rows, here {rows}",
-            "another writer": f"written by rectify 0.1.0, format 1, here by rectify {__version__}, "
-                              "format 1"}.get(worker_sees)
+            "another writer": f"written by rectify 0.1.0, format {ARCHIVE_FORMAT}, here by rectify {__version__}, "
+                              f"format {ARCHIVE_FORMAT}"}.get(worker_sees)
     if worker_sees == "a damaged manifest":
         (there / "archive" / "_rectify_archive.json").write_bytes(b'{"format": 1, "rows": ')
     elif worker_sees == "a plain directory":

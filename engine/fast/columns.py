@@ -15,8 +15,8 @@ For a window of rows in input order this lane:
   clock only up to the next deadline, and takes every other row exactly, in input order: a
   typed row rebuilt into its event, a raw row as its original line.
 
-Quiet rows never become events; only their ids, digests, times and subjects are handed to the
-engine's state. An archive validated by an engine with another validation fingerprint is
+Quiet rows never become events, nor their ids Python strings: the ids, hashes, digests and
+times are handed to the de-duplication index as columns (`IdColumns`), subjects counted by code. An archive validated by an engine with another validation fingerprint is
 replayed from its rebuilt lines through the JSONL batch path instead: the same output, slower.
 """
 
@@ -46,7 +46,7 @@ from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
 from engine.fast.lane import Industry as _Industry
 from engine.ingest.archive import Archive, RowBlocks, python_values, rebuild, rows_of
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
-from engine.normalise import DIGEST
+from engine.normalise import DIGEST, IdColumns, id_hashes
 from engine.records import InputLine, Record
 
 _READING_TYPES = pa.array(sorted(READING_TYPES))
@@ -142,8 +142,8 @@ class ColumnLane:
             self._unless = self._resolve(table, kind, unless) if unless else {}
             self._unless_rows = sorted(self._unless)
         quiet = np.flatnonzero(kind != _EXACT)
-        ids = table.column("id").take(quiet).to_pylist() if len(quiet) else []
-        self._exclude_repeated_ids(table, kind, quiet, ids)
+        columns = _id_columns(table, quiet)
+        self._exclude_repeated_ids(table, kind, quiet, columns)
         exact = np.flatnonzero(kind == _EXACT)
         self.stats["quiet"] += n - len(exact)
         self.stats["exact"] += len(exact)
@@ -159,8 +159,9 @@ class ColumnLane:
         position[quiet] = np.arange(len(quiet))
         firsts, lasts = position[starts], position[stops - 1] + 1
         still = kind[quiet] != _EXACT  # rows excluded after sorting lie between runs: neutral below
-        epochs = table.column("epoch").take(quiet).to_numpy()
+        epochs = columns.epochs
         tops = np.maximum.reduceat(np.where(still, epochs, -np.inf), firsts).tolist()
+        lows = np.minimum.reduceat(np.where(still, epochs, np.inf), firsts).tolist()
         unavailable = np.add.reduceat((kind[quiet] == _UNAVAILABLE).astype(np.int64), firsts).tolist()
         subjects = table.column("subject").take(quiet).combine_chunks()
         if pa.types.is_dictionary(subjects.type):
@@ -171,7 +172,6 @@ class ColumnLane:
         known_size = len(registry)
         unknown = ~np.array([name in registry for name in names], dtype=bool)
         strangers = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts).tolist()
-        digests = table.column("digest").take(quiet).to_numpy().tolist()
         epoch_list = epochs.tolist()
         out: list[Record] = []
         row_of_exact = {int(index): number for number, index in enumerate(exact.tolist())}
@@ -187,7 +187,7 @@ class ColumnLane:
                     known_size = len(registry)
                     unknown = ~np.array([name in registry for name in names], dtype=bool)
                     strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
-                self._commit(first, last, tops[run], ids, digests, epoch_list, strangers[run], unavailable[run],
+                self._commit(first, last, tops[run], lows[run], columns, epoch_list, strangers[run], unavailable[run],
                              int(starts[run]), kind, table, out, window_rows, subjects, quiet_subjects)
                 run += 1
             else:
@@ -324,23 +324,21 @@ class ColumnLane:
             self._gates[key + (has_o2,)] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
 
-    def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, ids: list[Any]) -> None:
+    def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, columns: IdColumns) -> None:
         """Quiet rows whose id is remembered, repeated in the window, or used by another row of it leave the lane."""
-        if not ids:
+        if not len(quiet):
             return
-        clash = self.engine.dedupe.remembers(ids)
+        clash = self.engine.dedupe.remembered(columns)
         all_ids = pc.drop_null(table.column("id"))  # every valid row's id, typed or raw
         if len(pc.unique(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
             counts = pc.value_counts(all_ids)
-            clash.update(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
-        if clash:
-            for p, event_id in enumerate(ids):
-                if event_id in clash:
-                    kind[quiet[p]] = _EXACT
+            repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+            clash |= pc.is_in(columns.ids, value_set=repeated).to_numpy(zero_copy_only=False)
+        kind[quiet[clash]] = _EXACT
 
     # ---- effects ----------------------------------------------------------------------------
 
-    def _commit(self, first: int, last: int, top: float, ids: list[Any], digests: list[int], epochs: list[float],
+    def _commit(self, first: int, last: int, top: float, low: float, columns: IdColumns, epochs: list[float],
                 strangers: int, unavailable: int, row: int, kind: np.ndarray, table: pa.Table,
                 out: list[Record], rows: RowBlocks, subjects_column: pa.Array, subjects_list: list[Any]) -> None:
         """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
@@ -363,8 +361,7 @@ class ColumnLane:
                                                          _Subjects(table.column("subject")), registry)}
         if not decisions.watched and not blocked and top <= clock.plausible_until() and \
                 (top <= decisions.clock or top <= decisions.quiet_until()):
-            self.engine.commit_quiet_counted(top, ids[first:last], digests[first:last], epochs[first:last], strangers,
-                                             unavailable)
+            self.engine.commit_quiet_columns(top, columns, first, last, low, strangers, unavailable)
             return
         if not subjects_list and len(subjects_column):
             subjects_list.extend(python_values(subjects_column))
@@ -380,10 +377,9 @@ class ColumnLane:
                 end += 1
             if end > begin:
                 span = range(first + begin, first + end)
-                self.engine.commit_quiet_counted(
-                    max(epochs[first + begin:first + end]), ids[first + begin:first + end],
-                    digests[first + begin:first + end], epochs[first + begin:first + end],
-                    sum(1 for i in span if subjects[i - first] not in registry),
+                self.engine.commit_quiet_columns(
+                    max(epochs[first + begin:first + end]), columns, first + begin, first + end,
+                    min(epochs[first + begin:first + end]), sum(1 for i in span if subjects[i - first] not in registry),
                     int((kind[row + begin:row + end] == _UNAVAILABLE).sum()))
             if end < size:
                 self.stats["quiet"] -= 1
@@ -399,6 +395,18 @@ class ColumnLane:
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
         # which is what a quarantine record would show
         return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+
+
+def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
+    """The ids, id hashes, digests and times of these rows (the archive's `id_hash` column, or
+    the hashes made here for an archive written without it)."""
+    ids = table.column("id").take(rows).combine_chunks()
+    if "id_hash" in table.column_names:
+        hashes = table.column("id_hash").take(rows).to_numpy()
+    else:
+        hashes = id_hashes(ids.to_pylist())
+    return IdColumns(ids, hashes, table.column("digest").take(rows).to_numpy(),
+                     table.column("epoch").take(rows).to_numpy())
 
 
 def _registered(table: pa.Table) -> set[Any]:

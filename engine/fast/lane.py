@@ -40,7 +40,7 @@ from engine.decide.layer import DecisionLayer
 from engine.fast.shapes import Path, ShapePlan, plan_shape
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
 from engine.ingest import may_repeat_keys
-from engine.normalise import DedupeIndex, EventClock, canonical_json, digest_of, epoch_of
+from engine.normalise import DedupeIndex, EventClock, IdColumns, canonical_json, digest_of, epoch_of
 from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
@@ -77,6 +77,9 @@ class Host(Protocol):
                      unavailable: int) -> None: ...
 
     def commit_quiet_counted(self, top: float, ids: list[str], digests: list[int], epochs: list[float], strangers: int,
+                             unavailable: int) -> None: ...
+
+    def commit_quiet_columns(self, top: float, columns: IdColumns, first: int, last: int, low: float, strangers: int,
                              unavailable: int) -> None: ...
 
 

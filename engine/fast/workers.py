@@ -38,8 +38,9 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from engine.fast.columns import ColumnLane, Windows
+from engine.fast.columns import ColumnLane, Windows, WindowSorting
 from engine.fast.lane import UNPARSED, FastLane, Sorting, parse_lines
 from engine.ingest.archive import Archive, ArchiveError
 from engine.ingest.jsonl import JsonlFiles
@@ -333,8 +334,8 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
                 raise ended_early(process, f"window {number} of the archive") from None
             if message is None:
                 return
-            sent, path, sorting = message
-            if sorting is None:  # `path` is what went wrong
+            sent, path, industries = message
+            if industries is None:  # `path` is what went wrong
                 if isinstance(path, ArchiveError):
                     raise path
                 raise failed(process.name, f"window {sent} of the archive", path)
@@ -347,7 +348,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
             else:  # no room for the file: the window came through the pipe
                 table = path
             room.release()
-            yield table, sorting
+            yield _sorting_of(table, industries)
             number += 1
     finally:
         if process.pid is not None:  # started
@@ -359,7 +360,32 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
         thaw(frozen)
 
 
-_AHEAD = 2  # windows the archive's process may have written before the engine's takes them
+_AHEAD = 4  # windows the archive's process may have written before the engine's takes them (about 11 MB each)
+_KIND, _UNLESS = "rectify.kind", "rectify.unless"  # the columns a window's file carries its sorting in
+
+
+def _with_sorting(table: pa.Table, sorting: WindowSorting) -> pa.Table:
+    """The window with its sorting (`ColumnLane.sort_apart`) as two more columns: each row's kind,
+    and the industries a row is quiet only outside of (JSON; null for the others)."""
+    kind, unless = sorting
+    table = table.append_column(_KIND, pa.array(kind, type=pa.int8()))
+    if unless:
+        column: list[str | None] = [None] * table.num_rows
+        for row, industries in unless.items():
+            column[row] = orjson.dumps(sorted(industries)).decode()
+        table = table.append_column(_UNLESS, pa.array(column, type=pa.string()))
+    return table
+
+
+def _sorting_of(table: pa.Table, industries: bool) -> tuple[pa.Table, WindowSorting]:
+    """`_with_sorting` undone: the window and its sorting."""
+    kind = table.column(_KIND).to_numpy().copy()  # the window's lane changes it
+    unless: dict[int, frozenset[str]] = {}
+    if industries:
+        column = table.column(_UNLESS)
+        rows = pc.indices_nonzero(pc.is_valid(column)).to_pylist()
+        unless = {row: frozenset(orjson.loads(text)) for row, text in zip(rows, column.take(rows).to_pylist())}
+    return table.drop_columns([name for name in (_KIND, _UNLESS) if name in table.column_names]), (kind, unless)
 
 
 def _shared_memory() -> str | None:
@@ -384,7 +410,10 @@ def _sort_windows(lane: ColumnLane, archive: Archive, skip: int, folder: str, ro
         for table in archive.tables(skip):
             sorting = lane.sort_apart(table)
             _acquire(room, stuck)
-            pipe.send((number, _handed_over(table, os.path.join(folder, f"{number}.arrow")), sorting))
+            # the sorting goes with the rows: a message larger than the pipe holds would keep this
+            # process waiting until the engine's takes it, one window after another
+            pipe.send((number, _handed_over(_with_sorting(table, sorting), os.path.join(folder, f"{number}.arrow")),
+                       bool(sorting[1])))
             number += 1
         pipe.send(None)
     except OSError as exc:

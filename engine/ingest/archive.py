@@ -24,10 +24,13 @@ A row is either *typed* or *raw*:
   original bytes in `raw`.
 
 Valid rows also carry what validating and normalising gave: `epoch` (event time), `digest`
-(the content digest de-duplication compares) and `valid`. They are trusted only by an engine
+(the content digest de-duplication compares), `id_hash` (where de-duplication looks the id up,
+engine/normalise/dedupe.py; since format 2) and `valid`. They are trusted only by an engine
 with the same validation fingerprint (rectify version, schemas, strict mode); any other
 engine replays the rebuilt lines through its own validation. Either way `Engine.run` and
-`Engine.run_batch` on an archive give the bytes of the JSONL it was made from.
+`Engine.run_batch` on an archive give the bytes of the JSONL it was made from. Every page of
+a part file carries a CRC-32 (Parquet page checksums, checked when read since format 2): a
+changed byte is an error naming the file, never a digest, time or id hash read as another.
 
 This module reads and writes the format; validating lines before they are written is the
 run driver's job (engine/run.py `archive_files`), replaying them the batch path's
@@ -54,7 +57,8 @@ from engine.ingest.jsonl import JsonlFiles
 from engine.records import InputLine
 from engine.version import __version__
 
-ARCHIVE_FORMAT = 1
+ARCHIVE_FORMAT = 2  # 2: `id_hash`
+READS = (1, 2)  # formats this rectify replays (a format-1 archive's id hashes are made when read)
 MANIFEST = "_rectify_archive.json"
 ENVELOPE = ("specversion", "id", "source", "type", "subject", "time")
 STRINGS = ("outlet", "process", "pollutant", "unit", "period", "flag", "point", "destination")
@@ -64,7 +68,8 @@ _SAFE_INT = 2 ** 53
 
 SCHEMA = pa.schema(
     [("seq", pa.int64()), ("file", pa.string()), ("line", pa.int64()), ("valid", pa.bool_()),
-     ("raw", pa.binary()), ("shape", pa.string()), ("epoch", pa.float64()), ("digest", pa.uint64())]
+     ("raw", pa.binary()), ("shape", pa.string()), ("epoch", pa.float64()), ("digest", pa.uint64()),
+     ("id_hash", pa.uint64())]
     + [(name, pa.string()) for name in ENVELOPE]
     + [(name, pa.string()) for name in STRINGS]
     + [(name, pa.float64()) for name in NUMBERS]
@@ -223,9 +228,10 @@ class Manifest:
             raise ArchiveError(f"{path}: unreadable manifest: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("format"), int):
             raise ArchiveError(f"{path}: not a rectify archive manifest (no format number)")
-        if data["format"] != ARCHIVE_FORMAT:
+        if data["format"] not in READS:
             raise ArchiveError(f"{directory}: archive format {data['format']} (written by rectify "
-                               f"{data.get('rectify', '?')}); this rectify {__version__} reads format {ARCHIVE_FORMAT} only")
+                               f"{data.get('rectify', '?')}); this rectify {__version__} reads formats "
+                               f"{', '.join(map(str, READS))}")
         try:
             return cls(fingerprint=data["fingerprint"], rows=data["rows"], buckets=data["buckets"], files=data["files"],
                        sources=data["sources"], format=data["format"], rectify=data["rectify"], digest=data["digest"])
@@ -259,6 +265,10 @@ class ArchiveWriter:
         self.directory = Path(directory)
         if is_archive(self.directory):
             self.manifest = Manifest.load(self.directory)
+            if self.manifest.format != ARCHIVE_FORMAT:
+                raise ArchiveError(f"{self.directory}: archive format {self.manifest.format} (written by rectify "
+                                   f"{self.manifest.rectify}); this rectify appends to format {ARCHIVE_FORMAT} "
+                                   "only; write a new archive")
             if self.manifest.fingerprint != fingerprint or self.manifest.digest != digest:
                 raise ArchiveError(
                     f"{self.directory}: the archive was validated by rectify {self.manifest.rectify} with other "
@@ -284,9 +294,9 @@ class ArchiveWriter:
         return self.manifest.rows
 
     def add(self, file: str, line: int, raw: bytes, event: Mapping[str, Any] | None, *, valid: bool,
-            epoch: float | None = None, digest: int | None = None) -> None:
+            epoch: float | None = None, digest: int | None = None, id_hash: int | None = None) -> None:
         """One input line: `event` its parsed event (None when it did not parse); for a valid
-        event, its event time and content digest."""
+        event, its event time, content digest and id hash."""
         shape = self._shape(event) if valid and event is not None else None
         if shape is not None and orjson.dumps(event) != raw:
             shape = None  # spelt differently from what orjson writes: keep the bytes
@@ -307,6 +317,7 @@ class ArchiveWriter:
         columns["valid"].append(valid)
         columns["epoch"].append(epoch)
         columns["digest"].append(digest)
+        columns["id_hash"].append(id_hash)
         columns["shape"].append(shape)
         if shape is None:
             columns["raw"].append(raw)
@@ -368,7 +379,7 @@ class ArchiveWriter:
             table = pa.Table.from_batches(batches, schema=SCHEMA).replace_schema_metadata(
                 {"rectify.archive.format": str(ARCHIVE_FORMAT), "rectify.version": __version__})
             pq.write_table(table, folder / name, compression="zstd", row_group_size=1 << 16,
-                           use_dictionary=_DICTIONARY, write_statistics=["seq"])
+                           use_dictionary=_DICTIONARY, write_statistics=["seq"], write_page_checksum=True)
             seq = table.column("seq")
             self.manifest.files.append({"path": f"month={month}/bucket={bucket:02d}/{name}", "rows": table.num_rows,
                                         "seq_min": seq[0].as_py(), "seq_max": seq[-1].as_py(), "month": month,
@@ -442,7 +453,8 @@ class Archive:
             high = min(low + self.window, end)
             while upcoming < len(files) and files[upcoming]["seq_min"] < high:
                 if files[upcoming]["seq_max"] >= low:  # a part file wholly before `skip` is not read
-                    readers.append(_FileRows(self.directory / files[upcoming]["path"], files[upcoming], columns))
+                    readers.append(_FileRows(self.directory / files[upcoming]["path"], files[upcoming], columns,
+                                             self.manifest.format))
                 upcoming += 1
             pieces = [piece for reader in readers for piece in [reader.take_below(low, high)] if piece is not None]
             readers = [reader for reader in readers if not reader.done_below(high)]
@@ -463,16 +475,19 @@ class Archive:
 class _FileRows:
     """The rows of one part file, read a batch at a time in seq order."""
 
-    def __init__(self, path: Path, entry: Mapping[str, Any], columns: Sequence[str] | None) -> None:
+    def __init__(self, path: Path, entry: Mapping[str, Any], columns: Sequence[str] | None,
+                 entry_format: int = ARCHIVE_FORMAT) -> None:
         self.path = path
         self.entry = entry
         try:
-            handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY)
+            handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY, page_checksum_verification=True)
         except (OSError, pa.ArrowInvalid) as exc:
             raise ArchiveError(f"{path}: unreadable part file: {exc}") from None
         metadata = handle.schema_arrow.metadata or {}
-        if metadata.get(b"rectify.archive.format") != str(ARCHIVE_FORMAT).encode():
-            raise ArchiveError(f"{path}: not a part file of archive format {ARCHIVE_FORMAT}")
+        if metadata.get(b"rectify.archive.format") != str(entry_format).encode():
+            raise ArchiveError(f"{path}: not a part file of archive format {entry_format}")
+        if columns and not set(columns) <= set(handle.schema_arrow.names):
+            columns = [name for name in columns if name in handle.schema_arrow.names]  # e.g. no `id_hash` in format 1
         self._batches = handle.iter_batches(batch_size=1 << 16, columns=list(columns) if columns else None)
         self._buffer: pa.Table | None = None
         self._seq: np.ndarray = np.empty(0, dtype=np.int64)

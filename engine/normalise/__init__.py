@@ -9,8 +9,8 @@ one source moving time for everyone (clock.py).
 """
 
 from engine.normalise.clock import EventClock
-from engine.normalise.dedupe import DIGEST, DedupeIndex, Seen, Verdict, canonical_json, content_digest, content_digests, \
-    digest_of
+from engine.normalise.dedupe import DIGEST, DedupeIndex, IdColumns, Seen, Verdict, canonical_json, content_digest, \
+    content_digests, digest_of, id_hash, id_hashes
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.parcels import LAND_TYPES, Parcels
 from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
@@ -20,6 +20,7 @@ __all__ = [
     "DIGEST",
     "DedupeIndex",
     "EventClock",
+    "IdColumns",
     "Enterprises",
     "LAND_TYPES",
     "MeanWindows",
@@ -32,6 +33,8 @@ __all__ = [
     "content_digests",
     "digest_of",
     "epoch_of",
+    "id_hash",
+    "id_hashes",
     "plus_days",
     "reading_from_event",
     "stream_of",

@@ -10,6 +10,14 @@ An event older than the horizon cannot be checked against ids already forgotten:
 processed and counted (`beyond_dedupe_horizon` in the summary), never dropped silently.
 `horizon_days=None` keeps every id (memory grows with the log).
 
+Ids come in two ways. One at a time (`check`, and `add_new` for the JSONL batch path's quiet
+lines) they are kept in a dict of Python strings. A window of an archive's quiet rows comes as
+columns (`IdColumns`: Arrow strings, each id's `id_hash`, digests, times) and stays columns:
+sorted blocks of 64-bit id hashes, the ids beside them as Arrow strings, and a bitmap of the
+hashes in front, so an id is looked up by its hash and then compared exactly. Neither way makes
+a Python object per quiet row. The hash only says where to look, so a collision costs a compare,
+never a wrong verdict; nothing stores it (`state()` writes the ids).
+
 Ids are forgotten in steps: each time the clock reaches a new multiple of half the horizon
 (counted from the Unix epoch) the ids older than that multiple minus the horizon are purged. So
 what is remembered at a line depends on the clock's value before it and before the id's own
@@ -29,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from engine.state import finite, infinite
@@ -66,9 +76,73 @@ def digest_of(canonical: bytes) -> int:
     return _xxh3(canonical)
 
 
+def id_hash(event_id: str) -> int:
+    """Where the index looks an id up among those it keeps as columns: XXH3-64 of its UTF-8, an
+    unsigned 64-bit int (the archive stores it beside each typed row, engine/ingest/archive.py)."""
+    return _xxh3(event_id.encode("utf-8", "surrogatepass"))
+
+
+def id_hashes(ids: Iterable[str]) -> np.ndarray:
+    """`id_hash` of each id, as a uint64 array."""
+    return np.fromiter((_xxh3(i.encode("utf-8", "surrogatepass")) for i in ids), dtype=np.uint64)
+
+
 def content_digests(events: Iterable[Any]) -> list[int]:
     """`content_digest` of each event, in one loop (the batch path; tests/test_batch.py checks they agree)."""
     return [_xxh3(_dumps(event, option=_SORTED)) for event in events]
+
+
+class IdColumns:
+    """Ids known to be new, as columns by position (a window of an archive's quiet rows): `ids`
+    Arrow strings, `hashes` their `id_hash` (uint64; another hash would hide them from `check`),
+    `digests` content digests (uint64), `epochs` event times (float64).
+    `DedupeIndex.add_columns` remembers ranges of them."""
+
+    __slots__ = ("_order", "added", "digests", "epochs", "hashes", "ids")
+
+    def __init__(self, ids: pa.Array, hashes: np.ndarray, digests: np.ndarray, epochs: np.ndarray) -> None:
+        if not len(ids) == len(hashes) == len(digests) == len(epochs):
+            raise ValueError("IdColumns: ids, hashes, digests and epochs differ in length")
+        self.ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+        self.digests = np.ascontiguousarray(digests, dtype=np.uint64)
+        self.epochs = np.ascontiguousarray(epochs, dtype=np.float64)
+        self.added = np.zeros(len(ids), dtype=bool)  # remembered, not yet moved into a block
+        self._order: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def order(self) -> np.ndarray:
+        """Positions by hash (made when a single id is first looked up among them)."""
+        if self._order is None:
+            self._order = np.argsort(self.hashes, kind="stable")
+        return self._order
+
+
+class _Block:
+    """Ids remembered as columns, sorted by `id_hash`."""
+
+    __slots__ = ("digests", "epochs", "ids", "keys")
+
+    def __init__(self, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> None:
+        self.keys, self.ids, self.digests, self.epochs = keys, ids, digests, epochs
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, key: np.uint64, event_id: str) -> int | None:
+        """The digest of `event_id`, whose hash is `key`, if this block holds it."""
+        keys = self.keys
+        i = int(keys.searchsorted(key))
+        while i < len(keys) and keys[i] == key:
+            if self.ids[i].as_py() == event_id:
+                return int(self.digests[i])
+            i += 1
+        return None
+
+
+_MAX_BLOCKS = 64  # more blocks than this are merged into one (a lookup visits each)
 
 
 class DedupeIndex:
@@ -80,6 +154,10 @@ class DedupeIndex:
     costs what it removes, not what is remembered. What the index answers depends only on the
     ids remembered, the newest time and the last purge; `state()` writes the queue, then the
     late ids, so a restored index is the same index.
+
+    Ids added as columns (`add_columns`) live in `_blocks` (and, for the window being added,
+    `_columns` with the runs in `_pending`); a purge filters the blocks by event time. Whether
+    an id is remembered never depends on which way it came.
     """
 
     def __init__(self, horizon_days: float | None = 7.0) -> None:
@@ -91,9 +169,15 @@ class DedupeIndex:
         self._late: dict[str, float] = {}
         self._newest = float("-inf")
         self._purged_at = float("-inf")  # the step the last purge was made at
+        self._blocks: list[_Block] = []
+        self._columns: IdColumns | None = None  # the window whose rows `add_columns` is adding
+        self._pending = 0  # rows of `_columns` added and not yet in a block
+        self._in_columns = 0  # ids in blocks and pending
+        self._bits: np.ndarray | None = None  # per hash prefix: may a block or `_columns` hold it
+        self._shift = np.uint64(64)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._ids) + self._in_columns
 
     def beyond_horizon(self, epoch: float) -> bool:
         """Whether an event this old may have had its duplicate forgotten already."""
@@ -106,11 +190,71 @@ class DedupeIndex:
 
     def remembers(self, ids: Iterable[str]) -> set[str]:
         """Which of these ids are remembered now."""
-        return set(filter(self._ids.__contains__, ids))
+        if not self._in_columns:
+            return set(filter(self._ids.__contains__, ids))
+        ids = list(ids)
+        found = set(filter(self._ids.__contains__, ids))
+        found.update(i for i in ids if i not in found and self._column_digest(i) is not None)
+        return found
+
+    def remembered(self, columns: IdColumns) -> np.ndarray:
+        """Which rows of `columns` have an id remembered now, as a bool array (by column: no
+        Python object per row)."""
+        self._flush()
+        self._columns = None
+        found = np.zeros(len(columns), dtype=bool)
+        if not len(columns):
+            return found
+        if self._ids:
+            listed = pa.array(list(self._ids), type=pa.string())
+            found |= pc.fill_null(pc.is_in(columns.ids, value_set=listed), False).to_numpy(zero_copy_only=False)
+        if self._blocks:
+            assert self._bits is not None
+            candidates = np.flatnonzero(self._bits[columns.hashes >> self._shift])
+            keys = columns.hashes[candidates]
+            for block in self._blocks:
+                at = np.minimum(np.searchsorted(block.keys, keys), len(block) - 1)
+                hit = block.keys[at] == keys
+                if not hit.any():
+                    continue
+                rows = candidates[hit]
+                same = pc.equal(block.ids.take(at[hit]), columns.ids.take(rows)).to_numpy(zero_copy_only=False)
+                found[rows[same]] = True
+                for row in rows[~same].tolist():  # two ids with one hash: look at each
+                    found[row] |= self._find(columns.hashes[row], columns.ids[row].as_py()) is not None
+        return found
+
+    def _column_digest(self, event_id: str) -> int | None:
+        """The digest remembered for `event_id` among the ids kept as columns, or None."""
+        assert self._bits is not None
+        hashed = id_hash(event_id)
+        if not self._bits[hashed >> int(self._shift)]:
+            return None
+        return self._find(np.uint64(hashed), event_id)
+
+    def _find(self, key: np.uint64, event_id: str) -> int | None:
+        """The digest of `event_id`, whose hash is `key`, among the ids kept as columns."""
+        for block in self._blocks:
+            found = block.find(key, event_id)
+            if found is not None:
+                return found
+        columns = self._columns
+        if columns is not None and self._pending:
+            order = columns.order()
+            hashes = columns.hashes
+            i = int(np.searchsorted(hashes, key, sorter=order))
+            while i < len(order) and hashes[order[i]] == key:
+                row = int(order[i])
+                if columns.added[row] and columns.ids[row].as_py() == event_id:
+                    return int(columns.digests[row])
+                i += 1
+        return None
 
     def check(self, event_id: str, digest: int, epoch: float) -> Seen:
         """Classify an id and remember it when new (the clock moves by `advance`)."""
         previous = self._ids.get(event_id)
+        if previous is None and self._in_columns:
+            previous = self._column_digest(event_id)
         if previous is not None:
             return Seen.DUPLICATE if previous == digest else Seen.CONFLICT
         self._ids[event_id] = digest
@@ -172,6 +316,74 @@ class DedupeIndex:
             self.advance(epoch)
         return beyond
 
+    def add_columns(self, columns: IdColumns, first: int, last: int, top: float, low: float) -> int:
+        """`add_new` for rows first..last-1 of `columns` (`top` and `low` their latest and earliest
+        times): the ids stay columns. Returns how many were beyond the horizon when they arrived.
+        A window's rows are added run by run, in order; they move into a block when the next
+        window comes, a purge falls due, or the index is asked about columns or its state."""
+        if columns is not self._columns:
+            self._flush()
+            self._columns = columns
+            self._make_room(len(columns))
+            assert self._bits is not None
+            self._bits[columns.hashes >> self._shift] = True  # all the window's rows: a superset does no harm
+        if last <= first:
+            return 0
+        newest = max(self._newest, top)
+        if self.horizon is None or (self.step_of(top) <= self._purged_at and low >= newest - self.horizon):
+            self._take(columns, first, last)
+            self._newest = newest
+            return 0
+        beyond = 0
+        start = first
+        for row, epoch in enumerate(columns.epochs[first:last].tolist(), first):  # as `check` and `advance`, row by row
+            beyond += self.beyond_horizon(epoch)
+            if epoch > self._newest:
+                self._newest = epoch
+                if self.step is not None and self.step_of(epoch) > self._purged_at:
+                    self._take(columns, start, row + 1)
+                    start = row + 1
+                    self._purge(self.step_of(epoch))
+        self._take(columns, start, last)
+        return beyond
+
+    def _take(self, columns: IdColumns, first: int, last: int) -> None:
+        if last > first:
+            columns.added[first:last] = True
+            self._pending += last - first
+            self._in_columns += last - first
+
+    def _flush(self) -> None:
+        """The rows of `_columns` added so far become a block."""
+        columns = self._columns
+        if columns is None or not self._pending:
+            return
+        rows = np.flatnonzero(columns.added)
+        rows = rows[np.argsort(columns.hashes[rows], kind="stable")]
+        self._blocks.append(_Block(columns.hashes[rows], columns.ids.take(pa.array(rows)), columns.digests[rows],
+                                   columns.epochs[rows]))
+        columns.added[:] = False
+        self._pending = 0
+        if len(self._blocks) > _MAX_BLOCKS:
+            self._blocks = [_merged(self._blocks)]
+
+    def _make_room(self, more: int) -> None:
+        """A bitmap with at least 8 bits per id kept as columns, `more` besides."""
+        needed = 8 * (self._in_columns + more)
+        if self._bits is None or len(self._bits) < needed:
+            size = max(1 << 16, 1 << (2 * needed - 1).bit_length())
+            self._bits = np.zeros(size, dtype=bool)
+            self._shift = np.uint64(64 - (size.bit_length() - 1))
+            self._mark_all()
+
+    def _mark_all(self) -> None:
+        assert self._bits is not None
+        self._bits[:] = False
+        for block in self._blocks:
+            self._bits[block.keys >> self._shift] = True
+        if self._columns is not None:
+            self._bits[self._columns.hashes >> self._shift] = True
+
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
         clock does not move (a partition of the ids, engine/distributed/, is told where it moves)."""
@@ -188,6 +400,19 @@ class DedupeIndex:
     def _purge(self, step: float) -> None:
         assert self.horizon is not None
         oldest = step - self.horizon
+        if self._blocks or self._pending:
+            self._flush()
+            kept = []
+            for block in self._blocks:
+                keep = block.epochs >= oldest
+                if keep.all():
+                    kept.append(block)
+                elif keep.any():
+                    kept.append(_Block(block.keys[keep], block.ids.filter(pa.array(keep)), block.digests[keep],
+                                       block.epochs[keep]))
+            self._blocks = kept
+            self._in_columns = sum(map(len, kept))
+            self._mark_all()
         cut = bisect_left(self._queue_epochs, oldest)
         if cut:
             ids = self._ids
@@ -203,19 +428,50 @@ class DedupeIndex:
 
     def state(self) -> dict[str, Any]:
         """The ids remembered, with digest (16 hex digits) and event time, as JSON data: those
-        that came in time order, then the `late` ones."""
+        that came one at a time in time order, then the `late` ones: those that came one at a
+        time out of order, and those kept as columns (a purge goes by event time, so the order
+        they came in changes nothing the index answers)."""
+        self._flush()
         ids = self._ids
         entries = [[k, f"{ids[k]:016x}", e] for k, e in zip(self._queue, self._queue_epochs)]
         entries += [[k, f"{ids[k]:016x}", e] for k, e in self._late.items()]
-        return {"ids": entries, "late": len(self._late), "newest": finite(self._newest),
+        for block in self._blocks:
+            entries += [[k, f"{d:016x}", e] for k, d, e in
+                        zip(block.ids.to_pylist(), block.digests.tolist(), block.epochs.tolist())]
+        return {"ids": entries, "late": len(entries) - len(self._queue), "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
     def restore(self, state: dict[str, Any]) -> None:
         entries = state["ids"]
         split = len(entries) - state["late"]
-        self._ids = {k: int(d, 16) for k, d, _ in entries}
+        late = entries[split:]
+        self._blocks, self._columns, self._pending, self._in_columns, self._bits = [], None, 0, 0, None
+        self._ids = {k: int(d, 16) for k, d, _ in entries[:split]}
         self._queue = [k for k, _, _ in entries[:split]]
         self._queue_epochs = [e for _, _, e in entries[:split]]
-        self._late = {k: e for k, _, e in entries[split:]}
+        if len(late) > _AS_COLUMNS:  # many: kept as columns (a purge treats both alike)
+            self._late = {}
+            ids = [k for k, _, _ in late]
+            hashes = id_hashes(ids)
+            order = np.argsort(hashes, kind="stable")
+            self._blocks = [_Block(hashes[order], pa.array(ids, type=pa.string()).take(pa.array(order)),
+                                   np.array([int(d, 16) for _, d, _ in late], dtype=np.uint64)[order],
+                                   np.array([e for _, _, e in late], dtype=np.float64)[order])]
+            self._in_columns = len(late)
+            self._make_room(0)
+        else:
+            self._ids.update((k, int(d, 16)) for k, d, _ in late)
+            self._late = {k: e for k, _, e in late}
         self._newest = infinite(state["newest"])
         self._purged_at = infinite(state["purged_at"])
+
+
+_AS_COLUMNS = 4096  # a restored index keeps more late ids than this as a block
+
+
+def _merged(blocks: list[_Block]) -> _Block:
+    keys = np.concatenate([b.keys for b in blocks])
+    order = np.argsort(keys, kind="stable")
+    ids = pa.concat_arrays([b.ids for b in blocks]).take(pa.array(order))
+    return _Block(keys[order], ids, np.concatenate([b.digests for b in blocks])[order],
+                  np.concatenate([b.epochs for b in blocks])[order])
