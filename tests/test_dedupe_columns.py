@@ -165,3 +165,19 @@ def test_a_checkpoint_of_many_ids_kept_as_columns_restores_as_columns():
     again = DedupeIndex(1.0)
     again.restore(reference.state())
     assert again.state() == reference.state()
+
+
+def test_more_blocks_than_a_lookup_should_visit_are_merged():
+    """One block per window: past 64 they are merged into one, and nothing is forgotten."""
+    reference, index = DedupeIndex(None), DedupeIndex(None)  # no horizon: every block stays
+    for window in range(70):
+        rows = [(f"w{window}-{n}", n, float(window)) for n in range(3)]
+        columns = columns_of(rows)
+        assert not index.remembered(columns).any()
+        index.add_columns(columns, 0, 3, float(window), float(window))
+        reference.add_new([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    assert index.remembered(columns_of([("w3-1", 1, 80.0), ("w69-2", 2, 80.0), ("x", 0, 80.0)])).tolist() == \
+        [True, True, False]
+    assert len(index._blocks) < 64  # merged, not one per window
+    assert remembered(index) == remembered(reference) and len(index) == 210
+    assert index.check("w0-0", 0, 81.0) is Seen.DUPLICATE and index.check("w5-1", 9, 81.0) is Seen.CONFLICT
