@@ -40,8 +40,8 @@ from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     cached_by_parameters, parse_pack, route
-from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, IdColumns, EventClock, MeanWindows, Parcels, Reading, Seen, \
-    Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
+from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, IdColumns, MeanWindows, Parcels, \
+    Reading, Seen, Verdict, canonical_json, digest_of, epoch_of, reading_from_event, stream_of
 from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError

@@ -41,7 +41,7 @@ from engine.distributed.blocks import SHIFT, Block, Columns, numbers_from, read,
 from engine.fast import FastLane
 from engine.fast.lane import EXACT, FLAGGED
 from engine.ingest.archive import rebuild, rows_of
-from engine.normalise import DedupeIndex, EventClock, Seen, Verdict, epoch_of, stream_of
+from engine.normalise import DedupeIndex, EventClock, IdColumns, Seen, Verdict, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
 from engine.records import Decision, Finding, InputLine, Quarantined, Record, RunSummary
 from engine.run import long_run_collector
@@ -144,6 +144,9 @@ class DecidedElsewhere(DedupeIndex):
         return None
 
     def add_new(self, ids: list[str], digests: list[int], epochs: list[float]) -> int:
+        return 0
+
+    def add_columns(self, columns: IdColumns, first: int, last: int, top: float, low: float) -> int:
         return 0
 
 

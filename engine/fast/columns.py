@@ -16,8 +16,9 @@ For a window of rows in input order this lane:
   typed row rebuilt into its event, a raw row as its original line.
 
 Quiet rows never become events, nor their ids Python strings: the ids, hashes, digests and
-times are handed to the de-duplication index as columns (`IdColumns`), subjects counted by code. An archive validated by an engine with another validation fingerprint is
-replayed from its rebuilt lines through the JSONL batch path instead: the same output, slower.
+times are handed to the de-duplication index as columns (`IdColumns`), subjects counted by
+code. An archive validated by an engine with another validation fingerprint is replayed from
+its rebuilt lines through the JSONL batch path instead: the same output, slower.
 """
 
 from __future__ import annotations
@@ -401,9 +402,10 @@ def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
     """The ids, id hashes, digests and times of these rows (the archive's `id_hash` column, or
     the hashes made here for an archive written without it)."""
     ids = table.column("id").take(rows).combine_chunks()
-    if "id_hash" in table.column_names:
-        hashes = table.column("id_hash").take(rows).to_numpy()
-    else:
+    hashes = table.column("id_hash").take(rows) if "id_hash" in table.column_names else None
+    if hashes is not None and not hashes.null_count:
+        hashes = hashes.to_numpy()
+    else:  # format 1
         hashes = id_hashes(ids.to_pylist())
     return IdColumns(ids, hashes, table.column("digest").take(rows).to_numpy(),
                      table.column("epoch").take(rows).to_numpy())

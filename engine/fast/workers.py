@@ -334,8 +334,8 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
                 raise ended_early(process, f"window {number} of the archive") from None
             if message is None:
                 return
-            sent, path, industries = message
-            if industries is None:  # `path` is what went wrong
+            sent, path, has_unless = message
+            if has_unless is None:  # `path` is what went wrong
                 if isinstance(path, ArchiveError):
                     raise path
                 raise failed(process.name, f"window {sent} of the archive", path)
@@ -348,7 +348,7 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
             else:  # no room for the file: the window came through the pipe
                 table = path
             room.release()
-            yield _sorting_of(table, industries)
+            yield _sorting_of(table, has_unless)
             number += 1
     finally:
         if process.pid is not None:  # started
@@ -377,11 +377,11 @@ def _with_sorting(table: pa.Table, sorting: WindowSorting) -> pa.Table:
     return table
 
 
-def _sorting_of(table: pa.Table, industries: bool) -> tuple[pa.Table, WindowSorting]:
+def _sorting_of(table: pa.Table, has_unless: bool) -> tuple[pa.Table, WindowSorting]:
     """`_with_sorting` undone: the window and its sorting."""
     kind = table.column(_KIND).to_numpy().copy()  # the window's lane changes it
     unless: dict[int, frozenset[str]] = {}
-    if industries:
+    if has_unless:
         column = table.column(_UNLESS)
         rows = pc.indices_nonzero(pc.is_valid(column)).to_pylist()
         unless = {row: frozenset(orjson.loads(text)) for row, text in zip(rows, column.take(rows).to_pylist())}

@@ -449,7 +449,8 @@ class DedupeIndex:
         self._ids = {k: int(d, 16) for k, d, _ in entries[:split]}
         self._queue = [k for k, _, _ in entries[:split]]
         self._queue_epochs = [e for _, _, e in entries[:split]]
-        if len(late) > _AS_COLUMNS:  # many: kept as columns (a purge treats both alike)
+        if len(late) > _AS_COLUMNS and all(type(k) is str for k, _, _ in late):  # many: kept as columns
+            # (a purge treats both alike)
             self._late = {}
             ids = [k for k, _, _ in late]
             hashes = id_hashes(ids)
