@@ -35,7 +35,14 @@ from engine.fast import FastLane, batches, parse_lines
 from engine.fast.lane import EXACT
 from engine.fast.workers import freeze_existing, thaw
 from engine.ingest import JsonlFiles
-from engine.ingest.archive import ArchiveWriter
+from engine.ingest.archive import (
+    Archive,
+    ArchiveError,
+    ArchiveWriter,
+    event_sources,
+    line_of,
+    rows_of,
+)
 from engine.normalise import DIGEST, id_hash
 from engine.output import GENESIS, ChainedWriter, Store, StoreError
 from engine.output.store import difference
@@ -272,17 +279,24 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
 
     Invalid lines are kept too (raw), so a replay quarantines them exactly as the JSONL would;
     their quarantine records also go to `quarantine` when given. Whether an id is a duplicate
-    is a matter of the replay's state, not of the archive. Raises ArchiveError (engine/ingest/
-    archive.py) for a directory that is not an archive this engine can append to.
+    is a matter of the replay's state, not of the archive. A path may be an archive too: its
+    lines are written again with the file and line they came from (an archive of an older
+    format, or validated otherwise, becomes one this engine appends to and trusts). Raises
+    ArchiveError (engine/ingest/archive.py) for a directory that is not an archive this engine
+    can read or append to, or that is also the archive written.
     """
+    sources = event_sources(paths)
+    for source in sources:
+        if isinstance(source, Archive) and Path(source.directory).resolve() == Path(directory).resolve():
+            raise ArchiveError(f"{directory}: is an input too; write the archive to another directory")
     writer = ArchiveWriter(directory, engine.validation, DIGEST, buckets=buckets)
     summary = ArchiveSummary()
     lane = FastLane(engine)  # shape plans validate most readings by column, with their digests
-    for source, first, texts in JsonlFiles(paths).chunks(4096):
+    for places, texts in _numbered_chunks(sources, 4096):
         events = parse_lines(texts)
         sorting = lane.sort(events)
         for offset, (text, event) in enumerate(zip(texts, events)):
-            line = first + offset
+            source, line = places[offset]
             summary.read += 1
             if sorting.lane[offset] != EXACT:  # valid (a shape plan), digest and event time known
                 summary.valid += 1
@@ -303,3 +317,19 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
     writer.close()
     summary.rows, summary.typed = writer.manifest.rows, writer.typed
     return summary
+
+
+def _numbered_chunks(sources: Sequence[JsonlFiles | Archive],
+                     size: int) -> Iterator[tuple[list[tuple[str, int]], list[bytes]]]:
+    """(file and line of each, lines) in chunks of up to `size` lines, in input order; an
+    archive's lines with the file and line they were archived from."""
+    for source in sources:
+        if isinstance(source, Archive):
+            for table in source.tables():
+                rows = rows_of(table)
+                for start in range(0, len(rows), size):
+                    piece = rows[start:start + size]
+                    yield [(row["file"], row["line"]) for row in piece], [line_of(row) for row in piece]
+        else:
+            for name, first, texts in source.chunks(size):
+                yield [(name, first + offset) for offset in range(len(texts))], texts

@@ -682,7 +682,7 @@ def test_a_crashed_run_of_an_archive_into_a_store_resumes_exactly(tmp_path):
 
 def test_an_archive_of_format_1_replays_and_is_not_appended_to(tmp_path):
     """Format 1 had no `id_hash` column: its replay makes the hashes and gives the same bytes;
-    appending to it is refused (a new archive is written instead)."""
+    appending to it is refused, and `rectify archive` writes it again as format 2."""
     import pyarrow.parquet as pq
 
     log = write(tmp_path / "events.jsonl", adversarial_log(3, 200) + [orjson.dumps(e) for e in CITY.events])
@@ -699,6 +699,15 @@ def test_an_archive_of_format_1_replays_and_is_not_appended_to(tmp_path):
     compare([log], directory)
     with pytest.raises(ArchiveError, match="archive format 1 .*appends to format 2 only; write a new archive"):
         archive_files(Engine(plugins=PLUGINS), [log], directory)
+    # written again from the archive alone: format 2, each line with the file and line it came from
+    runner = CliRunner()
+    result = runner.invoke(cli, ["archive", str(directory), "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "again" / MANIFEST).read_text())["format"] == 2
+    assert Archive(tmp_path / "again").manifest.sources == [str(log)]
+    compare([log], tmp_path / "again")
+    result = runner.invoke(cli, ["archive", str(log), str(directory), "--out", str(directory)])
+    assert result.exit_code == 2 and "is an input too" in result.output
 
 
 def test_a_changed_value_in_a_part_file_is_caught_by_its_page_checksum(tmp_path):

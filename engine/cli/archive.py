@@ -14,7 +14,7 @@ from engine.run import archive_files
 
 
 @click.command()
-@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("events", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="The archive directory (created; an existing archive gets the lines appended).")
 @click.option("--quarantine", type=click.Path(dir_okay=False),
@@ -26,7 +26,9 @@ def archive(events: tuple[str, ...], out: str, quarantine: str | None, buckets: 
             options: tuple[str, ...], params: str | None, strict: bool, backend: str) -> None:
     """Validate EVENTS (JSONL files) once and append them to the Parquet archive --out.
 
-    `rectify run ARCHIVE` then gives the same output, byte for byte, as running EVENTS.
+    `rectify run ARCHIVE` then gives the same output, byte for byte, as running EVENTS. An
+    archive among EVENTS is written again, each line with the file and line it came from: so an
+    archive of an older format becomes one of this rectify's.
     """
     engine = build_engine(disable, options, params, strict, backend)
     started = time.perf_counter()

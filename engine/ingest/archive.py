@@ -268,7 +268,8 @@ class ArchiveWriter:
             if self.manifest.format != ARCHIVE_FORMAT:
                 raise ArchiveError(f"{self.directory}: archive format {self.manifest.format} (written by rectify "
                                    f"{self.manifest.rectify}); this rectify appends to format {ARCHIVE_FORMAT} "
-                                   "only; write a new archive")
+                                   f"only; write a new archive (`rectify archive {self.directory} --out NEW` "
+                                   "writes this one again)")
             if self.manifest.fingerprint != fingerprint or self.manifest.digest != digest:
                 raise ArchiveError(
                     f"{self.directory}: the archive was validated by rectify {self.manifest.rectify} with other "
