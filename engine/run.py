@@ -286,8 +286,8 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
     can read or append to, or that is also the archive written.
     """
     sources = event_sources(paths)
-    for source in sources:
-        if isinstance(source, Archive) and Path(source.directory).resolve() == Path(directory).resolve():
+    for given in sources:
+        if isinstance(given, Archive) and Path(given.directory).resolve() == Path(directory).resolve():
             raise ArchiveError(f"{directory}: is an input too; write the archive to another directory")
     writer = ArchiveWriter(directory, engine.validation, DIGEST, buckets=buckets)
     summary = ArchiveSummary()
