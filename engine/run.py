@@ -27,6 +27,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,14 +36,7 @@ from engine.fast import FastLane, batches, parse_lines
 from engine.fast.lane import EXACT
 from engine.fast.workers import freeze_existing, thaw
 from engine.ingest import JsonlFiles
-from engine.ingest.archive import (
-    Archive,
-    ArchiveError,
-    ArchiveWriter,
-    event_sources,
-    line_of,
-    rows_of,
-)
+from engine.ingest.archive import Archive, ArchiveError, ArchiveWriter, event_sources
 from engine.normalise import DIGEST, id_hash
 from engine.output import GENESIS, ChainedWriter, Store, StoreError
 from engine.output.store import difference
@@ -325,11 +319,9 @@ def _numbered_chunks(sources: Sequence[JsonlFiles | Archive],
     archive's lines with the file and line they were archived from."""
     for source in sources:
         if isinstance(source, Archive):
-            for table in source.tables():
-                rows = rows_of(table)
-                for start in range(0, len(rows), size):
-                    piece = rows[start:start + size]
-                    yield [(row["file"], row["line"]) for row in piece], [line_of(row) for row in piece]
+            lines = iter(source)  # the lines it was made from (bytes), with their file and line
+            while piece := list(islice(lines, size)):
+                yield [(item.source, item.number) for item in piece], [item.text for item in piece]  # type: ignore[misc]
         else:
             for name, first, texts in source.chunks(size):
                 yield [(name, first + offset) for offset in range(len(texts))], texts

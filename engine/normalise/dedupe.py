@@ -84,7 +84,7 @@ def id_hash(event_id: str) -> int:
 
 def id_hashes(ids: Iterable[str]) -> np.ndarray:
     """`id_hash` of each id, as a uint64 array."""
-    return np.fromiter((_xxh3(i.encode("utf-8", "surrogatepass")) for i in ids), dtype=np.uint64)
+    return np.fromiter(map(id_hash, ids), dtype=np.uint64)
 
 
 def content_digests(events: Iterable[Any]) -> list[int]:
@@ -127,6 +127,12 @@ class _Block:
 
     def __init__(self, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> None:
         self.keys, self.ids, self.digests, self.epochs = keys, ids, digests, epochs
+
+    @classmethod
+    def by_hash(cls, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> _Block:
+        """A block of these ids (`keys` their hashes), sorted by hash."""
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], ids.take(pa.array(order)), digests[order], epochs[order])
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -359,9 +365,8 @@ class DedupeIndex:
         if columns is None or not self._pending:
             return
         rows = np.flatnonzero(columns.added)
-        rows = rows[np.argsort(columns.hashes[rows], kind="stable")]
-        self._blocks.append(_Block(columns.hashes[rows], columns.ids.take(pa.array(rows)), columns.digests[rows],
-                                   columns.epochs[rows]))
+        self._blocks.append(_Block.by_hash(columns.hashes[rows], columns.ids.take(pa.array(rows)),
+                                           columns.digests[rows], columns.epochs[rows]))
         columns.added[:] = False
         self._pending = 0
         if len(self._blocks) > _MAX_BLOCKS:
@@ -453,11 +458,9 @@ class DedupeIndex:
             # (a purge treats both alike)
             self._late = {}
             ids = [k for k, _, _ in late]
-            hashes = id_hashes(ids)
-            order = np.argsort(hashes, kind="stable")
-            self._blocks = [_Block(hashes[order], pa.array(ids, type=pa.string()).take(pa.array(order)),
-                                   np.array([int(d, 16) for _, d, _ in late], dtype=np.uint64)[order],
-                                   np.array([e for _, _, e in late], dtype=np.float64)[order])]
+            self._blocks = [_Block.by_hash(id_hashes(ids), pa.array(ids, type=pa.string()),
+                                           np.array([int(d, 16) for _, d, _ in late], dtype=np.uint64),
+                                           np.array([e for _, _, e in late], dtype=np.float64))]
             self._in_columns = len(late)
             self._make_room(0)
         else:
@@ -471,8 +474,5 @@ _AS_COLUMNS = 4096  # a restored index keeps more late ids than this as a block
 
 
 def _merged(blocks: list[_Block]) -> _Block:
-    keys = np.concatenate([b.keys for b in blocks])
-    order = np.argsort(keys, kind="stable")
-    ids = pa.concat_arrays([b.ids for b in blocks]).take(pa.array(order))
-    return _Block(keys[order], ids, np.concatenate([b.digests for b in blocks])[order],
-                  np.concatenate([b.epochs for b in blocks])[order])
+    return _Block.by_hash(np.concatenate([b.keys for b in blocks]), pa.concat_arrays([b.ids for b in blocks]),
+                          np.concatenate([b.digests for b in blocks]), np.concatenate([b.epochs for b in blocks]))
