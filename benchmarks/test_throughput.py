@@ -13,7 +13,9 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
 (e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane), in
     one process and with its windows read and sorted by 1 forked process (`workers=1`);
     writing the archive is timed apart (once);
-(d) the floor: reading the file and orjson.loads per line, no validation, no rules.
+(d) the floor: reading the file and orjson.loads per line, no validation, no rules;
+(d2) the floor with each line's content digest as well (what de-duplication needs of every
+    JSONL event): the most one process reading JSONL can do.
 
 Paths (c) and (e) of a log must end on the same chain head (the same bytes). Tests are named
 so that pytest runs them in this order; the last prints the table.
@@ -30,9 +32,10 @@ import pytest
 
 from engine import Engine
 from engine.decide.rete import SafeHost
-from engine.judge import READING_TYPES, Rule
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive
+from engine.judge import READING_TYPES, Rule
+from engine.normalise import content_digest
 from engine.output import JsonlSink
 from engine.run import Outputs, Run
 
@@ -191,6 +194,26 @@ def test_f_floor_orjson_parse(benchmark, request, results, log):
     started = time.perf_counter()
     count = benchmark.pedantic(run, rounds=1, iterations=1)
     _record(results, f"{log}/d_floor_orjson", count, time.perf_counter() - started)
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_g_floor_with_digest(benchmark, request, results, log):
+    """(d2) the floor and each line's content digest (orjson.loads, then XXH3-64 of its sorted-key
+    JSON, `engine.normalise.content_digest`), which de-duplication needs of every JSONL event: the
+    most a path that reads JSONL in one process can do. No validation, no rules."""
+    path = _log(request, log)
+
+    def run() -> int:
+        count = 0
+        with path.open("rb") as handle:
+            for line in handle:
+                content_digest(orjson.loads(line))
+                count += 1
+        return count
+
+    started = time.perf_counter()
+    count = benchmark.pedantic(run, rounds=1, iterations=1)
+    _record(results, f"{log}/d2_floor_with_digest", count, time.perf_counter() - started)
 
 
 def test_z_ratios(benchmark, results, capsys):

@@ -263,10 +263,11 @@ class Engine:
         return "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
-                       valid: bool = False) -> list[Record]:
-        """A line already parsed (by the batch path): the stages after parsing (`valid`: see `prepare`)."""
+                       valid: bool = False, digest: int | None = None) -> list[Record]:
+        """A line already parsed (by the batch path): the stages after parsing (`valid`, `digest`:
+        see `prepare`)."""
         try:
-            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line, valid)
+            prepared: Prepared | Quarantined = self.prepare(event, from_json, raw, source, line, valid, digest)
         except InvalidEvent as exc:
             prepared = quarantined(raw, source, line, str(exc))
         return self.process_prepared(prepared)
@@ -288,14 +289,18 @@ class Engine:
     # ---- the stages -----------------------------------------------------------------------
 
     def prepare(self, event: Any, from_json: bool = True, raw: Any = None, source: str = "<input>",
-                line: int = 0, valid: bool = False) -> Prepared:
+                line: int = 0, valid: bool = False, digest: int | None = None) -> Prepared:
         """Validate and normalise one parsed event; InvalidEvent says what is wrong and where.
 
         Reads no state and changes none (nothing is counted): any process may prepare.
         `from_json`: parsed by orjson (which refuses NaN and infinities itself). `valid`: the
         batch path has already checked it against the same schemas (a shape plan, or an
-        archive validated by an engine with the same `validation` fingerprint).
+        archive validated by an engine with the same `validation` fingerprint). `digest`: its
+        content digest, made when it was checked (an archive's row; only with `valid` and a
+        `raw` that is not text, which would be checked for repeated keys against the sorted-key JSON).
         """
+        if digest is not None and (not valid or isinstance(raw, (str, bytes))):
+            raise ValueError("prepare: a digest is taken only for a valid event that is not text")
         problem = None if valid else self.validator.problem(event, from_json)
         if problem is None and not self.validator.known(event["type"]) and self.strict:
             problem = f"type: unknown event type {event['type']!r} (strict mode)"
@@ -305,7 +310,7 @@ class Engine:
                 reading = reading_from_event(event)
             except UnitError as exc:
                 problem = f"data.unit: {exc}"
-        canonical = canonical_json(event) if problem is None else b""
+        canonical = canonical_json(event) if problem is None and digest is None else b""
         if problem is None and from_json and isinstance(raw, (str, bytes)) and may_repeat_keys(raw, canonical):
             repeated = repeated_key(raw)
             if repeated is not None:
@@ -313,7 +318,8 @@ class Engine:
         if problem is not None:
             raise InvalidEvent(problem)
         epoch = reading.epoch if reading is not None else epoch_of(event["time"])
-        return Prepared(event, event["id"], reading, digest_of(canonical), epoch, event if raw is None else raw, source, line)
+        return Prepared(event, event["id"], reading, digest_of(canonical) if digest is None else digest, epoch,
+                        event if raw is None else raw, source, line)
 
     def admit(self, prepared: Prepared) -> Verdict:
         """The de-duplication verdict for a prepared event (remembered when new)."""

@@ -24,7 +24,7 @@ from engine.cli import cli
 from engine.devtools.demo import generate_city
 from engine.ingest import JsonlFiles, read_jsonl
 from engine.ingest.archive import MANIFEST, Archive, ArchiveError
-from engine.normalise import DIGEST
+from engine.normalise import DIGEST, content_digest
 from engine.output import ListSink
 from engine.run import archive_files
 from test_fastlane import adversarial_log, benchmark_events, bound_events, dated_events, killed_midway
@@ -729,3 +729,20 @@ def test_a_changed_value_in_a_part_file_is_caught_by_its_page_checksum(tmp_path)
     assert unchecked.column("id_hash").to_pylist() != before  # it decodes, to other values
     with pytest.raises(ArchiveError, match="unreadable part file"):
         list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive")))
+
+
+def test_a_row_taken_exactly_keeps_the_digest_its_archive_holds(make_event):
+    """An archive's row that the columnar lane takes exactly is prepared with the content digest
+    the archive holds (made when the line was validated), not made again; a digest is refused
+    beside a text, whose repeated keys are checked against its sorted-key JSON, and for an event
+    not yet validated."""
+    engine = Engine(plugins=PLUGINS)
+    event = make_event("emission.measured", "2024-05-01T10:00:00+08:00",
+                       {"outlet": "DA001", "pollutant": "a21026", "value": 12.0, "unit": "mg/m3", "period": "hour"})
+    made = engine.prepare(event, True, event, valid=True)
+    assert made.digest == content_digest(event)
+    assert engine.prepare(event, True, event, valid=True, digest=made.digest ^ 1).digest == made.digest ^ 1
+    with pytest.raises(ValueError, match="digest"):
+        engine.prepare(event, True, orjson.dumps(event), valid=True, digest=made.digest)
+    with pytest.raises(ValueError, match="digest"):
+        engine.prepare(event, True, event, digest=made.digest)

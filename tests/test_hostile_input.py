@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from conftest import SUBJECT, registration
 from engine import Engine, Finding, InputLine, JsonlFiles, Quarantined
+from engine.devtools.demo import generate_city
 from engine.ingest.jsonl import may_repeat_keys, repeated_key
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
@@ -89,6 +90,20 @@ def test_a_repeated_key_anywhere_in_an_event_is_quarantined_on_every_path(plugin
         # the last three lines repeat ids of the first run: duplicates, not quarantined
     }
     assert not any(b"99999" in r for r in records if b'"record":"finding"' in r)
+
+
+def test_a_repeated_key_in_a_chunk_without_escapes_is_found_by_its_colon_count(plugins, tmp_path):
+    """A demo city's log with one quiet reading's key repeated: no line of its chunk has a
+    backslash, so only the chunk's colon totals (the lines' against their sorted-key JSON's,
+    engine/fast/lane.py) tell the fast lane to look line by line."""
+    lines = [orjson.dumps(e) for e in generate_city(enterprises=40, days=2, seed=11).events]
+    readings = [n for n, line in enumerate(lines) if b'"emission.measured"' in line]
+    target = readings[len(readings) // 2]
+    lines[target] = lines[target].replace(b'"period":"hour"', b'"period":"hour","period":"hour"', 1)
+    assert lines[target].count(b'"period"') == 2 and not any(b"\\" in line for line in lines)
+    records = run_all_paths(plugins, lines, tmp_path)
+    assert quarantines(records) == {
+        target + 1: "data.period: the key appears twice in one object (JSON readers keep one silently: ambiguous)"}
 
 
 @st.composite

