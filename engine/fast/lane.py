@@ -425,8 +425,8 @@ def blocked_rows(unless: Mapping[int, frozenset[str]], rows: range, subjects: Se
 
 
 def _colons(text: bytes) -> int:
-    """How many bytes `:` the text holds (numpy's compare is about four times as fast as
-    `bytes.count`, which loops byte by byte for a single-byte needle)."""
+    """How many bytes `:` the text holds (numpy's compare is more than four times as fast as
+    `bytes.count`, which loops byte by byte for a single-byte needle: docs/batch-path.md)."""
     return int(np.count_nonzero(np.frombuffer(text, dtype=np.uint8) == _COLON))
 
 

@@ -21,9 +21,9 @@ class Reading:
     """One measured value (or an hourly average of minute values) ready to be judged.
 
     Nothing changes a reading once made. It is not a frozen dataclass all the same: a frozen
-    one's `__init__` sets each field through `object.__setattr__`, eight times the cost of this
-    one's (2.6 against 0.3 µs for these eighteen fields on the benchmark machine), and every
-    reading the exact path takes makes one."""
+    one's `__init__` sets each field through `object.__setattr__`, about ten times the cost of
+    this one's (2.2 against 0.2 µs for eighteen fields, `python -m timeit`, three runs on the
+    benchmark machine), and every reading the exact path takes makes one."""
 
     enterprise: str
     type: str
