@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -31,6 +33,7 @@ from test_fastlane import adversarial_log, benchmark_events, bound_events, dated
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
+FORMAT_2 = Path(__file__).parent / "data" / "archive_format2"  # written by rectify 0.3.0 from its events.jsonl
 
 
 def write(path: Path, lines: list[bytes]) -> Path:
@@ -128,12 +131,20 @@ def test_readings_on_the_edges_of_a_rule_s_dates_replay_by_column(tmp_path):
 
 
 def test_benchmark_corrected_readings_replay_byte_for_byte(tmp_path):
-    """Daily wastewater readings kept as lines (a production object) are sorted by the fast lane;
-    those quiet only outside an industry wait for the registry at their place (a re-registration
-    half way)."""
+    """Daily wastewater readings with a `production` object are typed rows (format 3), gated by
+    their own volume and production; those quiet only outside an industry wait for the registry
+    at their place (a re-registration half way). A list of products stays the line's bytes."""
     events, count = benchmark_events()
     log = write(tmp_path / "benchmark.jsonl", [orjson.dumps(e) for e in events])
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    rows = pa.concat_tables(Archive(tmp_path / "archive").tables()).to_pylist()
+    readings = [row for row in rows if row["type"] == "discharge.measured" and row["valid"]]
+    typed = [row for row in readings if row["raw"] is None]
+    assert len(typed) > 0.8 * len(readings) > 300
+    assert {type(orjson.loads(row["raw"])["data"]["production"]) for row in readings if row["raw"] is not None} == {list}
+    assert {row["production_category"] for row in typed} >= {None, "no_such_fabric"}  # none given, and unknown
+    assert any("production{quantity:i," in row["shape"] for row in typed)  # integers come back as integers
+    assert any("volume_m3:i," in row["shape"] for row in typed)
     for window in (150, 5000):
         engine = compare([log], tmp_path / "archive", window=window)
         assert engine.lane_stats["quiet"] > 100 and sum(engine.summary.data_gaps.values()) > 20
@@ -205,7 +216,7 @@ def test_an_archive_it_cannot_read_is_refused_with_a_clear_message(tmp_path):
     manifest = json.loads((directory / MANIFEST).read_text())
     manifest["format"] = 99
     (directory / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ArchiveError, match="archive format 99.*reads formats 1, 2"):
+    with pytest.raises(ArchiveError, match="archive format 99.*reads formats 1, 2, 3"):
         Archive(directory)
     result = CliRunner().invoke(cli, ["run", str(directory), "--out", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 2 and "archive format 99" in result.output
@@ -682,7 +693,7 @@ def test_a_crashed_run_of_an_archive_into_a_store_resumes_exactly(tmp_path):
 
 def test_an_archive_of_format_1_replays_and_is_not_appended_to(tmp_path):
     """Format 1 had no `id_hash` column: its replay makes the hashes and gives the same bytes;
-    appending to it is refused, and `rectify archive` writes it again as format 2."""
+    appending to it is refused, and `rectify archive` writes it again as format 3."""
     import pyarrow.parquet as pq
 
     log = write(tmp_path / "events.jsonl", adversarial_log(3, 200) + [orjson.dumps(e) for e in CITY.events])
@@ -697,17 +708,48 @@ def test_an_archive_of_format_1_replays_and_is_not_appended_to(tmp_path):
     manifest["format"] = 1
     (directory / MANIFEST).write_text(json.dumps(manifest))
     compare([log], directory)
-    with pytest.raises(ArchiveError, match="archive format 1 .*appends to format 2 only; write a new archive"):
+    with pytest.raises(ArchiveError, match="archive format 1 .*appends to format 3 only; write a new archive"):
         archive_files(Engine(plugins=PLUGINS), [log], directory)
-    # written again from the archive alone: format 2, each line with the file and line it came from
+    # written again from the archive alone: format 3, each line with the file and line it came from
     runner = CliRunner()
     result = runner.invoke(cli, ["archive", str(directory), "--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "again" / MANIFEST).read_text())["format"] == 2
+    assert json.loads((tmp_path / "again" / MANIFEST).read_text())["format"] == 3
     assert Archive(tmp_path / "again").manifest.sources == [str(log)]
     compare([log], tmp_path / "again")
     result = runner.invoke(cli, ["archive", str(log), str(directory), "--out", str(directory)])
     assert result.exit_code == 2 and "is an input too" in result.output
+
+
+def test_an_archive_of_format_2_replays_and_is_not_appended_to(tmp_path, monkeypatch):
+    """Written by rectify 0.3.0: format 2 kept a `production` object as the line's bytes. Its
+    replay gives the bytes of the JSONL it was made from; appending to it is refused, and
+    `rectify archive` writes it again as format 3."""
+    shutil.copytree(FORMAT_2, tmp_path / "old")
+    monkeypatch.chdir(tmp_path / "old")  # the archive names its log by the relative path it was given
+    log, directory = Path("events.jsonl"), Path("archive")
+    assert json.loads((directory / MANIFEST).read_text())["format"] == 2
+    engine = compare([log], directory, window=64)
+    assert engine.lane_stats["quiet"] > 50 and sum(engine.summary.data_gaps.values()) > 5
+    with pytest.raises(ArchiveError, match="archive format 2 .*appends to format 3 only; write a new archive"):
+        archive_files(Engine(plugins=PLUGINS), [log], directory)
+    result = CliRunner().invoke(cli, ["archive", str(directory), "--out", "again"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((Path("again") / MANIFEST).read_text())["format"] == 3
+    compare([log], Path("again"), window=64)
+
+
+def test_more_rows_than_a_batch_holds_come_back_in_order(tmp_path):
+    """A partition buffers rows as Python values and turns them into an Arrow batch every 8,192
+    rows: one partition (one bucket, one month) of 2.5 batches, typed and raw rows mixed."""
+    lines = []
+    for copy in range(9):
+        lines += [orjson.dumps({**e, "id": f"{e['id']}-{copy}"}) for e in CITY.events[:2300]
+                  if e["time"].startswith("2024-03")]
+    log = write(tmp_path / "events.jsonl", lines)
+    summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
+    assert summary.rows == len(lines) > 2 * 8192 and summary.typed > 8192
+    assert [line.text for line in Archive(tmp_path / "archive")] == lines
 
 
 def test_a_changed_value_in_a_part_file_is_caught_by_its_page_checksum(tmp_path):

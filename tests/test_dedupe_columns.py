@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.normalise import DedupeIndex, IdColumns, Seen, id_hash, id_hashes
+from engine.normalise.dedupe import hash_order
 
 DAY = 86400.0
 
@@ -119,6 +120,23 @@ def test_two_ids_with_one_hash_are_told_apart():
     index.add_columns(columns_of([("a", 1, 10.0), ("b", 2, 10.0)], hashes=[5, 5]), 0, 2, 10.0, 10.0)
     probe = index.remembered(columns_of([("b", 2, 11.0), ("c", 3, 11.0), ("a", 1, 11.0)], hashes=[5, 5, 5]))
     assert probe.tolist() == [True, False, True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 5), st.integers(0, 2 ** 64 - 1)), max_size=300))
+def test_ids_are_put_in_hash_order_as_a_stable_sort_puts_them(keys):
+    """Blocks are kept in this order and a checkpoint lists them in it: equal hashes (two ids with
+    one hash) keep the order they came in, on every platform, as numpy's stable sort keeps them."""
+    keys = np.array(keys, dtype=np.uint64)
+    assert hash_order(keys).tolist() == np.argsort(keys, kind="stable").tolist()
+
+
+def test_a_window_s_rows_go_into_their_block_in_hash_order_with_ties_as_they_came():
+    index = DedupeIndex(7.0)
+    index.advance(10.0)
+    rows = [("c", 3, 10.0), ("a", 1, 10.0), ("b", 2, 10.0), ("d", 4, 10.0)]
+    index.add_columns(columns_of(rows, hashes=[9, 5, 9, 1]), 0, 4, 10.0, 10.0)
+    assert [entry[0] for entry in index.state()["ids"]] == ["d", "a", "c", "b"]
 
 
 def test_ids_kept_as_columns_are_forgotten_in_steps_like_the_others():

@@ -488,7 +488,8 @@ def benchmark_events() -> tuple[list[dict[str, Any]], int]:
     """Registrations, then daily wastewater readings of every benchmark-volume-corrected rule
     around its bound, with actual volumes below, at and above the benchmark (so the judged value
     crosses the limit only after the correction), and readings whose correction cannot be made
-    (a category without a benchmark, another production unit, no production, a list of products)."""
+    (a category without a benchmark, another production unit, no production, a list of products,
+    no category at all); some quantities and volumes are integers."""
     events, subjects = registrations("9133021", sub_sector="cotton_woven")
     count = 0
     for rule in REFERENCE.rules:
@@ -507,7 +508,7 @@ def benchmark_events() -> tuple[list[dict[str, Any]], int]:
                         benchmark_m3 = quantity * rule.benchmark[category] * per_unit
                         production: Any = {"quantity": quantity, "unit": product_unit, "category": category}
                         count += 1
-                        kinds = ["ok"] * 6 + ["no category", "other unit", "zero", "list", "int"]
+                        kinds = ["ok"] * 6 + ["no category", "other unit", "zero", "list", "int", "bare", "whole volume"]
                         kind = kinds[count % len(kinds)]
                         if kind == "no category":
                             production = {"quantity": quantity, "unit": "t", "category": "no_such_fabric"}
@@ -520,10 +521,14 @@ def benchmark_events() -> tuple[list[dict[str, Any]], int]:
                             production = [production, dict(production, quantity=1.5)]
                         elif kind == "int":
                             production = dict(production, quantity=10)
+                        elif kind == "bare":  # no category at all
+                            production = {"quantity": quantity, "unit": product_unit}
                         data = {"outlet": "W1", "point": sorted(rule.points)[0] if rule.points else "plant",
                                 "destination": sorted(rule.destinations)[0] if rule.destinations else "direct",
                                 "pollutant": pollutant, "value": value, "unit": rule.unit, "period": "day", "flag": "N",
                                 "volume_m3": round(benchmark_m3 * ratio, 6), "production": production}
+                        if kind == "whole volume":  # an integer, as a meter may report it
+                            data["volume_m3"] = round(benchmark_m3 * ratio)
                         events.append({"specversion": "1.0", "id": f"bm-{count}", "source": "t",
                                        "type": "discharge.measured", "subject": subject,
                                        "time": f"2024-03-{1 + count % 27:02d}T00:00:00+08:00", "data": data})
@@ -592,7 +597,7 @@ def test_a_shape_plan_of_a_production_object_never_accepts_what_the_validator_re
         verdict = judged_alike(plan, columns, event)
         accepted += verdict == "accepted"
         rejected_by_both += verdict == "rejected"
-    assert accepted > 300 and rejected_by_both > 100
+    assert accepted > 250 and rejected_by_both > 100
 
 
 def test_a_reading_only_another_industry_s_rules_judge_is_quiet_until_its_enterprise_is_of_that_industry():

@@ -45,7 +45,7 @@ from engine.fast.lane import (
 )
 from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
 from engine.fast.lane import Industry as _Industry
-from engine.ingest.archive import Archive, RowBlocks, python_values, rebuild, rows_of
+from engine.ingest.archive import PRODUCTION, Archive, RowBlocks, is_integer_at, python_values, rebuild, rows_of
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.normalise import DIGEST, IdColumns, id_hashes
 from engine.records import InputLine, Record
@@ -201,9 +201,10 @@ class ColumnLane:
 
     def sort(self, table: pa.Table, registry: Mapping[str, Mapping[str, Any]] | None = None,
              defer: bool = False) -> np.ndarray:
-        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut, and
-        valid readings kept as their lines (e.g. daily wastewater with a `production` object)
-        that the fast lane finds quiet. `registry`: the registrations before the window (as in
+        """_QUIET, _UNAVAILABLE or _EXACT per row: typed valid readings inside every cut (a daily
+        wastewater reading's benchmark-volume correction made with its own volume and
+        production), and valid readings kept as their lines (e.g. such readings in an archive
+        before format 3) that the fast lane finds quiet. `registry`: the registrations before the window (as in
         `FastLane.sort`: a reading a rule fires on is judged by its own industry's rules, unless
         the window registers its enterprise; with `defer` (`window` honours it) such rows wait
         in `_unless` for their run, else they are exact)."""
@@ -242,54 +243,78 @@ class ColumnLane:
         value = sub.column("value").to_numpy()
         o2 = sub.column("o2_percent").to_numpy()
         has_o2 = ~np.isnan(o2)
+        inputs = _benchmark_inputs(table, typed_rows)
         combined = np.zeros(len(typed_rows), dtype=np.int64)
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
-        combined = combined * 2 + has_o2
+        combined = (combined * 2 + has_o2) * 2 + inputs
         groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
         count = len(groups)
         status = np.zeros(count, dtype=np.int8)
         low, high = np.full(count, np.inf), np.full(count, -np.inf)
         o2_free, o2_high = np.full(count, np.nan), np.full(count, np.inf)
         gates: list[Gate | None] = [None] * count
+        corrected = np.zeros(count, dtype=bool)  # groups with benchmark-volume cuts
         for g, row in enumerate(first.tolist()):
             key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
-            gate = self._gate(key, bool(has_o2[row]))
+            gate = self._gate(key, bool(has_o2[row]), bool(inputs[row]))
             if isinstance(gate, int):
                 status[g] = gate
                 low[g], high[g] = -np.inf, np.inf
                 continue
             status[g], gates[g] = _QUIET, gate
+            corrected[g] = bool(gate.benchmarks)
             low[g], high[g], o2_high[g] = gate.low, gate.high, gate.o2_high
             if gate.o2_free is not None:
                 o2_free[g] = gate.o2_free
         with np.errstate(divide="ignore", invalid="ignore"):
             outside = (value > high[inverse]) | (value < low[inverse]) | (value * o2_free[inverse] / (21.0 - o2) > o2_high[inverse])
         row_status = status[inverse]
-        outside_rows = np.flatnonzero(outside & (row_status == _QUIET))
-        outside_list = outside_rows.tolist()
+        quiet = row_status == _QUIET
+        outside &= quiet
+        # rows outside the cuts, and rows of groups with benchmark-volume cuts (each corrected by
+        # its own volume and production), looked at one by one as the JSONL lane does
+        looked = np.flatnonzero(outside | (corrected[inverse] & quiet))
+        looked_list = looked.tolist()
         subjects: dict[int, Any] = {}
         days: dict[int, str] = {}
-        if outside_list:  # who and when, for these rows only
-            at = table.select(["subject", "time"]).take(typed_rows[outside_rows])
-            subjects = dict(zip(outside_list, python_values(at.column("subject"))))
-            days = dict(zip(outside_list, python_values(at.column("time"))))
-        for p in outside_list:
+        datas: dict[int, dict[str, Any]] = {}
+        if looked_list:  # who and when, for these rows only
+            at = table.select(["subject", "time"]).take(typed_rows[looked])
+            subjects = dict(zip(looked_list, python_values(at.column("subject"))))
+            days = dict(zip(looked_list, python_values(at.column("time"))))
+            benchmarked = looked[corrected[inverse[looked]]]
+            if len(benchmarked):
+                datas = dict(zip(benchmarked.tolist(), _benchmark_data(table, typed_rows[benchmarked])))
+        for p in looked_list:
             gate = gates[inverse[p]]
             assert gate is not None
             row = int(typed_rows[p])
-            known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+            reading, oxygen, data = float(value[p]), None if not has_o2[p] else float(o2[p]), datas.get(p)
             day = days[p][:10]  # the local date, as the judge reads it
-            if known is not _UNKNOWN:
-                if gate.fires_for(float(value[p]), None if not has_o2[p] else float(o2[p]), None, known, day):
+            unless = gate.benchmark_quiet(reading, data) if data is not None else None
+            if outside[p] or (data is not None and unless is None):
+                known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+                if known is _UNKNOWN:
+                    unless = gate.firing(reading, oxygen, data, day) if defer else \
+                        (None if gate.fires(reading, oxygen, data, day) else frozenset())
+                    if unless is None:
+                        row_status[p] = _EXACT
+                        continue
+                elif gate.fires_for(reading, oxygen, data, known, day):
                     row_status[p] = _EXACT
-                continue
-            reading = float(value[p]), None if not has_o2[p] else float(o2[p]), None, day
-            unless = gate.firing(*reading) if defer else (None if gate.fires(*reading) else frozenset())
-            if unless is None:
-                row_status[p] = _EXACT
-            elif unless:  # quiet unless the enterprise is of an industry whose rule fires
-                self._unless[row] = unless
+                    continue
+                else:
+                    unless = None
+            if unless:  # quiet unless the enterprise is of an industry whose rule fires
+                known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
+                if known is _UNKNOWN:
+                    if not defer:
+                        row_status[p] = _EXACT
+                        continue
+                    self._unless[row] = unless
+                elif known in unless:
+                    row_status[p] = _EXACT
         kind[typed_rows] = row_status
         self._unless_rows = sorted(self._unless)
         return kind
@@ -317,14 +342,14 @@ class ColumnLane:
                 kind[row] = _EXACT
         return waiting
 
-    def _gate(self, key: tuple[Any, ...], has_o2: bool) -> Gate | int:
-        found = self._gates.get(key + (has_o2,))
+    def _gate(self, key: tuple[Any, ...], has_o2: bool, has_inputs: bool) -> Gate | int:
+        found = self._gates.get(key + (has_o2, has_inputs))
         if found is None:
             event_type, pollutant, unit, process, point, destination, period, flag = key
             screened = self.engine.judge.screen(event_type, pollutant, unit, process, point, destination, period,
-                                                flag if flag is not None else "N", has_o2)
+                                                flag if flag is not None else "N", has_o2, has_inputs)
             found = _EXACT if screened is None else _UNAVAILABLE if screened == UNAVAILABLE else screened  # type: ignore[assignment]
-            self._gates[key + (has_o2,)] = found  # type: ignore[assignment]
+            self._gates[key + (has_o2, has_inputs)] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
 
     def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, columns: IdColumns) -> None:
@@ -332,8 +357,8 @@ class ColumnLane:
         if not len(quiet):
             return
         clash = self.engine.dedupe.remembered(columns)
-        all_ids = pc.drop_null(table.column("id"))  # every valid row's id, typed or raw
-        if len(pc.unique(all_ids)) != len(all_ids):  # some id appears twice among the window's rows: each one leaves
+        if _maybe_repeated(table):  # some id appears twice among the window's rows: each one leaves
+            all_ids = pc.drop_null(table.column("id"))  # every valid row's id, typed or raw
             counts = pc.value_counts(all_ids)
             repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
             clash |= pc.is_in(columns.ids, value_set=repeated).to_numpy(zero_copy_only=False)
@@ -411,6 +436,50 @@ def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
         hashes = id_hashes(ids.to_pylist())
     return IdColumns(ids, hashes, table.column("digest").take(rows).to_numpy(),
                      table.column("epoch").take(rows).to_numpy())
+
+
+def _benchmark_inputs(table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Whether each of these typed rows carries a benchmark-volume correction's inputs: `volume_m3`
+    and a `production` object (columns since archive format 3; before, such rows were raw)."""
+    if "production_unit" not in table.column_names:
+        return np.zeros(len(rows), dtype=bool)
+    taken = table.select(["volume_m3", "production_unit"]).take(rows)
+    return ~np.isnan(taken.column("volume_m3").to_numpy()) & \
+        pc.is_valid(taken.column("production_unit")).to_numpy(zero_copy_only=False)
+
+
+def _benchmark_data(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The `data` a benchmark-volume correction reads (`volume_m3`, `production`) of these typed
+    rows, numbers written as integers given back as integers, as the event has them."""
+    taken = table.select(["shape", "volume_m3", *PRODUCTION.values()]).take(rows)
+    shapes, volumes = python_values(taken.column("shape")), taken.column("volume_m3").to_pylist()
+    quantities = taken.column(PRODUCTION["quantity"]).to_pylist()
+    units, categories = python_values(taken.column(PRODUCTION["unit"])), python_values(taken.column(PRODUCTION["category"]))
+    integers = {shape: (is_integer_at(shape, "volume_m3"), is_integer_at(shape, "production.quantity"))
+                for shape in set(shapes)}
+    datas = []
+    for shape, volume, quantity, unit, category in zip(shapes, volumes, quantities, units, categories):
+        whole_volume, whole_quantity = integers[shape]
+        production = {"quantity": int(quantity) if whole_quantity else quantity, "unit": unit}
+        if category is not None:
+            production["category"] = category
+        datas.append({"volume_m3": int(volume) if whole_volume else volume, "production": production})
+    return datas
+
+
+def _maybe_repeated(table: pa.Table) -> bool:
+    """Whether an id may appear twice among a window's rows: by the id hashes of its valid rows
+    (one sort; equal ids have equal hashes), their ids compared only when two hashes are equal or
+    a row has no hash (format 1)."""
+    ids = table.column("id")
+    if "id_hash" in table.column_names:
+        hashes = table.column("id_hash").filter(pc.is_valid(ids))
+        if not hashes.null_count:
+            keys = np.sort(hashes.to_numpy())
+            if not (keys[1:] == keys[:-1]).any():
+                return False
+    present = pc.drop_null(ids)
+    return len(pc.unique(present)) != len(present)
 
 
 def _registered(table: pa.Table) -> set[Any]:

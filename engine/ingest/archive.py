@@ -17,9 +17,11 @@ nothing is rewritten), then the manifest.
 A row is either *typed* or *raw*:
 - typed: a valid reading (emission or discharge) whose keys are all typed columns here and
   whose line is exactly `orjson.dumps` of its parsed event. Its envelope and data fields are
-  columns (`value`, `o2_percent`, `volume_m3` as float64; strings dictionary-encoded), `shape`
-  names the key order and which numbers were integers, so the line is rebuilt byte for byte
-  (checked when it is written). `raw` is null.
+  columns (`value`, `o2_percent`, `volume_m3` as float64; strings dictionary-encoded), and so
+  is a daily wastewater reading's `production` object (`production_quantity`,
+  `production_unit`, `production_category`; since format 3). `shape` names the key order
+  and which numbers were integers, so the line is rebuilt byte for byte (checked when it is
+  written). `raw` is null.
 - raw: anything else (other event types, invalid lines, lines in another JSON spelling): the
   original bytes in `raw`.
 
@@ -57,12 +59,14 @@ from engine.ingest.jsonl import JsonlFiles
 from engine.records import InputLine
 from engine.version import __version__
 
-ARCHIVE_FORMAT = 2  # 2: `id_hash`
-READS = (1, 2)  # formats this rectify replays (a format-1 archive's id hashes are made when read)
+ARCHIVE_FORMAT = 3  # 2: `id_hash`; 3: `production` as columns
+READS = (1, 2, 3)  # formats this rectify replays (a format-1 archive's id hashes are made when read)
 MANIFEST = "_rectify_archive.json"
 ENVELOPE = ("specversion", "id", "source", "type", "subject", "time")
 STRINGS = ("outlet", "process", "pollutant", "unit", "period", "flag", "point", "destination")
 NUMBERS = ("value", "o2_percent", "volume_m3")
+# a `production` object's keys (discharge.measured: `quantity` a number, `unit` and `category` strings)
+PRODUCTION = {"quantity": "production_quantity", "unit": "production_unit", "category": "production_category"}
 TYPED_TYPES = frozenset({"emission.measured", "discharge.measured"})
 _SAFE_INT = 2 ** 53
 
@@ -73,10 +77,13 @@ SCHEMA = pa.schema(
     + [(name, pa.string()) for name in ENVELOPE]
     + [(name, pa.string()) for name in STRINGS]
     + [(name, pa.float64()) for name in NUMBERS]
+    + [("production_quantity", pa.float64()), ("production_unit", pa.string()), ("production_category", pa.string())]
 )
 _DATA_COLUMNS = STRINGS + NUMBERS
 _BATCH_ROWS = 8192  # a partition's buffered rows become an Arrow batch at this many (bounded memory)
-_DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS]
+_PRODUCTION = tuple(PRODUCTION.values())  # columns since format 3
+_DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS, "production_unit",
+               "production_category"]
 
 
 class ArchiveError(Exception):
@@ -93,7 +100,8 @@ def is_archive(path: str | Path) -> bool:
 def shape_of(event: Mapping[str, Any]) -> str | None:
     """The key order and number kinds of a reading that fits the typed columns, or None.
 
-    E.g. "specversion,id,source,type,subject,time,data|outlet,pollutant,value:f,unit,period".
+    E.g. "specversion,id,source,type,subject,time,data|outlet,pollutant,value:f,unit,period", or
+    with "...,volume_m3:f,production{quantity:i,unit,category}" for a `production` object.
     """
     envelope: list[str] = []
     for key, value in event.items():
@@ -114,35 +122,83 @@ def shape_of(event: Mapping[str, Any]) -> str | None:
             keys.append(key + ":f")
         elif key in NUMBERS and type(value) is int and -_SAFE_INT <= value <= _SAFE_INT:
             keys.append(key + ":i")
+        elif key == "production" and type(value) is dict and value:
+            inner = _production_shape(value)
+            if inner is None:
+                return None
+            keys.append(f"production{{{inner}}}")
         else:
             return None
     return ",".join(envelope) + "|" + ",".join(keys)
 
 
-_SHAPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]] = {}
+def _production_shape(production: Mapping[str, Any]) -> str | None:
+    keys: list[str] = []
+    for key, value in production.items():
+        if key == "quantity" and type(value) is float:
+            keys.append("quantity:f")
+        elif key == "quantity" and type(value) is int and -_SAFE_INT <= value <= _SAFE_INT:
+            keys.append("quantity:i")
+        elif key in ("unit", "category") and type(value) is str:
+            keys.append(key)
+        else:
+            return None
+    return ",".join(keys)
 
 
-def _parsed_shape(shape: str) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
+# a shape parsed: the envelope's keys; per data key, (key, column, integer), or for the
+# `production` object ("production", None, its keys as (key, column, integer))
+_Keys = tuple[tuple[str, str, bool], ...]
+_Shape = tuple[tuple[str, ...], tuple[tuple[str, str | None, bool | _Keys], ...]]
+_SHAPES: dict[str, _Shape] = {}
+
+
+def _parsed_keys(keys: str, columns: Mapping[str, str] | None = None) -> _Keys:
+    return tuple((name, columns[name] if columns else name, kind == "i")
+                 for name, _, kind in (key.partition(":") for key in keys.split(",")))
+
+
+def _parsed_shape(shape: str) -> _Shape:
     found = _SHAPES.get(shape)
     if found is None:
         envelope, _, data = shape.partition("|")
-        keys = tuple((key.partition(":")[0], key.endswith(":i")) for key in data.split(",")) if data else ()
-        found = _SHAPES[shape] = (tuple(envelope.split(",")), keys)
+        keys: list[tuple[str, str | None, bool | _Keys]] = []
+        while data:
+            if data.startswith("production{"):  # the one object inside data
+                inner, _, data = data[len("production{"):].partition("}")
+                keys.append(("production", None, _parsed_keys(inner, PRODUCTION)))
+                data = data[1:]  # the comma after it, if any
+            else:
+                key, _, data = data.partition(",")
+                keys.extend(_parsed_keys(key))
+        found = _SHAPES[shape] = (tuple(envelope.split(",")), tuple(keys))
     return found
+
+
+def is_integer_at(shape: str, key: str) -> bool:
+    """Whether the number at `key` of a typed row's data (`production.quantity` for the one inside
+    its `production`) was written as an integer."""
+    for name, _, kind in _parsed_shape(shape)[1]:
+        if isinstance(kind, tuple):
+            if key.startswith(name + "."):
+                return any(inner == key[len(name) + 1:] and integer for inner, _, integer in kind)
+        elif name == key:
+            return kind
+    return False
 
 
 def rebuild(row: Mapping[str, Any]) -> dict[str, Any]:
     """The event of a typed row (a mapping of column name to Python value), keys in their order."""
     envelope, data_keys = _parsed_shape(row["shape"])
-    data: dict[str, Any]
     if type(row) is Row:  # straight from its columns (a finding-heavy replay rebuilds a quarter of its rows)
         columns, i = row._columns, row._index
-        data = {key: int(columns[key][i]) if integer else columns[key][i] for key, integer in data_keys}
+        data = {key: (int(columns[column][i]) if kind else columns[column][i]) if column is not None else
+                {inner: int(columns[c][i]) if integer else columns[c][i] for inner, c, integer in kind}  # type: ignore[union-attr]
+                for key, column, kind in data_keys}
         return {key: (data if key == "data" else columns[key][i]) for key in envelope}
-    data = {}
-    for key, integer in data_keys:
-        value = row[key]
-        data[key] = int(value) if integer else value
+    data = {key: (int(row[column]) if kind else row[column]) if column is not None else
+            {inner: int(row[c]) if integer else row[c] for inner, c, integer in kind}  # type: ignore[union-attr]
+            for key, column, kind in data_keys}
     return {key: (data if key == "data" else row[key]) for key in envelope}
 
 
@@ -330,7 +386,7 @@ class ArchiveWriter:
             for name in ENVELOPE:  # a valid event's envelope as columns too (ids: de-duplication by column)
                 value = event.get(name) if valid and event is not None else None
                 columns[name].append(value if type(value) is str else None)
-            for name in _DATA_COLUMNS:
+            for name in (*_DATA_COLUMNS, *_PRODUCTION):
                 columns[name].append(None)
         else:
             self.typed += 1
@@ -340,6 +396,9 @@ class ArchiveWriter:
             data = event["data"]  # type: ignore[index]
             for name in _DATA_COLUMNS:
                 columns[name].append(data.get(name))
+            production = data.get("production") or {}
+            for inner, name in PRODUCTION.items():
+                columns[name].append(production.get(inner))
         if file != self._last_source:
             if file not in self.manifest.sources:
                 self.manifest.sources.append(file)
@@ -357,14 +416,19 @@ class ArchiveWriter:
         data = event.get("data")
         if type(data) is not dict:
             return None
+        production = data.get("production")
         key = (tuple(event), tuple(map(type, event.values())), tuple(data), tuple(map(type, data.values())),
-               event.get("type"))
+               event.get("type"), tuple(production) if type(production) is dict else None,
+               tuple(map(type, production.values())) if type(production) is dict else None)
         found = self._shapes.get(key, self)
         if found is self:
             found = shape_of(event)
             if len(self._shapes) < 4096:
                 self._shapes[key] = found
         if found is not None and any(type(v) is int and not -_SAFE_INT <= v <= _SAFE_INT for v in data.values()):
+            return None
+        if found is not None and type(production) is dict and type(production.get("quantity")) is int \
+                and not -_SAFE_INT <= production["quantity"] <= _SAFE_INT:
             return None
         return found  # type: ignore[return-value]
 
@@ -486,7 +550,8 @@ class _FileRows:
         self.path = path
         self.entry = entry
         try:
-            handle = pq.ParquetFile(path, read_dictionary=_DICTIONARY, page_checksum_verification=True)
+            dictionary = _DICTIONARY if entry_format >= 3 else [name for name in _DICTIONARY if name not in _PRODUCTION]
+            handle = pq.ParquetFile(path, read_dictionary=dictionary, page_checksum_verification=True)
         except (OSError, pa.ArrowInvalid) as exc:
             raise ArchiveError(f"{path}: unreadable part file: {exc}") from None
         metadata = handle.schema_arrow.metadata or {}
