@@ -4,6 +4,8 @@ the JSONL lane's), on values, volumes and productions around every cut."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,8 +24,8 @@ def benchmark_gates() -> list[Gate]:
             continue
         for pollutant in sorted(rule.pollutants or []):
             gate = ENGINE.judge.screen("discharge.measured", pollutant, rule.unit, None,
-                                       sorted(rule.points)[0] if rule.points else "plant",
-                                       sorted(rule.destinations)[0] if rule.destinations else "direct",
+                                       min(rule.points) if rule.points else "plant",
+                                       min(rule.destinations) if rule.destinations else "direct",
                                        "day", "N", False, True)
             if isinstance(gate, Gate) and gate.benchmarks:
                 gates.append(gate)
@@ -31,6 +33,10 @@ def benchmark_gates() -> list[Gate]:
 
 
 GATES = benchmark_gates()
+# and gates whose first benchmark rule is for every enterprise (none in the packs today): a
+# correction it cannot make then leaves no reading quiet
+EVERYONE = [replace(gate, benchmarks=(replace(gate.benchmarks[0], industries=None), *gate.benchmarks[1:]))
+            for gate in GATES[:3]]
 CATEGORIES = sorted({category for gate in GATES for cut in gate.benchmarks for category, _ in cut.per_unit})
 PRODUCT = st.tuples(st.sampled_from(CATEGORIES + [None, "no_such_fabric"]), st.sampled_from(["t", "m2"]))
 NUMBER = st.one_of(st.integers(0, 10 ** 6), st.floats(0, 1e6, allow_nan=False), st.sampled_from([0, 0.0, 1e-9, 1e12]))
@@ -42,11 +48,11 @@ def test_there_are_gates_with_benchmark_cuts_of_more_than_one_industry():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(range(len(GATES))),
+@given(st.sampled_from(range(len(GATES) + len(EVERYONE))),
        st.lists(st.tuples(NUMBER, NUMBER, NUMBER, PRODUCT, st.sampled_from([1.0, 1 + 1e-12, 1 - 1e-12, 0.5, 2.0])),
                 min_size=1, max_size=40))
 def test_columns_give_what_one_reading_at_a_time_gives(g, readings):
-    gate = GATES[g]
+    gate = (GATES + EVERYONE)[g]
     high = min(cut.high for cut in gate.benchmarks)
     rows = []
     for value, volume, quantity, (category, unit), near in readings:
@@ -81,11 +87,12 @@ def test_an_integer_quantity_corrects_as_its_float_does(quantity):
     below 2**53 (the schema's bound on a quantity is 1e12)."""
     gate = GATES[0]
     cut = gate.benchmarks[0]
-    (category, unit), _ = next(iter(cut.per_unit.items()))
-    for volume in (quantity * 140, quantity * 141 + 1, 1):
+    (category, unit), (y, to_m3) = next(iter(cut.per_unit.items()))
+    benchmark = quantity * y * to_m3
+    for volume in (benchmark, int(benchmark), int(benchmark) + 1, benchmark * (1 + 1e-12), 1):  # at the benchmark and above
         for value in (cut.high, cut.high * 0.999999, cut.high / 1.5):
             data = {"volume_m3": volume, "production": {"quantity": quantity, "unit": unit, "category": category}}
-            unquiet, index, sets = gate.benchmark_quiet_columns(
+            unquiet, _, _ = gate.benchmark_quiet_columns(
                 np.array([value]), np.array([float(volume)]), np.array([float(quantity)]), np.array([0]), [(category, unit)])
             expected = gate.benchmark_quiet(value, data)
             assert bool(unquiet[0]) == (expected is None)

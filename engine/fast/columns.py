@@ -45,7 +45,15 @@ from engine.fast.lane import (
 )
 from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
 from engine.fast.lane import Industry as _Industry
-from engine.ingest.archive import PRODUCTION, Archive, RowBlocks, is_integer_at, python_values, rebuild, rows_of
+from engine.ingest.archive import (
+    PRODUCTION,
+    Archive,
+    RowBlocks,
+    is_integer_at,
+    python_values,
+    rebuild,
+    rows_of,
+)
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.normalise import DIGEST, IdColumns, id_hashes
 from engine.records import InputLine, Record
@@ -272,9 +280,18 @@ class ColumnLane:
         row_status = status[inverse]
         quiet = row_status == _QUIET
         outside &= quiet
-        # rows outside the cuts, and rows of groups with benchmark-volume cuts (each corrected by
-        # its own volume and production), looked at one by one as the JSONL lane does
-        looked = np.flatnonzero(outside | (corrected[inverse] & quiet))
+        # rows of groups with benchmark-volume cuts, each corrected by its own volume and
+        # production: outside a cut they are looked at one by one below; inside every cut, some
+        # are quiet only outside the industries whose correction cannot be made
+        partly, blocked_of = np.zeros(0, dtype=np.int64), []
+        blocked_sets: list[frozenset[str]] = []
+        benchmarked = np.flatnonzero(corrected[inverse] & quiet & ~outside)
+        if len(benchmarked):
+            unquiet, blocked_index, blocked_sets = _benchmark_quiet(table, typed_rows, benchmarked, inverse, gates, value)
+            outside[benchmarked[unquiet]] = True
+            partly = benchmarked[~unquiet & (blocked_index > 0)]
+            blocked_of = blocked_index[~unquiet & (blocked_index > 0)].tolist()
+        looked = np.flatnonzero(outside)  # rows outside a cut: judged one by one, as the JSONL lane does
         looked_list = looked.tolist()
         subjects: dict[int, Any] = {}
         days: dict[int, str] = {}
@@ -283,9 +300,9 @@ class ColumnLane:
             at = table.select(["subject", "time"]).take(typed_rows[looked])
             subjects = dict(zip(looked_list, python_values(at.column("subject"))))
             days = dict(zip(looked_list, python_values(at.column("time"))))
-            benchmarked = looked[corrected[inverse[looked]]]
-            if len(benchmarked):
-                datas = dict(zip(benchmarked.tolist(), _benchmark_data(table, typed_rows[benchmarked])))
+            corrections = looked[corrected[inverse[looked]]]
+            if len(corrections):
+                datas = dict(zip(corrections.tolist(), _benchmark_data(table, typed_rows[corrections])))
         for p in looked_list:
             gate = gates[inverse[p]]
             assert gate is not None
@@ -314,6 +331,17 @@ class ColumnLane:
                         continue
                     self._unless[row] = unless
                 elif known in unless:
+                    row_status[p] = _EXACT
+        if len(partly):  # quiet unless the enterprise is of an industry whose correction cannot be made
+            names = python_values(table.column("subject").take(typed_rows[partly]))
+            for p, subject, index in zip(partly.tolist(), names, blocked_of):
+                known = industry.of(subject) if industry is not None else _UNKNOWN
+                if known is _UNKNOWN:
+                    if defer:
+                        self._unless[int(typed_rows[p])] = blocked_sets[index]
+                    else:
+                        row_status[p] = _EXACT
+                elif known in blocked_sets[index]:
                     row_status[p] = _EXACT
         kind[typed_rows] = row_status
         self._unless_rows = sorted(self._unless)
@@ -446,6 +474,35 @@ def _benchmark_inputs(table: pa.Table, rows: np.ndarray) -> np.ndarray:
     taken = table.select(["volume_m3", "production_unit"]).take(rows)
     return ~np.isnan(taken.column("volume_m3").to_numpy()) & \
         pc.is_valid(taken.column("production_unit")).to_numpy(zero_copy_only=False)
+
+
+def _benchmark_quiet(table: pa.Table, typed_rows: np.ndarray, rows: np.ndarray, inverse: np.ndarray,
+                     gates: list[Gate | None], values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[frozenset[str]]]:
+    """`Gate.benchmark_quiet_columns` of these typed rows (positions in `typed_rows`), group by
+    group: where it gives None, and the industries it gives elsewhere as indexes into one list."""
+    taken = table.select(["volume_m3", *PRODUCTION.values()]).take(typed_rows[rows])
+    volumes = taken.column("volume_m3").to_numpy()
+    quantities = taken.column(PRODUCTION["quantity"]).to_numpy()
+    categories = python_values(taken.column(PRODUCTION["category"]))
+    units = python_values(taken.column(PRODUCTION["unit"]))
+    pairs = sorted(set(zip(categories, units)), key=repr)
+    code = {pair: n for n, pair in enumerate(pairs)}
+    products = np.array([code[pair] for pair in zip(categories, units)], dtype=np.int64)
+    unquiet = np.zeros(len(rows), dtype=bool)
+    index = np.zeros(len(rows), dtype=np.int64)
+    numbered: dict[frozenset[str], int] = {frozenset(): 0}
+    groups = inverse[rows]
+    for g in np.unique(groups).tolist():
+        at = np.flatnonzero(groups == g)
+        gate = gates[g]
+        assert gate is not None
+        none, local, local_sets = gate.benchmark_quiet_columns(values[rows[at]], volumes[at], quantities[at],
+                                                               products[at], pairs)
+        unquiet[at] = none
+        renumber = np.array([numbered.setdefault(found, len(numbered)) for found in local_sets], dtype=np.int64)
+        index[at] = renumber[local]
+    sets = sorted(numbered, key=numbered.__getitem__)
+    return unquiet, index, sets
 
 
 def _benchmark_data(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:

@@ -38,8 +38,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from engine.judge.rulepacks import Rule
-from engine.units import BENCHMARK_UNITS, UnitError, convert, o2_corrected, round_judged, to_canonical
+from engine.units import (
+    BENCHMARK_UNITS,
+    UnitError,
+    convert,
+    o2_corrected,
+    round_judged,
+    to_canonical,
+)
 
 _MARGIN = 1e-9
 _TINY = 1e-300
@@ -195,6 +204,40 @@ class Gate:
             if not value * (ratio if ratio > 1 else 1.0) <= cut.high:
                 return None
         return blocked
+
+    def benchmark_quiet_columns(self, values: np.ndarray, volumes: np.ndarray, quantities: np.ndarray,
+                                products: np.ndarray, pairs: Sequence[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, list[frozenset[str]]]:
+        """`benchmark_quiet` of many readings at once (float64 columns; `products` indexes
+        `pairs`, each reading's (category, production unit)): where it gives None (a bool
+        array), and the industries it gives elsewhere as indexes into a list of sets (0: the
+        empty set). The same arithmetic in the same order: an integer quantity or volume (below
+        2**53, as the schema bounds them) is the same float here (tests/test_thresholds_columns.py)."""
+        unquiet = np.zeros(len(values), dtype=bool)
+        if not len(values):
+            return unquiet, np.zeros(0, dtype=np.int64), [frozenset()]
+        gaps = np.zeros(len(values), dtype=np.int64)  # per reading, the cuts (bits) whose correction cannot be made
+        partial: list[frozenset[str]] = []
+        for cut in self.benchmarks:
+            factors = [cut.per_unit.get(pair) for pair in pairs]
+            y = np.array([np.nan if f is None else float(f[0]) for f in factors], dtype=np.float64)[products]
+            to_m3 = np.array([np.nan if f is None else float(f[1]) for f in factors], dtype=np.float64)[products]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf and NaN compare as in Python
+                benchmark_m3 = quantities * y * to_m3
+                made = benchmark_m3 > 0
+                ratio = volumes / benchmark_m3
+                unquiet |= made & ~(values * np.where(ratio > 1, ratio, 1.0) <= cut.high)
+            if cut.industries is None:
+                unquiet |= ~made
+            else:
+                gaps |= (~made).astype(np.int64) << len(partial)
+                partial.append(cut.industries)
+        masks, index = np.unique(gaps, return_inverse=True)
+        sets = [frozenset().union(*(industries for bit, industries in enumerate(partial) if mask >> bit & 1))
+                for mask in masks.tolist()]
+        if sets[0]:  # no reading with every correction made: keep index 0 the empty set
+            sets.insert(0, frozenset())
+            index = index + 1
+        return unquiet, index.reshape(-1), sets
 
 
 def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | None, period: str,
