@@ -5,10 +5,12 @@ reading) arrives with its event time, content digest and rule-relevant fields as
 For a window of rows in input order this lane:
 
 * gates: rows are grouped by what the rule index and corrections look at (type, pollutant,
-  unit, process, point, destination, period, flag, whether O₂ is given); each
-  group gets the judge's own `Gate` (`Judge.screen`, engine/judge/thresholds.py: cuts from
-  each rule's threshold and the `corrected` arithmetic), and the cuts are compared with the
-  value column in numpy. A row outside the cuts is judged exactly by `Gate.fires`;
+  unit, process, point, destination, period, flag, whether O₂ is given, whether a
+  benchmark-volume correction's inputs are); each group gets the judge's own `Gate`
+  (`Judge.screen`, engine/judge/thresholds.py: cuts from each rule's threshold and the
+  `corrected` arithmetic), and the cuts are compared with the value column in numpy (a
+  benchmark-volume correction by `Gate.benchmark_quiet_columns`). A row outside the cuts is
+  judged exactly by `Gate.fires`;
 * de-duplicates: a quiet row whose id the index remembers, or that another row of the window
   shares, leaves the lane (the rules of the fast lane, engine/fast/lane.py);
 * commits the quiet runs between the other rows in bulk (`Host.commit_quiet`), moving the
