@@ -48,10 +48,11 @@ from engine.fast.lane import (
 from engine.fast.lane import UNKNOWN_INDUSTRY as _UNKNOWN
 from engine.fast.lane import Industry as _Industry
 from engine.ingest.archive import (
+    DATA_COLUMNS,
     PRODUCTION,
     Archive,
     RowBlocks,
-    is_integer_at,
+    data_of,
     python_values,
     rebuild,
     rows_of,
@@ -244,7 +245,8 @@ class ColumnLane:
         typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
         if not len(typed_rows):
             return kind
-        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent"]).take(typed_rows)  # only what gating reads
+        input_columns = [name for name in ("volume_m3", PRODUCTION["unit"]) if name in table.column_names]
+        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent", *input_columns]).take(typed_rows)  # what gating reads
         codes, keys = [], []
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
@@ -253,7 +255,7 @@ class ColumnLane:
         value = sub.column("value").to_numpy()
         o2 = sub.column("o2_percent").to_numpy()
         has_o2 = ~np.isnan(o2)
-        inputs = _benchmark_inputs(table, typed_rows)
+        inputs = _benchmark_inputs(sub)
         combined = np.zeros(len(typed_rows), dtype=np.int64)
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
@@ -289,7 +291,8 @@ class ColumnLane:
         blocked_sets: list[frozenset[str]] = []
         benchmarked = np.flatnonzero(corrected[inverse] & quiet & ~outside)
         if len(benchmarked):
-            unquiet, blocked_index, blocked_sets = _benchmark_quiet(table, typed_rows, benchmarked, inverse, gates, value)
+            unquiet, blocked_index, blocked_sets = _benchmark_quiet(table, typed_rows, benchmarked, inverse, gates,
+                                                                    value)
             outside[benchmarked[unquiet]] = True
             partly = benchmarked[~unquiet & (blocked_index > 0)]
             blocked_of = blocked_index[~unquiet & (blocked_index > 0)].tolist()
@@ -303,12 +306,27 @@ class ColumnLane:
             subjects = dict(zip(looked_list, python_values(at.column("subject"))))
             days = dict(zip(looked_list, python_values(at.column("time"))))
             corrections = looked[corrected[inverse[looked]]]
-            if len(corrections):
-                datas = dict(zip(corrections.tolist(), _benchmark_data(table, typed_rows[corrections])))
+            if len(corrections):  # their data as the event has it (integers as integers), for the exact test
+                names = [name for name in ("shape", *DATA_COLUMNS) if name in table.column_names]
+                datas = {p: data_of(row) for p, row in
+                         zip(corrections.tolist(), rows_of(table.select(names).take(typed_rows[corrections])))}
+
+        def quiet_unless(p: int, subject: Any, industries: frozenset[str]) -> None:
+            """Row p is quiet unless its enterprise is of one of these industries: exact when it is
+            registered in one, quiet when registered otherwise or not at all; when the window
+            registers it, it waits for its run (`defer`) or is exact."""
+            known = industry.of(subject) if industry is not None else _UNKNOWN
+            if known is _UNKNOWN:
+                if defer:
+                    self._unless[int(typed_rows[p])] = industries
+                else:
+                    row_status[p] = _EXACT
+            elif known in industries:
+                row_status[p] = _EXACT
+
         for p in looked_list:
             gate = gates[inverse[p]]
             assert gate is not None
-            row = int(typed_rows[p])
             reading, oxygen, data = float(value[p]), None if not has_o2[p] else float(o2[p]), datas.get(p)
             day = days[p][:10]  # the local date, as the judge reads it
             unless = gate.benchmark_quiet(reading, data) if data is not None else None
@@ -326,25 +344,11 @@ class ColumnLane:
                 else:
                     unless = None
             if unless:  # quiet unless the enterprise is of an industry whose rule fires
-                known = industry.of(subjects[p]) if industry is not None else _UNKNOWN
-                if known is _UNKNOWN:
-                    if not defer:
-                        row_status[p] = _EXACT
-                        continue
-                    self._unless[row] = unless
-                elif known in unless:
-                    row_status[p] = _EXACT
+                quiet_unless(p, subjects[p], unless)
         if len(partly):  # quiet unless the enterprise is of an industry whose correction cannot be made
             names = python_values(table.column("subject").take(typed_rows[partly]))
             for p, subject, index in zip(partly.tolist(), names, blocked_of):
-                known = industry.of(subject) if industry is not None else _UNKNOWN
-                if known is _UNKNOWN:
-                    if defer:
-                        self._unless[int(typed_rows[p])] = blocked_sets[index]
-                    else:
-                        row_status[p] = _EXACT
-                elif known in blocked_sets[index]:
-                    row_status[p] = _EXACT
+                quiet_unless(p, subject, blocked_sets[index])
         kind[typed_rows] = row_status
         self._unless_rows = sorted(self._unless)
         return kind
@@ -468,14 +472,14 @@ def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
                      table.column("epoch").take(rows).to_numpy())
 
 
-def _benchmark_inputs(table: pa.Table, rows: np.ndarray) -> np.ndarray:
-    """Whether each of these typed rows carries a benchmark-volume correction's inputs: `volume_m3`
-    and a `production` object (columns since archive format 3; before, such rows were raw)."""
-    if "production_unit" not in table.column_names:
-        return np.zeros(len(rows), dtype=bool)
-    taken = table.select(["volume_m3", "production_unit"]).take(rows)
-    return ~np.isnan(taken.column("volume_m3").to_numpy()) & \
-        pc.is_valid(taken.column("production_unit")).to_numpy(zero_copy_only=False)
+def _benchmark_inputs(sub: pa.Table) -> np.ndarray:
+    """Whether each typed row (of the gating columns) carries a benchmark-volume correction's
+    inputs: `volume_m3` and a `production` object (columns since archive format 3; before, such
+    rows were raw)."""
+    if PRODUCTION["unit"] not in sub.column_names:
+        return np.zeros(sub.num_rows, dtype=bool)
+    return ~np.isnan(sub.column("volume_m3").to_numpy()) & \
+        pc.is_valid(sub.column(PRODUCTION["unit"])).to_numpy(zero_copy_only=False)
 
 
 def _benchmark_quiet(table: pa.Table, typed_rows: np.ndarray, rows: np.ndarray, inverse: np.ndarray,
@@ -505,25 +509,6 @@ def _benchmark_quiet(table: pa.Table, typed_rows: np.ndarray, rows: np.ndarray, 
         index[at] = renumber[local]
     sets = sorted(numbered, key=numbered.__getitem__)
     return unquiet, index, sets
-
-
-def _benchmark_data(table: pa.Table, rows: np.ndarray) -> list[dict[str, Any]]:
-    """The `data` a benchmark-volume correction reads (`volume_m3`, `production`) of these typed
-    rows, numbers written as integers given back as integers, as the event has them."""
-    taken = table.select(["shape", "volume_m3", *PRODUCTION.values()]).take(rows)
-    shapes, volumes = python_values(taken.column("shape")), taken.column("volume_m3").to_pylist()
-    quantities = taken.column(PRODUCTION["quantity"]).to_pylist()
-    units, categories = python_values(taken.column(PRODUCTION["unit"])), python_values(taken.column(PRODUCTION["category"]))
-    integers = {shape: (is_integer_at(shape, "volume_m3"), is_integer_at(shape, "production.quantity"))
-                for shape in set(shapes)}
-    datas = []
-    for shape, volume, quantity, unit, category in zip(shapes, volumes, quantities, units, categories):
-        whole_volume, whole_quantity = integers[shape]
-        production = {"quantity": int(quantity) if whole_quantity else quantity, "unit": unit}
-        if category is not None:
-            production["category"] = category
-        datas.append({"volume_m3": int(volume) if whole_volume else volume, "production": production})
-    return datas
 
 
 def _maybe_repeated(table: pa.Table) -> bool:

@@ -82,6 +82,7 @@ SCHEMA = pa.schema(
 _DATA_COLUMNS = STRINGS + NUMBERS
 _BATCH_ROWS = 8192  # a partition's buffered rows become an Arrow batch at this many (bounded memory)
 _PRODUCTION = tuple(PRODUCTION.values())  # columns since format 3
+DATA_COLUMNS = (*_DATA_COLUMNS, *_PRODUCTION)  # a typed row's data (`data_of`)
 _DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS, "production_unit",
                "production_category"]
 
@@ -175,31 +176,27 @@ def _parsed_shape(shape: str) -> _Shape:
     return found
 
 
-def is_integer_at(shape: str, key: str) -> bool:
-    """Whether the number at `key` of a typed row's data (`production.quantity` for the one inside
-    its `production`) was written as an integer."""
-    for name, _, kind in _parsed_shape(shape)[1]:
-        if isinstance(kind, tuple):
-            if key.startswith(name + "."):
-                return any(inner == key[len(name) + 1:] and integer for inner, _, integer in kind)
-        elif name == key:
-            return kind
-    return False
-
-
 def rebuild(row: Mapping[str, Any]) -> dict[str, Any]:
     """The event of a typed row (a mapping of column name to Python value), keys in their order."""
-    envelope, data_keys = _parsed_shape(row["shape"])
+    envelope = _parsed_shape(row["shape"])[0]
+    data = data_of(row)
     if type(row) is Row:  # straight from its columns (a finding-heavy replay rebuilds a quarter of its rows)
         columns, i = row._columns, row._index
-        data = {key: (int(columns[column][i]) if kind else columns[column][i]) if column is not None else
+        return {key: (data if key == "data" else columns[key][i]) for key in envelope}
+    return {key: (data if key == "data" else row[key]) for key in envelope}
+
+
+def data_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The `data` of a typed row, keys in their order: it reads `shape` and the `DATA_COLUMNS` only."""
+    data_keys = _parsed_shape(row["shape"])[1]
+    if type(row) is Row:
+        columns, i = row._columns, row._index
+        return {key: (int(columns[column][i]) if kind else columns[column][i]) if column is not None else
                 {inner: int(columns[c][i]) if integer else columns[c][i] for inner, c, integer in kind}  # type: ignore[union-attr]
                 for key, column, kind in data_keys}
-        return {key: (data if key == "data" else columns[key][i]) for key in envelope}
-    data = {key: (int(row[column]) if kind else row[column]) if column is not None else
+    return {key: (int(row[column]) if kind else row[column]) if column is not None else
             {inner: int(row[c]) if integer else row[c] for inner, c, integer in kind}  # type: ignore[union-attr]
             for key, column, kind in data_keys}
-    return {key: (data if key == "data" else row[key]) for key in envelope}
 
 
 def line_of(row: Mapping[str, Any]) -> bytes:
@@ -386,7 +383,7 @@ class ArchiveWriter:
             for name in ENVELOPE:  # a valid event's envelope as columns too (ids: de-duplication by column)
                 value = event.get(name) if valid and event is not None else None
                 columns[name].append(value if type(value) is str else None)
-            for name in (*_DATA_COLUMNS, *_PRODUCTION):
+            for name in DATA_COLUMNS:
                 columns[name].append(None)
         else:
             self.typed += 1
