@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import Engine, InputLine, load_plugins
+from engine import Engine, Finding, InputLine, load_plugins
 from engine.devtools.demo import generate_city
 from engine.fast import FastLane
 from engine.fast.lane import EXACT
@@ -259,6 +259,63 @@ def test_a_gate_lets_through_only_readings_no_rule_fires_on(event, value, o2):
         assert not findings
     assert gate.fires(value, data.get("o2_percent")) or not findings
     assert gate.fires(value, data.get("o2_percent"), data, candidate["time"][:10]) or not findings  # told the date
+
+
+def _sure_cuts() -> list[tuple[Any, Any, dict[str, Any]]]:
+    """(gate, threshold, event) for each rule of the demo's reading groups with a finite `sure` cut."""
+    lane, found, seen = FastLane(REFERENCE), [], set()
+    for event in READINGS:
+        data = event["data"]
+        key = tuple(data.get(f, "N" if f == "flag" else None) for f in ("pollutant", "unit", "process", "point", "destination", "period", "flag"))
+        if (event["type"], key, "o2_percent" in data) in seen:
+            continue
+        seen.add((event["type"], key, "o2_percent" in data))
+        gate = lane._gate(event["type"], key, "o2_percent" in data)
+        if not isinstance(gate, int):
+            found.extend((gate, threshold, event) for threshold in gate.rules if math.isfinite(threshold.sure))
+    return found
+
+
+SURE = _sure_cuts()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(range(len(SURE))), st.one_of(st.integers(-64, 64), st.floats(-0.5, 1e3)),
+       st.one_of(st.none(), st.floats(0, 20.99)))
+def test_a_threshold_s_sure_cut_never_changes_its_answer(n, offset, o2):
+    """engine/judge/thresholds.py `_Threshold.sure`: what `fires` answers with it is what it
+    answers with the conversions and the rounding made in full, on either side of the cut (a
+    raw value, or at the reference O2), and the judge finds what it says."""
+    from dataclasses import replace
+
+    gate, threshold, event = SURE[n]
+    day = event["time"][:10]
+    if threshold.o2_free is None:
+        o2 = event["data"].get("o2_percent")
+        value = threshold.sure
+    else:
+        o2 = event["data"]["o2_percent"] if o2 is None else o2
+        value = threshold.sure * (21.0 - o2) / threshold.o2_free  # at the cut, at the reference O2
+    if isinstance(offset, int):
+        for _ in range(abs(offset)):
+            value = math.nextafter(value, math.inf if offset > 0 else -math.inf)
+    else:
+        value = value + abs(value) * offset
+    data = dict(event["data"], value=value)
+    if o2 is not None:
+        data["o2_percent"] = o2
+    whole = replace(threshold, sure=math.inf)  # no shortcut
+    fires = threshold.fires(value, o2, gate.pollutant, gate.unit, data, day)
+    assert fires == whole.fires(value, o2, gate.pollutant, gate.unit, data, day)
+    if fires and threshold.rule.industries is None and threshold.rule.threshold is not None:
+        found = JUDGE.judge.reading(_reading(dict(event, data=data)), data["period"])
+        assert any(type(f) is Finding and f.rule == threshold.rule.id for f in found)
+
+
+def test_sure_cuts_exist_and_lie_above_the_quiet_cut():
+    assert len({threshold.rule.id for _, threshold, _ in SURE}) > 10
+    assert any(threshold.o2_free is not None for _, threshold, _ in SURE)
+    assert all(threshold.sure > (gate.high if threshold.o2_free is None else gate.o2_high) for gate, threshold, _ in SURE)
 
 
 def _reading(event: dict[str, Any]):

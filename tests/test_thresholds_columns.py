@@ -96,3 +96,19 @@ def test_an_integer_quantity_corrects_as_its_float_does(quantity):
                 np.array([value]), np.array([float(volume)]), np.array([float(quantity)]), np.array([0]), [(category, unit)])
             expected = gate.benchmark_quiet(value, data)
             assert bool(unquiet[0]) == (expected is None)
+
+
+def test_a_value_past_the_cut_of_a_rule_of_some_industries_is_quiet_for_the_others():
+    """A benchmark rule of some industries only fires where it applies, as the judge skips a rule
+    of another industry first: a value past its cut names its industries (quiet for enterprises
+    of the others), by column and one reading at a time."""
+    gate = next(g for g in GATES if all(cut.industries for cut in g.benchmarks))
+    cut = gate.benchmarks[0]
+    (category, unit), (y, to_m3) = min(cut.per_unit.items(), key=repr)
+    data = {"volume_m3": 1.0, "production": {"quantity": 1.0 / (y * to_m3), "unit": unit, "category": category}}
+    blocked = gate.benchmark_quiet(cut.high * 2, data)
+    assert blocked is not None and cut.industries <= blocked
+    unquiet, index, sets = gate.benchmark_quiet_columns(np.array([cut.high * 2]), np.array([1.0]),
+                                                        np.array([1.0 / (y * to_m3)]), np.zeros(1, dtype=np.int64),
+                                                        [(category, unit)])
+    assert not unquiet[0] and sets[index[0]] == blocked

@@ -79,26 +79,35 @@ def exceeds(threshold: tuple[Any, ...], judged: float) -> bool:
 def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
     """GB 4287 / GB 21900: actual volume ÷ benchmark volume Σ Yᵢ·Qᵢ for the day's production (one
     category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made."""
+    found = benchmark_volumes(rule, data)
+    if isinstance(found, str):
+        return None, {"applied": False, "reason": found}
+    ratio, volume, benchmark_m3 = found
+    return ratio, {"applied": ratio > 1, "actual_m3": round_judged(volume), "benchmark_m3": round_judged(benchmark_m3),
+                   "ratio": round_judged(ratio)}
+
+
+def benchmark_volumes(rule: Rule, data: Mapping[str, Any]) -> tuple[float, float, float] | str:
+    """`benchmark_ratio`'s arithmetic: (the ratio, the actual and the benchmark volume in m3), or
+    why the correction cannot be made."""
     assert rule.benchmark is not None and rule.benchmark_unit is not None
     volume, production = data.get("volume_m3"), data.get("production")
     if volume is None or production is None:
         missing = " and ".join(name for name, v in (("volume_m3", volume), ("production", production)) if v is None)
-        return None, {"applied": False, "reason": f"the reading carries no {missing}"}
+        return f"the reading carries no {missing}"
     product_unit, to_m3 = BENCHMARK_UNITS[rule.benchmark_unit]
     benchmark_m3 = 0.0
     for item in production if isinstance(production, list) else [production]:
         category = item.get("category")
         per_unit = rule.benchmark.get(category) if category is not None else None
         if per_unit is None:
-            return None, {"applied": False, "reason": f"no benchmark volume for category {category!r}"}
+            return f"no benchmark volume for category {category!r}"
         if item.get("unit") != product_unit:
-            return None, {"applied": False, "reason": f"production unit {item.get('unit')!r}, benchmark is per {product_unit}"}
+            return f"production unit {item.get('unit')!r}, benchmark is per {product_unit}"
         benchmark_m3 += item["quantity"] * per_unit * to_m3
     if benchmark_m3 <= 0:
-        return None, {"applied": False, "reason": "no production in the accounting period"}
-    ratio = volume / benchmark_m3
-    return ratio, {"applied": ratio > 1, "actual_m3": round_judged(volume), "benchmark_m3": round_judged(benchmark_m3),
-                   "ratio": round_judged(ratio)}
+        return "no production in the accounting period"
+    return volume / benchmark_m3, volume, benchmark_m3
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,10 @@ class _Threshold:
     rule: Rule
     process: str | None
     benchmark: bool = False
+    # a raw value above `sure` (at the reference O2 when `o2_free`, 21 - that O2, is set) exceeds
+    # the threshold whatever the rounding and the arithmetic's order (`build_gate`)
+    sure: float = math.inf
+    o2_free: float | None = None
 
     def fires(self, value: float, o2: float | None, pollutant: str, unit: str,
               data: Mapping[str, Any] | None = None, day: str | None = None) -> bool:
@@ -117,14 +130,19 @@ class _Threshold:
         on a `day` (the reading's local date) the rule is in force for no facility class."""
         if day is not None and not self.rule.in_force_on(day):
             return False
+        if self.o2_free is None:
+            if value > self.sure:
+                return True
+        elif o2 is not None and o2 < 21.0 and value * self.o2_free / (21.0 - o2) > self.sure:
+            return True
         canonical_value, canonical_unit = to_canonical(pollutant, value, unit)
         judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
         if self.benchmark:
-            ratio = benchmark_ratio(self.rule, data or {})[0]
-            if ratio is None:
+            found = benchmark_volumes(self.rule, data or {})
+            if isinstance(found, str):  # the correction cannot be made: a data gap
                 return True
-            if ratio > 1:
-                judged *= ratio
+            if found[0] > 1:
+                judged *= found[0]
         return exceeds(self.rule.necessary, round_judged(judged))  # type: ignore[arg-type]
 
 
@@ -186,8 +204,9 @@ class Gate:
     def benchmark_quiet(self, value: float, data: Mapping[str, Any]) -> frozenset[str] | None:
         """Whether `value` is inside every benchmark rule's cut after its correction (`data` holds
         `volume_m3` and one `production` object): None when it may not be, else the industries
-        of the enterprises for which it still is not (a rule whose correction cannot be made
-        gives a data gap where it applies: to its own industries only); an empty set: quiet."""
+        of the enterprises for which it still is not (a rule of some industries, whose cut the
+        value passes or whose correction cannot be made, fires or gives a data gap where it
+        applies: to its own industries only); an empty set: quiet."""
         production = data["production"]
         volume, quantity = data["volume_m3"], production["quantity"]
         key = (production.get("category"), production["unit"])
@@ -202,7 +221,9 @@ class Gate:
                 continue
             ratio = volume / benchmark_m3
             if not value * (ratio if ratio > 1 else 1.0) <= cut.high:
-                return None
+                if cut.industries is None:
+                    return None
+                blocked |= cut.industries
         return blocked
 
     def benchmark_quiet_columns(self, values: np.ndarray, volumes: np.ndarray, quantities: np.ndarray,
@@ -215,7 +236,7 @@ class Gate:
         unquiet = np.zeros(len(values), dtype=bool)
         if not len(values):
             return unquiet, np.zeros(0, dtype=np.int64), [frozenset()]
-        gaps = np.zeros(len(values), dtype=np.int64)  # per reading, the cuts (bits) whose correction cannot be made
+        gaps = np.zeros(len(values), dtype=np.int64)  # per reading, the cuts (bits) of some industries it is not inside
         partial: list[frozenset[str]] = []
         for cut in self.benchmarks:
             factors = [cut.per_unit.get(pair) for pair in pairs]
@@ -225,11 +246,11 @@ class Gate:
                 benchmark_m3 = quantities * y * to_m3
                 made = benchmark_m3 > 0
                 ratio = volumes / benchmark_m3
-                unquiet |= made & ~(values * np.where(ratio > 1, ratio, 1.0) <= cut.high)
+                beyond = ~made | ~(values * np.where(ratio > 1, ratio, 1.0) <= cut.high)
             if cut.industries is None:
-                unquiet |= ~made
+                unquiet |= beyond
             else:
-                gaps |= (~made).astype(np.int64) << len(partial)
+                gaps |= beyond.astype(np.int64) << len(partial)
                 partial.append(cut.industries)
         masks, index = np.unique(gaps, return_inverse=True)
         sets = [frozenset().union(*(industries for bit, industries in enumerate(partial) if mask >> bit & 1))
@@ -268,7 +289,11 @@ def build_gate(rules: Sequence[Rule], pollutant: str, unit: str, process: str | 
             return None
         kind, bounds = rule.necessary[0], tuple(rule.necessary[1:])
         reference = rule.o2_reference.get(process or "") if has_o2 else None
-        thresholds.append(_Threshold(rule, process if has_o2 else None, corrects))
+        # above `sure` the judged value exceeds the bound by more than rounding and the order of
+        # the arithmetic can move it (not for a benchmark volume's correction)
+        sure = _cut(_above(bounds[-1]), scale, up=True) if kind in ("gt", "ge") and not corrects else math.inf
+        thresholds.append(_Threshold(rule, process if has_o2 else None, corrects, sure,
+                                     21.0 - reference if reference is not None else None))
         if corrects:
             if kind == "range" or reference is not None:
                 return None  # not met in the rule packs; the exact path covers it
