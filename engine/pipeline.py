@@ -38,6 +38,7 @@ from engine.decide import (
 )
 from engine.fast import batches
 from engine.ingest import json_problem, may_repeat_keys, repeated_key
+from engine.ingest.archive import rebuild
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     cached_by_parameters, parse_pack, route
 from engine.normalise import LAND_TYPES, DedupeIndex, Enterprises, EventClock, IdColumns, MeanWindows, Parcels, \
@@ -247,6 +248,34 @@ class Engine:
             return self.prepare(event, True, text, source, line)
         except InvalidEvent as exc:
             return quarantined(text, source, line, str(exc))
+
+    def prepare_archived(self, row: Mapping[str, Any]) -> Prepared | Quarantined:
+        """`prepare_line` for a row of an archive this engine trusts (the same validation
+        fingerprint, engine/ingest/archive.py), whose valid rows were prepared in full when they
+        were written. A typed row is rebuilt from its columns and stands for its line (orjson's
+        spelling of it, checked when written), with the content digest made then. A raw row is
+        parsed and its digest made again: when it is the one made then, the event is the one
+        validated then and is not validated again (its bytes are still screened for repeated
+        keys); else the line changed after it was written and is prepared in full, as is a row
+        that was not valid (quarantined as a replay of the log quarantines it)."""
+        raw, source, line = row["raw"], row["file"], row["line"]
+        if raw is None:
+            event = rebuild(row)
+            try:
+                return self.prepare(event, True, event, source, line, valid=True, digest=row["digest"])
+            except InvalidEvent as exc:
+                return quarantined(event, source, line, str(exc))
+        if row["valid"]:
+            try:
+                event = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                event = None
+            if event is not None and digest_of(canonical_json(event)) == row["digest"]:
+                try:
+                    return self.prepare(event, True, raw, source, line, valid=True)
+                except InvalidEvent as exc:  # repeated keys: a line changed after it was written
+                    return quarantined(raw, source, line, str(exc))
+        return self.prepare_line(raw, source, line)
 
     def prepare_checked(self, event: Any, text: str | bytes, source: str = "<input>", line: int = 0) -> Prepared | Quarantined:
         """`prepare_line` for a line parsed already and proven valid by a shape plan (units are still checked)."""

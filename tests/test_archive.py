@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from engine import Engine, load_plugins
+from engine import Engine, InputLine, load_plugins
 from engine.cli import cli
 from engine.devtools.demo import generate_city
 from engine.ingest import JsonlFiles, read_jsonl
@@ -425,6 +425,37 @@ def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
         quarantined = [r for r in engine.run_batch(Archive(tmp_path / "archive"), workers=workers)
                        if getattr(r, "error", None)]
         assert [(r.raw, r.error) for r in quarantined] == [('{"id": "x"}', "(event): 'specversion' is a required property")]
+        assert engine.summary.quarantined == 1 and engine.summary.balanced()
+
+
+def test_a_raw_line_given_a_repeated_key_after_writing_is_quarantined(tmp_path):
+    """A raw row edited so that it parses to the very event it was (a key repeated with the same
+    value): its content digest is the one made when it was written, so its schema is not checked
+    again (engine/pipeline.py `prepare_archived`), but its bytes are still screened for repeated
+    keys, and it is quarantined as the JSONL replay quarantines that line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
+    part = min((tmp_path / "archive").glob("*/*/*.parquet"))
+    table = pq.read_table(part)
+    raw = table.column("raw").to_pylist()
+    row = next(i for i, line in enumerate(raw) if line is not None)
+    event = orjson.loads(raw[row])
+    raw[row] = raw[row][:-1] + b',"id":' + orjson.dumps(event["id"]) + b"}"
+    assert orjson.loads(raw[row]) == event
+    field = table.schema.field("raw")
+    pq.write_table(table.set_column(table.schema.get_field_index("raw"), field, pa.array(raw, field.type)), part)
+    edited = write(tmp_path / "edited.jsonl", [raw[row]])
+    expected = [r.error for r in Engine(plugins=PLUGINS).run([InputLine(str(edited), 1, raw[row])])
+                if getattr(r, "error", None)]
+    assert expected and "appears twice" in expected[0]
+    for workers in (0, 1):
+        engine = Engine(plugins=PLUGINS)
+        quarantined = [r for r in engine.run_batch(Archive(tmp_path / "archive"), workers=workers)
+                       if getattr(r, "error", None)]
+        assert [(r.raw, r.error) for r in quarantined] == [(raw[row].decode(), expected[0])]
         assert engine.summary.quarantined == 1 and engine.summary.balanced()
 
 

@@ -40,7 +40,7 @@ import orjson
 from engine.distributed.blocks import SHIFT, Block, Columns, numbers_from, read, rows, seen, shards_of
 from engine.fast import FastLane
 from engine.fast.lane import EXACT, FLAGGED
-from engine.ingest.archive import rebuild, rows_of
+from engine.ingest.archive import rows_of
 from engine.normalise import DedupeIndex, EventClock, IdColumns, Seen, Verdict, epoch_of, stream_of
 from engine.pipeline import Engine, Prepared
 from engine.records import Decision, Finding, InputLine, Quarantined, Record, RunSummary
@@ -699,11 +699,7 @@ class Node:
         prepared: Prepared | Quarantined
         if isinstance(line, dict):  # an archive's row, as the columnar lane takes it exactly
             source, number = line["file"], line["line"]
-            if line["raw"] is not None:
-                prepared = engine.prepare_line(line["raw"], source, number)
-            else:
-                event = rebuild(line)
-                prepared = engine.prepare(event, True, event, source, number, valid=True, digest=line["digest"])
+            prepared = engine.prepare_archived(line)
         else:  # a line, as the fast lane takes it exactly (valid when read: not validated again)
             source, number = share.sources[int(share.source[row])], int(share.numbers[row])
             if share.valid[row]:

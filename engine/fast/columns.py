@@ -54,12 +54,11 @@ from engine.ingest.archive import (
     RowBlocks,
     data_of,
     python_values,
-    rebuild,
     rows_of,
 )
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate
 from engine.normalise import DIGEST, IdColumns, id_hashes
-from engine.records import InputLine, Record
+from engine.records import Record
 
 _READING_TYPES = pa.array(sorted(READING_TYPES))
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
@@ -450,13 +449,8 @@ class ColumnLane:
             begin = end + 1
 
     def _exact(self, row: Mapping[str, Any]) -> list[Record]:
-        raw = row["raw"]
-        if raw is not None:
-            return self.engine.process_line(InputLine(row["file"], row["line"], raw))
-        event = rebuild(row)  # valid: the archive was validated by an engine with this one's fingerprint
-        # the event stands for its line: the line is orjson's spelling of it (checked when written),
-        # which is what a quarantine record would show
-        return self.engine.process_parsed(event, event, row["file"], row["line"], valid=True, digest=row["digest"])
+        """A row taken exactly (the lane reads only archives this engine trusts)."""
+        return self.engine.process_prepared(self.engine.prepare_archived(row))
 
 
 def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
