@@ -157,13 +157,23 @@ class _Block:
 
     def find(self, key: np.uint64, event_id: str) -> int | None:
         """The digest of `event_id`, whose hash is `key`, if this block holds it."""
-        keys = self.keys
-        i = int(keys.searchsorted(key))
-        while i < len(keys) and keys[i] == key:
-            if self.ids[i].as_py() == event_id:
-                return int(self.digests[i])
-            i += 1
-        return None
+        return _digest_of(key, event_id, self.keys, None, self.ids, self.digests)
+
+
+def _digest_of(key: np.uint64, event_id: str, hashes: np.ndarray, order: np.ndarray | None, ids: pa.Array,
+               digests: np.ndarray, added: np.ndarray | None = None) -> int | None:
+    """The digest of `event_id`, whose hash is `key`, among rows whose `hashes` are sorted (in
+    `order`, when given) and that are `added` (all when None): the rows with its hash, their ids
+    compared."""
+    i = int(np.searchsorted(hashes, key, sorter=order))
+    while i < len(hashes):
+        row = i if order is None else int(order[i])
+        if hashes[row] != key:
+            break
+        if (added is None or added[row]) and ids[row].as_py() == event_id:
+            return int(digests[row])
+        i += 1
+    return None
 
 
 _MAX_BLOCKS = 64  # more blocks than this are merged into one (a lookup visits each)
@@ -264,14 +274,7 @@ class DedupeIndex:
                 return found
         columns = self._columns
         if columns is not None and self._pending:
-            order = columns.order()
-            hashes = columns.hashes
-            i = int(np.searchsorted(hashes, key, sorter=order))
-            while i < len(order) and hashes[order[i]] == key:
-                row = int(order[i])
-                if columns.added[row] and columns.ids[row].as_py() == event_id:
-                    return int(columns.digests[row])
-                i += 1
+            return _digest_of(key, event_id, columns.hashes, columns.order(), columns.ids, columns.digests, columns.added)
         return None
 
     def check(self, event_id: str, digest: int, epoch: float) -> Seen:
