@@ -266,13 +266,14 @@ class Engine:
             except InvalidEvent as exc:
                 return quarantined(event, source, line, str(exc))
         if row["valid"]:
+            parsed: Any = None
             try:
-                event = orjson.loads(raw)
+                parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                event = None
-            if event is not None and digest_of(canonical_json(event)) == row["digest"]:
+                pass
+            if parsed is not None and digest_of(canonical_json(parsed)) == row["digest"]:
                 try:
-                    return self.prepare(event, True, raw, source, line, valid=True)
+                    return self.prepare(parsed, True, raw, source, line, valid=True)
                 except InvalidEvent as exc:  # repeated keys: a line changed after it was written
                     return quarantined(raw, source, line, str(exc))
         return self.prepare_line(raw, source, line)

@@ -71,6 +71,10 @@ class Host(Protocol):
     def process_parsed(self, event: Any, raw: Any, source: str, line: int, from_json: bool = True,
                        valid: bool = False, digest: int | None = None) -> list[Record]: ...
 
+    def prepare_archived(self, row: Mapping[str, Any]) -> Any: ...  # a Prepared or a Quarantined
+
+    def process_prepared(self, prepared: Any, verdict: Any = None) -> list[Record]: ...
+
     @property
     def registry(self) -> Mapping[str, Mapping[str, Any]]: ...
 
