@@ -404,10 +404,9 @@ def test_a_part_file_whose_pages_do_not_decode_is_a_message_not_a_traceback(tmp_
     assert f"{part}: unreadable part file" in result.output
 
 
-def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
-    """A raw row (a line kept as written) edited in its part file after the archive was written:
-    the replay validates it again and quarantines it with the reason, counts adding up, in this
-    process and with its windows sorted apart."""
+def _archive_with_first_raw_row_edited(tmp_path, edit) -> tuple[bytes, bytes]:
+    """The demo city's archive, its first raw row (a line kept as written) replaced in its part
+    file by `edit(line)` after it was written; returns the line and the new line."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -417,15 +416,30 @@ def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
     table = pq.read_table(part)
     raw = table.column("raw").to_pylist()
     row = next(i for i, line in enumerate(raw) if line is not None)
-    raw[row] = b'{"id": "x"}'
+    line, raw[row] = raw[row], edit(raw[row])
     field = table.schema.field("raw")
     pq.write_table(table.set_column(table.schema.get_field_index("raw"), field, pa.array(raw, field.type)), part)
+    return line, raw[row]
+
+
+def _quarantined_replaying(directory) -> list[tuple[str, str]]:
+    """(raw, error) of each quarantine record of the archive's replay, in this process and with
+    its windows sorted apart (the same in both), counts adding up."""
+    found = []
     for workers in (0, 1):
         engine = Engine(plugins=PLUGINS)
-        quarantined = [r for r in engine.run_batch(Archive(tmp_path / "archive"), workers=workers)
-                       if getattr(r, "error", None)]
-        assert [(r.raw, r.error) for r in quarantined] == [('{"id": "x"}', "(event): 'specversion' is a required property")]
-        assert engine.summary.quarantined == 1 and engine.summary.balanced()
+        found.append([(r.raw, r.error) for r in engine.run_batch(Archive(directory), workers=workers)
+                      if getattr(r, "error", None)])
+        assert engine.summary.quarantined == len(found[-1]) and engine.summary.balanced()
+    assert found[0] == found[1]
+    return found[0]
+
+
+def test_a_raw_line_changed_after_writing_is_quarantined_not_trusted(tmp_path):
+    """A raw row edited in its part file after the archive was written: the replay validates it
+    again and quarantines it with the reason."""
+    _archive_with_first_raw_row_edited(tmp_path, lambda line: b'{"id": "x"}')
+    assert _quarantined_replaying(tmp_path / "archive") == [('{"id": "x"}', "(event): 'specversion' is a required property")]
 
 
 def test_a_raw_line_given_a_repeated_key_after_writing_is_quarantined(tmp_path):
@@ -433,30 +447,12 @@ def test_a_raw_line_given_a_repeated_key_after_writing_is_quarantined(tmp_path):
     value): its content digest is the one made when it was written, so its schema is not checked
     again (engine/pipeline.py `prepare_archived`), but its bytes are still screened for repeated
     keys, and it is quarantined as the JSONL replay quarantines that line."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
-    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
-    part = min((tmp_path / "archive").glob("*/*/*.parquet"))
-    table = pq.read_table(part)
-    raw = table.column("raw").to_pylist()
-    row = next(i for i, line in enumerate(raw) if line is not None)
-    event = orjson.loads(raw[row])
-    raw[row] = raw[row][:-1] + b',"id":' + orjson.dumps(event["id"]) + b"}"
-    assert orjson.loads(raw[row]) == event
-    field = table.schema.field("raw")
-    pq.write_table(table.set_column(table.schema.get_field_index("raw"), field, pa.array(raw, field.type)), part)
-    edited = write(tmp_path / "edited.jsonl", [raw[row]])
-    expected = [r.error for r in Engine(plugins=PLUGINS).run([InputLine(str(edited), 1, raw[row])])
-                if getattr(r, "error", None)]
+    before, line = _archive_with_first_raw_row_edited(
+        tmp_path, lambda line: line[:-1] + b',"id":' + orjson.dumps(orjson.loads(line)["id"]) + b"}")
+    assert orjson.loads(line) == orjson.loads(before)
+    expected = [r.error for r in Engine(plugins=PLUGINS).run([InputLine("edited.jsonl", 1, line)]) if getattr(r, "error", None)]
     assert expected and "appears twice" in expected[0]
-    for workers in (0, 1):
-        engine = Engine(plugins=PLUGINS)
-        quarantined = [r for r in engine.run_batch(Archive(tmp_path / "archive"), workers=workers)
-                       if getattr(r, "error", None)]
-        assert [(r.raw, r.error) for r in quarantined] == [(raw[row].decode(), expected[0])]
-        assert engine.summary.quarantined == 1 and engine.summary.balanced()
+    assert _quarantined_replaying(tmp_path / "archive") == [(line.decode(), expected[0])]
 
 
 def test_windows_sorted_in_another_process_leave_nothing_behind(tmp_path):
