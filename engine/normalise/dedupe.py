@@ -137,7 +137,6 @@ class IdColumns:
         return self._order
 
 
-
 class _Block:
     """Ids remembered as columns, sorted by `id_hash`."""
 
