@@ -10,6 +10,7 @@ so rows of several partitions are merged back into input order many times.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import subprocess
@@ -29,7 +30,15 @@ from engine.ingest.archive import MANIFEST, Archive, ArchiveError
 from engine.normalise import DIGEST, content_digest
 from engine.output import ListSink
 from engine.run import archive_files
-from test_fastlane import adversarial_log, benchmark_events, bound_events, dated_events, killed_midway
+from test_fastlane import (
+    DATED_GROUPS,
+    adversarial_log,
+    benchmark_events,
+    bound_events,
+    dated_events,
+    killed_midway,
+    registrations,
+)
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=2, seed=11)
@@ -122,12 +131,55 @@ def test_every_threshold_rule_at_its_bounds_replays_by_column(tmp_path):
     assert engine.lane_stats["quiet"] > 200 and sum(engine.summary.findings.values()) > 200
 
 
-def test_readings_on_the_edges_of_a_rule_s_dates_replay_by_column(tmp_path):
-    """The columnar lane's exact test is told each row's local date, as the fast lane's is."""
+@pytest.mark.parametrize("window", [5, 300])
+def test_readings_on_the_edges_of_a_rule_s_dates_replay_by_column(tmp_path, window):
+    """The columnar lane's exact test is told each row's local date, as the fast lane's is, and
+    a window's gates are cut on the rules in force on some date of its rows: windows of 5 rows
+    lie on one side of a rule's dates or the other, windows of 300 across them."""
     log = write(tmp_path / "dated.jsonl", [orjson.dumps(e) for e in dated_events()])
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
-    engine = compare([log], tmp_path / "archive", window=300, as_of="2024-12-31T00:00:00+08:00")
+    engine = compare([log], tmp_path / "archive", window=window, as_of="2024-12-31T00:00:00+08:00")
     assert engine.lane_stats["quiet"] > 0 and sum(engine.summary.findings.values()) > 1000
+
+
+def test_a_window_across_the_last_day_of_a_rule_keeps_the_rule_in_its_gates(tmp_path):
+    """GB 4287 Table 1's limits for existing works ended on 2014-12-31, and for some groups the
+    benchmark-corrected limits after it are looser. Readings just above Table 1's limit, with a
+    production and a volume: those of 2015 stay quiet, and each of 2014-12-31 (each of its own
+    works, none yet watched for an order) gives a finding, whichever days a window of 2 to 7
+    rows holds. The log goes 2015, 2014, 2015, so gates made for one side meet rows of the other."""
+    events, after_end = registrations("9133025")
+    judge = Engine(plugins=PLUGINS).judge
+    late: list[dict] = []
+    early: list[dict] = []
+    for key in DATED_GROUPS:
+        before, after = (judge.screen(*key, days=(day, day)) for day in ("2014-12-31", "2015-01-01"))
+        value = round(before.high * 1.01, 6)
+        if not key[-1] or not after.benchmarks or not value < min(cut.high for cut in after.benchmarks):
+            continue  # only where the gate of 2015 lets the reading through
+        (category, unit), (per_unit, to_m3) = min(after.benchmarks[0].per_unit.items(), key=repr)
+        data = {"outlet": "W1", "point": key[4], "destination": key[5], "pollutant": key[1], "value": value,
+                "unit": key[2], "period": "day", "flag": "N", "volume_m3": 5.0 * per_unit * to_m3,
+                "production": {"category": category, "unit": unit, "quantity": 10.0}}
+        for day, hour in itertools.product(("2014-12-31", "2015-01-01", "2015-01-02"), (2, 10, 18)):
+            reading = {"specversion": "1.0", "id": f"t1-{key[1]}-{day}-{hour}", "source": "t",
+                       "type": "discharge.measured", "subject": after_end["dyeing"],
+                       "time": f"{day}T{hour:02d}:00:00+08:00", "data": data}
+            if day < "2015":
+                more, codes = registrations(f"91330{26 + len(early):02d}")
+                events += [{**event, "id": f"{event['id']}-{len(early)}"} for event in more]
+                early.append({**reading, "subject": codes["dyeing"]})
+            else:
+                late.append(reading)
+    for event in events:
+        event["time"] = "2010-01-01T08:00:00+08:00"
+    assert len(early) >= 6
+    late.sort(key=lambda e: e["time"])
+    log = write(tmp_path / "edge.jsonl", [orjson.dumps(e) for e in events + late[:6] + early + late[6:]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    for window in (2, 3, 7):
+        engine = compare([log], tmp_path / "archive", window=window)
+        assert engine.lane_stats["quiet"] >= 6 and sum(engine.summary.findings.values()) == len(early)
 
 
 def test_benchmark_corrected_readings_replay_byte_for_byte(tmp_path):

@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from engine.fast import FastLane
 from engine.fast.lane import EXACT
 from engine.fast.shapes import plan_shape
 from engine.ingest import JsonlFiles
+from engine.judge import Gate, Rule
 
 PLUGINS = load_plugins()
 CITY = generate_city(enterprises=40, days=1, seed=11)
@@ -539,6 +541,73 @@ def test_readings_on_the_edges_of_a_rule_s_dates_give_the_per_event_output():
     _, batch = run_both([orjson.dumps(e) for e in dated_events()], batch_size=256,
                         as_of="2024-12-31T00:00:00+08:00")
     assert batch.lane_stats["quiet"] > 0 and sum(batch.summary.findings.values()) > 1000
+
+
+def _shift(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+def _group(rule: Rule, inputs: bool) -> tuple[Any, ...]:
+    """The reading group of a daily wastewater rule (its first pollutant, point and destination),
+    with or without a benchmark-volume correction's inputs."""
+    return ("discharge.measured", min(rule.pollutants), rule.unit, None, min(rule.points) if rule.points else "plant",
+            min(rule.destinations) if rule.destinations else "direct", "day", "N", False, inputs)
+
+
+# the gated reading groups of dated daily wastewater rules
+DATED_GROUPS = sorted({key for r in REFERENCE.rules if r.threshold is not None and r.windows and r.pollutants
+                       and r.type == "discharge.measured" and r.threshold[0] == "gt" and "day" in r.periods
+                       for key in (_group(r, False), _group(r, True)) if isinstance(REFERENCE.judge.screen(*key), Gate)},
+                      key=repr)
+# the days around each date a rule comes into or goes out of force
+EDGES = sorted({shifted for rule in REFERENCE.rules if rule.windows for window in rule.windows.values()
+                for edge in (window.start, window.end) if edge is not None
+                for shifted in (_shift(edge, -1), edge, _shift(edge, 1))})
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(DATED_GROUPS), start=st.sampled_from(EDGES), length=st.integers(0, 40),
+       other=st.sampled_from(EDGES), other_length=st.integers(0, 400), draw=st.data())
+def test_a_gate_of_a_span_of_days_answers_as_the_judge_on_each_of_them(key, start, length, other, other_length, draw):
+    """`Judge.screen(..., days=span)` leaves out the rules in force on no day of the span: on each
+    day its exact test answers as the gate of every rule does, a value it leaves quiet fires on
+    none of them, and spans of one `era` make the same gate."""
+    days = [_shift(start, n) for n in range(length + 1)]
+    every, dated = REFERENCE.judge.screen(*key), REFERENCE.judge.screen(*key, days=(days[0], days[-1]))
+    assert isinstance(every, Gate) and isinstance(dated, Gate)
+    assert [t.rule.id for t in dated.rules] == [t.rule.id for t in every.rules
+                                                 if any(t.rule.in_force_on(day) for day in days)]
+    assert dated.high >= every.high and len(dated.benchmarks) <= len(every.benchmarks)
+    data = None
+    if every.benchmarks:  # a production of a category some benchmark rule of the group knows
+        products = sorted({pair for cut in every.benchmarks for pair in cut.per_unit}, key=repr)
+        category, unit = draw.draw(st.sampled_from(products))
+        data = {"volume_m3": draw.draw(st.floats(0, 1e4)),
+                "production": {"category": category, "unit": unit, "quantity": draw.draw(st.floats(0, 1e3))}}
+    values = [dated.high, math.nextafter(dated.high, math.inf), every.high, draw.draw(st.floats(0, 2 * every.high + 1e3))]
+    for value in values:
+        quiet = dated.low <= value <= dated.high and (not dated.benchmarks or dated.benchmark_quiet(value, data) == frozenset())
+        for day in days:
+            assert dated.fires(value, None, data, day) == every.fires(value, None, data, day)
+            assert not (quiet and every.fires(value, None, data, day))
+    span = (other, _shift(other, other_length))
+    if REFERENCE.judge.era(*span) == REFERENCE.judge.era(days[0], days[-1]):
+        assert REFERENCE.judge.screen(*key, days=span) == dated
+
+
+def test_a_gate_of_days_after_a_table_s_end_leaves_its_rules_out():
+    """GB 4287 Table 1's limits for existing works ended on 2014-12-31: a 2024 gate of a group
+    they judge is cut on the rules in force then, which lets more readings through quietly."""
+    looser = 0
+    for key in DATED_GROUPS:
+        every = REFERENCE.judge.screen(*key)
+        dated = REFERENCE.judge.screen(*key, days=("2024-01-01", "2024-01-31"))
+        assert isinstance(every, Gate) and isinstance(dated, Gate)
+        table_1 = {t.rule.id for t in every.rules if t.rule.basis.get("standard") == "GB 4287-2012"
+                   and t.rule.basis.get("table") == "Table 1"}
+        assert not table_1 & {t.rule.id for t in dated.rules}
+        looser += bool(table_1) and dated.high > every.high
+    assert looser > 5
 
 
 def benchmark_events() -> tuple[list[dict[str, Any]], int]:

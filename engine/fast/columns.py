@@ -8,9 +8,9 @@ For a window of rows in input order this lane:
   unit, process, point, destination, period, flag, whether O₂ is given, whether a
   benchmark-volume correction's inputs are); each group gets the judge's own `Gate`
   (`Judge.screen`, engine/judge/thresholds.py: cuts from each rule's threshold and the
-  `corrected` arithmetic), and the cuts are compared with the value column in numpy (a
-  benchmark-volume correction by `Gate.benchmark_quiet_columns`). A row outside the cuts is
-  judged exactly by `Gate.fires`;
+  `corrected` arithmetic) of the rules in force on some date of the window's rows, and the
+  cuts are compared with the value column in numpy (a benchmark-volume correction by
+  `Gate.benchmark_quiet_columns`). A row outside the cuts is judged exactly by `Gate.fires`;
 * de-duplicates: a quiet row whose id the index remembers, or that another row of the window
   shares, leaves the lane (the rules of the fast lane, engine/fast/lane.py);
 * commits the quiet runs between the other rows in bulk (`Host.commit_quiet`), moving the
@@ -121,6 +121,19 @@ def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
         with contextlib.suppress(queue.Empty):
             handed.get_nowait()  # a reader waiting to hand over one more sees `stop` at once
         thread.join()
+
+
+def _days(times: pa.ChunkedArray) -> tuple[str, str] | None:
+    """The first and last local date (inclusive) of a column of event times, nulls aside: the
+    least and greatest time's date, as the judge reads a date (`time[:10]`). For a dictionary
+    column, of its dictionaries (values no row uses only widen the span). None without a time."""
+    least, greatest = [], []
+    for chunk in times.chunks:
+        bounds = pc.min_max(chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk)
+        if bounds["min"].is_valid:
+            least.append(bounds["min"].as_py())
+            greatest.append(bounds["max"].as_py())
+    return (min(least)[:10], max(greatest)[:10]) if least else None
 
 
 def _windows(lane: ColumnLane, windows: Windows, skip: int) -> Iterator[tuple[int, list[Record]]]:
@@ -246,6 +259,8 @@ class ColumnLane:
             return kind
         input_columns = [name for name in ("volume_m3", PRODUCTION["unit"]) if name in table.column_names]
         sub = table.select([*_GATE_COLUMNS, "value", "o2_percent", *input_columns]).take(typed_rows)  # what gating reads
+        span = _days(table.column("time"))  # the rules in force in the window make its gates
+        era = self.engine.judge.era(*span) if span is not None else None
         codes, keys = [], []
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
@@ -268,7 +283,7 @@ class ColumnLane:
         corrected = np.zeros(count, dtype=bool)  # groups with benchmark-volume cuts
         for g, row in enumerate(first.tolist()):
             key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
-            gate = self._gate(key, bool(has_o2[row]), bool(inputs[row]))
+            gate = self._gate(key, bool(has_o2[row]), bool(inputs[row]), span, era)
             if isinstance(gate, int):
                 status[g] = gate
                 low[g], high[g] = -np.inf, np.inf
@@ -375,14 +390,15 @@ class ColumnLane:
                 kind[row] = _EXACT
         return waiting
 
-    def _gate(self, key: tuple[Any, ...], has_o2: bool, has_inputs: bool) -> Gate | int:
-        found = self._gates.get(key + (has_o2, has_inputs))
+    def _gate(self, key: tuple[Any, ...], has_o2: bool, has_inputs: bool, days: tuple[str, str] | None,
+              era: tuple[int, int] | None) -> Gate | int:
+        found = self._gates.get(key + (has_o2, has_inputs, era))
         if found is None:
             event_type, pollutant, unit, process, point, destination, period, flag = key
             screened = self.engine.judge.screen(event_type, pollutant, unit, process, point, destination, period,
-                                                flag if flag is not None else "N", has_o2, has_inputs)
+                                                flag if flag is not None else "N", has_o2, has_inputs, days)
             found = _EXACT if screened is None else _UNAVAILABLE if screened == UNAVAILABLE else screened  # type: ignore[assignment]
-            self._gates[key + (has_o2, has_inputs)] = found  # type: ignore[assignment]
+            self._gates[key + (has_o2, has_inputs, era)] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
 
     def _exclude_repeated_ids(self, table: pa.Table, kind: np.ndarray, quiet: np.ndarray, columns: IdColumns) -> None:

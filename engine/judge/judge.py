@@ -248,16 +248,24 @@ class Judge:
 
     # ---- the batch path ---------------------------------------------------------------------
 
+    def era(self, first_day: str, last_day: str) -> tuple[int, int]:
+        """The index's `era` of a span of local dates: what a cache of `screen(..., days)` keys on."""
+        return self.index.era(first_day, last_day)
+
     def screen(self, event_type: str, pollutant: str, unit: str, process: str | None, point: str | None,
                destination: str | None, period: str, flag: str, has_o2: bool,
-               has_benchmark_inputs: bool = False) -> Gate | str | None:
+               has_benchmark_inputs: bool = False, days: tuple[str, str] | None = None) -> Gate | str | None:
         """How the batch path may take valid readings of one group (same type, pollutant, unit,
         process, point, destination, period, flag, whether O₂ is given, and whether `volume_m3`
         and one `production` object are, the inputs of a benchmark-volume correction):
 
         UNAVAILABLE (counted, never judged), a `Gate` (quiet unless the gate lets it through),
         or None (only the per-event path can say: a unit error, the hourly window, a rule
-        beyond the specialised thresholds)."""
+        beyond the specialised thresholds).
+
+        `days`: the first and last local date of the readings (inclusive). A rule in force on
+        none of them is left out of the gate, as the judge skips it for each of them; spans of
+        one `era` give the same gate."""
         try:
             to_canonical(pollutant, 1.0, unit)
         except UnitError:
@@ -268,6 +276,8 @@ class Judge:
         if path == WINDOW:
             return None
         rules = self.index.for_reading(event_type, pollutant, process, point, destination, period)
+        if days is not None:
+            rules = tuple(rule for rule in rules if rule.in_force_between(*days))
         return build_gate(rules, pollutant, unit, process, period, has_o2, has_benchmark_inputs)
 
 

@@ -114,6 +114,10 @@ class Window:
     def covers(self, day: str) -> bool:
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
+    def meets(self, first_day: str, last_day: str) -> bool:
+        """Whether it covers some date from `first_day` to `last_day` (inclusive)."""
+        return (self.start is None or last_day >= self.start) and (self.end is None or first_day <= self.end)
+
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
 
@@ -223,6 +227,10 @@ class Rule:
         """Whether the rule applies on a local date to some facility class (`applies_on` for one of
         them): when not, the judge skips it for every reading of that date."""
         return self.windows is None or any(window.covers(day) for window in self.windows.values())
+
+    def in_force_between(self, first_day: str, last_day: str) -> bool:
+        """`in_force_on` some date from `first_day` to `last_day` (inclusive local dates)."""
+        return self.windows is None or any(window.meets(first_day, last_day) for window in self.windows.values())
 
     def facility(self, eia_approved_on: str | None) -> str:
         """'new' when the EIA was approved on or after the standard's date, else 'existing'."""
