@@ -258,7 +258,7 @@ class ColumnLane:
         if not len(typed_rows):
             return kind
         input_columns = [name for name in ("volume_m3", PRODUCTION["unit"]) if name in table.column_names]
-        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent", *input_columns]).take(typed_rows)  # what gating reads
+        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent", *input_columns]).filter(typed)  # what gating reads
         span = _days(table.column("time"))  # the rules in force in the window make its gates
         era = self.engine.judge.era(*span) if span is not None else None
         codes, keys = [], []
@@ -274,8 +274,11 @@ class ColumnLane:
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
         combined = (combined * 2 + has_o2) * 2 + inputs
-        groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-        count = len(groups)
+        hashed = pa.array(combined).dictionary_encode()  # groups by hashing (np.unique sorts: 7x slower)
+        inverse = hashed.indices.to_numpy()
+        count = len(hashed.dictionary)
+        first = np.full(count, len(combined))  # each group's first row
+        np.minimum.at(first, inverse, np.arange(len(combined)))
         status = np.zeros(count, dtype=np.int8)
         low, high = np.full(count, np.inf), np.full(count, -np.inf)
         o2_free, o2_high = np.full(count, np.nan), np.full(count, np.inf)
