@@ -351,8 +351,6 @@ class DedupeIndex:
             self._flush()
             self._columns = columns
             self._make_room(len(columns))
-            assert self._bits is not None
-            self._bits[columns.hashes >> self._shift] = True  # all the window's rows: a superset does no harm
         if last <= first:
             return 0
         newest = max(self._newest, top)
@@ -375,6 +373,10 @@ class DedupeIndex:
 
     def _take(self, columns: IdColumns, first: int, last: int) -> None:
         if last > first:
+            # marked as they are added, not when the window comes: then a row of the window the
+            # lane takes exactly after all does not send `check` searching every block for its id
+            assert self._bits is not None
+            self._bits[columns.hashes[first:last] >> self._shift] = True
             columns.added[first:last] = True
             self._pending += last - first
             self._in_columns += last - first
@@ -408,7 +410,7 @@ class DedupeIndex:
         for block in self._blocks:
             self._bits[block.keys >> self._shift] = True
         if self._columns is not None:
-            self._bits[self._columns.hashes >> self._shift] = True
+            self._bits[self._columns.hashes[self._columns.added] >> self._shift] = True
 
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
