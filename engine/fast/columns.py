@@ -199,6 +199,7 @@ class ColumnLane:
         epoch_list = epochs.tolist()
         out: list[Record] = []
         window_rows = RowBlocks(table)  # rows a run takes exactly after all
+        window_subjects = _Subjects(table.column("subject"))  # for the rows quiet only outside some industries
         quiet_subjects: list[Any] = []  # the quiet rows' subjects, converted when a run first needs them
         # the loop below reads Python ints: a numpy scalar costs more to index, compare and convert
         exact_rows, run_starts = exact.tolist() + [n], starts.tolist()
@@ -213,7 +214,8 @@ class ColumnLane:
                     unknown = ~np.array([name in registry for name in names], dtype=bool)
                     strangers[run:] = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts[run:]).tolist()
                 self._commit(first_of[run], last_of[run], tops[run], lows[run], columns, epoch_list, strangers[run],
-                             unavailable[run], run_starts[run], kind, table, out, window_rows, subjects, quiet_subjects)
+                             unavailable[run], run_starts[run], kind, window_subjects, out, window_rows, subjects,
+                             quiet_subjects)
                 run += 1
             else:
                 out.extend(self._exact(rows[taken]))
@@ -419,7 +421,7 @@ class ColumnLane:
     # ---- effects ----------------------------------------------------------------------------
 
     def _commit(self, first: int, last: int, top: float, low: float, columns: IdColumns, epochs: list[float],
-                strangers: int, unavailable: int, row: int, kind: np.ndarray, table: pa.Table,
+                strangers: int, unavailable: int, row: int, kind: np.ndarray, window_subjects: _Subjects,
                 out: list[Record], rows: RowBlocks, subjects_column: pa.Array, subjects_list: list[Any]) -> None:
         """A run of quiet rows (positions first..last-1 of the quiet columns, from window row `row`):
         in bulk when it cannot pass a deadline (nothing falls due below the clock, so the deadline
@@ -438,7 +440,7 @@ class ColumnLane:
             if high > low:
                 window = {r: self._unless[r] for r in self._unless_rows[low:high]}
                 blocked = {r - row for r in blocked_rows(window, range(row, row + last - first),
-                                                         _Subjects(table.column("subject")), registry)}
+                                                         window_subjects, registry)}
         if not decisions.watched and not blocked and top <= clock.plausible_until() and \
                 (top <= decisions.clock or top <= decisions.quiet_until()):
             self.engine.commit_quiet_columns(top, columns, first, last, low, strangers, unavailable)
@@ -546,13 +548,17 @@ def _registered(table: pa.Table) -> set[Any]:
 
 
 class _Subjects:
-    """A subject column read one row at a time (the few rows `blocked_rows` asks about)."""
+    """A window's subject column, converted to Python values when `blocked_rows` first asks
+    (a window registering many enterprises asks about thousands of rows: 8 µs each one by one)."""
 
     def __init__(self, column: pa.ChunkedArray) -> None:
         self._column = column
+        self._values: list[Any] | None = None
 
     def __getitem__(self, row: int) -> Any:
-        return self._column[row].as_py()
+        if self._values is None:
+            self._values = python_values(self._column)
+        return self._values[row]
 
 
 __all__ = ["ColumnLane", "WindowSorting", "Windows", "archive_batches"]
