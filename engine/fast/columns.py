@@ -196,6 +196,15 @@ class ColumnLane:
         known_size = len(registry)
         unknown = ~np.array([name in registry for name in names], dtype=bool)
         strangers = np.add.reduceat((unknown[codes] & still).astype(np.int64), firsts).tolist()
+        # rows that may yet be taken exactly: excluded after sorting, quiet only outside some
+        # industries, or of an enterprise watched now (the index marks them only if added)
+        late = ~still
+        if self._unless_rows:
+            late[position[self._unless_rows]] = True
+        watched = self.engine.decisions.watched
+        if watched:
+            late |= np.array([name in watched for name in names], dtype=bool)[codes]
+        columns.hold(late)
         epoch_list = epochs.tolist()
         out: list[Record] = []
         window_rows = RowBlocks(table)  # rows a run takes exactly after all

@@ -115,7 +115,7 @@ class IdColumns:
     `digests` content digests (uint64), `epochs` event times (float64).
     `DedupeIndex.add_columns` remembers ranges of them."""
 
-    __slots__ = ("_order", "added", "digests", "epochs", "hashes", "ids")
+    __slots__ = ("_late_before", "_order", "added", "digests", "epochs", "hashes", "ids", "late")
 
     def __init__(self, ids: pa.Array, hashes: np.ndarray, digests: np.ndarray, epochs: np.ndarray) -> None:
         if not len(ids) == len(hashes) == len(digests) == len(epochs):
@@ -126,6 +126,26 @@ class IdColumns:
         self.epochs = np.ascontiguousarray(epochs, dtype=np.float64)
         self.added = np.zeros(len(ids), dtype=bool)  # remembered, not yet moved into a block
         self._order: np.ndarray | None = None
+        self.late: np.ndarray | None = None  # rows that may yet be taken one by one (`hold`)
+        self._late_before: list[int] = []
+
+    def hold(self, late: np.ndarray) -> None:
+        """Rows that may yet be taken one by one, not added (e.g. an enterprise's whose next event
+        decides): `DedupeIndex` marks them in its bitmap only if they are added, so its `check`
+        of such a row does not search every block for an id no block holds. Before `add_columns`."""
+        if late.any():
+            self.late = late
+            self._late_before = np.concatenate(([0], np.cumsum(late))).tolist()
+
+    def marked(self) -> np.ndarray:
+        """The hashes `DedupeIndex` marks when the window comes: all but the `late` rows not added."""
+        return self.hashes if self.late is None else self.hashes[~self.late | self.added]
+
+    def late_among(self, first: int, last: int) -> np.ndarray | None:
+        """The hashes of the `late` rows among rows first..last-1, or None without one."""
+        if self.late is None or self._late_before[last] == self._late_before[first]:
+            return None
+        return self.hashes[first:last][self.late[first:last]]
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -351,6 +371,8 @@ class DedupeIndex:
             self._flush()
             self._columns = columns
             self._make_room(len(columns))
+            assert self._bits is not None
+            self._bits[columns.marked() >> self._shift] = True  # a superset of the rows added does no harm
         if last <= first:
             return 0
         newest = max(self._newest, top)
@@ -373,10 +395,10 @@ class DedupeIndex:
 
     def _take(self, columns: IdColumns, first: int, last: int) -> None:
         if last > first:
-            # marked as they are added, not when the window comes: then a row of the window the
-            # lane takes exactly after all does not send `check` searching every block for its id
-            assert self._bits is not None
-            self._bits[columns.hashes[first:last] >> self._shift] = True
+            late = columns.late_among(first, last)
+            if late is not None:
+                assert self._bits is not None
+                self._bits[late >> self._shift] = True
             columns.added[first:last] = True
             self._pending += last - first
             self._in_columns += last - first
@@ -410,7 +432,7 @@ class DedupeIndex:
         for block in self._blocks:
             self._bits[block.keys >> self._shift] = True
         if self._columns is not None:
-            self._bits[self._columns.hashes[self._columns.added] >> self._shift] = True
+            self._bits[self._columns.marked() >> self._shift] = True
 
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
