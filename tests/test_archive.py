@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -215,6 +216,45 @@ def test_readings_only_another_industry_s_rules_judge_replay_byte_for_byte(tmp_p
     for window in (128, 10000):
         engine = compare([log], tmp_path / "archive", window=window)
         assert engine.lane_stats["quiet"] > 400
+
+
+def test_rows_past_a_sure_cut_are_sorted_as_the_exact_test_sorts_them(tmp_path, monkeypatch):
+    """`ColumnLane.sort` sends rows past a rule's `sure` cut to the exact path by column
+    (engine/fast/columns.py `_sure`), for enterprises of the rule's industries and for any
+    enterprise: each window sorts as with the exact test alone (`_sure` deciding no row), with
+    the registry as it stands, with none (`sort_apart`), and with an empty one. Readings around
+    every threshold, copies of them for an enterprise of no plugin's industry, a finding-heavy city."""
+    from engine.fast import columns
+    from engine.fast.columns import ColumnLane
+
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    heavy = finding_heavy(CITY.events)  # and every fourth reading of a small city well above its limits
+    log = write(tmp_path / "sure.jsonl", [orjson.dumps(e) for e in events + copies] + heavy)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    engine = Engine(plugins=PLUGINS)
+    registrations = [e for e in events + CITY.events if e["type"] == "enterprise.registered"]
+    list(engine.run(InputLine("reg", n, orjson.dumps(e)) for n, e in enumerate(registrations, 1)))
+    decided = []
+    shortcut = columns._sure
+
+    def counted(*args):
+        found = shortcut(*args)
+        decided.append(int(found.sum()))
+        return found
+
+    def sorted_windows(sure, registry) -> list:
+        monkeypatch.setattr(columns, "_sure", sure)
+        lane = ColumnLane(engine)
+        return [(lane.sort(table, registry, defer=True).tolist(), dict(lane._unless))
+                for table in Archive(tmp_path / "archive", window=500).tables()]
+
+    for registry in (engine.registry, {}, None):
+        assert sorted_windows(counted, registry) == sorted_windows(lambda rows, *_: np.zeros(len(rows), dtype=bool),
+                                                                    registry)
+    assert sum(decided) > 400
 
 
 def test_finding_heavy_log_replays_byte_for_byte(tmp_path):

@@ -26,6 +26,7 @@ its rebuilt lines through the JSONL batch path instead: the same output, slower.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
 from bisect import bisect_left
@@ -325,6 +326,11 @@ class ColumnLane:
             partly = benchmarked[~unquiet & (blocked_index > 0)]
             blocked_of = blocked_index[~unquiet & (blocked_index > 0)].tolist()
         looked = np.flatnonzero(outside)  # rows outside a cut: judged one by one, as the JSONL lane does
+        if len(looked):  # but not those past a rule's `sure` cut that may apply to them: exact by column
+            sure = _sure(looked, gates, inverse, value, o2, _industries(table.column("subject").take(typed_rows[looked]),
+                                                                       industry), span)
+            row_status[looked[sure]] = _EXACT
+            looked = looked[~sure]
         looked_list = looked.tolist()
         subjects: dict[int, Any] = {}
         days: dict[int, str] = {}
@@ -504,6 +510,59 @@ def _benchmark_inputs(sub: pa.Table) -> np.ndarray:
         return np.zeros(sub.num_rows, dtype=bool)
     return ~np.isnan(sub.column("volume_m3").to_numpy()) & \
         pc.is_valid(sub.column(PRODUCTION["unit"])).to_numpy(zero_copy_only=False)
+
+
+def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[list[Any], np.ndarray]:
+    """The industries of these rows' enterprises as `Industry.of` gives them (_UNKNOWN for all
+    without a registry): the distinct ones, and each row's position among them."""
+    array = subjects.combine_chunks()
+    if industry is None:
+        return [_UNKNOWN], np.zeros(len(array), dtype=np.int64)
+    if pa.types.is_dictionary(array.type):
+        names = array.dictionary.to_pylist()
+        codes = pc.fill_null(array.indices, len(names)).to_numpy()
+    else:
+        names, codes = array.to_pylist(), np.arange(len(array))
+    of_name = [industry.of(name) for name in names] + [industry.of(None)]
+    distinct = list(dict.fromkeys(of_name))
+    position = {value: n for n, value in enumerate(distinct)}
+    return distinct, np.array([position[value] for value in of_name], dtype=np.int64)[codes]
+
+
+def _sure(rows: np.ndarray, gates: list[Gate | None], inverse: np.ndarray, values: np.ndarray, o2: np.ndarray,
+          industries: tuple[list[Any], np.ndarray], days: tuple[str, str] | None) -> np.ndarray:
+    """Which of these typed rows (positions in the window's typed rows) a rule of their gate may
+    fire on whatever its conversions (`_Threshold.sure`, the exact test's own shortcut), in
+    force on every date of the window (`days`) and for their enterprise: one of its industries,
+    or any enterprise (also one the window registers, `_UNKNOWN`). The exact test answers the
+    same for them (`Gate.fires_for`, `Gate.firing`); it is left to answer for the others."""
+    sure = np.zeros(len(rows), dtype=bool)
+    if days is None:
+        return sure
+    distinct, codes = industries
+    groups = inverse[rows]
+    for group in np.unique(groups).tolist():
+        gate = gates[group]
+        if gate is None:
+            continue
+        at = np.flatnonzero(groups == group)
+        value = values[rows[at]]
+        for threshold in gate.rules:
+            rule = threshold.rule
+            if threshold.benchmark or not math.isfinite(threshold.sure) or not (
+                    rule.windows is None or any(w.covers(days[0]) and w.covers(days[1]) for w in rule.windows.values())):
+                continue
+            if threshold.o2_free is None:
+                above = value > threshold.sure
+            else:
+                oxygen = o2[rows[at]]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    above = (oxygen < 21.0) & (value * threshold.o2_free / (21.0 - oxygen) > threshold.sure)
+            if rule.industries is not None:
+                applies = np.array([known is not _UNKNOWN and known in rule.industries for known in distinct])
+                above &= applies[codes[at]]
+            sure[at[above]] = True
+    return sure
 
 
 def _benchmark_quiet(table: pa.Table, typed_rows: np.ndarray, rows: np.ndarray, inverse: np.ndarray,
