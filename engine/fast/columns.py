@@ -518,12 +518,13 @@ def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[
     array = subjects.combine_chunks()
     if industry is None:
         return [_UNKNOWN], np.zeros(len(array), dtype=np.int64)
-    if pa.types.is_dictionary(array.type):
-        names = array.dictionary.to_pylist()
-        codes = pc.fill_null(array.indices, len(names)).to_numpy()
+    if pa.types.is_dictionary(array.type):  # the names these rows use (the dictionary has all the window's)
+        every = [*array.dictionary.to_pylist(), None]
+        used, codes = np.unique(pc.fill_null(array.indices, len(every) - 1).to_numpy(), return_inverse=True)
+        names = [every[i] for i in used.tolist()]
     else:
         names, codes = array.to_pylist(), np.arange(len(array))
-    of_name = [industry.of(name) for name in names] + [industry.of(None)]
+    of_name = [industry.of(name) for name in names]
     distinct = list(dict.fromkeys(of_name))
     position = {value: n for n, value in enumerate(distinct)}
     return distinct, np.array([position[value] for value in of_name], dtype=np.int64)[codes]
