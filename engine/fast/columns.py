@@ -26,11 +26,11 @@ its rebuilt lines through the JSONL batch path instead: the same output, slower.
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,7 @@ from engine.ingest.archive import (
     python_values,
     rows_of,
 )
-from engine.judge import READING_TYPES, UNAVAILABLE, Gate
+from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Rule
 from engine.normalise import DIGEST, IdColumns, id_hashes
 from engine.records import Record
 
@@ -532,11 +532,11 @@ def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[
 
 def _sure(rows: np.ndarray, gates: list[Gate | None], inverse: np.ndarray, values: np.ndarray, o2: np.ndarray,
           industries: tuple[list[Any], np.ndarray], days: tuple[str, str] | None) -> np.ndarray:
-    """Which of these typed rows (positions in the window's typed rows) a rule of their gate may
-    fire on whatever its conversions (`_Threshold.sure`, the exact test's own shortcut), in
-    force on every date of the window (`days`) and for their enterprise: one of its industries,
-    or any enterprise (also one the window registers, `_UNKNOWN`). The exact test answers the
-    same for them (`Gate.fires_for`, `Gate.firing`); it is left to answer for the others."""
+    """Which of these typed rows (positions in the window's typed rows) their gate's exact test
+    sends to the exact path without conversions (`Gate.fire_surely`: past a rule's `sure` cut,
+    the rule in force on every date of the window and for their enterprise: one of its
+    industries, or any enterprise, also one the window registers, `_UNKNOWN`). The exact test
+    answers the same for them (`Gate.fires_for`, `Gate.firing`); it is left to answer for the others."""
     sure = np.zeros(len(rows), dtype=bool)
     if days is None:
         return sure
@@ -547,23 +547,17 @@ def _sure(rows: np.ndarray, gates: list[Gate | None], inverse: np.ndarray, value
         if gate is None:
             continue
         at = np.flatnonzero(groups == group)
-        value = values[rows[at]]
-        for threshold in gate.rules:
-            rule = threshold.rule
-            if threshold.benchmark or not math.isfinite(threshold.sure) or not (
-                    rule.windows is None or any(w.covers(days[0]) and w.covers(days[1]) for w in rule.windows.values())):
-                continue
-            if threshold.o2_free is None:
-                above = value > threshold.sure
-            else:
-                oxygen = o2[rows[at]]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    above = (oxygen < 21.0) & (value * threshold.o2_free / (21.0 - oxygen) > threshold.sure)
-            if rule.industries is not None:
-                applies = np.array([known is not _UNKNOWN and known in rule.industries for known in distinct])
-                above &= applies[codes[at]]
-            sure[at[above]] = True
+        applies = partial(_of_industries, distinct, codes[at])
+        sure[at[gate.fire_surely(values[rows[at]], o2[rows[at]], applies, days)]] = True
     return sure
+
+
+def _of_industries(distinct: list[Any], codes: np.ndarray, rule: Rule) -> np.ndarray | None:
+    """Which rows (their positions in `distinct`, `_industries`'s) are of an enterprise `rule`
+    may apply to: one of its industries (known before the window); None for a rule of every one."""
+    if rule.industries is None:
+        return None
+    return np.array([known is not _UNKNOWN and known in rule.industries for known in distinct])[codes]
 
 
 def _benchmark_quiet(table: pa.Table, typed_rows: np.ndarray, rows: np.ndarray, inverse: np.ndarray,

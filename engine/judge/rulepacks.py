@@ -232,6 +232,11 @@ class Rule:
         """`in_force_on` some date from `first_day` to `last_day` (inclusive local dates)."""
         return self.windows is None or any(window.meets(first_day, last_day) for window in self.windows.values())
 
+    def in_force_throughout(self, first_day: str, last_day: str) -> bool:
+        """`in_force_on` every date from `first_day` to `last_day` (one facility class's window covers them all)."""
+        return self.windows is None or any(window.covers(first_day) and window.covers(last_day)
+                                           for window in self.windows.values())
+
     def facility(self, eia_approved_on: str | None) -> str:
         """'new' when the EIA was approved on or after the standard's date, else 'existing'."""
         if self.new_facility_from and eia_approved_on and eia_approved_on >= self.new_facility_from:

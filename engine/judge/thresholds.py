@@ -34,7 +34,7 @@ commits the reading, in input order.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +187,26 @@ class Gate:
         apply to it (the judge skips a rule of another industry before anything else)."""
         return any(rule.fires(value, o2, self.pollutant, self.unit, data, day) for rule in self.rules
                    if rule.rule.industries is None or industry in rule.rule.industries)
+
+    def fire_surely(self, values: np.ndarray, o2: np.ndarray, applies: Callable[[Rule], np.ndarray | None],
+                    days: tuple[str, str]) -> np.ndarray:
+        """`fires_for` by column, where it answers True without conversions: readings (float64
+        `values`, `o2` NaN where none was given) past the `sure` cut of a rule in force on every
+        date from days[0] to days[1] that may apply to their enterprise (`applies(rule)`: a mask
+        of the readings, None for all of them)."""
+        sure = np.zeros(len(values), dtype=bool)
+        for threshold in self.rules:
+            rule = threshold.rule
+            if threshold.benchmark or not math.isfinite(threshold.sure) or not rule.in_force_throughout(*days):
+                continue
+            if threshold.o2_free is None:
+                above = values > threshold.sure
+            else:  # as `_Threshold.fires`: value × (21 − O2ref) / (21 − O2), in that order
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    above = (o2 < 21.0) & (values * threshold.o2_free / (21.0 - o2) > threshold.sure)
+            mask = applies(rule)
+            sure |= above if mask is None else above & mask
+        return sure
 
     def firing(self, value: float, o2: float | None, data: Mapping[str, Any] | None = None,
                day: str | None = None) -> frozenset[str] | None:
