@@ -30,7 +30,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from engine.records import InputLine, Record
 from engine.validate import EventValidator
 
 UNPARSED = object()  # a line orjson could not read: the exact path quarantines it
-_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2
+_EXACT, _QUIET, _UNAVAILABLE = 0, 1, 2  # _EXACT falsy: rows are picked by `compress`
 EXACT = _EXACT  # `Sorting.lane` of a line the per-event stages must take
 QUIET, FLAGGED = _QUIET, _UNAVAILABLE  # of a quiet line; of a reading flagged unavailable (counted, never judged)
 _READING_TYPES = frozenset(READING_TYPES)
@@ -161,7 +161,7 @@ class FastLane:
         for rows in _group(events):
             self._classify(rows, events, sorting, times, industry, defer)
         lane = sorting.lane
-        quiet = [i for i, kind in enumerate(lane) if kind != _EXACT]
+        quiet = list(compress(range(n), lane))  # not _EXACT
         if not quiet:
             return sorting
         canonicals = list(map(canonical_json, map(events.__getitem__, quiet)))
@@ -170,7 +170,7 @@ class FastLane:
             # may_repeat_keys (engine/ingest/jsonl.py) for the whole chunk at once: without a
             # backslash a line's strings are spelt as in its sorted-key JSON, so its colons are
             # that JSON's plus one per repeated key; the chunk's totals agree only if every line's do
-            text = b"".join(lines) if all(type(line) is bytes for line in lines) else None
+            text = b"".join(lines) if _BYTES.issuperset(map(type, lines)) else None
             if text is None or b"\\" in text or _colons(text) != _colons(b"".join(canonicals)):
                 kept = [p for p, (line, canonical) in enumerate(zip(lines, canonicals))
                         if not (b"\\" in line or line.count(b":") != canonical.count(b":")
@@ -248,10 +248,11 @@ class FastLane:
         fields = [columns.get(("data", name)) or repeat("N" if name == "flag" else None, len(rows)) for name in _GATE_FIELDS]
         values, oxygen = columns[("data", "value")], columns.get(("data", "o2_percent"))
         id_column, time_column, subject_column = columns[("id",)], columns[("time",)], columns[("subject",)]
-        for p, key in enumerate(zip(*fields)):
+        for p, key, value in zip(range(len(rows)), zip(*fields), values):
             if invalid and p in invalid:
                 continue
-            valid[rows[p]] = True
+            row = rows[p]
+            valid[row] = True
             gate = gates.get(key)
             if gate is None:
                 gate = gates[key] = self._gate(event_type, key, has_o2, has_inputs)
@@ -259,8 +260,10 @@ class FastLane:
                 if gate == _EXACT:
                     continue
                 status = gate
+            elif not gate.benchmarks and gate.low <= value <= gate.high and (
+                    gate.o2_free is None or value * gate.o2_free / (21.0 - oxygen[p]) <= gate.o2_high):  # type: ignore[index]
+                status = _QUIET  # inside every cut of a gate without corrections: most readings
             else:
-                value = values[p]
                 o2: Any = oxygen[p] if oxygen is not None else None
                 unless = gate.benchmark_quiet(value, datas[p]) if gate.benchmarks else None
                 if (value > gate.high or value < gate.low
@@ -282,11 +285,10 @@ class FastLane:
                     if known is _UNKNOWN:
                         if not defer:
                             continue
-                        sorting.unless[rows[p]] = unless
+                        sorting.unless[row] = unless
                     elif known in unless:
                         continue
                 status = _QUIET
-            row = rows[p]
             lane[row] = status
             ids[row], times[row], subjects[row] = id_column[p], time_column[p], subject_column[p]
 
@@ -426,6 +428,9 @@ def blocked_rows(unless: Mapping[int, frozenset[str]], rows: range, subjects: Se
             if registration is not None and registration.get("industry") in industries:
                 blocked.add(row)
     return blocked
+
+
+_BYTES = frozenset({bytes})
 
 
 def _colons(text: bytes) -> int:

@@ -167,9 +167,10 @@ class ShapePlan:
     def failing(self, columns: Mapping[Path, Sequence[Any]]) -> set[int]:
         """Positions (rows of the columns) of events that fail some check; empty when all pass."""
         bad: set[int] = set()
+        by_value: dict[Path, dict[str, list[int]] | None] = {}  # a `when` column's rows by string, once
         for check in self.checks:
             column = columns[check.path]
-            rows = _selected(check.when, columns) if check.when else None
+            rows = _selected(check.when, columns, by_value) if check.when else None
             if rows is not None:
                 if not rows:
                     continue
@@ -183,22 +184,20 @@ class ShapePlan:
         return bad
 
 
-def _selected(when: When, columns: Mapping[Path, Sequence[Any]]) -> list[int]:
-    """The rows whose columns hold the `when` values (JSON equality: a string equals only a string)."""
+def _selected(when: When, columns: Mapping[Path, Sequence[Any]],
+              by_value: dict[Path, dict[str, list[int]] | None] | None = None) -> list[int]:
+    """The rows whose columns hold the `when` values (JSON equality: a string equals only a string).
+
+    `by_value` keeps, per column of strings only, its rows by value: the checks of one plan ask the
+    same column (a reading's unit) about each of its values."""
     rows: list[int] | None = None
     for path, value in when:
         column = columns[path]
-        try:
-            distinct = set(column)
-        except TypeError:  # an unhashable value: compare row by row
-            distinct = None
-        if distinct is not None and len(distinct) == 1:
-            (only,) = distinct
-            matched = list(range(len(column))) if _json_equal(only, value) else []
-        elif distinct is not None and not any(_json_equal(d, value) for d in distinct):
-            matched = []
+        strings = _rows_by_string(column, path, by_value) if by_value is not None else None
+        if strings is not None:
+            matched = strings.get(value, []) if type(value) is str else []
         else:
-            matched = [i for i, item in enumerate(column) if _json_equal(item, value)]
+            matched = _matching(column, value)
         if rows is None:
             rows = matched
         else:
@@ -207,6 +206,45 @@ def _selected(when: When, columns: Mapping[Path, Sequence[Any]]) -> list[int]:
         if not rows:
             return []
     return rows or []
+
+
+def _rows_by_string(column: Sequence[Any], path: Path,
+                    by_value: dict[Path, dict[str, list[int]] | None]) -> dict[str, list[int]] | None:
+    """The rows of each value of a column of strings (None for a column with any other value)."""
+    if path not in by_value:
+        index: dict[str, list[int]] | None = None
+        try:
+            "".join(column)  # one C pass that fails on anything but a string
+        except TypeError:
+            pass
+        else:
+            distinct = set(column)
+            if len(distinct) == 1:
+                index = {distinct.pop(): list(range(len(column)))}
+            else:
+                index = {}
+                for i, item in enumerate(column):
+                    rows = index.get(item)
+                    if rows is None:
+                        index[item] = [i]
+                    else:
+                        rows.append(i)
+        by_value[path] = index
+    return by_value[path]
+
+
+def _matching(column: Sequence[Any], value: Any) -> list[int]:
+    """The rows of `column` JSON-equal to `value`."""
+    try:
+        distinct = set(column)
+    except TypeError:  # an unhashable value: compare row by row
+        return [i for i, item in enumerate(column) if _json_equal(item, value)]
+    if len(distinct) == 1:
+        (only,) = distinct
+        return list(range(len(column))) if _json_equal(only, value) else []
+    if not any(_json_equal(d, value) for d in distinct):
+        return []
+    return [i for i, item in enumerate(column) if _json_equal(item, value)]
 
 
 def _json_equal(item: Any, value: Any) -> bool:
