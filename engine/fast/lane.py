@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 from engine.decide.layer import DecisionLayer
-from engine.fast.shapes import Path, ShapePlan, plan_shape
+from engine.fast.shapes import Path, ShapePlan, plan_shape, rows_by_value
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Judge
 from engine.ingest import may_repeat_keys
 from engine.normalise import DedupeIndex, EventClock, IdColumns, canonical_json, digests_of, epoch_of
@@ -476,14 +476,7 @@ def _group(events: Sequence[Any]) -> Iterator[list[int]]:
         keys = list(zip(types, map(len, events), map(type, datas), map(len, datas)))
     except (KeyError, TypeError, IndexError):
         keys = [_key(event) for event in events]  # type: ignore[misc]
-    groups: dict[Any, list[int]] = {}
-    for i, key in enumerate(keys):
-        rows = groups.get(key)
-        if rows is None:
-            groups[key] = [i]
-        else:
-            rows.append(i)
-    return iter([rows for key, rows in groups.items()
+    return iter([rows for key, rows in rows_by_value(keys).items()
                  if key is not None and key[2] is dict and type(key[0]) is str and key[0] in _READING_TYPES])
 
 

@@ -26,7 +26,7 @@ tests/test_fastlane.py checks plans against the per-event validator on mutated e
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,18 +219,21 @@ def _rows_by_string(column: Sequence[Any], path: Path,
             pass
         else:
             distinct = set(column)
-            if len(distinct) == 1:
-                index = {distinct.pop(): list(range(len(column)))}
-            else:
-                index = {}
-                for i, item in enumerate(column):
-                    rows = index.get(item)
-                    if rows is None:
-                        index[item] = [i]
-                    else:
-                        rows.append(i)
+            index = {distinct.pop(): list(range(len(column)))} if len(distinct) == 1 else rows_by_value(column)
         by_value[path] = index
     return by_value[path]
+
+
+def rows_by_value(column: Iterable[Any]) -> dict[Any, list[int]]:
+    """The rows (positions) of each distinct value of a column, the values in first-seen order."""
+    index: dict[Any, list[int]] = {}
+    for i, item in enumerate(column):
+        rows = index.get(item)
+        if rows is None:
+            index[item] = [i]
+        else:
+            rows.append(i)
+    return index
 
 
 def _matching(column: Sequence[Any], value: Any) -> list[int]:
