@@ -260,34 +260,32 @@ class FastLane:
                 if gate == _EXACT:
                     continue
                 status = gate
-            elif not gate.benchmarks and gate.low <= value <= gate.high and (
-                    gate.o2_free is None or value * gate.o2_free / (21.0 - oxygen[p]) <= gate.o2_high):  # type: ignore[index]
-                status = _QUIET  # inside every cut of a gate without corrections: most readings
             else:
-                o2: Any = oxygen[p] if oxygen is not None else None
-                unless = gate.benchmark_quiet(value, datas[p]) if gate.benchmarks else None
-                if (value > gate.high or value < gate.low
-                        or (gate.o2_free is not None and value * gate.o2_free / (21.0 - o2) > gate.o2_high)
-                        or (gate.benchmarks and unless is None)):
-                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
-                    day = time_column[p][:10]  # the local date, as the judge reads it (a valid time here)
-                    if known is _UNKNOWN:  # with `defer`: quiet unless one of the industries whose rules fire
-                        unless = gate.firing(value, o2, datas[p], day) if defer else \
-                            (None if gate.fires(value, o2, datas[p], day) else frozenset())
-                        if unless is None:
+                inside = gate.low <= value <= gate.high and (  # every cut, the O₂-corrected one too
+                    gate.o2_free is None or value * gate.o2_free / (21.0 - oxygen[p]) <= gate.o2_high)  # type: ignore[index]
+                if not inside or gate.benchmarks:  # else quiet at once: most readings
+                    o2: Any = oxygen[p] if oxygen is not None else None
+                    unless = gate.benchmark_quiet(value, datas[p]) if gate.benchmarks else None
+                    if not inside or (gate.benchmarks and unless is None):
+                        known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                        day = time_column[p][:10]  # the local date, as the judge reads it (a valid time here)
+                        if known is _UNKNOWN:  # with `defer`: quiet unless one of the industries whose rules fire
+                            unless = gate.firing(value, o2, datas[p], day) if defer else \
+                                (None if gate.fires(value, o2, datas[p], day) else frozenset())
+                            if unless is None:
+                                continue
+                        elif gate.fires_for(value, o2, datas[p], known, day):
                             continue
-                    elif gate.fires_for(value, o2, datas[p], known, day):
-                        continue
-                    else:
-                        unless = None
-                if unless:
-                    known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
-                    if known is _UNKNOWN:
-                        if not defer:
+                        else:
+                            unless = None
+                    if unless:
+                        known = industry.of(subject_column[p]) if industry is not None else _UNKNOWN
+                        if known is _UNKNOWN:
+                            if not defer:
+                                continue
+                            sorting.unless[row] = unless
+                        elif known in unless:
                             continue
-                        sorting.unless[row] = unless
-                    elif known in unless:
-                        continue
                 status = _QUIET
             lane[row] = status
             ids[row], times[row], subjects[row] = id_column[p], time_column[p], subject_column[p]

@@ -185,7 +185,7 @@ class ShapePlan:
 
 
 def _selected(when: When, columns: Mapping[Path, Sequence[Any]],
-              by_value: dict[Path, dict[str, list[int]] | None] | None = None) -> list[int]:
+              by_value: dict[Path, dict[str, list[int]] | None]) -> list[int]:
     """The rows whose columns hold the `when` values (JSON equality: a string equals only a string).
 
     `by_value` keeps, per column of strings only, its rows by value: the checks of one plan ask the
@@ -193,7 +193,7 @@ def _selected(when: When, columns: Mapping[Path, Sequence[Any]],
     rows: list[int] | None = None
     for path, value in when:
         column = columns[path]
-        strings = _rows_by_string(column, path, by_value) if by_value is not None else None
+        strings = _rows_by_string(column, path, by_value)
         if strings is not None:
             matched = strings.get(value, []) if type(value) is str else []
         else:
