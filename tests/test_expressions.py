@@ -86,6 +86,54 @@ def test_comparisons_agree_with_python(a, b):
     assert ev("judged <= limit", judged=a, limit=b) is (a <= b)
 
 
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, width=32)
+                     | st.text("ab", max_size=2),
+                     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text("ab", max_size=1), inner, max_size=2),
+                     max_leaves=4)
+_ORDERS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _documented(op: str, a, b) -> bool:
+    """The comparison as the rule language documents it: equality is JSON-value equality; an
+    order is false when a side is null, or one side is a number (not a bool) and the other is
+    not, or the two cannot be ordered."""
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    if a is None or b is None or number(a) != number(b):
+        return False
+    try:
+        return bool(_ORDERS[op](a, b))
+    except TypeError:
+        return False
+
+
+def _literal(value) -> str | None:
+    """`value` written as a constant of the language, or None when it has no such spelling here."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int) and value >= 0:
+        return str(value)
+    return f"'{value}'" if isinstance(value, str) else None
+
+
+@given(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), _JSON, _JSON)
+def test_every_comparison_keeps_the_documented_semantics(op, a, b):
+    """Each operator is compiled to its own closure, with a constant right side held as a value:
+    whatever the two sides hold, one level deep, two levels deep, or a constant."""
+    expected = _documented(op, a, b)
+    assert ev(f"data.a {op} limit", data={"a": a}, limit=b) is expected
+    assert ev(f"data.x.a {op} data.y.b", data={"x": {"a": a}, "y": {"b": b}}) is expected
+    inner = a.get("b") if isinstance(a, dict) else None  # a key of something not an object: null
+    assert ev(f"data.a.b {op} limit", data={"a": a}, limit=b) is _documented(op, inner, b)
+    literal = _literal(b)
+    if literal is not None:
+        assert ev(f"data.a {op} {literal}", data={"a": a}) is expected
+
+
 @pytest.mark.parametrize("text,upward", [
     ("judged > limit", True), ("judged >= limit and enterprise.sub_sector != 'batik'", True),
     ("limit < judged or data.x == 1", True), ("judged < limit", False), ("not judged > limit", False),

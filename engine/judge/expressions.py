@@ -16,6 +16,7 @@ The largest shipped condition has 131 characters, 18 tokens and depth 6.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -325,23 +326,22 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if op == "==":
-        return bool(left == right)
-    if op == "!=":
-        return bool(left != right)
+_PLAIN_NUMBERS = frozenset({int, float})  # JSON's numbers (a bool is not one; subclasses take the long way)
+_ORDERS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                 ">=": operator.ge}
+
+
+def _ordered(order: Callable[[Any, Any], Any], left: Any, right: Any) -> bool:
+    """`<`, `<=`, `>`, `>=` (`order`): false unless both sides are numbers, or both are not
+    (two strings compare; a value that cannot be ordered with the other gives false)."""
+    if type(left) in _PLAIN_NUMBERS and type(right) in _PLAIN_NUMBERS:  # the common case, at once
+        return order(left, right)  # type: ignore[no-any-return]
     if left is None or right is None:
         return False
     if _number(left) != _number(right):
         return False
     try:
-        if op == "<":
-            return bool(left < right)
-        if op == "<=":
-            return bool(left <= right)
-        if op == ">":
-            return bool(left > right)
-        return bool(left >= right)
+        return bool(order(left, right))
     except TypeError:
         return False
 
@@ -396,6 +396,17 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
         if not rest:
             return lambda scope: scope.get(root)
 
+        if len(rest) == 1:  # `enterprise.scale`: most names, without the loop
+            (key,) = rest
+
+            def lookup_one(scope: Scope) -> Any:
+                value = scope.get(root)
+                if type(value) is dict or isinstance(value, Mapping):  # a dict first: the ABC check is slow
+                    return value.get(key)
+                return None
+
+            return lookup_one
+
         def lookup(scope: Scope) -> Any:
             value = scope.get(root)
             for key in rest:
@@ -414,10 +425,20 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
     if kind == "not":
         inner = _compile(node[1], text, roots)
         return lambda scope: not inner(scope)
-    if kind == "compare":
+    if kind == "compare":  # the operator chosen here, once: each kind of comparison its own closure
         op = node[1]
         left, right = _compile(node[2], text, roots), _compile(node[3], text, roots)
-        return lambda scope: _compare(op, left(scope), right(scope))
+        if op in ("==", "!="):
+            if node[3][0] == "const":  # `enterprise.scale == 'above'`: the constant held, not called
+                constant = node[3][1]
+                if op == "==":
+                    return lambda scope: bool(left(scope) == constant)
+                return lambda scope: bool(left(scope) != constant)
+            if op == "==":
+                return lambda scope: bool(left(scope) == right(scope))
+            return lambda scope: bool(left(scope) != right(scope))
+        order = _ORDERS[op]
+        return lambda scope: _ordered(order, left(scope), right(scope))
     if kind == "in":
         inner = _compile(node[1], text, roots)
         if node[2][0] == "name":  # a list named: a value that is not a list matches nothing
