@@ -264,6 +264,8 @@ class DedupeIndex:
         if self._blocks:
             assert self._bits is not None
             candidates = np.flatnonzero(self._bits[columns.hashes >> self._shift])
+            # by hash: numpy's searchsorted of sorted keys starts each one where the last ended
+            candidates = candidates[np.argsort(columns.hashes[candidates])]  # (which row is found is all that counts)
             keys = columns.hashes[candidates]
             for block in self._blocks:
                 at = np.minimum(np.searchsorted(block.keys, keys), len(block) - 1)
