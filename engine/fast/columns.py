@@ -249,10 +249,10 @@ class ColumnLane:
         industry = None
         if registry is not None:
             industry = _Industry(registry, _registered(table))
-        valid = pc.fill_null(table.column("valid"), False)
-        raw_readings = pc.and_(pc.and_(pc.is_valid(table.column("raw")), valid),
-                               pc.is_in(table.column("type"), value_set=_READING_TYPES))
-        raw_rows = np.flatnonzero(pc.fill_null(raw_readings, False).to_numpy(zero_copy_only=False))
+        valid = pc.fill_null(table.column("valid"), False).to_numpy(zero_copy_only=False)
+        has_raw = pc.is_valid(table.column("raw")).to_numpy(zero_copy_only=False)
+        raw_rows = np.flatnonzero(has_raw & valid & _rows_where(table.column("type"),
+                                                                partial(pc.is_in, value_set=_READING_TYPES)))
         if len(raw_rows):
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
@@ -265,23 +265,22 @@ class ColumnLane:
                 kind[raw_rows[start:start + _LINES]] = sorting.lane
                 self._unless.update((rows[start + p], industries) for p, industries in sorting.unless.items())
         self._unless_rows = sorted(self._unless)
-        typed = pc.and_(pc.is_null(table.column("raw")), valid)
-        typed_rows = np.flatnonzero(typed.to_numpy(zero_copy_only=False))
+        typed_rows = np.flatnonzero(~has_raw & valid)
         if not len(typed_rows):
             return kind
-        input_columns = [name for name in ("volume_m3", PRODUCTION["unit"]) if name in table.column_names]
-        sub = table.select([*_GATE_COLUMNS, "value", "o2_percent", *input_columns]).filter(typed)  # what gating reads
         span = _days(table.column("time"))  # the rules in force in the window make its gates
         era = self.engine.judge.era(*span) if span is not None else None
+        # what gating reads, of the typed rows: each column converted whole, then its typed rows
+        # picked in numpy (nearly every row is typed; filtering the table first copied it all)
         codes, keys = [], []
         for name in _GATE_COLUMNS:
-            encoded = pc.dictionary_encode(sub.column(name)).combine_chunks()
+            encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
             keys.append(encoded.dictionary.to_pylist())
-            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1)
-        value = sub.column("value").to_numpy()
-        o2 = sub.column("o2_percent").to_numpy()
+            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)[typed_rows] + 1)
+        value = table.column("value").to_numpy()[typed_rows]
+        o2 = table.column("o2_percent").to_numpy()[typed_rows]
         has_o2 = ~np.isnan(o2)
-        inputs = _benchmark_inputs(sub)
+        inputs = _benchmark_inputs(table)[typed_rows]
         combined = np.zeros(len(typed_rows), dtype=np.int64)
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
@@ -502,14 +501,13 @@ def _id_columns(table: pa.Table, rows: np.ndarray) -> IdColumns:
                      table.column("epoch").take(rows).to_numpy())
 
 
-def _benchmark_inputs(sub: pa.Table) -> np.ndarray:
-    """Whether each typed row (of the gating columns) carries a benchmark-volume correction's
-    inputs: `volume_m3` and a `production` object (columns since archive format 3; before, such
-    rows were raw)."""
-    if PRODUCTION["unit"] not in sub.column_names:
-        return np.zeros(sub.num_rows, dtype=bool)
-    return ~np.isnan(sub.column("volume_m3").to_numpy()) & \
-        pc.is_valid(sub.column(PRODUCTION["unit"])).to_numpy(zero_copy_only=False)
+def _benchmark_inputs(table: pa.Table) -> np.ndarray:
+    """Whether each row carries a benchmark-volume correction's inputs: `volume_m3` and a
+    `production` object (columns since archive format 3; before, such rows were raw)."""
+    if PRODUCTION["unit"] not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    return ~np.isnan(table.column("volume_m3").to_numpy()) & \
+        pc.is_valid(table.column(PRODUCTION["unit"])).to_numpy(zero_copy_only=False)
 
 
 def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[list[Any], np.ndarray]:
@@ -606,8 +604,26 @@ def _maybe_repeated(table: pa.Table) -> bool:
 
 def _registered(table: pa.Table) -> set[Any]:
     """The enterprises a window of rows registers (or registers again)."""
-    registrations = pc.fill_null(pc.equal(table.column("type"), "enterprise.registered"), False)
+    registrations = _rows_where(table.column("type"), _is_registration)
     return set(pc.drop_null(table.column("subject").filter(registrations)).to_pylist())
+
+
+def _is_registration(types: pa.Array) -> pa.Array:
+    return pc.equal(types, "enterprise.registered")
+
+
+def _rows_where(column: pa.ChunkedArray, test: Callable[[pa.Array], pa.Array]) -> np.ndarray:
+    """`test` (an Arrow kernel giving booleans) of each row, as a bool array; a null row and a
+    null result give False. A dictionary chunk (the archive's string columns) is tested once per
+    distinct value, and each row takes its value's result."""
+    parts = []
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            parts.append(pc.fill_null(test(chunk), False).to_numpy(zero_copy_only=False))
+            continue
+        hits = np.append(pc.fill_null(test(chunk.dictionary), False).to_numpy(zero_copy_only=False), False)
+        parts.append(hits[pc.fill_null(chunk.indices, len(chunk.dictionary)).to_numpy()])  # a null row: the False
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 class _Subjects:
