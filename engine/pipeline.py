@@ -271,9 +271,10 @@ class Engine:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 pass
-            if parsed is not None and digest_of(canonical_json(parsed)) == row["digest"]:
+            canonical = canonical_json(parsed) if parsed is not None else b""
+            if parsed is not None and digest_of(canonical) == row["digest"]:
                 try:
-                    return self.prepare(parsed, True, raw, source, line, valid=True)
+                    return self.prepare(parsed, True, raw, source, line, valid=True, canonical=canonical)
                 except InvalidEvent as exc:  # repeated keys: a line changed after it was written
                     return quarantined(raw, source, line, str(exc))
         return self.prepare_line(raw, source, line)
@@ -319,7 +320,8 @@ class Engine:
     # ---- the stages -----------------------------------------------------------------------
 
     def prepare(self, event: Any, from_json: bool = True, raw: Any = None, source: str = "<input>",
-                line: int = 0, valid: bool = False, digest: int | None = None) -> Prepared:
+                line: int = 0, valid: bool = False, digest: int | None = None,
+                canonical: bytes | None = None) -> Prepared:
         """Validate and normalise one parsed event; InvalidEvent says what is wrong and where.
 
         Reads no state and changes none (nothing is counted): any process may prepare.
@@ -328,6 +330,7 @@ class Engine:
         archive validated by an engine with the same `validation` fingerprint). `digest`: its
         content digest, made when it was checked (an archive's row; only with `valid` and a
         `raw` that is not text, which would be checked for repeated keys against the sorted-key JSON).
+        `canonical`: the event's `canonical_json`, when the caller made it already.
         """
         if digest is not None and (not valid or isinstance(raw, (str, bytes))):
             raise ValueError("prepare: a digest is taken only for a valid event that is not text")
@@ -340,7 +343,10 @@ class Engine:
                 reading = reading_from_event(event)
             except UnitError as exc:
                 problem = f"data.unit: {exc}"
-        canonical = canonical_json(event) if problem is None and digest is None else b""
+        if problem is not None or digest is not None:
+            canonical = b""
+        elif canonical is None:
+            canonical = canonical_json(event)
         if problem is None and from_json and isinstance(raw, (str, bytes)) and may_repeat_keys(raw, canonical):
             repeated = repeated_key(raw)
             if repeated is not None:
