@@ -270,21 +270,22 @@ class ColumnLane:
             return kind
         span = _days(table.column("time"))  # the rules in force in the window make its gates
         era = self.engine.judge.era(*span) if span is not None else None
-        # what gating reads, of the typed rows: each column converted whole, then its typed rows
-        # picked in numpy (nearly every row is typed; filtering the table first copied it all)
+        # what gating reads: each column converted whole and combined into one key per row, then
+        # the typed rows' keys, values and O₂ picked (nearly every row is typed: filtering the
+        # table to them first copied all of it)
         codes, keys = [], []
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
             keys.append(encoded.dictionary.to_pylist())
-            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)[typed_rows] + 1)
-        value = table.column("value").to_numpy()[typed_rows]
-        o2 = table.column("o2_percent").to_numpy()[typed_rows]
-        has_o2 = ~np.isnan(o2)
-        inputs = _benchmark_inputs(table)[typed_rows]
-        combined = np.zeros(len(typed_rows), dtype=np.int64)
+            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1)
+        value, o2 = table.column("value").to_numpy(), table.column("o2_percent").to_numpy()
+        inputs = _benchmark_inputs(table)
+        combined = np.zeros(n, dtype=np.int64)
         for column, names in zip(codes, keys):
             combined = combined * (len(names) + 1) + column
-        combined = (combined * 2 + has_o2) * 2 + inputs
+        combined = (combined * 2 + ~np.isnan(o2)) * 2 + inputs
+        combined, value, o2 = combined[typed_rows], value[typed_rows], o2[typed_rows]
+        has_o2 = ~np.isnan(o2)
         hashed = pa.array(combined).dictionary_encode()  # groups by hashing (np.unique sorts: 7x slower)
         inverse = hashed.indices.to_numpy()
         count = len(hashed.dictionary)
@@ -295,9 +296,9 @@ class ColumnLane:
         o2_free, o2_high = np.full(count, np.nan), np.full(count, np.inf)
         gates: list[Gate | None] = [None] * count
         corrected = np.zeros(count, dtype=bool)  # groups with benchmark-volume cuts
-        for g, row in enumerate(first.tolist()):
-            key = tuple(None if codes[c][row] == 0 else keys[c][codes[c][row] - 1] for c in range(len(_GATE_COLUMNS)))
-            gate = self._gate(key, bool(has_o2[row]), bool(inputs[row]), span, era)
+        for g, (row, at) in enumerate(zip(first.tolist(), typed_rows[first].tolist())):  # at: its row in the window
+            key = tuple(None if codes[c][at] == 0 else keys[c][codes[c][at] - 1] for c in range(len(_GATE_COLUMNS)))
+            gate = self._gate(key, bool(has_o2[row]), bool(inputs[at]), span, era)
             if isinstance(gate, int):
                 status[g] = gate
                 low[g], high[g] = -np.inf, np.inf
