@@ -271,8 +271,7 @@ class Engine:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 pass
-            canonical = canonical_json(parsed) if parsed is not None else b""
-            if parsed is not None and digest_of(canonical) == row["digest"]:
+            if parsed is not None and digest_of(canonical := canonical_json(parsed)) == row["digest"]:
                 try:
                     return self.prepare(parsed, True, raw, source, line, valid=True, canonical=canonical)
                 except InvalidEvent as exc:  # repeated keys: a line changed after it was written
