@@ -153,6 +153,51 @@ def test_missing_zero_denominator_and_ties_are_explicit(fixture_log):
     assert not rows[code(0)]["tied"] or any(r["score"] == rows[code(0)]["score"] for e, r in rows.items() if e != code(0))
 
 
+def test_a_cap_a_benchmark_that_is_not_positive_and_the_mean_score_for_a_missing_value(tmp_path):
+    """docs/mu-average.md rules 2 and 3 on a custom method, against arithmetic done here: a capped
+    indicator, a zero denominator that scores the best (the cap), a mean of 0 (no benchmark:
+    `no_benchmark` and 0 for everyone) and `missing_scores: mean`."""
+    import yaml
+
+    events, registrations, finance = fixture_40()
+    for item in events:
+        if item["type"] == "finance.reported" and "rd_expense_yuan" in item["data"]:
+            item["data"]["rd_expense_yuan"] = 0  # every R&D share is 0: the mean is not positive
+    document = yaml.safe_load((ROOT / "engine" / "decide" / "policy" / "mu_average.yaml").read_text(encoding="utf-8"))
+    document["missing_scores"] = "mean"
+    indicators = document["populations"][0]["indicators"]
+    assert [i["id"] for i in indicators] == list(ABOVE)
+    indicators[0]["cap"] = 40  # tax_per_mu: three firms score more
+    indicators[2]["cap"], indicators[2]["zero_denominator"] = 25, "best"  # value_added_per_tce: firm 9 uses 0 tce
+    method, log = tmp_path / "method.yaml", tmp_path / "log.jsonl"
+    method.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    rows = {r["enterprise"]: r for r in evaluate_json("--year", "2023", "--method", str(method), str(log))["ranking"]}
+    firms = sorted(c for c, r in registrations.items() if r["scale"] == "above")
+
+    per_mu = {f: finance[f]["tax_yuan"] / registrations[f]["land_area_mu"] for f in firms}
+    mean = sum(per_mu.values()) / len(per_mu)
+    expected = {f: min(30 * value / mean, 40) for f, value in per_mu.items()}
+    assert 0 < sum(score == 40 for score in expected.values()) < len(firms)  # some capped, not all
+    for firm in firms:
+        assert rows[firm]["indicators"]["tax_per_mu"]["score"] == pytest.approx(expected[firm], abs=2e-6), firm
+
+    cell = rows[code(9)]["indicators"]["value_added_per_tce"]
+    assert (cell["value"], cell["flag"], cell["score"]) == (None, "zero_denominator", 25.0)
+
+    for firm in firms:
+        assert rows[firm]["indicators"]["rd_share"] == {"value": 0.0, "flag": "no_benchmark", "benchmark": 0.0,
+                                                         "score": 0.0}, firm
+
+    per_kg = {f: finance[f]["value_added_yuan"] / finance[f]["emissions_kg"] for f in firms if f != code(5)}
+    mean = sum(per_kg.values()) / len(per_kg)
+    average = sum(10 * value / mean for value in per_kg.values()) / len(per_kg)
+    cell = rows[code(5)]["indicators"]["value_added_per_kg_pollutant"]
+    assert (cell["value"], cell["flag"]) == (None, "missing") and cell["score"] == pytest.approx(average, abs=2e-6)
+    for firm in firms:
+        assert rows[firm]["score"] == pytest.approx(sum(c["score"] for c in rows[firm]["indicators"].values()), abs=1e-5)
+
+
 def test_unregistered_and_unknown_scale_are_not_ranked_and_provisional_ranking(make_event):
     events = [
         make_event("enterprise.registered", "2024-01-01T00:00:00+08:00",

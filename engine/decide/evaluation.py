@@ -407,69 +407,59 @@ class Evaluation:
 
     def _rank_population(self, population: Population, rows: list[tuple[Ranked, dict[str, Any]]], year: int, digits: int) -> None:
         method = self.method
-        raw: dict[str, list[float | None]] = {}
-        zero: dict[str, set[int]] = {}  # rows whose denominator is a true zero (e.g. no emissions at all)
-        for indicator in population.indicators:
-            column: list[float | None] = []
-            zero[indicator.id] = set()
+        totals: list[list[float]] = [[] for _ in rows]
+        for indicator in population.indicators:  # one indicator at a time: its values, benchmark, scores, cells
             (top, field), (bottom, under), multiplier = indicator.numerator, indicator.denominator, indicator.multiplier
-            for index, (row, scope) in enumerate(rows):
+            column: list[float | None] = []
+            flags: list[str | None] = []
+            zeros: set[int] = set()  # rows whose denominator is a true zero (e.g. no emissions at all)
+            for index, (_, scope) in enumerate(rows):
                 numerator = (scope[top] or {}).get(field)
                 denominator = (scope[bottom] or {}).get(under)
                 if not _number(numerator) or not _number(denominator):
                     value, flag = None, MISSING
                 elif denominator == 0:
                     value, flag = None, ZERO_DENOMINATOR
-                    zero[indicator.id].add(index)
+                    zeros.add(index)
                 else:
                     value, flag = numerator / denominator * multiplier, None
                     if not math.isfinite(value):
                         value, flag = None, ZERO_DENOMINATOR
                 column.append(value)
-                shown = None if value is None else round(value, digits)
-                row.indicators[indicator.id] = {"value": shown, "flag": flag}
-                row.values[indicator.id] = shown
-            raw[indicator.id] = column
-        totals: list[list[float]] = [[] for _ in rows]
-        for indicator in population.indicators:
-            column = raw[indicator.id]
+                flags.append(flag)
             if indicator.benchmark == "mean":
                 defined = [v for v in column if v is not None]
                 benchmark = math.fsum(defined) / len(defined) if defined else None
             else:
                 benchmark = float(indicator.benchmark)
-            usable = benchmark is not None and benchmark > 0
-            scores: list[float | None] = []
             weight, cap, key = indicator.weight, indicator.cap, indicator.id
-            for index, (row, _) in enumerate(rows):
-                value = column[index]
-                if value is None or not usable:
-                    scores.append(None)
-                    if value is not None:
-                        row.indicators[key]["flag"] = NO_BENCHMARK
-                    continue
-                assert benchmark is not None
-                score = weight * value / benchmark
-                scores.append(min(score, cap) if cap is not None else score)
+            scores: list[float | None]
+            if benchmark is not None and benchmark > 0:
+                scores = [None if value is None else weight * value / benchmark for value in column]
+                if cap is not None:
+                    scores = [None if score is None else min(score, cap) for score in scores]
+            else:  # no benchmark: a value that is there has no score
+                scores = [None] * len(column)
+                flags = [NO_BENCHMARK if value is not None else flag for value, flag in zip(column, flags)]
             scored = [x for x in scores if x is not None]
             # a true zero denominator on a "best" indicator (no emissions at all) scores as the best
             # in the population (the cap, when set); a missing value scores 0, or the mean score
             best = cap if cap is not None else max(scored, default=weight)
             average = math.fsum(scored) / len(scored) if scored else 0.0
             benchmark_shown = None if benchmark is None else round(benchmark, digits)
-            zeros, best_for_zero, mean_for_missing = zero[key], indicator.zero_denominator == "best", method.missing == "mean"
+            best_for_zero, mean_for_missing = indicator.zero_denominator == "best", method.missing == "mean"
             for index, (row, _) in enumerate(rows):
-                cell = row.indicators[key]
-                score = scores[index]
+                value, flag, score = column[index], flags[index], scores[index]
                 if score is None:
                     if best_for_zero and index in zeros:
                         score = best
-                    elif mean_for_missing and cell["flag"] == MISSING:
+                    elif mean_for_missing and flag == MISSING:
                         score = average
                     else:
                         score = 0.0
-                cell["benchmark"] = benchmark_shown
-                cell["score"] = round(score, digits)
+                shown = None if value is None else round(value, digits)
+                row.indicators[key] = {"value": shown, "flag": flag, "benchmark": benchmark_shown, "score": round(score, digits)}
+                row.values[key] = shown
                 totals[index].append(score)
         for index, (row, _) in enumerate(rows):
             row.score = round(math.fsum(totals[index]), digits) + 0.0
