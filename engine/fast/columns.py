@@ -54,6 +54,7 @@ from engine.ingest.archive import (
     Archive,
     RowBlocks,
     data_of,
+    entry_codes,
     python_values,
     rows_of,
 )
@@ -190,7 +191,7 @@ class ColumnLane:
         unavailable = np.add.reduceat((kind[quiet] == _UNAVAILABLE).astype(np.int64), firsts).tolist()
         subjects = table.column("subject").take(quiet).combine_chunks()
         if pa.types.is_dictionary(subjects.type):
-            names, codes = subjects.dictionary.to_pylist(), pc.fill_null(subjects.indices, 0).to_numpy()
+            names, codes = [*subjects.dictionary.to_pylist(), None], entry_codes(subjects)
         else:
             names, codes = subjects.to_pylist(), np.arange(len(quiet))
         registry = self.engine.registry
@@ -273,16 +274,16 @@ class ColumnLane:
         # what gating reads: each column converted whole and combined into one key per row, then
         # the typed rows' keys, values and O₂ picked (nearly every row is typed: filtering the
         # table to them first copied all of it)
-        codes, keys = [], []
+        codes, keys = [], []  # per column: each row's entry, and the entries' values (None last, for null)
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
-            keys.append(encoded.dictionary.to_pylist())
-            codes.append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1)
+            keys.append([*encoded.dictionary.to_pylist(), None])
+            codes.append(entry_codes(encoded).astype(np.int64))
         value, o2 = table.column("value").to_numpy(), table.column("o2_percent").to_numpy()
         inputs = _benchmark_inputs(table)
         combined = np.zeros(n, dtype=np.int64)
         for column, names in zip(codes, keys):
-            combined = combined * (len(names) + 1) + column
+            combined = combined * len(names) + column
         combined = (combined * 2 + ~np.isnan(o2)) * 2 + inputs
         combined, value, o2 = combined[typed_rows], value[typed_rows], o2[typed_rows]
         has_o2 = ~np.isnan(o2)
@@ -297,7 +298,7 @@ class ColumnLane:
         gates: list[Gate | None] = [None] * count
         corrected = np.zeros(count, dtype=bool)  # groups with benchmark-volume cuts
         for g, (row, at) in enumerate(zip(first.tolist(), typed_rows[first].tolist())):  # at: its row in the window
-            key = tuple(None if codes[c][at] == 0 else keys[c][codes[c][at] - 1] for c in range(len(_GATE_COLUMNS)))
+            key = tuple(keys[c][codes[c][at]] for c in range(len(_GATE_COLUMNS)))
             gate = self._gate(key, bool(has_o2[row]), bool(inputs[at]), span, era)
             if isinstance(gate, int):
                 status[g] = gate
@@ -519,7 +520,7 @@ def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[
         return [_UNKNOWN], np.zeros(len(array), dtype=np.int64)
     if pa.types.is_dictionary(array.type):  # the names these rows use (the dictionary has all the window's)
         every = [*array.dictionary.to_pylist(), None]
-        used, codes = np.unique(pc.fill_null(array.indices, len(every) - 1).to_numpy(), return_inverse=True)
+        used, codes = np.unique(entry_codes(array), return_inverse=True)
         names = [every[i] for i in used.tolist()]
     else:
         names, codes = array.to_pylist(), np.arange(len(array))
@@ -623,7 +624,7 @@ def _rows_where(column: pa.ChunkedArray, test: Callable[[pa.Array], pa.Array]) -
             parts.append(pc.fill_null(test(chunk), False).to_numpy(zero_copy_only=False))
             continue
         hits = np.append(pc.fill_null(test(chunk.dictionary), False).to_numpy(zero_copy_only=False), False)
-        parts.append(hits[pc.fill_null(chunk.indices, len(chunk.dictionary)).to_numpy()])  # a null row: the False
+        parts.append(hits[entry_codes(chunk)])  # a null row: the False
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
