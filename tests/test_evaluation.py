@@ -198,6 +198,25 @@ def test_a_cap_a_benchmark_that_is_not_positive_and_the_mean_score_for_a_missing
         assert rows[firm]["score"] == pytest.approx(sum(c["score"] for c in rows[firm]["indicators"].values()), abs=1e-5)
 
 
+def test_no_emissions_at_all_scores_the_best_of_the_population_in_the_builtin_method(tmp_path):
+    """docs/mu-average.md rule 2, the built-in method: a zero denominator on value added per kg of
+    main pollutants (no emissions at all) scores as the best enterprise of the population on that
+    indicator (no cap), not 0; the enterprise is ranked."""
+    events, registrations, _ = fixture_40()
+    firm = code(7)
+    for item in events:
+        if item["type"] == "finance.reported" and item["subject"] == firm:
+            item["data"]["emissions_kg"] = 0
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    rows = {r["enterprise"]: r for r in evaluate_json("--year", "2023", str(log))["ranking"]}
+    cells = {f: r["indicators"]["value_added_per_kg_pollutant"] for f, r in rows.items() if r["population"] == "above"}
+    best = max(cell["score"] for f, cell in cells.items() if f != firm)
+    assert best > 10  # above the weight: the best is above the mean
+    assert (cells[firm]["value"], cells[firm]["flag"], cells[firm]["score"]) == (None, "zero_denominator", best)
+    assert rows[firm]["rank"] is not None and registrations[firm]["scale"] == "above"
+
+
 def test_unregistered_and_unknown_scale_are_not_ranked_and_provisional_ranking(make_event):
     events = [
         make_event("enterprise.registered", "2024-01-01T00:00:00+08:00",
