@@ -201,3 +201,21 @@ def test_more_blocks_than_a_lookup_should_visit_are_merged():
     assert len(index._blocks) < 64  # merged, not one per window
     assert remembered(index) == remembered(reference) and len(index) == 210
     assert index.check("w0-0", 0, 81.0) is Seen.DUPLICATE and index.check("w5-1", 9, 81.0) is Seen.CONFLICT
+
+
+def test_rows_added_after_a_checkpoint_in_the_middle_of_a_window_are_found_in_their_block():
+    """`state()` in the middle of a window makes the rows added so far a block; the window's later
+    rows go into the next block, and a lookup finds each in its own (the bitmap's bit per block)."""
+    reference, index = DedupeIndex(None), DedupeIndex(None)
+    for window in range(10):  # more windows than the bitmap has bits per slot
+        rows = [(f"w{window}-{n}", n, float(window)) for n in range(10)]
+        columns = columns_of(rows)
+        assert not index.remembered(columns).any()
+        index.add_columns(columns, 0, 5, float(window), float(window))
+        middle = index.state()
+        index.add_columns(columns, 5, 10, float(window), float(window))
+        reference.add_new([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        assert len(middle["ids"]) == 10 * window + 5
+    probe = [(f"w{w}-{n}", n, 20.0) for w in range(10) for n in (2, 7)] + [("w3-10", 0, 20.0)]
+    assert index.remembered(columns_of(probe)).tolist() == [True] * 20 + [False]
+    assert len(index._blocks) == 20 and remembered(index) == remembered(reference)

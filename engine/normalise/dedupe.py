@@ -196,6 +196,12 @@ def _digest_of(key: np.uint64, event_id: str, hashes: np.ndarray, order: np.ndar
 
 
 _MAX_BLOCKS = 64  # more blocks than this are merged into one (a lookup visits each)
+_LANES = 8  # bits of a bitmap slot: block b (and the window that will become it) sets bit b % 8
+
+
+def _lane(index: int) -> np.uint8:
+    """The bit that block `index` sets in the bitmap slots of its hashes."""
+    return np.uint8(1 << (index % _LANES))
 
 
 class DedupeIndex:
@@ -226,7 +232,9 @@ class DedupeIndex:
         self._columns: IdColumns | None = None  # the window whose rows `add_columns` is adding
         self._pending = 0  # rows of `_columns` added and not yet in a block
         self._in_columns = 0  # ids in blocks and pending
-        self._bits: np.ndarray | None = None  # per hash prefix: may a block or `_columns` hold it
+        # per hash prefix, a bit per lane: may block b (bit b % 8), or `_columns` (the next block's bit), hold it
+        self._bits: np.ndarray | None = None
+        self._columns_lane = np.uint8(0)  # the bit `_columns` is marked with
         self._shift = np.uint64(64)
 
     def __len__(self) -> int:
@@ -263,16 +271,21 @@ class DedupeIndex:
             found |= pc.fill_null(pc.is_in(columns.ids, value_set=listed), False).to_numpy(zero_copy_only=False)
         if self._blocks:
             assert self._bits is not None
-            candidates = np.flatnonzero(self._bits[columns.hashes >> self._shift])
+            slots = self._bits[columns.hashes >> self._shift]
+            candidates = np.flatnonzero(slots)
             # by hash: numpy's searchsorted of sorted keys starts each one where the last ended
             candidates = candidates[np.argsort(columns.hashes[candidates])]  # (which row is found is all that counts)
-            keys = columns.hashes[candidates]
-            for block in self._blocks:
-                at = np.minimum(np.searchsorted(block.keys, keys), len(block) - 1)
-                hit = block.keys[at] == keys
+            keys, lanes = columns.hashes[candidates], slots[candidates]
+            for index, block in enumerate(self._blocks):
+                mine = (lanes & _lane(index)) != 0  # only the rows whose slot has this block's bit
+                if not mine.any():
+                    continue
+                block_rows, block_keys = candidates[mine], keys[mine]
+                at = np.minimum(np.searchsorted(block.keys, block_keys), len(block) - 1)
+                hit = block.keys[at] == block_keys
                 if not hit.any():
                     continue
-                rows = candidates[hit]
+                rows = block_rows[hit]
                 same = pc.equal(block.ids.take(at[hit]), columns.ids.take(rows)).to_numpy(zero_copy_only=False)
                 found[rows[same]] = True
                 for row in rows[~same].tolist():  # two ids with one hash: look at each
@@ -373,8 +386,7 @@ class DedupeIndex:
             self._flush()
             self._columns = columns
             self._make_room(len(columns))
-            assert self._bits is not None
-            self._bits[columns.marked() >> self._shift] = True  # a superset of the rows added does no harm
+            self._mark_columns()  # a superset of the rows added does no harm
         if last <= first:
             return 0
         newest = max(self._newest, top)
@@ -397,10 +409,12 @@ class DedupeIndex:
 
     def _take(self, columns: IdColumns, first: int, last: int) -> None:
         if last > first:
+            if self._columns_lane != _lane(len(self._blocks)):  # the rows added so far became a block (`state`)
+                self._mark_columns()
             late = columns.late_among(first, last)
             if late is not None:
                 assert self._bits is not None
-                self._bits[late >> self._shift] = True
+                self._bits[late >> self._shift] |= self._columns_lane
             columns.added[first:last] = True
             self._pending += last - first
             self._in_columns += last - first
@@ -418,23 +432,31 @@ class DedupeIndex:
         self._pending = 0
         if len(self._blocks) > _MAX_BLOCKS:
             self._blocks = [_merged(self._blocks)]
+            self._mark_all()  # the blocks' bits changed
 
     def _make_room(self, more: int) -> None:
-        """A bitmap with at least 8 bits per id kept as columns, `more` besides."""
+        """A bitmap with at least 8 slots per id kept as columns, `more` besides (a slot is a byte:
+        a bit per lane, `_lane`)."""
         needed = 8 * (self._in_columns + more)
         if self._bits is None or len(self._bits) < needed:
             size = max(1 << 16, 1 << (2 * needed - 1).bit_length())
-            self._bits = np.zeros(size, dtype=bool)
+            self._bits = np.zeros(size, dtype=np.uint8)
             self._shift = np.uint64(64 - (size.bit_length() - 1))
             self._mark_all()
 
     def _mark_all(self) -> None:
         assert self._bits is not None
-        self._bits[:] = False
-        for block in self._blocks:
-            self._bits[block.keys >> self._shift] = True
+        self._bits[:] = 0
+        for index, block in enumerate(self._blocks):
+            self._bits[block.keys >> self._shift] |= _lane(index)
         if self._columns is not None:
-            self._bits[self._columns.marked() >> self._shift] = True
+            self._mark_columns()
+
+    def _mark_columns(self) -> None:
+        """`_columns`' hashes (`IdColumns.marked`) get the bit of the block their rows will go to."""
+        assert self._bits is not None and self._columns is not None
+        self._columns_lane = _lane(len(self._blocks))
+        self._bits[self._columns.marked() >> self._shift] |= self._columns_lane
 
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
