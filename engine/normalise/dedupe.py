@@ -234,7 +234,7 @@ class DedupeIndex:
         self._in_columns = 0  # ids in blocks and pending
         # per hash prefix, a bit per lane: may block b (bit b % 8), or `_columns` (the next block's bit), hold it
         self._bits: np.ndarray | None = None
-        self._columns_lane = np.uint8(0)  # the bit `_columns` is marked with
+        self._columns_block = -1  # the block `_columns` is marked for (its bit: `_lane`)
         self._shift = np.uint64(64)
 
     def __len__(self) -> int:
@@ -409,12 +409,12 @@ class DedupeIndex:
 
     def _take(self, columns: IdColumns, first: int, last: int) -> None:
         if last > first:
-            if self._columns_lane != _lane(len(self._blocks)):  # the rows added so far became a block (`state`)
+            if self._columns_block != len(self._blocks):  # the rows added so far became a block (`state`)
                 self._mark_columns()
             late = columns.late_among(first, last)
             if late is not None:
                 assert self._bits is not None
-                self._bits[late >> self._shift] |= self._columns_lane
+                self._bits[late >> self._shift] |= _lane(self._columns_block)
             columns.added[first:last] = True
             self._pending += last - first
             self._in_columns += last - first
@@ -455,8 +455,8 @@ class DedupeIndex:
     def _mark_columns(self) -> None:
         """`_columns`' hashes (`IdColumns.marked`) get the bit of the block their rows will go to."""
         assert self._bits is not None and self._columns is not None
-        self._columns_lane = _lane(len(self._blocks))
-        self._bits[self._columns.marked() >> self._shift] |= self._columns_lane
+        self._columns_block = len(self._blocks)
+        self._bits[self._columns.marked() >> self._shift] |= _lane(self._columns_block)
 
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
