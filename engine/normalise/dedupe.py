@@ -199,9 +199,9 @@ _MAX_BLOCKS = 64  # more blocks than this are merged into one (a lookup visits e
 _LANES = 8  # bits of a bitmap slot: block b (and the window that will become it) sets bit b % 8
 
 
-def _lane(index: int) -> np.uint8:
+def _lane(index: int) -> int:
     """The bit that block `index` sets in the bitmap slots of its hashes."""
-    return np.uint8(1 << (index % _LANES))
+    return 1 << (index % _LANES)
 
 
 class DedupeIndex:
@@ -289,23 +289,26 @@ class DedupeIndex:
                 same = pc.equal(block.ids.take(at[hit]), columns.ids.take(rows)).to_numpy(zero_copy_only=False)
                 found[rows[same]] = True
                 for row in rows[~same].tolist():  # two ids with one hash: look at each
-                    found[row] |= self._find(columns.hashes[row], columns.ids[row].as_py()) is not None
+                    found[row] |= self._find(columns.hashes[row], columns.ids[row].as_py(), int(slots[row])) is not None
         return found
 
     def _column_digest(self, event_id: str) -> int | None:
         """The digest remembered for `event_id` among the ids kept as columns, or None."""
         assert self._bits is not None
         hashed = id_hash(event_id)
-        if not self._bits[hashed >> int(self._shift)]:
+        slot = int(self._bits[hashed >> int(self._shift)])
+        if not slot:
             return None
-        return self._find(np.uint64(hashed), event_id)
+        return self._find(np.uint64(hashed), event_id, slot)
 
-    def _find(self, key: np.uint64, event_id: str) -> int | None:
-        """The digest of `event_id`, whose hash is `key`, among the ids kept as columns."""
-        for block in self._blocks:
-            found = block.find(key, event_id)
-            if found is not None:
-                return found
+    def _find(self, key: np.uint64, event_id: str, slot: int) -> int | None:
+        """The digest of `event_id`, whose hash is `key`, among the ids kept as columns: in the
+        blocks whose bit its bitmap `slot` has, and the rows of `_columns` added so far."""
+        for index, block in enumerate(self._blocks):
+            if slot & _lane(index):
+                found = block.find(key, event_id)
+                if found is not None:
+                    return found
         columns = self._columns
         if columns is not None and self._pending:
             return _digest_of(key, event_id, columns.hashes, columns.order(), columns.ids, columns.digests, columns.added)
