@@ -496,6 +496,45 @@ def test_a_part_file_whose_pages_do_not_decode_is_a_message_not_a_traceback(tmp_
     assert f"{part}: unreadable part file" in result.output
 
 
+def test_a_window_that_holds_a_row_twice_is_a_message_not_a_replay_without_a_row(tmp_path):
+    """A part file rewritten so that one row carries the `seq` (input position) of the row before
+    it: its pages decode and its rows and range agree with the manifest, but the window that
+    holds those rows lacks one input position and has another twice. The replay stops with an
+    ArchiveError naming the rows, and `rectify run` with the message, exit 1; it does not replay
+    one row twice and another never."""
+    import pyarrow.parquet as pq
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    part = max((tmp_path / "archive").glob("*/*/*.parquet"), key=lambda p: p.stat().st_size)
+    table = pq.read_table(part)
+    seq = table.column("seq").to_numpy().copy()
+    seq[len(seq) // 2] = seq[len(seq) // 2 - 1]
+    table = table.set_column(table.schema.get_field_index("seq"), "seq", pa.array(seq))
+    pq.write_table(table, part)  # the schema's metadata (the archive format) is kept
+    for workers in (0, 1):
+        with pytest.raises(ArchiveError, match=r"rows \d+\.\.\d+ hold a row twice; the archive is damaged"):
+            list(Engine(plugins=PLUGINS).run_batch(Archive(tmp_path / "archive"), workers=workers))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "archive"), "--out", str(tmp_path / "o.jsonl"),
+                                      "--no-progress"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "hold a row twice; the archive is damaged" in result.output
+
+
+def test_a_windows_input_order_is_each_rows_place_and_a_seq_out_of_place_is_damage():
+    """`_input_order`: the take that puts rows of seq 10..14 in input order, whatever order the
+    partitions gave them in; a seq twice, or one outside the window, is an ArchiveError."""
+    from engine.ingest.archive import _input_order
+
+    seq = np.array([12, 10, 14, 11, 13])
+    order = _input_order(seq, 10, Path("a"))
+    assert seq[order].tolist() == [10, 11, 12, 13, 14]
+    for bad, what in (([12, 10, 12, 11, 13], "twice"), ([12, 10, 15, 11, 13], "from outside"),
+                      ([12, 9, 14, 11, 13], "from outside")):
+        with pytest.raises(ArchiveError, match=f"a: rows 10..14 hold a row {what}"):
+            _input_order(np.array(bad), 10, Path("a"))
+
+
 def _archive_with_first_raw_row_edited(tmp_path, edit) -> tuple[bytes, bytes]:
     """The demo city's archive, its first raw row (a line kept as written) replaced in its part
     file by `edit(line)` after it was written; returns the line and the new line."""

@@ -533,16 +533,29 @@ class Archive:
             readers = [reader for reader in readers if not reader.done_below(high)]
             if not pieces:
                 raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are missing; the archive is damaged")
-            if len(pieces) > 1:  # rows of several partitions: back into input order
-                table = pa.concat_tables(pieces).unify_dictionaries().combine_chunks()
-                table = table.take(pc.sort_indices(table.column("seq")))
-            else:
-                table = pieces[0].combine_chunks()
+            table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
             if table.num_rows != high - low:
                 raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are incomplete "
                                    f"({table.num_rows} of {high - low} found); the archive is damaged")
-            yield table
+            if len(pieces) > 1:  # rows of several partitions: back into input order, in one copy
+                table = table.take(_input_order(table.column("seq").to_numpy(), low, self.directory))
+            yield table.combine_chunks()
             low = high
+
+
+def _input_order(seq: np.ndarray, low: int, directory: Path) -> np.ndarray:
+    """The positions that put a window's rows, whose `seq` should be low..low+n-1 once each, in
+    input order: a row's place is its seq - low, so no sort is needed. An ArchiveError for a
+    window that holds some seq twice or one outside it (a damaged archive)."""
+    count = len(seq)
+    if count and (int(seq.min()) < low or int(seq.max()) >= low + count):
+        raise ArchiveError(f"{directory}: rows {low}..{low + count - 1} hold a row from outside them; "
+                           "the archive is damaged")
+    order = np.full(count, -1, dtype=np.int64)
+    order[seq - low] = np.arange(count, dtype=np.int64)
+    if (order < 0).any():
+        raise ArchiveError(f"{directory}: rows {low}..{low + count - 1} hold a row twice; the archive is damaged")
+    return order
 
 
 class _FileRows:
