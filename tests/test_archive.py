@@ -496,16 +496,18 @@ def test_a_part_file_whose_pages_do_not_decode_is_a_message_not_a_traceback(tmp_
     assert f"{part}: unreadable part file" in result.output
 
 
-def test_a_window_that_holds_a_row_twice_is_a_message_not_a_replay_without_a_row(tmp_path):
+@pytest.mark.parametrize("buckets", [1, 2])
+def test_a_window_that_holds_a_row_twice_is_a_message_not_a_replay_without_a_row(tmp_path, buckets):
     """A part file rewritten so that one row carries the `seq` (input position) of the row before
     it: its pages decode and its rows and range agree with the manifest, but the window that
-    holds those rows lacks one input position and has another twice. The replay stops with an
-    ArchiveError naming the rows, and `rectify run` with the message, exit 1; it does not replay
-    one row twice and another never."""
+    holds those rows lacks one input position and has another twice, whether its rows come from
+    one partition (one bucket) or several. The replay stops with an ArchiveError naming the rows,
+    and `rectify run` with the message, exit 1; it does not replay one row twice and another never."""
     import pyarrow.parquet as pq
 
     log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
-    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=buckets)
+    assert len(list((tmp_path / "archive").glob("*/*/*.parquet"))) == buckets  # one month: one window, 1 or 2 pieces
     part = max((tmp_path / "archive").glob("*/*/*.parquet"), key=lambda p: p.stat().st_size)
     table = pq.read_table(part)
     seq = table.column("seq").to_numpy().copy()

@@ -537,8 +537,10 @@ class Archive:
             if table.num_rows != high - low:
                 raise ArchiveError(f"{self.directory}: rows {low}..{high - 1} are incomplete "
                                    f"({table.num_rows} of {high - low} found); the archive is damaged")
-            if len(pieces) > 1:  # rows of several partitions: back into input order, in one copy
-                table = table.take(_input_order(table.column("seq").to_numpy(), low, self.directory))
+            seq = table.column("seq").to_numpy()
+            if len(pieces) > 1 or not np.array_equal(seq, np.arange(low, high)):
+                # rows of several partitions (or a damaged one): back into input order, in one copy
+                table = table.take(_input_order(seq, low, self.directory))
             yield table.combine_chunks()
             low = high
 
