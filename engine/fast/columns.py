@@ -55,6 +55,7 @@ from engine.ingest.archive import (
     RowBlocks,
     data_of,
     entry_codes,
+    entry_values,
     python_values,
     rows_of,
 )
@@ -191,7 +192,7 @@ class ColumnLane:
         unavailable = np.add.reduceat((kind[quiet] == _UNAVAILABLE).astype(np.int64), firsts).tolist()
         subjects = table.column("subject").take(quiet).combine_chunks()
         if pa.types.is_dictionary(subjects.type):
-            names, codes = [*subjects.dictionary.to_pylist(), None], entry_codes(subjects)
+            names, codes = entry_values(subjects), entry_codes(subjects)
         else:
             names, codes = subjects.to_pylist(), np.arange(len(quiet))
         registry = self.engine.registry
@@ -277,7 +278,7 @@ class ColumnLane:
         codes, keys = [], []  # per column: each row's entry, and the entries' values (None last, for null)
         for name in _GATE_COLUMNS:
             encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
-            keys.append([*encoded.dictionary.to_pylist(), None])
+            keys.append(entry_values(encoded))
             codes.append(entry_codes(encoded).astype(np.int64))
         value, o2 = table.column("value").to_numpy(), table.column("o2_percent").to_numpy()
         inputs = _benchmark_inputs(table)
@@ -519,7 +520,7 @@ def _industries(subjects: pa.ChunkedArray, industry: _Industry | None) -> tuple[
     if industry is None:
         return [_UNKNOWN], np.zeros(len(array), dtype=np.int64)
     if pa.types.is_dictionary(array.type):  # the names these rows use (the dictionary has all the window's)
-        every = [*array.dictionary.to_pylist(), None]
+        every = entry_values(array)
         used, codes = np.unique(entry_codes(array), return_inverse=True)
         names = [every[i] for i in used.tolist()]
     else:

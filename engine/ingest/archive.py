@@ -207,9 +207,14 @@ def line_of(row: Mapping[str, Any]) -> bytes:
 
 def entry_codes(array: pa.DictionaryArray) -> np.ndarray:
     """Each row's entry in the dictionary of a dictionary array, a null row's one past the last:
-    a value per entry, with one for null rows appended, indexed by these gives each row's value
-    (one conversion or test per distinct value, not per row)."""
+    a value per entry, with one for null rows appended (`entry_values`), indexed by these gives
+    each row's value (one conversion or test per distinct value, not per row)."""
     return pc.fill_null(array.indices, len(array.dictionary)).to_numpy()  # type: ignore[no-any-return]
+
+
+def entry_values(array: pa.DictionaryArray) -> list[Any]:
+    """The values `entry_codes` index: the dictionary's, then None for a null row."""
+    return [*array.dictionary.to_pylist(), None]
 
 
 def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
@@ -218,7 +223,7 @@ def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not pa.types.is_dictionary(array.type):
         return array.to_pylist()  # type: ignore[no-any-return]
-    names = np.array(array.dictionary.to_pylist() + [None], dtype=object)
+    names = np.array(entry_values(array), dtype=object)
     return names[entry_codes(array)].tolist()  # type: ignore[no-any-return]
 
 
