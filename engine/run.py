@@ -186,7 +186,7 @@ class Run:
                 write(record)
             if self.progress is not None and engine.summary.read - self.progress.n >= 4096:
                 self.progress.update(engine.summary.read - self.progress.n)
-            if self.checkpoint is not None and done - last >= self.every:
+            if self.checkpoint is not None and done > last and done - last >= self.every:  # not inside a window
                 self.checkpoint(done)
                 last = done
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -948,3 +949,76 @@ def test_a_row_taken_exactly_keeps_the_digest_its_archive_holds(make_event):
         engine.prepare(event, True, orjson.dumps(event), valid=True, digest=made.digest)
     with pytest.raises(ValueError, match="digest"):
         engine.prepare(event, True, event, digest=made.digest)
+
+
+def test_rows_in_order_are_the_rows_of_a_table_converted_a_block_at_a_time(tmp_path):
+    """`rows_in_order` gives `rows_of`'s rows, block by block, and `RowBlocks` any of them: dictionary columns (their values
+    once, a null row's None), strings, bytes, numbers with NaN and nulls; tables of 0 rows, of
+    fewer rows than a block, of a block and one more; the windows of an archive, and two of them
+    as one table, whose dictionary columns come in two chunks with dictionaries of their own."""
+    from engine.ingest.archive import RowBlocks, rows_in_order, rows_of
+
+    table = pa.table({
+        "subject": pa.array(["a", None, "b", "a", "c", None, "b"]).dictionary_encode(),
+        "id": ["e1", "e2", "e3", "e4", "e5", "e6", "e7"],
+        "raw": pa.array([b"{}", None, b"x", b"", None, b"y", b"z"], type=pa.binary()),
+        "value": [1.5, float("nan"), None, -0.0, 2.0, 3.0, 4.0],
+        "line": pa.array([1, 2, None, 4, 5, 6, 7], type=pa.int64()),
+    })
+
+    def same(left, right):  # NaN is not equal to itself: compared as text (types and -0.0 too)
+        return repr([dict(row) for row in left]) == repr([dict(row) for row in right])
+
+    for size in (0, 1, 3, 4, 7):
+        part = table.slice(0, size)
+        for block in (1, 3, 1024):
+            assert same(list(rows_in_order(part, block)), rows_of(part))
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:700]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    windows = list(Archive(tmp_path / "archive", window=300).tables())
+    second = windows[1]  # its subjects encoded again, in the order they appear: another dictionary
+    at = second.column_names.index("subject")
+    second = second.set_column(at, "subject", second.column("subject").cast(pa.string()).dictionary_encode())
+    joined = pa.concat_tables([windows[0], second])
+    assert joined.column("subject").num_chunks == 2
+    assert not joined.column("subject").chunk(0).dictionary.equals(joined.column("subject").chunk(1).dictionary)
+    order = list(range(joined.num_rows))
+    random.Random(5).shuffle(order)
+    blocks = RowBlocks(joined)  # any row, in any order (the block last converted is kept)
+    assert same([blocks[i] for i in order], [rows_of(joined)[i] for i in order])
+    for window in [*windows, joined]:
+        assert same(list(rows_in_order(window, 64)), rows_of(window))
+        assert same(list(rows_in_order(window.take([5, 1, 299 % window.num_rows]), 2)),
+                    rows_of(window.take([5, 1, 299 % window.num_rows])))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_window_gives_its_records_in_parts_as_they_are_made(tmp_path, monkeypatch, workers):
+    """A window's records come in parts of `ColumnLane.PART` or more (the last part of a window
+    may hold fewer), the rows it consumed counted with its last part; together they are the
+    records of the log replayed event by event. A checkpoint is taken only where the engine has
+    read the lines it counts, never inside a window, also when one is asked for after every part."""
+    from engine.fast.batch import batches
+    from engine.fast.columns import ColumnLane
+    from engine.run import Outputs, Run
+
+    monkeypatch.setattr(ColumnLane, "PART", 7)
+    log = write(tmp_path / "heavy.jsonl", finding_heavy(CITY.events))
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    expected = [orjson.dumps(r.to_dict()) for r in Engine(plugins=PLUGINS).run(read_jsonl([log]))]
+    engine = Engine(plugins=PLUGINS)
+    parts = list(batches(engine, Archive(tmp_path / "archive", window=1000), workers=workers))
+    got = [orjson.dumps(r.to_dict()) for _, records in parts for r in records]
+    got += [orjson.dumps(r.to_dict()) for r in engine.flush()]
+    assert got == expected
+    counts = [done for done, _ in parts]
+    ends = [n for n, (done, _) in enumerate(parts) if done > (parts[n - 1][0] if n else 0)]  # a window's last part
+    window_ends = list(range(1000, len(CITY.events), 1000)) + [len(CITY.events)]
+    assert counts == sorted(counts) and sorted(set(counts)) == [0, *window_ends]  # 0: the first window's parts
+    assert len(parts) > 3 * len(ends)
+    assert all(len(records) >= 7 for n, (_, records) in enumerate(parts) if n not in ends)
+    taken: list[tuple[int, int]] = []
+    checked = Engine(plugins=PLUGINS)
+    Run(checked, Outputs(ListSink()), workers=workers, checkpoint=lambda done: taken.append((done, checked.summary.read)),
+        every=0).feed(Archive(tmp_path / "archive", window=1000))
+    assert taken == [(done, done) for done in window_ends]

@@ -67,7 +67,10 @@ def chunks_of(lines: Iterable[Item], batch_size: int,
 def batches(engine: Host, lines: Iterable[Item], *, batch_size: int = 256, workers: int = 0,
             skip: int = 0) -> Iterator[tuple[int, list[Record]]]:
     """The records of `lines` through `engine`, a chunk at a time: (lines consumed so far, the
-    chunk's records), in input order; what `engine.run` yields before its flush.
+    chunk's records), in input order; what `engine.run` yields before its flush. An archive's
+    window gives its records in parts as they are made (`ColumnLane.parts`): the lines it
+    consumed are counted with its last part, so a count that has not grown is a part of a window,
+    where no checkpoint may be taken.
 
     `workers` > 0 sorts the chunks of `JsonlFiles` in that many forked processes
     (engine/fast/workers.py); other inputs are sorted in-process. An `Archive` is replayed by

@@ -57,6 +57,7 @@ from engine.ingest.archive import (
     entry_codes,
     entry_values,
     python_values,
+    rows_in_order,
     rows_of,
 )
 from engine.judge import READING_TYPES, UNAVAILABLE, Gate, Rule
@@ -76,8 +77,8 @@ Windows = Iterator[tuple[pa.Table, WindowSorting | None]]
 def archive_batches(engine: Host, archive: Archive, skip: int = 0,
                     sorter: Callable[[ColumnLane, Archive, int], Windows] | None = None,
                     ) -> Iterator[tuple[int, list[Record]]] | None:
-    """(rows consumed so far, their records) for each window of the archive, in input order;
-    None when the engine may not trust the archive's validation (the caller replays its lines).
+    """(rows consumed so far, their records) for each window of the archive, in input order, a
+    window's records in parts (`ColumnLane.parts`: the rows counted with its last part); None when the engine may not trust the archive's validation (the caller replays its lines).
     `sorter`: gives the windows from `skip` on, each with its `sort_apart` (another process reads
     and sorts them, engine/fast/workers.py); by default this process reads and sorts each."""
     if not archive.trusted_by(engine.validation, DIGEST):
@@ -140,15 +141,22 @@ def _days(times: pa.ChunkedArray) -> tuple[str, str] | None:
 
 
 def _windows(lane: ColumnLane, windows: Windows, skip: int) -> Iterator[tuple[int, list[Record]]]:
+    """A window's records in parts, as they are made; the rows it consumed counted with its last part."""
     done = skip
     for table, sorting in windows:
-        records = lane.window(table, sorting)
+        held: list[Record] = []
+        for part in lane.parts(table, sorting):
+            if held:
+                yield done, held
+            held = part
         done += table.num_rows
-        yield done, records
+        yield done, held
 
 
 class ColumnLane:
     """Per engine: gates are built on first sight of a group and kept."""
+
+    PART = 256  # records per part of a window (`parts`)
 
     def __init__(self, engine: Host) -> None:
         self.engine = engine
@@ -161,6 +169,13 @@ class ColumnLane:
     def window(self, table: pa.Table, sorting: WindowSorting | None = None) -> list[Record]:
         """The records of a window of rows (in input order), as the per-event path gives them.
         `sorting`: the window's `sort_apart`, made by another process (else it is sorted here)."""
+        return [record for part in self.parts(table, sorting) for record in part]
+
+    def parts(self, table: pa.Table, sorting: WindowSorting | None = None) -> Iterator[list[Record]]:
+        """`window`'s records in parts of about `PART` records, each given as soon as it is made:
+        written out at once, they are not all alive until the window ends (a finding-heavy
+        window makes some 16,000 findings, which the garbage collector would otherwise keep
+        going through). The engine's state between two parts is the one their records leave."""
         n = table.num_rows
         if sorting is None:
             kind = self.sort(table, self.engine.registry, defer=True)
@@ -174,9 +189,16 @@ class ColumnLane:
         exact = np.flatnonzero(kind == _EXACT)
         self.stats["quiet"] += n - len(exact)
         self.stats["exact"] += len(exact)
-        rows = rows_of(table.take(exact)) if len(exact) else []
+        rows = rows_in_order(table.take(exact))
+        out: list[Record] = []
         if not len(quiet):
-            return [record for row in rows for record in self._exact(row)]
+            for row in rows:
+                out.extend(self._exact(row))
+                if len(out) >= self.PART:
+                    yield out
+                    out = []
+            yield out
+            return
         # the runs of quiet rows between exact ones, and what committing each needs, by column
         starts = np.concatenate(([0], exact + 1))
         stops = np.concatenate((exact, [n]))
@@ -209,7 +231,6 @@ class ColumnLane:
             late |= np.array([name in watched for name in names], dtype=bool)[codes]
         columns.hold(late)
         epoch_list = epochs.tolist()
-        out: list[Record] = []
         window_rows = RowBlocks(table)  # rows a run takes exactly after all
         window_subjects = _Subjects(table.column("subject"))  # for the rows quiet only outside some industries
         quiet_subjects: list[Any] = []  # the quiet rows' subjects, converted when a run first needs them
@@ -218,7 +239,8 @@ class ColumnLane:
         first_of, last_of = firsts.tolist(), lasts.tolist()
         runs_count = len(run_starts)
         run = taken = 0
-        while run < runs_count or taken < len(rows):
+        exact_count = len(exact)
+        while run < runs_count or taken < exact_count:
             # runs and exact rows in input order: a run starts where the previous exact row ended
             if run < runs_count and run_starts[run] <= exact_rows[taken]:
                 if len(registry) != known_size:  # a registration in between: who is known has changed
@@ -230,9 +252,12 @@ class ColumnLane:
                              quiet_subjects)
                 run += 1
             else:
-                out.extend(self._exact(rows[taken]))
+                out.extend(self._exact(next(rows)))
                 taken += 1
-        return out
+            if len(out) >= self.PART:
+                yield out
+                out = []
+        yield out
 
     # ---- sorting --------------------------------------------------------------------------
 

@@ -251,24 +251,65 @@ def rows_of(table: pa.Table) -> list[Row]:
     return [Row(columns, i) for i in range(table.num_rows)]
 
 
+def rows_in_order(table: pa.Table, block: int = 1024) -> Iterator[Row]:
+    """The rows of a table in order, as `rows_of` gives them, their columns converted `block`
+    rows at a time (a dictionary's values once): only a block's Python values are alive at once.
+
+    A finding-heavy window takes a quarter of its 65,536 rows exactly. Converted at once, their
+    values (some 600,000 objects) were alive while the window was applied, and each full
+    collection of the garbage collector, about every 60,000 rows, went through all of them."""
+    columns = _convertible(table)
+    for low in range(0, table.num_rows, block):
+        converted = _converted(columns, low, block)
+        for i in range(min(block, table.num_rows - low)):
+            yield Row(converted, i)
+
+
+Convertible = list[tuple[str, Any, "np.ndarray | None"]]
+
+
+def _convertible(table: pa.Table) -> Convertible:
+    """Per column, what `_converted` takes a block's Python values from: a dictionary column's
+    values (converted once) and each row's entry, or the column as one array."""
+    parts: Convertible = []
+    for name in table.column_names:
+        array = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(array.type):
+            parts.append((name, np.array(entry_values(array), dtype=object), entry_codes(array)))
+        else:
+            parts.append((name, array, None))
+    return parts
+
+
+def _converted(columns: Convertible, low: int, size: int) -> dict[str, list[Any]]:
+    """Rows low..low+size-1 as Python values, by column (the values `python_values` gives)."""
+    return {name: values[codes[low:low + size]].tolist() if codes is not None else values.slice(low, size).to_pylist()
+            for name, values, codes in columns}
+
+
 class RowBlocks:
     """Any row of a table, its columns converted a block of rows at a time on first use: rows
     asked for here and there (rows a quiet run takes exactly after all) cost a conversion per
-    block, not one per row, which costs about as much as a block's (docs/archive.md)."""
+    block, not one per row, which costs about as much as a block's (docs/archive.md). Rows are
+    asked for in order, so only the block last converted is kept (a row of another block is
+    converted again): a finding-heavy window takes rows of most of its blocks this way."""
 
     BLOCK = 1024
 
     def __init__(self, table: pa.Table) -> None:
         self._table = table
-        self._blocks: dict[int, dict[str, list[Any]]] = {}
+        self._columns: Convertible | None = None
+        self._number = -1
+        self._block: dict[str, list[Any]] = {}
 
     def __getitem__(self, index: int) -> Row:
         number, offset = divmod(index, self.BLOCK)
-        columns = self._blocks.get(number)
-        if columns is None:
-            part = self._table.slice(number * self.BLOCK, self.BLOCK)
-            columns = self._blocks[number] = {name: python_values(part.column(name)) for name in part.column_names}
-        return Row(columns, offset)
+        if number != self._number:
+            if self._columns is None:
+                self._columns = _convertible(self._table)
+            self._block = _converted(self._columns, number * self.BLOCK, self.BLOCK)
+            self._number = number
+        return Row(self._block, offset)
 
 
 # ---- the manifest ----------------------------------------------------------------------------
