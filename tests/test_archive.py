@@ -952,10 +952,11 @@ def test_a_row_taken_exactly_keeps_the_digest_its_archive_holds(make_event):
 
 
 def test_rows_in_order_are_the_rows_of_a_table_converted_a_block_at_a_time(tmp_path):
-    """`rows_in_order` gives `rows_of`'s rows, block by block, and `RowBlocks` any of them: dictionary columns (their values
-    once, a null row's None), strings, bytes, numbers with NaN and nulls; tables of 0 rows, of
-    fewer rows than a block, of a block and one more; the windows of an archive, and two of them
-    as one table, whose dictionary columns come in two chunks with dictionaries of their own."""
+    """`rows_in_order` gives `rows_of`'s rows, block by block, and `RowBlocks` any of them:
+    dictionary columns (their values once, a null row's None), strings, bytes, numbers with NaN
+    and nulls; tables of 0 rows, of fewer rows than a block, of a block and one more; the windows
+    of an archive, and two of them as one table, whose dictionary columns come in two chunks with
+    dictionaries of their own."""
     from engine.ingest.archive import RowBlocks, rows_in_order, rows_of
 
     table = pa.table({
@@ -1019,6 +1020,7 @@ def test_a_window_gives_its_records_in_parts_as_they_are_made(tmp_path, monkeypa
     assert all(len(records) >= 7 for n, (_, records) in enumerate(parts) if n not in ends)
     taken: list[tuple[int, int]] = []
     checked = Engine(plugins=PLUGINS)
-    Run(checked, Outputs(ListSink()), workers=workers, checkpoint=lambda done: taken.append((done, checked.summary.read)),
-        every=0).feed(Archive(tmp_path / "archive", window=1000))
+    run = Run(checked, Outputs(ListSink()), workers=workers, every=0,
+              checkpoint=lambda done: taken.append((done, checked.summary.read)))
+    run.feed(Archive(tmp_path / "archive", window=1000))
     assert taken == [(done, done) for done in window_ends]

@@ -78,7 +78,8 @@ def archive_batches(engine: Host, archive: Archive, skip: int = 0,
                     sorter: Callable[[ColumnLane, Archive, int], Windows] | None = None,
                     ) -> Iterator[tuple[int, list[Record]]] | None:
     """(rows consumed so far, their records) for each window of the archive, in input order, a
-    window's records in parts (`ColumnLane.parts`: the rows counted with its last part); None when the engine may not trust the archive's validation (the caller replays its lines).
+    window's records in parts (`ColumnLane.parts`: the rows counted with its last part); None
+    when the engine may not trust the archive's validation (the caller replays its lines).
     `sorter`: gives the windows from `skip` on, each with its `sort_apart` (another process reads
     and sorts them, engine/fast/workers.py); by default this process reads and sorts each."""
     if not archive.trusted_by(engine.validation, DIGEST):
