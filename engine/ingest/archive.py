@@ -220,11 +220,17 @@ def entry_values(array: pa.DictionaryArray) -> list[Any]:
 def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     """Python values of a column; a dictionary column through its (small) dictionary, whose
     strings are made once, not once per row (pyarrow's own conversion is 20x slower here)."""
+    values, codes = _source(column)
+    return values[codes].tolist() if codes is not None else values.to_pylist()  # type: ignore[no-any-return]
+
+
+def _source(column: pa.ChunkedArray | pa.Array) -> tuple[Any, np.ndarray | None]:
+    """What a column's Python values are taken from: a dictionary column's values (converted
+    once, None for a null row last) and each row's entry among them, or the column as one array."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_dictionary(array.type):
-        return array.to_pylist()  # type: ignore[no-any-return]
-    names = np.array(entry_values(array), dtype=object)
-    return names[entry_codes(array)].tolist()  # type: ignore[no-any-return]
+    if pa.types.is_dictionary(array.type):
+        return np.array(entry_values(array), dtype=object), entry_codes(array)
+    return array, None
 
 
 class Row(Mapping[str, Any]):
@@ -269,16 +275,8 @@ Convertible = list[tuple[str, Any, "np.ndarray | None"]]
 
 
 def _convertible(table: pa.Table) -> Convertible:
-    """Per column, what `_converted` takes a block's Python values from: a dictionary column's
-    values (converted once) and each row's entry, or the column as one array."""
-    parts: Convertible = []
-    for name in table.column_names:
-        array = table.column(name).combine_chunks()
-        if pa.types.is_dictionary(array.type):
-            parts.append((name, np.array(entry_values(array), dtype=object), entry_codes(array)))
-        else:
-            parts.append((name, array, None))
-    return parts
+    """Per column, what `_converted` takes a block's Python values from (`_source`)."""
+    return [(name, *_source(table.column(name))) for name in table.column_names]
 
 
 def _converted(columns: Convertible, low: int, size: int) -> dict[str, list[Any]]:
