@@ -17,8 +17,15 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
 (d2) the floor with each line's content digest as well (what de-duplication needs of every
     JSONL event): the most one process reading JSONL can do.
 
-Paths (c) and (e) of a log must end on the same chain head (the same bytes). Tests are named
-so that pytest runs them in this order; the last prints the table.
+Paths (c) and (e) of a log must end on the same chain head (the same bytes). Each of them is
+also set against the floor of its log timed just before it (d'), which the machine's drift
+during the run cannot move apart from it as it can the floor timed once, later (d).
+
+(j) `--jobs` in pairs: each log and its archive replayed with no sorting process and with one,
+    alternately (one pair in each order), so that every pair ran side by side in time; the
+    ratio of each pair says whether one sorting process was the slower.
+
+Tests are named so that pytest runs them in this order; the last prints the table.
 """
 
 from __future__ import annotations
@@ -124,10 +131,42 @@ def test_b_engine_process_per_event(benchmark, request, results, log):
     _record(results, f"{log}/b_engine_process", count, time.perf_counter() - started)
 
 
-def _run(benchmark, results, name: str, source, workers: int = 0) -> Engine:
-    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null."""
+def _floor(path: Path) -> int:
+    """(d): read the file and `orjson.loads` each line; the number of lines."""
+    count = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+            count += 1
+    return count
+
+
+def _floor_rate(path: Path) -> float:
+    started = time.perf_counter()
+    count = _floor(path)
+    return count / (time.perf_counter() - started)
+
+
+def _replay(source, workers: int) -> tuple[str, float]:
+    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null; the
+    chain head and the seconds it took. The engine is dropped before it returns, so that the next
+    replay does not run beside it (a heap the collector goes through)."""
+    engine = Engine()
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        outputs = Outputs(JsonlSink(sink))
+        Run(engine, outputs, workers=workers).feed(source).finish()
+    seconds = time.perf_counter() - started
+    assert engine.summary.balanced()
+    return outputs.head, seconds
+
+
+def _run(benchmark, results, name: str, source, log: Path, workers: int = 0) -> Engine:
+    """`_replay` timed, with the floor of `log` (the log itself, or the one the archive was made
+    from) timed just before it."""
     engine = Engine()
     outputs = None
+    adjacent = _floor_rate(log)
 
     def run() -> int:
         nonlocal outputs
@@ -139,6 +178,7 @@ def _run(benchmark, results, name: str, source, workers: int = 0) -> Engine:
     started = time.perf_counter()
     count = benchmark.pedantic(run, rounds=1, iterations=1)
     _record(results, name, count, time.perf_counter() - started)
+    results[name]["floor_adjacent"] = adjacent
     assert outputs is not None and engine.summary.balanced()
     results[name].update(quiet_share=engine.lane_stats["quiet"] / max(1, count), records=outputs.written,
                          findings=sum(engine.summary.findings.values()))
@@ -149,25 +189,27 @@ def _run(benchmark, results, name: str, source, workers: int = 0) -> Engine:
 @pytest.mark.parametrize("log", LOGS)
 def test_c_batch_path(benchmark, request, results, log):
     """The batch path in one process (what `rectify run EVENTS.jsonl` does)."""
-    _run(benchmark, results, f"{log}/c_batch_path", JsonlFiles([_log(request, log)]))
+    path = _log(request, log)
+    _run(benchmark, results, f"{log}/c_batch_path", JsonlFiles([path]), path)
 
 
 @pytest.mark.parametrize("log", LOGS)
 def test_c_batch_path_1_job(benchmark, request, results, log):
     """Chunks sorted by 1 forked process as well (`Engine.run_batch(workers=1)`)."""
-    _run(benchmark, results, f"{log}/c_batch_path_1_job", JsonlFiles([_log(request, log)]), workers=1)
+    path = _log(request, log)
+    _run(benchmark, results, f"{log}/c_batch_path_1_job", JsonlFiles([path]), path, workers=1)
 
 
 def test_c_batch_path_2_jobs(benchmark, million_log, results):
     """Chunks sorted by 2 forked processes (three processes), demo log only."""
-    _run(benchmark, results, "demo/c_batch_path_2_jobs", JsonlFiles([million_log]), workers=2)
+    _run(benchmark, results, "demo/c_batch_path_2_jobs", JsonlFiles([million_log]), million_log, workers=2)
 
 
 @pytest.mark.parametrize("log", LOGS)
 def test_e_archive(benchmark, request, results, log):
     """The Parquet archive of the log (`rectify run ARCHIVE`), the columnar lane."""
     directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
-    _run(benchmark, results, f"{log}/e_archive", Archive(directory))
+    _run(benchmark, results, f"{log}/e_archive", Archive(directory), _log(request, log))
 
 
 @pytest.mark.parametrize("log", LOGS)
@@ -175,24 +217,15 @@ def test_e_archive_1_job(benchmark, request, results, log):
     """Its windows read and sorted by 1 forked process (`Engine.run_batch(workers=1)`, `rectify run
     ARCHIVE --jobs 1`)."""
     directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
-    _run(benchmark, results, f"{log}/e_archive_1_job", Archive(directory), workers=1)
+    _run(benchmark, results, f"{log}/e_archive_1_job", Archive(directory), _log(request, log), workers=1)
 
 
 @pytest.mark.parametrize("log", LOGS)
 def test_f_floor_orjson_parse(benchmark, request, results, log):
     """(d) the floor."""
     path = _log(request, log)
-
-    def run() -> int:
-        count = 0
-        with path.open("rb") as handle:
-            for line in handle:
-                orjson.loads(line)
-                count += 1
-        return count
-
     started = time.perf_counter()
-    count = benchmark.pedantic(run, rounds=1, iterations=1)
+    count = benchmark.pedantic(lambda: _floor(path), rounds=1, iterations=1)
     _record(results, f"{log}/d_floor_orjson", count, time.perf_counter() - started)
 
 
@@ -216,10 +249,39 @@ def test_g_floor_with_digest(benchmark, request, results, log):
     _record(results, f"{log}/d2_floor_with_digest", count, time.perf_counter() - started)
 
 
+@pytest.mark.parametrize("log", LOGS)
+@pytest.mark.parametrize("kind", ["jsonl", "archive"])
+def test_j_jobs_in_pairs(benchmark, request, results, log, kind):
+    """(j) no sorting process and one, alternately: (0, 1), then (1, 0); each pair's ratio."""
+    path = _log(request, log)
+    if kind == "archive":
+        directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
+
+    def source():
+        return Archive(directory) if kind == "archive" else JsonlFiles([path])
+
+    pairs: list[dict[int, float]] = []
+    heads: set[str] = set()
+
+    def run() -> None:
+        for order in ((0, 1), (1, 0)):
+            seconds: dict[int, float] = {}
+            for workers in order:
+                head, seconds[workers] = _replay(source(), workers)
+                heads.add(head)
+            pairs.append(seconds)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    assert len(heads) == 1, f"{log} {kind}: no sorting process and one wrote different records"
+    results[f"{log}/j_{kind}_pairs"] = {"head": heads.pop(),  # type: ignore[dict-item]
+                                        **{f"{order}_{w}": p[w] for order, p in enumerate(pairs) for w in (0, 1)}}
+
+
 def test_z_ratios(benchmark, results, capsys):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    rate = {name: r["events_per_s"] for name, r in results.items()}
-    lines = ["", "throughput (events/s), one run; ratios against the floor (d) and per-event (b) of the same log:"]
+    rate = {name: r["events_per_s"] for name, r in results.items() if "events_per_s" in r}
+    lines = ["", "throughput (events/s), one run; ratios against the floor (d) and per-event (b) of the same log,",
+             "and against the floor of the same log timed just before the path (d'):"]
     for log in LOGS:
         floor, per_event = rate.get(f"{log}/d_floor_orjson"), rate.get(f"{log}/b_engine_process")
         heads = set()
@@ -230,6 +292,8 @@ def test_z_ratios(benchmark, results, capsys):
                 extra = f"   quiet {r['quiet_share']:.1%}, findings {r['findings']:,.0f}, records {r['records']:,.0f}"
                 heads.add(r["head"])
             vs_floor = f"{rate[name] / floor:6.3f}x d" if floor else ""
+            if "floor_adjacent" in r:
+                vs_floor += f"  {rate[name] / r['floor_adjacent']:6.3f}x d'"
             vs_b = f"{rate[name] / per_event:6.2f}x b" if per_event else ""
             lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s  {vs_floor}  {vs_b}   ({r['events']:,.0f} events, "
                          f"{r['seconds']:.2f} s){extra}")
@@ -240,6 +304,14 @@ def test_z_ratios(benchmark, results, capsys):
         lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s   (validating and writing {r['events']:,.0f} lines once, {r['seconds']:.1f} s)")
     if "a_durable_rules_alone" in rate and "demo/c_batch_path" in rate:
         lines.append(f"  demo/c_batch_path vs (a) durable_rules alone: {rate['demo/c_batch_path'] / rate['a_durable_rules_alone']:.2f}x")
+    pairs = [name for name in results if "/j_" in name]
+    if pairs:
+        lines.append("--jobs in pairs (j): seconds with no sorting process / with one, and their ratio (< 1: one was faster)")
+        for name in sorted(pairs):
+            r = results[name]
+            cells = [f"{r[f'{o}_0']:.2f} / {r[f'{o}_1']:.2f} s = {r[f'{o}_1'] / r[f'{o}_0']:.3f}" for o in (0, 1)]
+            slower = sum(r[f"{o}_1"] > r[f"{o}_0"] for o in (0, 1))
+            lines.append(f"  {name:<28}{cells[0]};  {cells[1]};  one sorting process slower in {slower} of 2")
     with capsys.disabled():
         print("\n".join(lines))
     for log in LOGS:
