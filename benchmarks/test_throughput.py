@@ -147,22 +147,28 @@ def _floor_rate(path: Path) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _replay(source, workers: int) -> tuple[str, float]:
-    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null; the
-    chain head and the seconds it took. The engine is dropped before it returns, so that the next
-    replay does not run beside it (a heap the collector goes through)."""
-    engine = Engine()
-    started = time.perf_counter()
+def _feed(engine: Engine, source, workers: int) -> Outputs:
+    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null."""
     with open(os.devnull, "wb") as sink:
         outputs = Outputs(JsonlSink(sink))
         Run(engine, outputs, workers=workers).feed(source).finish()
+    return outputs
+
+
+def _replay(source, workers: int) -> tuple[str, float]:
+    """`_feed` on a new engine: the chain head and the seconds it took. The engine is dropped
+    before it returns, so that the next replay does not run beside it (a heap the collector goes
+    through)."""
+    engine = Engine()
+    started = time.perf_counter()
+    outputs = _feed(engine, source, workers)
     seconds = time.perf_counter() - started
     assert engine.summary.balanced()
     return outputs.head, seconds
 
 
 def _run(benchmark, results, name: str, source, log: Path, workers: int = 0) -> Engine:
-    """`_replay` timed, with the floor of `log` (the log itself, or the one the archive was made
+    """`_feed` timed, with the floor of `log` (the log itself, or the one the archive was made
     from) timed just before it."""
     engine = Engine()
     outputs = None
@@ -170,9 +176,7 @@ def _run(benchmark, results, name: str, source, log: Path, workers: int = 0) -> 
 
     def run() -> int:
         nonlocal outputs
-        with open(os.devnull, "wb") as sink:
-            outputs = Outputs(JsonlSink(sink))
-            Run(engine, outputs, workers=workers).feed(source).finish()
+        outputs = _feed(engine, source, workers)
         return engine.summary.read
 
     started = time.perf_counter()
