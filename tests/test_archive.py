@@ -782,6 +782,37 @@ def test_rows_from_an_offset_are_the_rows_after_it(tmp_path):
     assert [(kind, unless) for _, kind, unless in apart] == here
 
 
+def test_a_window_s_sorting_reaches_the_engine_s_process_as_it_was_made(tmp_path):
+    """The sorting process hands a window over with its sorting (engine/fast/workers.py): through a
+    file and, with no room for one, through the pipe, the rows, each row's kind and the industries
+    rows are quiet only outside of come back as `sort_apart` made them."""
+    import pickle
+
+    from engine.fast.columns import ColumnLane
+    from engine.fast.workers import _handed_over, _sorting_of, _with_sorting
+
+    events, _ = bound_events()
+    other = next(e for e in events if e["id"] == "reg-other")
+    copies = [{**e, "id": e["id"] + "-other", "subject": other["subject"]} for e in events
+              if e["type"] != "enterprise.registered"]
+    log = write(tmp_path / "others.jsonl", [orjson.dumps(e) for e in events + copies] + finding_heavy(CITY.events))
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=3)
+    lane = ColumnLane(Engine(plugins=PLUGINS))
+    sets = set()
+    for number, table in enumerate(Archive(tmp_path / "archive", window=700).tables()):
+        kind, unless = lane.sort_apart(table)
+        sets |= set(unless.values())
+        window = _with_sorting(table, (kind.copy(), dict(unless)))
+        path = _handed_over(window, str(tmp_path / f"{number}.arrow"))
+        with pa.memory_map(path) as source:
+            through_file = pa.ipc.open_file(source).read_all()
+        for handed in (through_file, pickle.loads(pickle.dumps(window))):
+            rows, (kind_back, unless_back) = _sorting_of(handed, bool(unless))
+            assert rows.equals(table)
+            assert kind_back.tolist() == kind.tolist() and unless_back == unless
+    assert len(sets) >= 2  # rows quiet only outside different industries
+
+
 def test_an_order_falling_due_inside_a_quiet_run_escalates_at_its_place(tmp_path):
     from test_fastlane import reading
 

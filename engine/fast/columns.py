@@ -429,9 +429,10 @@ class ColumnLane:
         the window registers its enterprise."""
         industry = _Industry(self.engine.registry, _registered(table))  # as `sort` sees the registry
         rows = sorted(unless)
+        distinct, codes = _industries(table.column("subject").take(rows), industry)
         waiting = {}
-        for row, subject in zip(rows, python_values(table.column("subject").take(rows))):
-            known = industry.of(subject)
+        for row, code in zip(rows, codes.tolist()):
+            known = distinct[code]
             if known is _UNKNOWN:
                 waiting[row] = unless[row]
             elif known in unless[row]:

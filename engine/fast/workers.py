@@ -36,6 +36,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -366,14 +367,19 @@ _KIND, _UNLESS = "rectify.kind", "rectify.unless"  # the columns a window's file
 
 def _with_sorting(table: pa.Table, sorting: WindowSorting) -> pa.Table:
     """The window with its sorting (`ColumnLane.sort_apart`) as two more columns: each row's kind,
-    and the industries a row is quiet only outside of (JSON; null for the others)."""
+    and the industries a row is quiet only outside of, dictionary-coded (a few distinct sets,
+    each as JSON, for a quarter of the rows of a finding-heavy window; null for the others)."""
     kind, unless = sorting
     table = table.append_column(_KIND, pa.array(kind, type=pa.int8()))
     if unless:
-        column: list[str | None] = [None] * table.num_rows
-        for row, industries in unless.items():
-            column[row] = orjson.dumps(sorted(industries)).decode()
-        table = table.append_column(_UNLESS, pa.array(column, type=pa.string()))
+        sets = sorted(set(unless.values()), key=sorted)
+        code_of = {industries: code for code, industries in enumerate(sets)}
+        codes = np.full(table.num_rows, -1, dtype=np.int32)
+        codes[np.fromiter(unless.keys(), dtype=np.int64, count=len(unless))] = \
+            np.fromiter(map(code_of.__getitem__, unless.values()), dtype=np.int32, count=len(unless))
+        column = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                                pa.array([orjson.dumps(sorted(s)).decode() for s in sets]))
+        table = table.append_column(_UNLESS, column)
     return table
 
 
@@ -382,9 +388,10 @@ def _sorting_of(table: pa.Table, has_unless: bool) -> tuple[pa.Table, WindowSort
     kind = table.column(_KIND).to_numpy().copy()  # the window's lane changes it
     unless: dict[int, frozenset[str]] = {}
     if has_unless:
-        column = table.column(_UNLESS)
-        rows = pc.indices_nonzero(pc.is_valid(column)).to_pylist()
-        unless = {row: frozenset(orjson.loads(text)) for row, text in zip(rows, column.take(rows).to_pylist())}
+        column = table.select([_UNLESS]).unify_dictionaries().column(0).combine_chunks()
+        sets = [frozenset(orjson.loads(text)) for text in column.dictionary.to_pylist()]
+        rows = pc.indices_nonzero(pc.is_valid(column))
+        unless = dict(zip(rows.to_pylist(), map(sets.__getitem__, column.indices.take(rows).to_pylist())))
     return table.drop_columns([name for name in (_KIND, _UNLESS) if name in table.column_names]), (kind, unless)
 
 
