@@ -83,10 +83,17 @@ def compare(paths: list[Path], directory: Path, backend: str = "compiled", windo
     sorted here and in a forked process (`workers=1`), and the state after each."""
     reference = Engine(plugins=PLUGINS, backend=backend)
     expected = records(reference, read_jsonl(paths), batch=False, as_of=as_of)
+    from engine.fast import columns
+
     engines = []
-    for batch, workers in ((False, 0), (True, 0), (True, 1)):
+    # with one sorting process: for every window (even a finding-heavy archive's), and as run
+    for batch, workers, heavy_share in ((False, 0, None), (True, 0, None), (True, 1, 2.0), (True, 1, None)):
         engine = Engine(plugins=PLUGINS, backend=backend)
-        got = records(engine, Archive(directory, window=window), batch=batch, as_of=as_of, workers=workers)
+        default, columns.HEAVY_SHARE = columns.HEAVY_SHARE, heavy_share or columns.HEAVY_SHARE
+        try:
+            got = records(engine, Archive(directory, window=window), batch=batch, as_of=as_of, workers=workers)
+        finally:
+            columns.HEAVY_SHARE = default
         assert len(got) == len(expected)
         for left, right in zip(expected, got):
             assert left == right
@@ -94,7 +101,9 @@ def compare(paths: list[Path], directory: Path, backend: str = "compiled", windo
         assert remembered_ids(engine) == remembered_ids(reference)
         assert engine.decisions.clock == reference.decisions.clock
         engines.append(engine)
-    assert engines[1].lane_stats == engines[2].lane_stats  # the same rows quiet, wherever they were sorted
+    for key in ("quiet", "exact"):  # the same rows quiet, wherever they were sorted
+        assert engines[1].lane_stats[key] == engines[2].lane_stats[key] == engines[3].lane_stats[key]
+    assert engines[2].lane_stats["windows_sorted_here"] == 0
     return engines[1]
 
 
@@ -263,6 +272,35 @@ def test_finding_heavy_log_replays_byte_for_byte(tmp_path):
     archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=4)
     engine = compare([log], tmp_path / "archive", window=1000)
     assert sum(engine.summary.findings.values()) > 0.2 * len(CITY.events) * 0.9 / 4
+
+
+def test_one_sorting_process_stops_after_a_finding_heavy_first_window(tmp_path):
+    """`workers=1` on an archive whose first window has `HEAVY_SHARE` of its rows readings taken
+    exactly: the sorting process sorts that window only and ends (its folder goes), the rest is
+    read and sorted in this process, and the chain is the one without it. On the demo archive it
+    sorts every window."""
+    from engine.fast.columns import HEAVY_SHARE
+    from engine.run import Outputs, Run
+
+    heavy = write(tmp_path / "heavy.jsonl", finding_heavy(CITY.events))
+    calm = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    for log, name in ((heavy, "heavy"), (calm, "calm")):
+        archive_files(Engine(plugins=PLUGINS), [log], tmp_path / name, buckets=4)
+    before = _window_folders()
+    heads = {}
+    for name, workers in (("heavy", 0), ("heavy", 1), ("calm", 0), ("calm", 1)):
+        engine = Engine(plugins=PLUGINS)
+        outputs = Outputs(ListSink())
+        Run(engine, outputs, workers=workers).feed(Archive(tmp_path / name, window=1000)).finish()
+        heads[name, workers] = outputs.head
+        windows = -(-len(CITY.events) // 1000)
+        apart, here = engine.lane_stats["windows_sorted_apart"], engine.lane_stats["windows_sorted_here"]
+        expected = {("heavy", 0): (0, windows), ("heavy", 1): (1, windows - 1), ("calm", 0): (0, windows),
+                    ("calm", 1): (windows, 0)}[name, workers]
+        assert (apart, here) == expected, (name, workers)
+    assert heads["heavy", 0] == heads["heavy", 1] and heads["calm", 0] == heads["calm", 1]
+    assert _window_folders() == before  # the stopped process's folder went with it
+    assert 0 < HEAVY_SHARE < 0.25  # a quarter of the readings raised is over it
 
 
 def test_a_new_month_is_a_new_partition_and_nothing_is_rewritten(tmp_path):

@@ -141,7 +141,14 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         finally:
             bar.close()
             outputs.close()
-    get_logger().info("batch_path", quiet=engine.lane_stats["quiet"], exact=engine.lane_stats["exact"], jobs=jobs)
+    stats = engine.lane_stats
+    get_logger().info("batch_path", quiet=stats["quiet"], exact=stats["exact"], jobs=jobs)
+    if stats["windows_sorted_apart"] and stats["windows_sorted_here"]:
+        get_logger().info("jobs_stopped", jobs=jobs, windows_sorted_apart=stats["windows_sorted_apart"],
+                          windows_sorted_here=stats["windows_sorted_here"],
+                          reason="the archive's first window is finding-heavy: the engine's process is busy with "
+                                 "the findings and a sorting process cannot take enough off it (docs/archive.md); "
+                                 "the rest ran in this process")
     report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json, lang)
 
 
