@@ -85,9 +85,9 @@ def compare(paths: list[Path], directory: Path, backend: str = "compiled", windo
     expected = records(reference, read_jsonl(paths), batch=False, as_of=as_of)
     from engine.fast import columns
 
-    engines = []
-    # with one sorting process: for every window (even a finding-heavy archive's), and as run
-    for batch, workers, heavy_share in ((False, 0, None), (True, 0, None), (True, 1, 2.0), (True, 1, None)):
+    engines: list[Engine] = []
+    ways: list[tuple[bool, int, float | None]] = [(False, 0, None), (True, 0, None), (True, 1, None)]
+    for batch, workers, heavy_share in ways:  # a way appended below is taken too
         engine = Engine(plugins=PLUGINS, backend=backend)
         default, columns.HEAVY_SHARE = columns.HEAVY_SHARE, heavy_share or columns.HEAVY_SHARE
         try:
@@ -101,9 +101,12 @@ def compare(paths: list[Path], directory: Path, backend: str = "compiled", windo
         assert remembered_ids(engine) == remembered_ids(reference)
         assert engine.decisions.clock == reference.decisions.clock
         engines.append(engine)
+        if len(engines) == 3 and engine.lane_stats["windows_sorted_here"]:
+            # its sorting process stopped after a finding-heavy first window: kept for every window too
+            ways.append((True, 1, 2.0))
     for key in ("quiet", "exact"):  # the same rows quiet, wherever they were sorted
-        assert engines[1].lane_stats[key] == engines[2].lane_stats[key] == engines[3].lane_stats[key]
-    assert engines[2].lane_stats["windows_sorted_here"] == 0
+        assert len({engine.lane_stats[key] for engine in engines[1:]}) == 1
+    assert engines[-1].lane_stats["windows_sorted_here"] == 0
     return engines[1]
 
 
