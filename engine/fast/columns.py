@@ -130,8 +130,7 @@ def _readings_taken_exactly(table: pa.Table, sorting: WindowSorting) -> int:
     """Readings of a window that its `sort_apart` sends to the exact path, or leaves quiet only
     outside some industries (a rule of the others fires on them)."""
     kind, unless = sorting
-    readings = _rows_where(table.column("type"), partial(pc.is_in, value_set=_READING_TYPES))
-    return int(np.count_nonzero(readings & (kind == _EXACT))) + len(unless)
+    return int(np.count_nonzero(_readings(table) & (kind == _EXACT))) + len(unless)
 
 
 def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
@@ -323,8 +322,7 @@ class ColumnLane:
             industry = _Industry(registry, _registered(table))
         valid = pc.fill_null(table.column("valid"), False).to_numpy(zero_copy_only=False)
         has_raw = pc.is_valid(table.column("raw")).to_numpy(zero_copy_only=False)
-        raw_rows = np.flatnonzero(has_raw & valid & _rows_where(table.column("type"),
-                                                                partial(pc.is_in, value_set=_READING_TYPES)))
+        raw_rows = np.flatnonzero(has_raw & valid & _readings(table))
         if len(raw_rows):
             # parsed and sorted as the JSONL batch path sorts lines (shape plans, gates, the
             # repeated-key screen): the lines were valid when written, the lane proves it again
@@ -684,6 +682,11 @@ def _registered(table: pa.Table) -> set[Any]:
 
 def _is_registration(types: pa.Array) -> pa.Array:
     return pc.equal(types, "enterprise.registered")
+
+
+def _readings(table: pa.Table) -> np.ndarray:
+    """Which rows of a window are readings (stack or discharge), as a bool array."""
+    return _rows_where(table.column("type"), partial(pc.is_in, value_set=_READING_TYPES))
 
 
 def _rows_where(column: pa.ChunkedArray, test: Callable[[pa.Array], pa.Array]) -> np.ndarray:
