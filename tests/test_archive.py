@@ -306,6 +306,29 @@ def test_one_sorting_process_stops_after_a_finding_heavy_first_window(tmp_path):
     assert 0 < HEAVY_SHARE < 0.25  # a quarter of the readings raised is over it
 
 
+def test_after_the_sorting_process_stops_the_rest_is_read_while_the_first_window_is_applied(tmp_path):
+    """Once the sorting process has stopped after a finding-heavy first window, a thread of this
+    process is already reading the next window when the first is handed on (as without a sorting
+    process, which reads ahead from the start); a replay stopped there leaves no thread, no
+    process and no folder behind."""
+    import multiprocessing
+    import threading
+
+    from engine.fast.batch import batches
+
+    heavy = write(tmp_path / "heavy.jsonl", finding_heavy(CITY.events))
+    archive_files(Engine(plugins=PLUGINS), [heavy], tmp_path / "archive", buckets=4)
+    threads, folders = threading.active_count(), _window_folders()
+    engine = Engine(plugins=PLUGINS)
+    stopped = batches(engine, Archive(tmp_path / "archive", window=1000), workers=1)
+    next(stopped)
+    assert (engine.lane_stats["windows_sorted_apart"], engine.lane_stats["windows_sorted_here"]) == (1, 0)
+    assert not multiprocessing.active_children()  # the sorting process has ended
+    assert [t.name for t in threading.enumerate()].count("rectify-archive-read") == 1
+    stopped.close()
+    assert threading.active_count() == threads and _window_folders() == folders
+
+
 def test_a_new_month_is_a_new_partition_and_nothing_is_rewritten(tmp_path):
     march = [e for e in CITY.events]
     april = []

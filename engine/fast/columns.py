@@ -93,11 +93,13 @@ def archive_batches(engine: Host, archive: Archive, skip: int = 0,
 HEAVY_SHARE = 0.10  # a first window with this share of its rows readings taken exactly: the rest sorted here
 
 
-def _sorted_here(lane: ColumnLane, archive: Archive, skip: int) -> Windows:
-    """The windows from `skip` on, read ahead by a thread, each sorted here when it is applied."""
-    for table in _read_ahead(archive.tables(skip)):
-        lane.stats["windows_sorted_here"] += 1
-        yield table, None
+def _sorted_here(lane: ColumnLane, archive: Archive, skip: int, ahead: _ReadAhead | None = None) -> Windows:
+    """The windows from `skip` on, read ahead by a thread, each sorted here when it is applied.
+    `ahead`: that thread, already started at `skip`."""
+    with contextlib.closing(ahead or _ReadAhead(archive.tables(skip))) as tables:
+        for table in tables:
+            lane.stats["windows_sorted_here"] += 1
+            yield table, None
 
 
 def _apart_while_it_helps(lane: ColumnLane, archive: Archive, skip: int,
@@ -108,7 +110,8 @@ def _apart_while_it_helps(lane: ColumnLane, archive: Archive, skip: int,
     it only the sort, a few per cent, which handing each window over costs again (the
     finding-heavy benchmark archive: about a quarter; the demo archive: under 1 %). The sorting
     process then ends, and the rest is read and sorted here (`windows_sorted_here`), as without
-    one. Either way the records are the same."""
+    one: a thread starts reading it before the first window is applied. Either way the records
+    are the same."""
     apart = sorter(lane, archive, skip)
     with contextlib.closing(apart):  # stops the sorting process (engine/fast/workers.py)
         first = next(apart, None)
@@ -122,8 +125,13 @@ def _apart_while_it_helps(lane: ColumnLane, archive: Archive, skip: int,
                 lane.stats["windows_sorted_apart"] += 1
                 yield window
             return
-    yield first
-    yield from _sorted_here(lane, archive, skip + table.num_rows)
+    rest = _ReadAhead(archive.tables(skip + table.num_rows))
+    try:
+        yield first
+    except BaseException:  # e.g. the replay stopped at the first window: the thread too
+        rest.close()
+        raise
+    yield from _sorted_here(lane, archive, skip + table.num_rows, rest)
 
 
 def _readings_taken_exactly(table: pa.Table, sorting: WindowSorting) -> int:
@@ -133,42 +141,54 @@ def _readings_taken_exactly(table: pa.Table, sorting: WindowSorting) -> int:
     return int(np.count_nonzero(_readings(table) & (kind == _EXACT))) + len(unless)
 
 
-def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """`tables` in order, the next one read by a thread while the caller works on this one
-    (Parquet decoding and Arrow's kernels release the GIL). An error there is raised here."""
-    handed: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+class _ReadAhead:
+    """The tables of `tables` in order, the next one read by a thread (started at once) while
+    the caller works on this one (Parquet decoding and Arrow's kernels release the GIL). An
+    error there is raised here. `close` stops the thread."""
 
-    def read() -> None:
+    def __init__(self, tables: Iterator[pa.Table]) -> None:
+        self._tables = tables
+        self._handed: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, name="rectify-archive-read", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
         try:
-            for table in tables:
-                while not stop.is_set():
+            for table in self._tables:
+                while not self._stop.is_set():
                     try:
-                        handed.put(("table", table), timeout=0.1)
+                        self._handed.put(("table", table), timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-            handed.put(("end", None))
+            self._handed.put(("end", None))
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller
-            handed.put(("error", exc))
+            self._handed.put(("error", exc))
 
-    thread = threading.Thread(target=read, name="rectify-archive-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            what, value = handed.get()
-            if what == "end":
-                return
-            if what == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
+    def __iter__(self) -> Iterator[pa.Table]:
+        return self
+
+    def __next__(self) -> pa.Table:
+        if self._done:
+            raise StopIteration
+        what, value = self._handed.get()
+        if what == "table":
+            return value
+        self._done = True
+        if what == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
         with contextlib.suppress(queue.Empty):
-            handed.get_nowait()  # a reader waiting to hand over one more sees `stop` at once
-        thread.join()
+            self._handed.get_nowait()  # a reader waiting to hand over one more sees `stop` at once
+        self._thread.join()
 
 
 def _days(times: pa.ChunkedArray) -> tuple[str, str] | None:
