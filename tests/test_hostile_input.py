@@ -246,3 +246,34 @@ def test_decisions_refuses_an_unknown_list_or_action(tmp_path):
     assert result.returncode == 2 and "'close' is not one of" in result.stderr
     ok = rectify("decisions", "--store", str(tmp_path / "d.db"), "--list", "scattered_polluted")
     assert ok.returncode == 0 and "0 record(s)" in ok.stderr
+
+
+# ---- the calendar's edges -------------------------------------------------------------------------
+
+
+def test_valid_events_at_the_calendar_end_give_records_with_deadlines_on_its_last_second(plugins, tmp_path):
+    """Dates the engine derives (an order's deadline, a watch's) may fall past 9999-12-31 or
+    before 0001-01-01 from valid events: they are that calendar's last or first day. Before
+    2026-12-02 a reading at 9999-12-30 that made an order, or a parcel due to start in 9999,
+    raised out of the engine (a traceback on the command line)."""
+
+    def of(id: str, type: str, time: str, data: dict) -> dict:
+        return {"specversion": "1.0", "id": id, "source": "t", "type": type, "subject": SUBJECT, "time": time,
+                "data": data}
+
+    def parcel(pid: str, expires_on: str) -> dict:
+        return of(pid, "land.parcel.registered", "9999-12-02T00:00:00+08:00",
+                  {"parcel": pid, "area_mu": 25, "use": "industrial",
+                   "contract": {"signed_on": "2021-09-10", "start_by": "9999-06-01", "complete_by": "2023-09-10",
+                                "expires_on": expires_on}})
+
+    events = [of("r", "enterprise.registered", "9999-12-01T00:00:00+08:00", registration("foundry")),
+              parcel("P1", "9999-12-31"), parcel("P2", "0001-06-01")]
+    events += [event(f"m{hour}", 500.0, time=f"9999-12-30T{hour:02d}:00:00+08:00") for hour in range(24)]
+    lines = [orjson.dumps(e) for e in events]
+    records = [orjson.loads(line) for line in run_all_paths(plugins, lines, tmp_path)]
+    orders = [r for r in records if r["record"] == "decision" and r["action"] == "rectify"]
+    assert [o["deadline"] for o in orders] == ["9999-12-31T23:59:59+08:00"]
+    assert not [r for r in records if r["record"] == "quarantine"]
+    rete = Engine(plugins=plugins, backend="rete")
+    assert [orjson.dumps(r.to_dict()) for r in rete.run(lines)] == [orjson.dumps(r) for r in records]

@@ -20,6 +20,7 @@ from engine.decide.layer import watch_deadline
 from engine.decide.rules import compile_decisions
 from engine.judge import RulePackError, parse_pack
 from engine.judge.expressions import compile_expression
+from engine.normalise.readings import plus_days
 from engine.plugins import RulePackSource
 from engine.validate import make_uscc
 
@@ -108,6 +109,15 @@ def test_the_authority_sets_the_idle_fee_share(plugins, make_event, share, fee):
     assert made[0].amount is not None and (made[0].amount["yuan"], made[0].amount["share"]) == (fee, share)
 
 
+@pytest.mark.parametrize("price", [1e27, 1.7976931348623157e308])
+def test_a_fee_on_any_land_price_the_schema_takes_is_to_the_fen(engine, make_event, price):
+    """Before 2026-12-02 a price past 28 digits raised decimal.InvalidOperation out of the engine
+    (the default decimal context cannot hold the fen of it)."""
+    made = decisions(engine.run([parcel(make_event, "2021-12-01T09:00:00+08:00", contract={"price_yuan": price})],
+                                as_of="2023-06-01T00:00:00+08:00"))
+    assert made[0].amount is not None and made[0].amount["yuan"] == price * 0.2
+
+
 @pytest.mark.parametrize("share", [0, 1.5, -0.2, "20%", True])
 def test_an_idle_fee_share_outside_0_to_1_is_refused(plugins, share):
     with pytest.raises(RulePackError, match="idle_fee_share"):
@@ -164,6 +174,21 @@ def test_watch_deadlines_in_years_and_days():
     assert watch_deadline("2025-03-31", -1, 0, "2024-01-01T00:00:00Z") == "2024-03-31T23:59:59+00:00"
     assert watch_deadline("2022-03-10", 0, 30, "2024-01-01T00:00:00+08:00") == "2022-04-09T23:59:59+08:00"
     assert watch_deadline("not a date", 1, 0, "2024-01-01T00:00:00+08:00") is None
+    assert watch_deadline("2022-03-10", 0, 0, "2024-01-01T00:00:00.123-05:00") == "2022-03-10T23:59:59-05:00"
+
+
+def test_a_watch_deadline_past_the_calendar_is_its_first_or_last_day():
+    """Before 2026-12-02 these raised ValueError or OverflowError out of `Engine.process` (a
+    traceback for a parcel whose contract dates are valid)."""
+    assert watch_deadline("9999-06-01", 1, 0, "9999-01-01T00:00:00+08:00") == "9999-12-31T23:59:59+08:00"
+    assert watch_deadline("9999-02-28", 1, 0, "9999-01-01T00:00:00Z") == "9999-12-31T23:59:59+00:00"
+    assert watch_deadline("0001-06-01", -1, 0, "2024-01-01T00:00:00+08:00") == "0001-01-01T23:59:59+08:00"
+    assert watch_deadline("2024-06-01", 0, 1e12, "2024-01-01T00:00:00+08:00") == "9999-12-31T23:59:59+08:00"
+    assert watch_deadline("2024-06-01", 0, -1e12, "2024-01-01T00:00:00+08:00") == "0001-01-01T23:59:59+08:00"
+    assert plus_days("9999-12-20T10:00:00+08:00", 30) == "9999-12-31T23:59:59+08:00"
+    assert plus_days("0001-01-20T10:00:00-03:00", -30) == "0001-01-01T00:00:00-03:00"
+    assert plus_days("2024-01-20T10:00:00Z", 1e12) == "9999-12-31T23:59:59+00:00"
+    assert plus_days("2024-01-20T10:00:00+08:00", 30) == "2024-02-19T10:00:00+08:00"
 
 
 # ---- standard land: escalation to the contract's remedies, and the lease -------------------------------

@@ -52,6 +52,7 @@ layer keeps the state and makes every record, so the two can only differ in dete
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
 import math
@@ -111,21 +112,31 @@ def watch_deadline(day: str, years: int, days: float, time: str) -> str | None:
     """The end (23:59:59, in the offset of `time`) of the local day `years` and `days` after the
     date `day` (YYYY-MM-DD); 29 February plus whole years falls on 28 February. None when `day`
     is not a date."""
+    moved = _day_after(day[:10], years, days) if isinstance(day, str) else None
+    if moved is None:
+        return None
+    found = _OFFSET.search(time, max(len(time) - 7, 0))  # the offset ends the time (a newline may follow `$`)
+    offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
+    return f"{moved}T23:59:59{offset}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_after(day: str, years: int, days: float) -> str | None:
+    """`watch_deadline`'s date (ISO), or None when `day` is not one; one past the calendar the
+    records can hold (years 1 to 9999) is its first or last day. Cached: a parcel's watches share
+    their dates (the lease's review and refusal both count from its expiry)."""
     try:
-        start = date.fromisoformat(day[:10]) if isinstance(day, str) else None
+        start = date.fromisoformat(day)
     except ValueError:
         return None
-    if start is None:
-        return None
-    year = start.year + years
     try:
-        moved = start.replace(year=year)
-    except ValueError:  # 29 February in a common year
-        moved = start.replace(year=year, day=28)
-    moved += timedelta(days=days)
-    found = _OFFSET.search(time)
-    offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
-    return f"{moved.isoformat()}T23:59:59{offset}"
+        try:
+            moved = start.replace(year=start.year + years)
+        except ValueError:  # 29 February in a common year, or a year out of range (raised again)
+            moved = start.replace(year=start.year + years, day=28)
+        return (moved + timedelta(days=days)).isoformat()
+    except (ValueError, OverflowError):
+        return (date.max if years * 366 + days > 0 else date.min).isoformat()
 
 
 class Detector(Protocol):
@@ -509,10 +520,11 @@ class DecisionLayer:
             return
         record = self._parcels.get(holder, parcel) if parcel is not None else None
         scope = {"enterprise": self._registration(holder), "data": data, "parcel": record}
+        unit = unit_of(holder, parcel)
         for rule in self._watches:
             if rule.unless_types is None or event_type not in rule.unless_types:
                 continue
-            if (rule.id, unit_of(holder, parcel)) not in self._open_key:
+            if (rule.id, unit) not in self._open_key:
                 continue
             if rule.unless is not None and rule.unless({**scope, "params": rule.params}) is not True:
                 continue
@@ -525,14 +537,14 @@ class DecisionLayer:
                 continue
             value: Any = {"data": data}
             for part in rule.deadline_from or ():
-                value = value.get(part) if isinstance(value, Mapping) else None
+                value = value.get(part) if type(value) is dict or isinstance(value, Mapping) else None
             deadline = watch_deadline(value, rule.deadline_years, rule.deadline_offset_days, event["time"]) \
                 if isinstance(value, str) else None
             if deadline is None:
                 continue
             if epoch_of(deadline) < epoch:  # already past when the engine learns of it: decided at once, never backdated
                 deadline = event["time"]
-            key = (rule.id, unit_of(holder, parcel))
+            key = (rule.id, unit)
             replaced = self._open.get(self._open_key.get(key, ""))
             if replaced is not None:
                 self._end(replaced)

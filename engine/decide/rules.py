@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from engine.judge.expressions import Compiled, ExpressionError, compile_expression, names, parse
@@ -100,6 +100,7 @@ class DecisionRule:
 
 
 FEN = Decimal("0.01")
+_DIGITS = 400  # any float to the fen (the largest has 309 digits before the point; a share is at most 1)
 
 
 def amount_of(rule: DecisionRule, record: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -115,7 +116,8 @@ def amount_of(rule: DecisionRule, record: Mapping[str, Any] | None) -> dict[str,
         value = value.get(part) if isinstance(value, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    yuan = (Decimal(str(value)) * Decimal(str(rule.amount_share))).quantize(FEN, rounding=ROUND_HALF_UP)
+    with localcontext(prec=_DIGITS):
+        yuan = (Decimal(str(value)) * Decimal(str(rule.amount_share))).quantize(FEN, rounding=ROUND_HALF_UP)
     return {"yuan": float(yuan), "base": ".".join(("parcel", *rule.amount_of)), "base_yuan": value,
             "share": rule.amount_share, "parameter": rule.amount_parameter}
 

@@ -55,8 +55,13 @@ def epoch_of(time: str) -> float:
 
 
 def plus_days(time: str, days: float) -> str:
-    """An RFC 3339 time `days` later, in the same offset (a deadline)."""
-    return (datetime.fromisoformat(time.replace("Z", "+00:00")) + timedelta(days=days)).isoformat()
+    """An RFC 3339 time `days` later, in the same offset (a deadline); one past the calendar the
+    records can hold (years 1 to 9999) is its first or last second."""
+    start = datetime.fromisoformat(time.replace("Z", "+00:00"))
+    try:
+        return (start + timedelta(days=days)).isoformat()
+    except OverflowError:
+        return (datetime.max if days > 0 else datetime.min).replace(microsecond=0, tzinfo=start.tzinfo).isoformat()
 
 
 def reading_from_event(event: Mapping[str, Any]) -> Reading:
