@@ -47,7 +47,7 @@ from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
 from engine.units import UnitError
-from engine.validate import EventValidator
+from engine.validate import INT_RANGE, EventValidator
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
@@ -591,5 +591,20 @@ def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
     elif isinstance(raw, str):
         text = raw
     else:
-        text = orjson.dumps(raw, default=str).decode()
+        try:
+            text = orjson.dumps(raw, default=str).decode()
+        except TypeError:  # an integer orjson cannot write (refused for that): named by its size
+            text = orjson.dumps(_wide_integers_named(raw), default=str).decode()
     return Quarantined(line=line, source=source, raw=text.rstrip("\r\n"), error=error)
+
+
+def _wide_integers_named(value: Any) -> Any:
+    """`value` with each integer outside INT_RANGE as the text '<an integer of N bits>' (its digits
+    may be more than Python will even print)."""
+    if type(value) is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, Mapping):
+        return {str(key): _wide_integers_named(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wide_integers_named(item) for item in value]
+    return value

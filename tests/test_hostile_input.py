@@ -277,3 +277,28 @@ def test_valid_events_at_the_calendar_end_give_records_with_deadlines_on_its_las
     assert not [r for r in records if r["record"] == "quarantine"]
     rete = Engine(plugins=plugins, backend="rete")
     assert [orjson.dumps(r.to_dict()) for r in rete.run(lines)] == [orjson.dumps(r) for r in records]
+
+
+def test_a_code_that_ends_in_a_newline_is_quarantined_on_every_path(plugins, tmp_path):
+    lines = [REG, orjson.dumps(event("m-1", 50.0, pollutant="a34013\n")), orjson.dumps(WATER)]
+    out = run_all_paths(plugins, lines, tmp_path)
+    assert quarantines(out) == {2: "data.pollutant: 'a34013\\n' does not match '^[aw][0-9]{5}$'"}
+
+
+def test_integers_past_64_bits_in_event_mappings_are_quarantined_with_their_path(plugins):
+    """Python's json module reads integers of any length; orjson and the compiled validator hold
+    none past 64 bits. Before 2026-12-02 a valid parcel priced 10**20 raised TypeError out of
+    `Engine.run`, and an invalid event with one raised while its quarantine record was made."""
+    parcel = {"specversion": "1.0", "id": "p-1", "source": "t", "type": "land.parcel.registered", "subject": SUBJECT,
+              "time": "2021-12-01T09:00:00+08:00",
+              "data": {"parcel": "P1", "area_mu": 25, "use": "industrial",
+                       "contract": {"signed_on": "2021-09-10", "start_by": "2022-03-10", "complete_by": "2023-09-10",
+                                    "expires_on": "2071-09-09", "price_yuan": 10**20}}}
+    reading = {**event("m-1", 10**5000), "id": 10**30}
+    engine = Engine(plugins=plugins)
+    records = [r.to_dict() for r in engine.run([parcel, reading])]
+    assert [(r["record"], r["error"]) for r in records] == [
+        ("quarantine", "data.contract.price_yuan: integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)"),
+        ("quarantine", "id: integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)")]
+    assert '"value":"<an integer of 16610 bits>"' in records[1]["raw"]
+    assert engine.summary.quarantined == 2 and engine.summary.balanced()

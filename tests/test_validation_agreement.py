@@ -52,20 +52,23 @@ def test_agree_on_mutated_events(event, data):
     assert fast is (reference is None), (mutated, reference)
 
 
-def _naive_first_non_finite(value, path="data"):
-    """The obvious walk (building every path), to check the quick one against."""
+def _naive_first_unrepresentable(value, path=""):
+    """The obvious walk (building every path), to check the quick one against: the path of the
+    first NaN, infinity or integer outside the 64-bit range."""
     import math
 
     if isinstance(value, float):
-        return None if math.isfinite(value) else path
+        return None if math.isfinite(value) else path or "(event)"
+    if type(value) is int:
+        return None if -(2**63) <= value <= 2**64 - 1 else path or "(event)"
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _naive_first_non_finite(item, f"{path}.{key}")
+            found = _naive_first_unrepresentable(item, f"{path}.{key}" if path else str(key))
             if found:
                 return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _naive_first_non_finite(item, f"{path}[{index}]")
+            found = _naive_first_unrepresentable(item, f"{path}[{index}]")
             if found:
                 return found
     return None
@@ -77,7 +80,47 @@ _JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() 
 
 
 @given(_JSONISH)
-def test_the_non_finite_walk_finds_what_the_obvious_walk_finds(value):
-    from engine.validate.schemas import first_non_finite
+def test_the_quick_walk_finds_what_the_obvious_walk_finds(value):
+    from engine.validate.schemas import first_unrepresentable
 
-    assert first_non_finite(value) == _naive_first_non_finite(value)
+    found = first_unrepresentable(value)
+    assert (found.rpartition(": ")[0] if found else None) == _naive_first_unrepresentable(value)
+
+def _string_leaves(node, path=()):
+    if isinstance(node, dict):
+        for key, item in node.items():
+            yield from _string_leaves(item, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _string_leaves(item, (*path, index))
+    elif isinstance(node, str):
+        yield path
+
+
+def test_agree_on_strings_that_end_in_a_newline():
+    """JSON Schema's patterns are ECMA-262: `$` is the end of the string. Python's `$` also
+    matches before a final newline, so jsonschema took "a34013\\n" for a pollutant code and the
+    engine raised AssertionError (the validators disagreed) before 2026-12-02."""
+    refused = 0
+    for event in SAMPLE:
+        for path in _string_leaves(event):
+            mutated = copy.deepcopy(event)
+            target = mutated
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] += "\n"
+            fast = VALIDATOR.fast_is_valid(mutated)
+            assert fast is (VALIDATOR.reference_problem(mutated) is None), (path, mutated)
+            refused += not fast
+    assert refused > len(SAMPLE)  # patterns, formats and enums refuse most of them
+
+
+def test_an_event_only_the_compiled_schema_refuses_is_refused_with_its_reason(monkeypatch):
+    """Should the validators ever disagree again, the event is refused with the compiled
+    schema's reason, not a traceback."""
+    validator = Engine().validator
+    event = copy.deepcopy(next(e for e in SAMPLE if e["type"] == "emission.measured"))
+    event["data"]["pollutant"] = "not a code"
+    monkeypatch.setattr(validator, "reference_problem", lambda event: None)
+    problem = validator.problem(event)
+    assert problem is not None and problem.startswith("data.pollutant: ") and "please report" in problem

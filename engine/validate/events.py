@@ -17,7 +17,15 @@ import jsonschema_rs
 
 from engine.plugins import EventSchema, PluginInfo
 from engine.validate.formats import FAST_FORMATS, FORMATS
-from engine.validate.schemas import inline_vocabulary, strip_ids, describe, first_non_finite, load_core_schema
+from engine.validate.schemas import (
+    MAX_MESSAGE,
+    describe,
+    ecma_anchors,
+    first_unrepresentable,
+    inline_vocabulary,
+    load_core_schema,
+    strip_ids,
+)
 
 CORE_TYPES = (
     "enterprise.registered",
@@ -97,7 +105,7 @@ class EventValidator:
         validator = self._reference.get(key)
         if validator is None:
             schema = self.schemas[key] if key else self.envelope_schema
-            validator = jsonschema.Draft202012Validator(schema, format_checker=self._checker)
+            validator = jsonschema.Draft202012Validator(ecma_anchors(schema), format_checker=self._checker)
             self._reference[key] = validator
         return validator
 
@@ -134,17 +142,32 @@ class EventValidator:
         """Why an event is invalid ('field.path: reason'), or None when it is valid.
 
         `from_json`: the event was parsed from JSON text by orjson, which refuses NaN and
-        infinities itself, so the finiteness walk is skipped.
+        infinities itself and reads no integer it cannot hold, so the walk for such numbers is skipped.
         """
         if not isinstance(event, dict):
             return f"(event): expected a JSON object, got {type(event).__name__}"
         valid = self.fast_is_valid(event)
-        found = None if from_json else first_non_finite(event.get("data"))
-        if found:  # NaN is a number to JSON Schema but not data; the Rust validator cannot even read it
-            return f"{found}: numbers must be finite (NaN and infinity are not data)"
+        # NaN is a number to JSON Schema but not data, and neither it nor a 100-digit integer can
+        # be read by the Rust validator or written by orjson
+        found = None if from_json else first_unrepresentable(event)
+        if found:
+            return found
         if valid:
             return None
         problem = self.reference_problem(event)
-        if problem is None:  # the two validators disagree: a bug, never silently accept
-            raise AssertionError(f"compiled schema rejects an event jsonschema accepts: {event!r}")
+        if problem is None:  # the two validators disagree (a bug: tests/test_validation_agreement.py)
+            problem = self._compiled_problem(event)
         return problem
+
+    def _compiled_problem(self, event: dict[str, Any]) -> str:
+        """The compiled validator's reason, for an event only it refuses: refused, never accepted."""
+        event_type = event.get("type")
+        compiled = self._fast.get(event_type, self._fast_envelope) if isinstance(event_type, str) else self._fast_envelope
+        try:
+            error = next(iter(compiled.iter_errors(event)), None)
+        except (ValueError, OverflowError):
+            error = None
+        if error is None:
+            return "(event): refused by the compiled schema, which cannot say where (please report this event)"
+        path = ".".join(str(part) for part in error.instance_path) or "(event)"
+        return f"{path}: {error.message[:MAX_MESSAGE]} (the compiled schema; please report this event)"

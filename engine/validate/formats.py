@@ -38,6 +38,12 @@ def check_date(value: object) -> bool:
     """A calendar date YYYY-MM-DD; raises ValueError saying why not."""
     if not isinstance(value, str):
         return True
+    return _check_date(value)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _check_date(value: str) -> bool:
+    """Cached: contracts, inspections and reports of a city share their dates."""
     if not _DATE.match(value):
         raise ValueError("is not a date YYYY-MM-DD")
     try:

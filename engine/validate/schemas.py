@@ -26,7 +26,52 @@ def load_core_schema(name: str) -> dict[str, Any]:
 @functools.lru_cache(maxsize=None)
 def core_validator(name: str) -> jsonschema.Draft202012Validator:
     """A cached reference validator for a schema file shipped in `schemas` (rule packs, methods)."""
-    return jsonschema.Draft202012Validator(load_core_schema(name))
+    return jsonschema.Draft202012Validator(ecma_anchors(load_core_schema(name)))
+
+
+_DATA_KEYWORDS = ("const", "enum", "default", "examples")  # values there are data, not schemas
+
+
+def ecma_anchors(node: Any) -> Any:
+    """`node` with each `$` that ends a pattern (`pattern`, the keys of `patternProperties`) as
+    `\\Z`. JSON Schema's patterns are ECMA-262 regular expressions, where `$` matches only at the
+    end (as in jsonschema-rs); Python's `$` also matches before a final newline, so jsonschema
+    would take "a34013\\n" for a pollutant code the compiled validator refuses."""
+    if isinstance(node, list):
+        return [ecma_anchors(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "pattern" and isinstance(value, str):
+            out[key] = _python_pattern(value)
+        elif key == "patternProperties" and isinstance(value, dict):
+            out[key] = {_python_pattern(k): ecma_anchors(v) for k, v in value.items()}
+        elif key in _DATA_KEYWORDS:
+            out[key] = value
+        else:
+            out[key] = ecma_anchors(value)
+    return out
+
+
+def _python_pattern(pattern: str) -> str:
+    """An ECMA-262 pattern for Python's `re`: each `$` outside a character class and not escaped
+    becomes `\\Z` (the end of the string only)."""
+    out, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            out.append("\\Z")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def inline_vocabulary(node: Any, vocabulary: Mapping[str, Any]) -> Any:
@@ -55,38 +100,54 @@ def strip_ids(node: Any) -> Any:
     return node
 
 
-def first_non_finite(value: Any, path: str = "data") -> str | None:
-    """The path of the first NaN or infinite number in `value`, or None.
+INT_RANGE = (-(2**63), 2**64 - 1)  # the integers JSON tools keep exactly (orjson's range)
 
-    Finite data (nearly always) is proven so by one quick walk that builds no paths."""
-    if not _non_finite_inside(value):
+
+def first_unrepresentable(value: Any, path: str = "") -> str | None:
+    """'path: why' for the first number in `value` that is not data: NaN or infinite, or an
+    integer outside INT_RANGE (Python's json module makes any length; orjson and the compiled
+    validator cannot hold them). None when there is none.
+
+    Data without such numbers (nearly always) is proven so by one quick walk that builds no paths."""
+    if not _unrepresentable_inside(value):
         return None
     return _locate(value, path)
 
 
-def _non_finite_inside(value: Any) -> bool:
+def _bad_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return type(value) is int and not INT_RANGE[0] <= value <= INT_RANGE[1]
+
+
+def _unrepresentable_inside(value: Any) -> bool:
     if isinstance(value, dict):
         items: Any = value.values()
     elif isinstance(value, list):
         items = value
     else:
-        return isinstance(value, float) and not math.isfinite(value)
-    isfinite = math.isfinite
+        return _bad_number(value)
+    isfinite, low, high = math.isfinite, *INT_RANGE
     for item in items:  # scalars are checked here, without a call each
         if isinstance(item, float):
             if not isfinite(item):
                 return True
-        elif isinstance(item, (dict, list)) and _non_finite_inside(item):
+        elif type(item) is int:
+            if not low <= item <= high:
+                return True
+        elif isinstance(item, (dict, list)) and _unrepresentable_inside(item):
             return True
     return False
 
 
 def _locate(value: Any, path: str) -> str | None:
-    if isinstance(value, float):
-        return None if math.isfinite(value) else path
+    if _bad_number(value):
+        if isinstance(value, float):
+            return f"{path or '(event)'}: numbers must be finite (NaN and infinity are not data)"
+        return f"{path or '(event)'}: integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)"
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _locate(item, f"{path}.{key}")
+            found = _locate(item, f"{path}.{key}" if path else str(key))
             if found:
                 return found
     elif isinstance(value, list):
@@ -127,6 +188,8 @@ def describe(error: jsonschema.ValidationError) -> str:
         text = f"{_path(error)}: {shown(error.instance)} is not a valid {error.validator_value}{cause}"
     elif error.validator in ("required", "additionalProperties"):
         text = f"{_path(error)}: {error.message}"
+    elif error.validator == "pattern":  # as written in the schema (`ecma_anchors` made its `$` `\\Z`)
+        text = f"{_path(error)}: {shown(error.instance)} does not match {error.validator_value.replace(chr(92) + 'Z', '$')!r}"
     elif error.validator == "enum":
         text = f"{_path(error)}: {shown(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}"
     else:
