@@ -7,10 +7,11 @@ enterprise with a finance record for that year, population by population, assign
 rank, lists enterprises by the method's listing rules with a route, attaches the
 differentiated electricity surcharge to consecutive D years, and drops the year's records.
 
-Everything is deterministic: enterprises are processed in code order, means are `math.fsum`,
-indicator values and scores are rounded to `score_digits` decimals and the ranking uses the
-rounded score, ties are broken by enterprise code, class boundaries are cumulative shares of
-the population size rounded half up, computed exactly with fractions.
+Everything is deterministic: enterprises are processed in code order, means are `math.fsum`
+(exact, with fractions, when that sum leaves the float range), indicator values and scores are
+rounded to `score_digits` decimals and the ranking uses the rounded score, ties are broken by
+enterprise code, class boundaries are cumulative shares of the population size rounded half
+up, computed exactly with fractions.
 
 Both decision backends call this same code from `DecisionLayer.on_event`: it needs every
 enterprise at once, so it is a barrier, not a per-enterprise correlation.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -201,10 +203,15 @@ def _compile_method(document: dict[str, Any], origin: str, parameters: Mapping[s
         seen_populations.add(spec["id"])
         indicators = []
         ids: set[str] = set()
+        limit = score_limit(len(spec["indicators"]))
         for ind in spec["indicators"]:
             if ind["id"] in ids:
                 raise MethodError(f"{origin}: indicator {ind['id']!r} appears twice in population {spec['id']!r}")
             ids.add(ind["id"])
+            for key in ("weight", "cap"):
+                if ind.get(key) is not None and not float(ind[key]) <= limit:
+                    raise MethodError(f"{origin}: indicator {ind['id']!r}: {key} {ind[key]:g} is too large: the scores of "
+                                      f"{len(spec['indicators'])} indicators would not add up to a finite number")
             num, den = ind["numerator"].split("."), ind["denominator"].split(".")
             indicators.append(Indicator(
                 id=ind["id"], title=ind.get("title", ind["id"]), unit=ind.get("unit", ""),
@@ -268,6 +275,23 @@ def _compile_method(document: dict[str, Any], origin: str, parameters: Mapping[s
     )
 
 
+def score_limit(indicators: int) -> float:
+    """The largest magnitude of an indicator's score: `indicators` such scores add up to a finite float."""
+    return math.nextafter(sys.float_info.max / max(indicators, 1), 0.0)
+
+
+def _mean(values: list[float]) -> float:
+    """`math.fsum` of finite values ÷ their number; exactly (fractions) when that sum leaves the float
+    range (the mean of finite floats is a finite float)."""
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # an intermediate sum beyond the float range
+        total = math.inf
+    if math.isfinite(total):
+        return total / len(values)
+    return float(sum(map(Fraction, values), Fraction(0)) / len(values))
+
+
 def class_bounds(size: int, classes: tuple[tuple[str, Fraction], ...]) -> list[tuple[str, int]]:
     """(class, last rank of the class): cumulative share × size, rounded half up (exactly)."""
     bounds, cumulative = [], Fraction(0)
@@ -311,6 +335,12 @@ class Ranked:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _score(weight: float, value: float, benchmark: float) -> float:
+    """weight × value ÷ benchmark; divided first when the product leaves the float range."""
+    score = weight * value / benchmark
+    return score if math.isfinite(score) else weight * (value / benchmark)
 
 
 class Evaluation:
@@ -408,6 +438,7 @@ class Evaluation:
     def _rank_population(self, population: Population, rows: list[tuple[Ranked, dict[str, Any]]], year: int, digits: int) -> None:
         method = self.method
         totals: list[list[float]] = [[] for _ in rows]
+        limit = score_limit(len(population.indicators))  # so that an enterprise's total is a finite number
         for indicator in population.indicators:  # one indicator at a time: its values, benchmark, scores, cells
             (top, field), (bottom, under), multiplier = indicator.numerator, indicator.denominator, indicator.multiplier
             column: list[float | None] = []
@@ -429,23 +460,25 @@ class Evaluation:
                 flags.append(flag)
             if indicator.benchmark == "mean":
                 defined = [v for v in column if v is not None]
-                benchmark = math.fsum(defined) / len(defined) if defined else None
+                benchmark = _mean(defined) if defined else None
             else:
                 benchmark = float(indicator.benchmark)
             weight, cap, key = indicator.weight, indicator.cap, indicator.id
-            scores: list[float | None]
+            scores: list[float | None] = [None] * len(column)
             if benchmark is not None and benchmark > 0:
-                scores = [None if value is None else weight * value / benchmark for value in column]
+                scores = [None if value is None else _score(weight, value, benchmark) for value in column]
                 if cap is not None:
                     scores = [None if score is None else min(score, cap) for score in scores]
-            else:  # no benchmark: a value that is there has no score
+            if benchmark is None or not benchmark > 0 or not all(x is None or abs(x) <= limit for x in scores):
+                # no benchmark, or one so small beside a value that a score is beyond the float range
+                # (÷ the number of indicators, so that totals stay finite): a value that is there has no score
                 scores = [None] * len(column)
                 flags = [NO_BENCHMARK if value is not None else flag for value, flag in zip(column, flags)]
             scored = [x for x in scores if x is not None]
             # a true zero denominator on a "best" indicator (no emissions at all) scores as the best
             # in the population (the cap, when set); a missing value scores 0, or the mean score
             best = cap if cap is not None else max(scored, default=weight)
-            average = math.fsum(scored) / len(scored) if scored else 0.0
+            average = _mean(scored) if scored else 0.0
             benchmark_shown = None if benchmark is None else round(benchmark, digits)
             best_for_zero, mean_for_missing = indicator.zero_denominator == "best", method.missing == "mean"
             for index, (row, _) in enumerate(rows):

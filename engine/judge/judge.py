@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from engine.judge.thresholds import Gate, benchmark_ratio, build_gate, corrected, exceeds
+from engine.judge.thresholds import Gate, benchmark_corrected, benchmark_ratio, build_gate, corrected, exceeds
 from engine.judge.index import RuleIndex
 from engine.judge.rulepacks import Rule
 from engine.normalise.readings import Reading
@@ -128,8 +128,13 @@ class Judge:
             ratio, note = None, {}
             if rule.benchmark is not None and period == "day":  # the standards' accounting period is one working day
                 ratio, note = benchmark_ratio(rule, reading.data)
-            if ratio is not None and ratio > 1:
-                judged *= ratio
+            if ratio is not None:
+                raised = benchmark_corrected(judged, ratio)
+                if raised is None:  # beyond the float range: the correction cannot be made
+                    ratio, note = None, {"applied": False, "reason": f"the value times the volume ratio {ratio:g} "
+                                                                     "is beyond the float range"}
+                else:
+                    judged = raised
             rounded = _round(judged)
             if rule.threshold is not None:  # specialised: the common `judged > limit` family, no scope built
                 fire = exceeds(rule.threshold, rounded)  # type: ignore[arg-type]

@@ -24,11 +24,11 @@ Daily wastewater readings under a benchmark-volume correction (GB 4287, GB 21900
 value is raised by actual volume ÷ benchmark volume when that exceeds 1) are gated too when
 they carry `volume_m3` and one `production` object: `Gate.benchmark_quiet` applies each such
 rule's cut to the value times its own ratio (`benchmark_ratio`'s arithmetic). A rule whose
-correction cannot be made (a category without a benchmark, another unit, no production)
-makes the judge write a data gap, but only where it applies: such a reading is quiet only for
-an enterprise outside the rule's industries (e.g. a plating line's production in m2 under
-the dyeing standard's rule), which the batch path checks against the registry when it
-commits the reading, in input order.
+correction cannot be made (a category without a benchmark, another unit, no production, a
+benchmark volume too small to divide by) makes the judge write a data gap, but only where it
+applies: such a reading is quiet only for an enterprise outside the rule's industries (e.g. a
+plating line's production in m2 under the dyeing standard's rule), which the batch path checks
+against the registry when it commits the reading, in input order.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def exceeds(threshold: tuple[Any, ...], judged: float) -> bool:
 
 def benchmark_ratio(rule: Rule, data: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
     """GB 4287 / GB 21900: actual volume ÷ benchmark volume Σ Yᵢ·Qᵢ for the day's production (one
-    category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made."""
+    category, or a list of them); (None, {"applied": False, "reason": why}) when it cannot be made
+    (`benchmark_corrected` tells when the corrected value is beyond the float range)."""
     found = benchmark_volumes(rule, data)
     if isinstance(found, str):
         return None, {"applied": False, "reason": found}
@@ -107,7 +108,19 @@ def benchmark_volumes(rule: Rule, data: Mapping[str, Any]) -> tuple[float, float
         benchmark_m3 += item["quantity"] * per_unit * to_m3
     if benchmark_m3 <= 0:
         return "no production in the accounting period"
-    return volume / benchmark_m3, volume, benchmark_m3
+    ratio = volume / benchmark_m3
+    if not math.isfinite(ratio):
+        return f"a benchmark volume of {benchmark_m3:g} m3 is too small to divide the actual volume by"
+    return ratio, volume, benchmark_m3
+
+
+def benchmark_corrected(judged: float, ratio: float) -> float | None:
+    """`judged` raised by a benchmark-volume ratio above 1; None when that is not a finite number
+    (the correction cannot be made)."""
+    if not ratio > 1:
+        return judged
+    raised = judged * ratio
+    return raised if math.isfinite(raised) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +152,10 @@ class _Threshold:
         judged = corrected(self.rule, canonical_value, canonical_unit, o2, self.process)[1]
         if self.benchmark:
             found = benchmark_volumes(self.rule, data or {})
-            if isinstance(found, str):  # the correction cannot be made: a data gap
+            raised = None if isinstance(found, str) else benchmark_corrected(judged, found[0])
+            if raised is None:  # the correction cannot be made: a data gap (or a finding)
                 return True
-            if found[0] > 1:
-                judged *= found[0]
+            judged = raised
         return exceeds(self.rule.necessary, round_judged(judged))  # type: ignore[arg-type]
 
 
