@@ -23,6 +23,7 @@ import yaml
 
 from conftest import SUBJECT, _record_problem, registration
 from engine import Decision, Engine, Finding, JsonlFiles, load_plugins
+from engine.audit import explain, explain_text
 from engine.decide import MethodError, load_method
 from engine.validate import make_uscc
 
@@ -192,6 +193,15 @@ def test_a_benchmark_volume_too_small_to_correct_by_is_a_data_gap(tmp_path, quan
     (gap,) = every_path([REG, wastewater(33.8, quantity, volume)], tmp_path)
     assert (gap["record"], gap["reason"]) == ("data_gap", "benchmark_inputs_missing")
     assert cause in gap["detail"] and gap["measured"]["value"] == 33.8
+
+
+def test_explain_names_why_the_correction_could_not_be_made():
+    """The gap's cause as the judge found it, also where the volumes themselves are fine."""
+    events = [REG, wastewater(33.8, 1e-300, 1e9)]
+    (gap,) = [r for r in Engine(plugins=PLUGINS).run(events) if r.to_dict()["record"] == "data_gap"]
+    report = explain(Engine(plugins=PLUGINS), lambda: iter(events), gap.id)
+    assert "is beyond the float range" in report["gap"]["cause"]
+    assert "the benchmark-volume correction cannot be made: the value times the volume ratio" in explain_text(report)
 
 
 @pytest.mark.parametrize("quantity, volume", [(5e-324, 4054.0), (1e-300, 1e9)])

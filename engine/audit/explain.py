@@ -161,7 +161,8 @@ def _gap_inputs(engine: Engine, rule: Rule, gap: DataGap, events: list[dict[str,
         out.update(inputs=["data.o2_percent"], process=process, o2_reference_percent=rule.o2_reference.get(process or ""),
                    events_without=[e["id"] for e in events if (e.get("data") or {}).get("o2_percent") is None])
     elif gap.reason == "benchmark_inputs_missing" and rule.benchmark is not None:
-        cause = benchmark_ratio(rule, data)[1].get("reason")
+        # the inputs' own fault, else the judge's (a corrected value past the float range), as it wrote it
+        cause = benchmark_ratio(rule, data)[1].get("reason") or gap.detail.partition(": ")[2] or None
         out.update(inputs=[f"data.{k}" for k in ("volume_m3", "production") if data.get(k) is None], cause=cause,
                    values={"data.volume_m3": data.get("volume_m3"), "data.production": data.get("production")},
                    benchmark={"unit": rule.benchmark_unit, "categories": sorted(rule.benchmark)})
