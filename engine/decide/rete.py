@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import json
 import math
 import re
 import zlib
@@ -320,20 +319,27 @@ class _SafeRuleset(_dr.Ruleset):
             body[rule_name] = rule
         self._handle = _core.create_ruleset(name, dumps(body, numeric_fields))
         self._definition = body
+        # sid -> core state offset of a state where a nested call may have left actions to run
+        self.pending: dict[str, int] = {}
 
     # Nested calls from inside actions (c.assert_fact, c.post, c.retract_fact) land here:
-    # written with dumps; "not handled"/"observed" are normal there and do not raise.
-    def _lenient(self, result: tuple[int, int]) -> int:
-        return result[1] if result[0] == 0 else 0
+    # written with dumps; "not handled"/"observed" are normal there and do not raise. A handled
+    # one may start actions in its state, which run later (``run_pending``), so it is noted.
+    def _nested(self, call: Callable[[int, str], tuple[int, int]], message: dict[str, Any]) -> int:
+        code, offset = call(self._handle, dumps(message, self.numeric_fields))
+        if code != 0:
+            return 0
+        self.pending[str(message.get("sid", "0"))] = offset  # the core's default sid is "0"
+        return offset
 
     def assert_event(self, message: dict[str, Any]) -> int:
-        return self._lenient(_core.assert_event(self._handle, dumps(message, self.numeric_fields)))
+        return self._nested(_core.assert_event, message)
 
     def assert_fact(self, fact: dict[str, Any]) -> int:
-        return self._lenient(_core.assert_fact(self._handle, dumps(fact, self.numeric_fields)))
+        return self._nested(_core.assert_fact, fact)
 
     def retract_fact(self, fact: dict[str, Any]) -> int:
-        return self._lenient(_core.retract_fact(self._handle, dumps(fact, self.numeric_fields)))
+        return self._nested(_core.retract_fact, fact)
 
     def assert_events(self, messages: Any) -> int:
         raise NotImplementedError("batches run actions later; post one message at a time")
@@ -349,13 +355,22 @@ class _SafeRuleset(_dr.Ruleset):
         return function(self._handle, text)
 
     def run_pending(self, errors: list[Any]) -> bool:
-        """Run one action still pending in this ruleset (the work Host's timer thread did); False if none."""
-        result = _core.start_action(self._handle)
-        if not result:
+        """Run the actions pending in one state a nested call touched (the work Host's timer
+        thread did); False when none is left.
+
+        Never ``start_action``: it walks the core's list of states, which ``delete_state``
+        leaves holding the deleted state (see ``SafeHost._rebuild``); ``start_action_for_state``
+        (through ``do_actions``) reads only the live state it is given.
+        """
+        if not self.pending:
             return False
-        self._flush_actions(json.loads(result[0]), {"message": json.loads(result[1])}, result[2],
-                            lambda e, _s: errors.append(e) if e else None)
+        sid = next(iter(self.pending))
+        self.do_actions(self.pending.pop(sid), lambda e, _s: errors.append(e) if e else None)
         return True
+
+    def delete_state(self, sid: str) -> None:
+        self.pending.pop(sid, None)  # the state's offset dies with it (and its pending actions)
+        super().delete_state(sid)
 
 
 @dataclass(slots=True)
@@ -372,10 +387,10 @@ class SafeHost(_dr.Host):
     ``Host.__init__`` normally starts two never-ending ``threading.Timer`` chains (action
     dispatch and timers); ``_run`` is a no-op here. Each ``post``/``assert_fact``/
     ``retract_fact`` validates the sid, writes the message with ``dumps``, runs the actions
-    it started, drains any other pending action of that ruleset (``drain_every_post``; one
-    C scan over the ruleset's sids, about a third of the cost of a post), then checks for
-    faults, all before returning, so the caller sees actions in posting order. One thread
-    per host.
+    it started, drains any other pending action of that ruleset (``drain_every_post``: the
+    actions that nested calls from actions started in other sids; never the core's scan
+    over all sids, see ``_SafeRuleset.run_pending``), then checks for faults, all before
+    returning, so the caller sees actions in posting order. One thread per host.
 
     Message ids: the core also keys stored messages by FNV-1a of their id, so two ids that
     collide within one sid make the second fact "already observed". The host remembers the
@@ -473,6 +488,16 @@ class SafeHost(_dr.Host):
         rebuilds again, so a freed frame meets at most one retraction. Matching depends only
         on the facts held, so what the rules answer afterwards is unchanged; the message ids
         (and their renames) are the core's own, kept as they are.
+
+        Deleting a state has a trap of its own: ``deleteStateNode`` takes the state out of the
+        state pool and the sid index but not out of ``reverseStateIndex``, the list of states
+        that ``start_action`` walks (``getNextResult``, state.c), while the walk's length
+        (``statePool.count``) shrinks. Until a new state reuses the freed slot, that walk reads
+        the freed state: a SIGSEGV, e.g. when the sid held no facts, so nothing re-created it,
+        and the rebuild then drained the ruleset (tests/test_rete_crash.py). So nothing here
+        calls ``start_action`` (see ``_SafeRuleset.run_pending``) and the rebuild drains
+        nothing: ``do_actions`` runs every (muted) action a re-assertion starts in its state,
+        and a muted action makes no nested call that could leave one pending elsewhere.
         """
         ruleset: _SafeRuleset = self.get_ruleset(ruleset_name)
         facts = ruleset.get_facts(sid)
@@ -485,7 +510,6 @@ class SafeHost(_dr.Host):
                 code, handle = ruleset.call(_core.assert_fact, dumps(fact, ruleset.numeric_fields))
                 if code in (0, 3) and handle:
                     ruleset.do_actions(handle, lambda e, _s: errors.append(e) if e else None)
-            self._drain(ruleset, errors)
         finally:
             self._muted = False
         self.rebuilds += 1
@@ -554,7 +578,8 @@ class SafeHost(_dr.Host):
         return outcome
 
     def _drain(self, ruleset: _SafeRuleset, errors: list[Any]) -> None:
-        """Run any action still pending in this ruleset (the work Host's timer thread did)."""
+        """Run any action still pending in this ruleset (the work Host's timer thread did):
+        those that nested calls from actions started in other states."""
         while ruleset.run_pending(errors):
             pass
 
