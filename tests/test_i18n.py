@@ -40,6 +40,28 @@ def test_official_names():
     assert translator("en").list_name("scattered_polluted") == "Scattered and polluted"
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_numbers_of_any_size_and_none_that_are_not_finite(lang):
+    """Every finite float is written in full (Babel's default 28-digit context could not quantize
+    1e25 with three decimals: decimal.InvalidOperation); inf and nan (a sum past the largest
+    float) show as —; ordinary numbers as before."""
+    tr = translator(lang)
+    assert tr.number(1234.5678) == "1,234.57" and tr.number(1234.5678, 3) == "1,234.568" and tr.number(3.0) == "3"
+    assert tr.number(12, 0) == "12" and tr.number(0.125, 2) == "0.12" and tr.number(None) == "—"
+    assert tr.money(2.675) == "2.68" and tr.money(25) == "25.00" and tr.money(None) == "—"
+    assert tr.number(9.9e24, 3) == "9,900,000,000,000,000,000,000,000"
+    assert tr.number(1e25, 3) == "10,000,000,000,000,000,000,000,000"
+    assert tr.number(-1e30) == "-1,000,000,000,000,000,000,000,000,000,000"
+    assert tr.money(1e26) == "100,000,000,000,000,000,000,000,000.00"
+    assert tr.number(10**40 + 1, 0) == "10,000,000,000,000,000,000,000,000,000,000,000,000,001"
+    largest = tr.number(1.7976931348623157e308, 3)
+    assert largest.startswith("179,769,313,486,231,57") and len(largest.replace(",", "")) == 309
+    assert tr.money(1.7976931348623157e308).endswith(",000.00")
+    assert tr.number(5e-324, 3) == "0"
+    for value in (float("inf"), float("-inf"), float("nan")):
+        assert tr.number(value) == "—" and tr.number(value, 0) == "—" and tr.money(value) == "—"
+
+
 def test_cli_text_follows_lang_and_json_does_not(tmp_path, monkeypatch):
     log = tmp_path / "events.jsonl"
     write_jsonl(generate_city(enterprises=120, days=1, seed=7).events, log)

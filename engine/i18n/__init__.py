@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from importlib import resources
 from typing import Any
 
@@ -206,17 +206,38 @@ class Translator:
         return f"{self.date(value)} {clock}".rstrip() + zone
 
     def number(self, value: float | int | None, digits: int = 2) -> str:
-        """A number with grouping, at most `digits` decimals; — for none."""
+        """A number with grouping, at most `digits` decimals; — for none, and for a value that is
+        not a finite number (a sum that overflowed); any finite float, however large, is written
+        out in full."""
         if value is None:
             return "—"
         pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
-        return format_decimal(value, format=pattern, locale=self.locale)
+        return _formatted(value, pattern, max(digits, 0), self.locale)
 
     def money(self, value: float | None) -> str:
-        """A sum of money with grouping and always two decimals (yuan and fen); — for none."""
+        """A sum of money with grouping and always two decimals (yuan and fen); — for none and for
+        a value that is not a finite number."""
         if value is None:
             return "—"
-        return format_decimal(Decimal(str(value)), format="#,##0.00", locale=self.locale)
+        return _formatted(value, "#,##0.00", 2, self.locale)
+
+
+def _formatted(value: float | Decimal, pattern: str, digits: int, locale: str) -> str:
+    """`value` by a Babel number pattern of `digits` decimals, exactly as Babel writes it, but in
+    a decimal context wide enough for the value: Babel quantizes in the thread's context (28
+    digits by default), which cannot hold 1e25 with three decimals, let alone 1e308. A wider
+    context changes nothing that fitted in 28 digits. Not finite (inf, nan): —."""
+    if isinstance(value, Decimal):
+        exact = value
+    elif isinstance(value, float):
+        exact = Decimal(str(value))  # as Babel converts a float: its shortest repr, not its binary value
+    else:
+        exact = Decimal(value)
+    if not exact.is_finite():
+        return "—"
+    width = max(len(exact.as_tuple().digits), exact.adjusted() + 1 + digits) + 2
+    with localcontext(prec=max(28, width)):
+        return format_decimal(exact, format=pattern, locale=locale)
 
 
 @functools.lru_cache(maxsize=4)

@@ -84,7 +84,7 @@ class MeanWindows:
         self._closed_until[key] = hour.start + self._span
         first = hour.first
         assert first is not None
-        local = datetime.fromtimestamp(hour.start, tz=timezone(hour.offset))
+        local = _local_start(hour.start, hour.offset)
         o2 = sum(hour.o2) / len(hour.o2) if len(hour.o2) == len(hour.values) else None
         return Reading(
             enterprise=first.enterprise,
@@ -130,6 +130,28 @@ class MeanWindows:
             for key, h in state["open"]
         }
         self._closed_until = {tuple(key): until for key, until in state["closed_until"]}
+
+
+_EPOCH = datetime(1970, 1, 1)
+_FIRST = datetime.min  # 0001-01-01T00:00:00, the first wall time a record can hold
+
+
+def _local_start(start: float, offset: timedelta) -> datetime:
+    """The start of a window (seconds since the epoch) as wall time in the readings' offset.
+
+    Computed on the local wall clock, never through UTC: the first hour of 0001-01-01 at +14:00
+    is in year 0 UTC, the last hours of 9999-12-31 at -05:00 in year 10000, yet both are valid
+    event times. The wall time of a window start is that of one of its readings or earlier by
+    less than a window, so it can only fall before year 1 for an hour under an offset of
+    fractional hours (0001-01-01T00:10+05:30 is in the hour from 0000-12-31T23:30+05:30): such a
+    start is written as the first second of the calendar, as deadlines past it are
+    (readings.plus_days); its epoch stays exact. The same as datetime.fromtimestamp otherwise.
+    """
+    try:
+        wall = _EPOCH + (timedelta(seconds=start) + offset)  # the sum first: UTC may be past year 9999
+    except OverflowError:
+        wall = _FIRST
+    return wall.replace(tzinfo=timezone(offset))
 
 
 def _reading_state(reading: Reading | None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ Numbers a test or an auditor may check carry `data-k` (what it is) and `data-v` 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from collections.abc import Mapping
@@ -252,7 +253,8 @@ class _Page:
 
     def progress_chart(self) -> str:
         rows = [(self.tr.name("progress", name), float(item["percent"]))
-                for name, item in self.summary["progress"].items() if item.get("percent") is not None]
+                for name, item in self.summary["progress"].items()
+                if item.get("percent") is not None and math.isfinite(item["percent"])]
         return charts.progress(self.tr.gettext("Progress against the programme targets (% of target)"), rows)
 
     def list_action_keys(self) -> list[str]:

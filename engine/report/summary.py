@@ -4,6 +4,7 @@ per district), and progress against the programme's targets (parameters of the p
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
 from collections import Counter
@@ -242,28 +243,28 @@ def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
     lines.append(_("enterprises per list: {counts}").format(
         counts=", ".join(f"{tr.label('list', k)} {v}" for k, v in report["enterprises_per_list"].items())))
     lines.append(_("land: decided {decided} mu (vacate, eliminate, relocate, recovery), freed {freed} mu (parcels recovered, "
-                   "orders verified as carried out)").format(decided=report["land_decided_mu"], freed=report["land_freed_mu"]))
+                   "orders verified as carried out)").format(decided=_shown(report["land_decided_mu"]), freed=_shown(report["land_freed_mu"])))
     land = report.get("land") or {}
     if land.get("parcels"):
         lines.append("  " + _("parcels {parcels} ({area} mu): idle {idle} ({idle_mu} mu); standard land: commitments met {met}, "
                               "missed {missed}, unchecked {unchecked}, remedies {remedies}; recovered {recovered} ({recovered_mu} mu); "
                               "low-efficiency land {low} ({low_mu} mu)").format(
-            parcels=land["parcels"], area=land["area_mu"], idle=land["idle_parcels"], idle_mu=land["idle_mu"],
+            parcels=land["parcels"], area=_shown(land["area_mu"]), idle=land["idle_parcels"], idle_mu=_shown(land["idle_mu"]),
             met=land["commitments_met"], missed=land["commitments_missed"], unchecked=land["commitments_unchecked"],
-            remedies=land["remedies"], recovered=land["recovered_parcels"], recovered_mu=land["recovered_mu"],
-            low=land["low_efficiency_parcels"], low_mu=land["low_efficiency_mu"]))
+            remedies=land["remedies"], recovered=land["recovered_parcels"], recovered_mu=_shown(land["recovered_mu"]),
+            low=land["low_efficiency_parcels"], low_mu=_shown(land["low_efficiency_mu"])))
         lines.append("  " + _("land by district:"))
         for district, item in land["by_district"].items():
             lines.append(f"    {pad(tr.label('district', district), 18)}" + _(
                 "parcels {parcels}, idle {idle}, commitments met {met} / missed {missed}, recovered {recovered} mu, "
                 "freed {freed} mu").format(parcels=item["parcels"], idle=item["idle_parcels"], met=item["commitments_met"],
-                                           missed=item["commitments_missed"], recovered=item["recovered_mu"],
-                                           freed=item["freed_mu"]))
+                                           missed=item["commitments_missed"], recovered=_shown(item["recovered_mu"]),
+                                           freed=_shown(item["freed_mu"])))
     lines.append(_("progress against the programme targets:"))
     for name, item in report["progress"].items():
-        percent = "n/a" if item["percent"] is None else f"{item['percent']:.2f} %"
+        percent = "n/a" if item["percent"] is None or not math.isfinite(item["percent"]) else f"{item['percent']:.2f} %"
         lines.append("  " + _("{name}: {value} of {target} ({percent})").format(
-            name=tr.label("progress", name), value=item["value"], target=item["target"], percent=percent))
+            name=tr.label("progress", name), value=_shown(item["value"]), target=_shown(item["target"]), percent=percent))
     for year, item in report.get("evaluation", {}).items():
         classes = "; ".join(f"{tr.label('population', pop)} " + ", ".join(f"{k} {v}" for k, v in counts_.items())
                             for pop, counts_ in item["classes"].items())
@@ -278,6 +279,12 @@ def report_text(report: Mapping[str, Any], lang: str = "en") -> str:
     for district, items in report["by_district"].items():
         lines.append(f"  {pad(tr.label('district', district), 20)}" + counts(items))
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> Any:
+    """A figure of the text summary as it is, but n/a for a float that is not finite (a sum of
+    areas past the largest float: the --json form has null)."""
+    return "n/a" if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def pad(text: str, width: int) -> str:

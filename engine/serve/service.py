@@ -187,7 +187,10 @@ def iso(epoch: float | None) -> str | None:
     """An event-time clock (epoch seconds) as RFC 3339 in UTC, or None before the first event."""
     if epoch is None or epoch == float("-inf"):
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+    except (ValueError, OverflowError):  # in year 0 or 10000 in UTC (valid local times at the calendar's ends)
+        return (datetime.min if epoch < 0 else datetime.max).replace(microsecond=0, tzinfo=timezone.utc).isoformat()
 
 
 class Service:
