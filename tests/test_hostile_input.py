@@ -296,9 +296,9 @@ def test_integers_past_64_bits_in_event_mappings_are_quarantined_with_their_path
                                     "expires_on": "2071-09-09", "price_yuan": 10**20}}}
     reading = {**event("m-1", 10**5000), "id": 10**30}
     engine = Engine(plugins=plugins)
-    records = [r.to_dict() for r in engine.run([parcel, reading])]
+    records = [r.to_dict() for r in engine.run([parcel, reading, {**event("m-2", 5.0), "id": -(10**30)}])]
+    why = "integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)"
     assert [(r["record"], r["error"]) for r in records] == [
-        ("quarantine", "data.contract.price_yuan: integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)"),
-        ("quarantine", "id: integers must lie between -2**63 and 2**64 - 1 (JSON tools hold no wider ones)")]
-    assert '"value":"<an integer of 16610 bits>"' in records[1]["raw"]
-    assert engine.summary.quarantined == 2 and engine.summary.balanced()
+        ("quarantine", f"data.contract.price_yuan: {why}"), ("quarantine", f"data.value: {why}"), ("quarantine", f"id: {why}")]
+    assert '"value":"<an integer of 16610 bits>"' in records[1]["raw"] and '"id":"<an integer of 100 bits>"' in records[2]["raw"]
+    assert engine.summary.quarantined == 3 and engine.summary.balanced()

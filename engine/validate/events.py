@@ -148,8 +148,11 @@ class EventValidator:
             return f"(event): expected a JSON object, got {type(event).__name__}"
         valid = self.fast_is_valid(event)
         # NaN is a number to JSON Schema but not data, and neither it nor a 100-digit integer can
-        # be read by the Rust validator or written by orjson
-        found = None if from_json else first_unrepresentable(event)
+        # be read by the Rust validator or written by orjson; outside `data` the schemas take no
+        # number, so there one matters only to the reference's message (jsonschema writes it out)
+        found = None if from_json else first_unrepresentable(event.get("data"), "data")
+        if not found and not valid and not from_json:
+            found = first_unrepresentable(event)
         if found:
             return found
         if valid:

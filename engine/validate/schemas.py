@@ -127,8 +127,10 @@ def _unrepresentable_inside(value: Any) -> bool:
         items = value
     else:
         return _bad_number(value)
-    isfinite, low, high = math.isfinite, *INT_RANGE
-    for item in items:  # scalars are checked here, without a call each
+    isfinite, (low, high) = math.isfinite, INT_RANGE
+    for item in items:  # scalars are checked here, without a call each; text (the most) first
+        if type(item) is str:
+            continue
         if isinstance(item, float):
             if not isfinite(item):
                 return True
