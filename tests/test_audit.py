@@ -126,6 +126,32 @@ def test_hex_case_and_prev_edits_are_detected(log):
         assert not verdict.ok and 6 in {p.line for p in verdict.problems}
 
 
+def test_a_content_edit_written_by_another_json_writer_is_named_a_content_edit(log):
+    """Before 2026-12-02 a changed record written again with other spacing (json.dumps) was
+    called 'edited without changing the JSON meaning': the bytes were checked before the hash."""
+    lines = lines_of(log)
+    record = json.loads(lines[5])
+    spaced = [*lines[:5], json.dumps({**record, "enterprise": "X"}).encode(), *lines[6:]]
+    problems = [(p.line, p.message) for p in verify_lines(spaced).problems]
+    assert problems[0][0] == 6 and "content does not match its hash" in problems[0][1]
+    same = [*lines[:5], json.dumps(record).encode(), *lines[6:]]
+    (problem,) = verify_lines(same).problems
+    assert problem.line == 6 and "edited without changing the JSON meaning" in problem.message
+
+
+def test_replay_against_an_empty_log_says_where_the_log_ends(events, log, tmp_path):
+    """An empty file was read as one empty line ('not valid JSON' at line 1) before 2026-12-02."""
+    out = tmp_path / "out.jsonl"
+    assert rectify("run", str(events), "--out", str(out)).returncode == 0
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    (tmp_path / "empty.jsonl.manifest.json").write_bytes((tmp_path / "out.jsonl.manifest.json").read_bytes())
+    replayed = rectify("replay", str(events), "--verify", str(empty))
+    assert replayed.returncode == 1 and replayed.stdout.startswith("first divergence at line 1 ")
+    assert replayed.stdout.rstrip().endswith("the log ends here")
+    assert "not valid JSON" not in replayed.stdout + replayed.stderr
+
+
 def test_an_edit_with_a_recomputed_hash_is_caught_by_the_next_link(log):
     lines = lines_of(log)
     record = json.loads(lines[3])

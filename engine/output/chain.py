@@ -155,12 +155,12 @@ def _read(number: int, raw: bytes) -> tuple[_Line, Problem | None]:
     prev, stored = record.get("prev"), record.get("hash")
     if not isinstance(prev, str) or not isinstance(stored, str):
         return bad("edited", Message("{where}: no prev/hash fields: not a chained record", where=where), rid)
+    if record_hash(record) != stored:  # first: a content edit is one, however the line was written again
+        return _Line(number, rid, prev, stored, False), Problem(
+            number, rid, "edited", Message("{where}: content does not match its hash: the record was edited", where=where))
     if orjson.dumps(record) != raw:
         return bad("edited", Message("{where}: the bytes are not as written (edited without changing the JSON meaning)",
                                      where=where), rid)
-    if record_hash(record) != stored:
-        return _Line(number, rid, prev, stored, False), Problem(
-            number, rid, "edited", Message("{where}: content does not match its hash: the record was edited", where=where))
     return _Line(number, rid, prev, stored, True), None
 
 

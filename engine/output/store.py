@@ -114,7 +114,7 @@ def log_lines(path: str) -> list[bytes]:
                 raise damaged(path, exc) from None
     data = Path(path).read_bytes()
     lines = data.split(b"\n")
-    return lines[:-1] if data.endswith(b"\n") else lines
+    return lines[:-1] if data.endswith(b"\n") or not data else lines  # an empty file holds no line
 
 
 class StoreError(RuntimeError):
