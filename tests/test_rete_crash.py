@@ -34,7 +34,7 @@ def event(type: str, time: str, data: dict, subject: str, id: str) -> dict:
 
 
 def lease_review_passed_then_energy_shortfall(expires_on: str = "2024-12-31") -> list[dict]:
-    """Found by fuzzing (/tmp/fuzz repro_9): a standard-land parcel registered after its lease
+    """Found by fuzzing (2026-12-02): a standard-land parcel registered after its lease
     review date (the review order is due at once), another holder's parcel, then an inspection
     of the first parcel that misses its energy commitment (a finding, then a shortfall order)."""
     return [
