@@ -65,7 +65,7 @@ from typing import Any, Protocol
 from engine.decide.evaluation import Evaluation
 from engine.decide.rules import CLOSE, DecisionRule, amount_of
 from engine.normalise.parcels import Parcels
-from engine.normalise.readings import epoch_of, plus_days
+from engine.normalise.readings import calendar_edge, epoch_of, plus_days
 from engine.records import Decision, Finding
 from engine.state import CheckpointError, pairs
 
@@ -136,7 +136,7 @@ def _day_after(day: str, years: int, days: float) -> str | None:
             moved = start.replace(year=start.year + years, day=28)
         return (moved + timedelta(days=days)).isoformat()
     except (ValueError, OverflowError):
-        return (date.max if years * 366 + days > 0 else date.min).isoformat()
+        return calendar_edge(years * 366 + days > 0).date().isoformat()
 
 
 class Detector(Protocol):
@@ -537,7 +537,7 @@ class DecisionLayer:
                 continue
             value: Any = {"data": data}
             for part in rule.deadline_from or ():
-                value = value.get(part) if type(value) is dict or isinstance(value, Mapping) else None
+                value = value.get(part) if isinstance(value, Mapping) else None
             deadline = watch_deadline(value, rule.deadline_years, rule.deadline_offset_days, event["time"]) \
                 if isinstance(value, str) else None
             if deadline is None:

@@ -13,7 +13,7 @@ from engine.normalise.dedupe import DIGEST, DedupeIndex, IdColumns, Seen, Verdic
     content_digests, digest_of, digests_of, id_hash, id_hashes
 from engine.normalise.enterprises import Enterprises
 from engine.normalise.parcels import LAND_TYPES, Parcels
-from engine.normalise.readings import Reading, epoch_of, plus_days, reading_from_event
+from engine.normalise.readings import Reading, calendar_edge, epoch_of, plus_days, reading_from_event
 from engine.normalise.windows import MeanWindows, stream_of
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Reading",
     "Seen",
     "Verdict",
+    "calendar_edge",
     "canonical_json",
     "content_digest",
     "content_digests",

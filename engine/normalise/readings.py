@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from engine.units import to_canonical
@@ -54,14 +54,20 @@ def epoch_of(time: str) -> float:
     return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
 
 
+def calendar_edge(later: bool, tzinfo: tzinfo | None = None) -> datetime:
+    """The last second (`later`) or the first of the calendar a record can hold (years 1 to 9999),
+    as wall time in `tzinfo`: what a derived time past that calendar is written as."""
+    return (datetime.max if later else datetime.min).replace(microsecond=0, tzinfo=tzinfo)
+
+
 def plus_days(time: str, days: float) -> str:
     """An RFC 3339 time `days` later, in the same offset (a deadline); one past the calendar the
-    records can hold (years 1 to 9999) is its first or last second."""
+    records can hold is its first or last second (`calendar_edge`)."""
     start = datetime.fromisoformat(time.replace("Z", "+00:00"))
     try:
         return (start + timedelta(days=days)).isoformat()
     except OverflowError:
-        return (datetime.max if days > 0 else datetime.min).replace(microsecond=0, tzinfo=start.tzinfo).isoformat()
+        return calendar_edge(days > 0, start.tzinfo).isoformat()
 
 
 def reading_from_event(event: Mapping[str, Any]) -> Reading:

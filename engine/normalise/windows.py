@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from engine.normalise.readings import Reading
+from engine.normalise.readings import Reading, calendar_edge
 
 StreamKey = tuple[str, str, str, str, str]
 
@@ -133,7 +133,6 @@ class MeanWindows:
 
 
 _EPOCH = datetime(1970, 1, 1)
-_FIRST = datetime.min  # 0001-01-01T00:00:00, the first wall time a record can hold
 
 
 def _local_start(start: float, offset: timedelta) -> datetime:
@@ -144,13 +143,13 @@ def _local_start(start: float, offset: timedelta) -> datetime:
     event times. The wall time of a window start is that of one of its readings or earlier by
     less than a window, so it can only fall before year 1 for an hour under an offset of
     fractional hours (0001-01-01T00:10+05:30 is in the hour from 0000-12-31T23:30+05:30): such a
-    start is written as the first second of the calendar, as deadlines past it are
-    (readings.plus_days); its epoch stays exact. The same as datetime.fromtimestamp otherwise.
+    start is written as the first second of the calendar (`calendar_edge`), as deadlines past it
+    are; its epoch stays exact. The same as datetime.fromtimestamp otherwise.
     """
     try:
         wall = _EPOCH + (timedelta(seconds=start) + offset)  # the sum first: UTC may be past year 9999
     except OverflowError:
-        wall = _FIRST
+        return calendar_edge(False, timezone(offset))
     return wall.replace(tzinfo=timezone(offset))
 
 

@@ -46,6 +46,7 @@ from typing import IO, Any
 
 import orjson
 
+from engine.normalise import calendar_edge
 from engine.output import ListSink, Store, StoreError, dumps, unchained
 from engine.output.store import CheckpointFileError, WalCheckpointer, checkpoint_file, write_checkpoint_file
 from engine.pipeline import Engine
@@ -190,7 +191,7 @@ def iso(epoch: float | None) -> str | None:
     try:
         return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
     except (ValueError, OverflowError):  # in year 0 or 10000 in UTC (valid local times at the calendar's ends)
-        return (datetime.min if epoch < 0 else datetime.max).replace(microsecond=0, tzinfo=timezone.utc).isoformat()
+        return calendar_edge(epoch > 0, timezone.utc).isoformat()
 
 
 class Service:
