@@ -47,7 +47,7 @@ from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
 from engine.units import UnitError
-from engine.validate import INT_RANGE, EventValidator
+from engine.validate import EventValidator, wide_integer
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
@@ -599,9 +599,9 @@ def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
 
 
 def _wide_integers_named(value: Any) -> Any:
-    """`value` with each integer outside INT_RANGE as the text '<an integer of N bits>' (its digits
-    may be more than Python will even print)."""
-    if type(value) is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+    """`value` with each integer outside the 64-bit range as the text '<an integer of N bits>' (its
+    digits may be more than Python will even print)."""
+    if wide_integer(value):
         return f"<an integer of {value.bit_length()} bits>"
     if isinstance(value, Mapping):
         return {str(key): _wide_integers_named(item) for key, item in value.items()}

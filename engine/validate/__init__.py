@@ -9,17 +9,16 @@ dates, the unified social credit code) live in formats.py and uscc.py.
 from engine.validate.events import CORE_TYPES, EventValidator
 from engine.validate.formats import FORMATS, check_date, check_date_time, check_uscc
 from engine.validate.schemas import (
-    INT_RANGE,
     core_validator,
     describe,
     load_core_schema,
+    wide_integer,
 )
 from engine.validate.uscc import is_uscc, make_uscc, uscc_problem
 
 __all__ = [
     "CORE_TYPES",
     "FORMATS",
-    "INT_RANGE",
     "EventValidator",
     "check_date",
     "check_date_time",
@@ -30,4 +29,5 @@ __all__ = [
     "load_core_schema",
     "make_uscc",
     "uscc_problem",
+    "wide_integer",
 ]

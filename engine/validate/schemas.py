@@ -114,10 +114,13 @@ def first_unrepresentable(value: Any, path: str = "") -> str | None:
     return _locate(value, path)
 
 
-def _bad_number(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
+def wide_integer(value: Any) -> bool:
+    """An integer outside INT_RANGE (bool is not one)."""
     return type(value) is int and not INT_RANGE[0] <= value <= INT_RANGE[1]
+
+
+def _bad_number(value: Any) -> bool:
+    return not math.isfinite(value) if isinstance(value, float) else wide_integer(value)
 
 
 def _unrepresentable_inside(value: Any) -> bool:
