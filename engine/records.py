@@ -95,7 +95,8 @@ class DataGap:
     `too_few_values` (an hourly or daily average with fewer valid values than the authority's minimum),
     `figure_missing` (an event that is not a reading lacks a figure the rule must judge: the rule's
     `data_gap`, e.g. a standard-land inspection without an indicator the parcel committed to;
-    `period` is then `none`).
+    `period` is then `none`), `figure_out_of_range` (the figures give the rule's measure or limit
+    as no finite number, e.g. a quotient by 5e-324: the rule cannot cite a number).
     """
 
     id: str

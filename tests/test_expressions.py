@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,6 +44,26 @@ def test_null_semantics_never_raise():
     assert ev("data.s > 3", data={"s": "41"}) is False  # a string is never a number
     assert ev("data.x == null", data={}) is True
     assert ev("judged + 1", judged=None) is None
+
+
+def test_arithmetic_past_the_float_range_is_no_number_unless_unbounded():
+    """A condition reads a result past the float range as no number (as a missing figure); a rule's
+    measure and limit are compiled unbounded, so the judge can tell the two apart (a data gap,
+    `figure_out_of_range`, where a missing figure gives no finding)."""
+    data = {"a": 1e15, "b": 5e-324, "c": 1e308}
+    assert ev("data.a * 1000 / data.b", data=data) is None
+    assert ev("data.a * 1000 / data.b > 1", data=data) is False
+    assert ev("-(data.c * 10)", data=data) is None
+
+    def unbounded(text, **scope):
+        return compile_expression(text, ROOTS, unbounded=True)(scope)
+
+    assert unbounded("data.a * 1000 / data.b", data=data) == float("inf")
+    assert unbounded("-(data.c * 10)", data=data) == float("-inf")
+    assert math.isnan(unbounded("data.c * 10 - data.c * 10", data=data))
+    assert unbounded("data.a / data.z", data={"a": 1, "z": 0}) is None  # a division by zero is still no number
+    assert unbounded("data.a * data.missing", data=data) is None
+    assert unbounded("data.a * 1000 / data.a", data=data) == 1000.0
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Schema-valid but extreme figures (a fuzzer's findings, sections 3-5): the mu-average close and
-the daily benchmark-volume correction stay finite, raise nothing, and every record passes its schema.
+"""Schema-valid but extreme figures (a fuzzer's findings, sections 3-5): the mu-average close,
+the daily benchmark-volume correction and a fact's measure stay finite, raise nothing, and every
+record passes its schema.
 
 - a tiny `land_area_mu` makes the population's sum of tax per mu leave the float range: the mean is
   then computed exactly (docs/mu-average.md rule 3);
@@ -8,7 +9,11 @@ the daily benchmark-volume correction stay finite, raise nothing, and every reco
 - `weight × value ÷ benchmark` divides first when the product overflows (value 1e308, weight 10);
 - a benchmark volume so small that the ratio, or the corrected value, is not a finite number: the
   correction cannot be made (docs/rule-packs.md), a `benchmark_inputs_missing` data gap, or a
-  finding on the measured value when it exceeds already.
+  finding on the measured value when it exceeds already;
+- a fact whose figures give the rule's measure past the float range (1e15 tce of energy for
+  5e-324 t of castings, a plugin's metric; 4 tce for 5e-324 x 100 m of fabric, a rule's
+  arithmetic): a `figure_out_of_range` data gap where the rule applies, not a finding whose value
+  is written as null (and no decision on it), nor silence; a limit past the float range, the same.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from conftest import SUBJECT, _record_problem, registration
 from engine import Decision, Engine, Finding, JsonlFiles, load_plugins
 from engine.audit import explain, explain_text
 from engine.decide import MethodError, load_method
+from engine.judge.judge import Judge
+from engine.judge.rulepacks import compile_rules, parse_pack
+from engine.plugins.types import RulePackSource
 from engine.validate import make_uscc
 
 PLUGINS = load_plugins()
@@ -164,7 +172,7 @@ def wastewater(value: float, quantity: float, volume: float) -> dict:
                    "production": {"quantity": quantity, "unit": "t", "category": "cotton_woven"}})
 
 
-def every_path(events: list[dict], tmp_path) -> list[dict]:
+def every_path(events: list[dict], tmp_path, parameters: dict | None = None) -> list[dict]:
     """The records on both backends' per-event path and the batch path (with and without a worker):
     asserted identical, every one valid against its schema and finite."""
     path = tmp_path / "events.jsonl"
@@ -172,9 +180,9 @@ def every_path(events: list[dict], tmp_path) -> list[dict]:
     outputs = []
     for how in ("compiled", "rete", "batch", "jobs"):
         if how in BACKENDS:
-            records = list(Engine(plugins=PLUGINS, backend=how).run(events))
+            records = list(Engine(plugins=PLUGINS, backend=how, parameters=parameters).run(events))
         else:
-            records = list(Engine(plugins=PLUGINS).run_batch(JsonlFiles([path]), workers=1 if how == "jobs" else 0,
+            records = list(Engine(plugins=PLUGINS, parameters=parameters).run_batch(JsonlFiles([path]), workers=1 if how == "jobs" else 0,
                                                              batch_size=8))
         for record in records:
             assert _record_problem(record.to_dict()) is None
@@ -182,7 +190,7 @@ def every_path(events: list[dict], tmp_path) -> list[dict]:
                 assert record.judged is not None and math.isfinite(record.judged)
         outputs.append([json.loads(orjson.dumps(r.to_dict())) for r in records])
     assert outputs[0] == outputs[1] == outputs[2] == outputs[3]
-    return [r for r in outputs[0] if r["record"] in ("finding", "data_gap")]
+    return [r for r in outputs[0] if r["record"] in ("finding", "data_gap", "decision")]
 
 
 @pytest.mark.parametrize("quantity, volume, cause", [
@@ -215,3 +223,96 @@ def test_a_value_above_the_limit_already_is_a_finding_on_the_measured_value(tmp_
 def test_a_small_but_representable_benchmark_volume_still_corrects(tmp_path):
     (finding,) = every_path([REG, wastewater(33.8, 1e-9, 1e9)], tmp_path)
     assert finding["judged"] == pytest.approx(33.8 * 1e9 / (1e-9 * 140))  # cotton woven: 140 m3/t
+
+
+# ---- a fact's measure past the float range ----------------------------------------------------------
+
+
+FOUNDRY = _event("r1", "enterprise.registered", SUBJECT, "2024-01-01T08:00:00+08:00", registration("foundry"))
+ENERGY_NORM = {"foundry": {"energy_kgce_per_t_castings": 500}}
+
+
+def energy(tce: float, tonnes: float) -> dict:
+    return _event("e1", "energy.reported", SUBJECT, "2024-04-01T00:00:00+08:00",
+                  {"period": "2024-03", "energy_tce": tce, "output": {"quantity": tonnes, "unit": "t_castings"}})
+
+
+def test_a_measure_past_the_float_range_is_a_data_gap_not_a_finding(tmp_path):
+    (gap,) = every_path([FOUNDRY, energy(1e15, 5e-324)], tmp_path, ENERGY_NORM)  # no decision either
+    assert (gap["record"], gap["reason"], gap["rule"]) == ("data_gap", "figure_out_of_range", "foundry.energy.per_t_castings")
+    assert gap["period"] == "none" and gap["measured"] is None and gap["event"] == ["e1"]
+    assert gap["detail"] == "the measure metric.foundry_energy_kgce_per_t is not a finite number for this event's figures"
+
+
+def test_a_large_but_finite_measure_is_still_judged(tmp_path):
+    finding, decision = every_path([FOUNDRY, energy(1e15, 1e-290)], tmp_path, ENERGY_NORM)
+    assert finding["record"] == "finding" and finding["judged"] == pytest.approx(1e308)
+    assert decision["list"] == "high_consumption_low_efficiency"
+
+
+def test_explain_shows_the_measure_that_left_the_float_range():
+    events = [FOUNDRY, energy(1e15, 5e-324)]
+    engine = Engine(plugins=PLUGINS, parameters=ENERGY_NORM)
+    (gap,) = [r for r in engine.run(events) if r.to_dict()["record"] == "data_gap"]
+    report = explain(Engine(plugins=PLUGINS, parameters=ENERGY_NORM), lambda: iter(events), gap.id)
+    assert report["gap"]["values"] == {"metric.foundry_energy_kgce_per_t": "inf"}
+    text = explain_text(report)
+    assert "no finite number from: metric.foundry_energy_kgce_per_t" in text
+    assert "metric.foundry_energy_kgce_per_t = \"inf\"" in text
+    assert "所报数据无法算出有限数值" in explain_text(report, lang="zh")
+
+
+def dyeing_energy(tonnes_of_fabric: float, unit: str = "100m_fabric") -> dict:
+    return _event("e1", "energy.reported", SUBJECT, "2024-04-01T00:00:00+08:00",
+                  {"period": "2024-03", "energy_tce": 4, "output": {"quantity": tonnes_of_fabric, "unit": unit}})
+
+
+def test_a_rules_arithmetic_past_the_float_range_is_a_data_gap_where_the_rule_applies(tmp_path):
+    cotton = _event("r1", "enterprise.registered", SUBJECT, "2024-01-01T08:00:00+08:00",
+                    registration("dyeing", sub_sector="cotton_woven"))
+    (gap,) = every_path([cotton, dyeing_energy(5e-324)], tmp_path)
+    assert (gap["rule"], gap["reason"]) == ("dyeing.norms2017.energy_per_100m", "figure_out_of_range")
+    assert "data.energy_tce * 1000 / data.output.quantity is not a finite number" in gap["detail"]
+    # where the rest of the condition does not hold, the rule does not apply: nothing, as for 100
+    silk = _event("r1", "enterprise.registered", SUBJECT, "2024-01-01T08:00:00+08:00",
+                  registration("dyeing", sub_sector="silk_woven"))
+    assert every_path([silk, dyeing_energy(5e-324)], tmp_path) == []
+    assert every_path([cotton, dyeing_energy(5e-324, unit="t_castings")], tmp_path) == []
+    finding = every_path([cotton, dyeing_energy(100)], tmp_path)[0]
+    assert (finding["record"], finding["judged"]) == ("finding", 40.0)
+
+
+PROBE_PACK = """
+pack: probe
+version: "1"
+title: {zh: 测试, en: probe}
+rules:
+  - id: probe.energy.cap
+    version: 1
+    title: {zh: 测试, en: a cap that leaves the float range}
+    category: energy
+    severity: minor
+    verified: false
+    applies_to: {type: energy.reported}
+    condition: data.energy_tce > 0
+    measure: data.energy_tce
+    unit: tce
+    limit_from: {max: data.energy_tce * 1e308}
+    basis: {standard: probe}
+    examples:
+      - name: under its cap
+        given:
+          - {type: energy.reported, time: "2024-04-01T00:00:00+08:00", data: {energy_tce: 0.5}}
+        expect: [{judged: 0.5}]
+"""
+
+
+def test_a_limit_past_the_float_range_is_a_data_gap():
+    rules, _ = compile_rules([parse_pack(RulePackSource("probe", "probe.yaml", PROBE_PACK))])
+    judge = Judge(rules, [], "sha256:" + "0" * 64, lambda code: {"industry": "foundry"})
+    (gap,) = judge.fact(energy(2.0, 1.0))
+    assert _record_problem(gap.to_dict()) is None
+    assert (gap.reason, gap.detail) == ("figure_out_of_range",
+                                        "the limit data.energy_tce * 1e308 is not a finite number for this event's figures")
+    (finding,) = judge.fact(energy(0.5, 1.0))
+    assert finding.limit == {"max": 5e307, "unit": "tce"} and _record_problem(finding.to_dict()) is None

@@ -16,6 +16,7 @@ auditor also has the log (JSONL or store), the logged record is compared with th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -168,12 +169,22 @@ def _gap_inputs(engine: Engine, rule: Rule, gap: DataGap, events: list[dict[str,
                    benchmark={"unit": rule.benchmark_unit, "categories": sorted(rule.benchmark)})
     elif gap.reason == "too_few_values":
         out.update(values=len(gap.event), minimum=engine.minimums.get(gap.period))
-    elif gap.reason == "figure_missing" and rule.data_gap is not None:
+    elif gap.reason == "figure_missing" and rule.data_gap is not None and not gap.detail.startswith("the limit "):
         scope = _scope(engine, rule, gap, first, registration, None, None)
         values = _values((rule.data_gap.when_text,), scope)
         out.update(inputs=[k for k, v in values.items() if v is None and k.startswith("data.")],
                    when={"text": rule.data_gap.when_text, "values": values, "holds": rule.data_gap.when(scope) is True})
+    elif gap.reason in ("figure_out_of_range", "figure_missing"):  # the measure or the limit gave no number
+        scope = _scope(engine, rule, gap, first, registration, None, None)
+        texts = (rule.measure_text, rule.limit_from[1] if rule.limit_from is not None else None)
+        out.update(expressions=[text for text in texts if text],
+                   values={k: _plain(v) for k, v in _values(texts, scope).items()})
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A value for JSON: a float past the float range as its name (`inf`, `-inf`, `nan`), not null."""
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def explain_gap(engine: Engine, gap: DataGap, evidence: Mapping[str, dict[str, Any]],
@@ -341,6 +352,12 @@ def _gap_text(report: Mapping[str, Any], tr: Translator) -> list[str]:
         for key, value in gap["when"]["values"].items():
             lines.append(f"    {key} = {_json(value)}")
         lines.append("  " + _("to judge it the engine needs the figure(s) {inputs} in the event").format(inputs=inputs))
+    elif "expressions" in gap:  # figure_out_of_range, or a limit that gave no number
+        lines.append("  " + _("no finite number from: {texts}").format(texts="; ".join(gap["expressions"])))
+        for key, value in gap["values"].items():
+            lines.append(f"    {key} = {_json(value)}")
+        lines.append("  " + _("to judge it the engine needs figures that give a finite number (a divisor this small "
+                              "is likely an error of unit or entry)"))
     lines.append(_("measured {measured}").format(measured=_json(report.get("measured"))))
     for event in report["evidence"]["events"]:
         lines.append("  " + _("evidence event {id} {type} {time} {data}").format(

@@ -347,19 +347,24 @@ def _ordered(order: Callable[[Any, Any], Any], left: Any, right: Any) -> bool:
 
 
 def _arith(op: str, left: Any, right: Any) -> Any:
+    result = _arith_unbounded(op, left, right)
+    return result if result is None or math.isfinite(result) else None
+
+
+def _arith_unbounded(op: str, left: Any, right: Any) -> Any:
+    """`left op right` on numbers (None otherwise, or for a division by zero); a result past the
+    float range is ±inf or NaN, and a non-finite operand carries on (inf - inf is NaN)."""
     if not (_number(left) and _number(right)):
         return None
     if op == "+":
-        result = left + right
-    elif op == "-":
-        result = left - right
-    elif op == "*":
-        result = left * right
-    else:
-        if right == 0:
-            return None
-        result = left / right
-    return result if math.isfinite(result) else None
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if right == 0:
+        return None
+    return left / right
 
 
 def _call(name: str, args: list[Any]) -> Any:
@@ -372,17 +377,20 @@ def _call(name: str, args: list[Any]) -> Any:
     return min(args) if name == "min" else max(args)
 
 
-def compile_expression(text: str, known_roots: frozenset[str]) -> Compiled:
+def compile_expression(text: str, known_roots: frozenset[str], *, unbounded: bool = False) -> Compiled:
     """Compile `text` into a closure over a scope mapping root names to values.
 
     `known_roots` are the names a scope provides (e.g. data, enterprise, judged, limit);
     any other name is an error here, at rule-pack load time, not at event time.
+    Arithmetic whose result leaves the float range gives None (no number), as a missing figure
+    does; `unbounded` gives it as ±inf or NaN instead, for a rule's measure and limit, which the
+    judge must tell from a missing figure (a data gap, `figure_out_of_range`).
     """
     tree = parse(text)
-    return _compile(tree, text, known_roots)
+    return _compile(tree, text, known_roots, unbounded)
 
 
-def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
+def _compile(node: Node, text: str, roots: frozenset[str], unbounded: bool) -> Compiled:
     kind = node[0]
     if kind == "const":
         value = node[1]
@@ -417,17 +425,17 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
 
         return lookup
     if kind == "or":
-        left, right = _compile(node[1], text, roots), _compile(node[2], text, roots)
+        left, right = _compile(node[1], text, roots, unbounded), _compile(node[2], text, roots, unbounded)
         return lambda scope: bool(left(scope)) or bool(right(scope))
     if kind == "and":
-        left, right = _compile(node[1], text, roots), _compile(node[2], text, roots)
+        left, right = _compile(node[1], text, roots, unbounded), _compile(node[2], text, roots, unbounded)
         return lambda scope: bool(left(scope)) and bool(right(scope))
     if kind == "not":
-        inner = _compile(node[1], text, roots)
+        inner = _compile(node[1], text, roots, unbounded)
         return lambda scope: not inner(scope)
     if kind == "compare":  # the operator chosen here, once: each kind of comparison its own closure
         op = node[1]
-        left, right = _compile(node[2], text, roots), _compile(node[3], text, roots)
+        left, right = _compile(node[2], text, roots, unbounded), _compile(node[3], text, roots, unbounded)
         if op in ("==", "!="):
             if node[3][0] == "const":  # `enterprise.scale == 'above'`: the constant held, not called
                 constant = node[3][1]
@@ -440,9 +448,9 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
         order = _ORDERS[op]
         return lambda scope: _ordered(order, left(scope), right(scope))
     if kind == "in":
-        inner = _compile(node[1], text, roots)
+        inner = _compile(node[1], text, roots, unbounded)
         if node[2][0] == "name":  # a list named: a value that is not a list matches nothing
-            named = _compile(node[2], text, roots)
+            named = _compile(node[2], text, roots, unbounded)
 
             def member(scope: Scope) -> bool:
                 value = named(scope)
@@ -453,11 +461,13 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
         return lambda scope: inner(scope) in options
     if kind == "arith":
         op = node[1]
-        left, right = _compile(node[2], text, roots), _compile(node[3], text, roots)
-        return lambda scope: _arith(op, left(scope), right(scope))
+        left, right = _compile(node[2], text, roots, unbounded), _compile(node[3], text, roots, unbounded)
+        arith = _arith_unbounded if unbounded else _arith
+        return lambda scope: arith(op, left(scope), right(scope))
     if kind == "neg":
-        inner = _compile(node[1], text, roots)
-        return lambda scope: _arith("*", -1, inner(scope))
+        inner = _compile(node[1], text, roots, unbounded)
+        negate = _arith_unbounded if unbounded else _arith
+        return lambda scope: negate("*", -1, inner(scope))
     if kind == "call":
         name, arg_nodes, position = node[1], node[2], node[3]
         expected = 1 if name in ("abs", "present") else None
@@ -465,6 +475,6 @@ def _compile(node: Node, text: str, roots: frozenset[str]) -> Compiled:
             raise ExpressionError(text, position, f"{name}() takes exactly one argument")
         if expected is None and not arg_nodes:
             raise ExpressionError(text, position, f"{name}() needs at least one argument")
-        args = [_compile(a, text, roots) for a in arg_nodes]
+        args = [_compile(a, text, roots, unbounded) for a in arg_nodes]
         return lambda scope: _call(name, [a(scope) for a in args])
     raise AssertionError(f"unknown node {kind}")  # pragma: no cover - parser emits only the kinds above

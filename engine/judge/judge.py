@@ -14,6 +14,7 @@ judged at its own period.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -44,6 +45,24 @@ def route(event_type: str, period: str, flag: str) -> str:
     if period == "minute" or (period == "hour" and event_type == "discharge.measured"):
         return WINDOW
     return JUDGE
+
+
+_NOT_FINITE = "is not a finite number"
+
+
+def not_finite(value: Any) -> bool:
+    """A float that is ±inf or NaN: a measure or limit whose figures leave the float range."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def could_hold(rule: Rule, scope: dict[str, Any]) -> bool:
+    """Whether `rule`'s condition holds for a judged value at either end of the number line: the
+    rule would judge the event (its other terms hold), had its measure been a finite number."""
+    for end in (math.inf, -math.inf):
+        scope["judged"] = scope["measured"] = end
+        if rule.condition(scope) is True:
+            return True
+    return False
 
 
 def _round(value: float | None) -> float | None:
@@ -143,6 +162,11 @@ class Judge:
                 scope = self.scope(rule, event, reading.data, registration, rounded, _round(measured))
                 if rule.measure is not None:
                     value = rule.measure(scope)
+                    if not_finite(value):
+                        if could_hold(rule, scope):
+                            out.append(self.gap(rule, reading, period, "figure_out_of_range",
+                                                f"the measure {rule.measure_text} {_NOT_FINITE}", measured))
+                        continue
                     scope["judged"] = rounded = _round(value) if value is not None else None
                 fire = rule.condition(scope) is True
             if note and ratio is None:  # the correction could not be made; it could only raise the value
@@ -202,6 +226,10 @@ class Judge:
                 continue
             if rule.measure is not None:
                 value = rule.measure(scope)
+                if not_finite(value):
+                    if could_hold(rule, scope):
+                        findings.append(self.out_of_range(rule, event, "the measure " + str(rule.measure_text), parcel_id))
+                    continue
                 scope["judged"] = scope["measured"] = _round(value) if value is not None else None
             if rule.condition(scope) is True:
                 judged = scope["judged"]
@@ -209,10 +237,24 @@ class Judge:
                 limit = None
                 if rule.limit_from is not None:
                     bound = rule.limit_from[2](scope)
+                    if bound is None or not_finite(bound):
+                        findings.append(self.out_of_range(rule, event, "the limit " + rule.limit_from[1], parcel_id,
+                                                          missing=bound is None))
+                        continue
                     limit = {rule.limit_from[0]: _round(bound) if isinstance(bound, (int, float)) else bound, "unit": rule.unit}
                 findings.append(self.finding(rule, subject, event["time"], (event["id"],), None, measured, judged, [],
                                              limit=limit, parcel=parcel_id))
         return findings
+
+    def out_of_range(self, rule: Rule, event: Mapping[str, Any], what: str, parcel: str | None,
+                     missing: bool = False) -> DataGap:
+        """The data gap of a fact whose figures give `what` (the rule's measure or limit) as no
+        finite number (`figure_out_of_range`: a figure so large, or a divisor so small, that the
+        result leaves the float range), or a limit as no number at all (`figure_missing`). The rule
+        cannot judge it: a finding must cite numbers."""
+        reason, words = ("figure_missing", "gives no number") if missing else ("figure_out_of_range", _NOT_FINITE)
+        return self.data_gap(rule, event["subject"], event["time"], (event["id"],), None, "none", reason,
+                             f"{what} {words} for this event's figures", None, parcel)
 
     def scope(self, rule: Rule, event: Mapping[str, Any], data: Mapping[str, Any],
               registration: Mapping[str, Any] | None, judged: Any, measured: Any,

@@ -192,6 +192,8 @@ class Rule:
     condition_text: str
     condition: Compiled = field(repr=False, compare=False)
     measure_text: str | None
+    # compiled unbounded (as `limit_from`'s): past the float range it gives ±inf or NaN, which the
+    # judge writes as a data gap (`figure_out_of_range`), where a missing figure gives None
     measure: Compiled | None = field(repr=False, compare=False)
     new_facility_from: str | None
     windows: Mapping[str, Window] | None
@@ -530,11 +532,11 @@ def _compile_rule(
     applies = spec["applies_to"]
     condition = compile_expression(spec["condition"], roots)
     measure_text = spec.get("measure")
-    measure = compile_expression(measure_text, roots) if measure_text else None
+    measure = compile_expression(measure_text, roots, unbounded=True) if measure_text else None
     limit_from = None
     if "limit_from" in spec:
         (bound, bound_text), = spec["limit_from"].items()
-        limit_from = (bound, bound_text, compile_expression(bound_text, roots))
+        limit_from = (bound, bound_text, compile_expression(bound_text, roots, unbounded=True))
         if not spec.get("unit"):
             raise RulePackError(f"{pack.origin} (rule {spec['id']!r}): a rule with limit_from needs a unit")
     data_gap = _gap_spec(spec["data_gap"], roots) if "data_gap" in spec else None
