@@ -158,6 +158,18 @@ def test_a_weight_or_a_cap_whose_scores_cannot_add_up_is_refused():
         load_method(document)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_denominator_too_small_to_divide_by_scores_as_a_zero_one(backend):
+    # value added per kg of pollutants (zero_denominator: best): 1e8 yuan over 5e-324 kg is past the
+    # float range; flagged zero_denominator as before, and now scored as a zero one: the best (was 0)
+    figures = {"value_added_yuan": 1e8, "energy_tce": 100.0, "employees_fte": 10, "revenue_yuan": 1e9,
+               "rd_expense_yuan": 1e7, "tax_yuan": 1e6}
+    got = decisions(city([(10.0, {**figures, "emissions_kg": kg}) for kg in (5e-324, 0, 1000.0, 2000.0)]), backend)
+    cells = [got[make_uscc(f"91330200MA2XF{n:04d}")]["indicators"]["value_added_per_kg_pollutant"] for n in range(4)]
+    assert [(c["value"], c["flag"]) for c in cells[:2]] == [(None, "zero_denominator")] * 2
+    assert cells[0]["score"] == cells[1]["score"] == max(c["score"] for c in cells[2:]) > 0
+
+
 # ---- the daily benchmark-volume correction ----------------------------------------------------------
 
 

@@ -443,7 +443,7 @@ class Evaluation:
             (top, field), (bottom, under), multiplier = indicator.numerator, indicator.denominator, indicator.multiplier
             column: list[float | None] = []
             flags: list[str | None] = []
-            zeros: set[int] = set()  # rows whose denominator is a true zero (e.g. no emissions at all)
+            zeros: set[int] = set()  # rows whose denominator is zero (e.g. no emissions at all), or as good as
             for index, (_, scope) in enumerate(rows):
                 numerator = (scope[top] or {}).get(field)
                 denominator = (scope[bottom] or {}).get(under)
@@ -454,8 +454,9 @@ class Evaluation:
                     zeros.add(index)
                 else:
                     value, flag = numerator / denominator * multiplier, None
-                    if not math.isfinite(value):
-                        value, flag = None, ZERO_DENOMINATOR
+                    if not math.isfinite(value):  # a denominator so small the quotient leaves the float range:
+                        value, flag = None, ZERO_DENOMINATOR  # as good as zero, and scored as zero is
+                        zeros.add(index)
                 column.append(value)
                 flags.append(flag)
             if indicator.benchmark == "mean":
