@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Two holders whose sids share one ruleset copy of the rete backend (decisions.2: s0136, then
@@ -105,9 +107,7 @@ def test_a_rebuild_that_finds_no_facts_does_not_crash():
 def test_posting_after_an_evicted_sid_does_not_crash():
     """``delete_state`` of the first-created sid, then a post to another sid (which drains).
 
-    An action has run in the evicted sid: the core leaves a new state's action context
-    uninitialised and frees it on deletion, so evicting a sid where no action ever ran can
-    abort (``free(): invalid pointer``) - a different core bug, not worked around here.
+    An action has run in the evicted sid (for one where none ran, see the next test).
     """
     done = run_child(
         """
@@ -150,3 +150,47 @@ def test_actions_a_nested_call_starts_in_another_sid_still_run():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["OK"]
+
+
+def test_evicting_a_sid_where_no_action_ran_does_not_crash():
+    """The core leaves a new state's action context uninitialised and ``delete_state`` frees it:
+    evicting a sid where no action ever ran aborted (``double free or corruption``) or crashed
+    (SIGSEGV), whether evicted by the host or released by a sharded ruleset. The host runs its own
+    no-op rule in such a state first; the rules' answers are unchanged."""
+    done = run_child(
+        """
+        from engine.decide.rete import SafeHost, ShardedRuleset, SidMap
+        fired = []
+        host = SafeHost()
+        host.register("r", {"hit": {"all": [{"m": {"k": "x"}}], "run": lambda c: fired.append(c.m.id)}})
+        host.assert_fact("r", {"sid": "s1", "id": "a", "k": "y"})  # stored, no action
+        host.assert_fact("r", {"sid": "s2", "id": "b", "k": "y"})
+        host.retract_fact("r", {"sid": "s1", "id": "a", "k": "y"})
+        host.delete_state("r", "s1")
+        host.assert_fact("r", {"sid": "s2", "id": "c", "k": "x"})
+        host.delete_state("r", "s2")  # an action ran there
+        host.assert_fact("r", {"sid": "s1", "id": "d", "k": "x"})  # a sid evicted and used again
+        assert fired == ["c", "d"], fired
+        assert host.get_facts("r", "s1") == [{"sid": "s1", "id": "d", "k": "x"}]
+
+        sharded = ShardedRuleset(SafeHost(), "ev", {"r": {"all": [{"m": {"k": "x"}}], "run": lambda c: fired.append(c.m.id)}},
+                                 SidMap(shards=4, per_ruleset=4))
+        for n in range(40):
+            sharded.assert_fact(f"E{n}", {"id": str(n), "enterprise": f"E{n}", "k": "y"})
+        for n in range(40):
+            sharded.retract_fact(f"E{n}", {"id": str(n), "enterprise": f"E{n}", "k": "y"})
+            sharded.release(f"E{n}")
+        sharded.assert_fact("E1", {"id": "z", "enterprise": "E1", "k": "x"})
+        assert fired[-1] == "z" and [f["id"] for f in sharded.facts("E1")] == ["z"]
+        print("OK")
+        """
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["OK"]
+
+
+def test_the_hosts_own_rule_name_is_refused_in_a_ruleset():
+    from engine.decide.rete import SafeHost
+
+    with pytest.raises(ValueError, match="rectify_init_context"):
+        SafeHost().register("r", {"rectify_init_context": {"all": [{"m": {"k": "x"}}], "run": lambda c: None}})

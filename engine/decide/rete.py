@@ -301,6 +301,13 @@ class ReteFault(RuntimeError):
         super().__init__(f"rete fault in ruleset {ruleset!r}, sid {sid!r}, rule {rule!r}: {detail}")
 
 
+_INIT_RULE = "rectify_init_context"  # the host's own rule in every ruleset (SafeHost.delete_state)
+
+
+def _no_action(c: Any) -> None:
+    return None
+
+
 class _SafeRuleset(_dr.Ruleset):
     """A durable Ruleset whose every JSON goes through ``dumps`` and whose actions are guarded."""
 
@@ -405,6 +412,7 @@ class SafeHost(_dr.Host):
         self._faults: list[ReteFault] = []
         self._ids: dict[tuple[str, str], _Ids] = {}
         self._dirty: set[tuple[str, str]] = set()  # (ruleset, sid) where an action ran since the last rebuild
+        self._acted: set[tuple[str, str]] = set()  # (ruleset, sid) whose state has run an action (see delete_state)
         self._muted = False
         self.rebuilds = 0
         super().__init__()
@@ -418,6 +426,9 @@ class SafeHost(_dr.Host):
         """Register one ruleset (plain rules only: no statecharts/flowcharts, no timers)."""
         if name in self._ruleset_directory:
             raise ValueError(f"ruleset {name!r} already registered")
+        if _INIT_RULE in definition:
+            raise ValueError(f"rule name {_INIT_RULE!r} of {name!r} is the host's own (see delete_state)")
+        definition = {**definition, _INIT_RULE: {"all": [{"m": {_INIT_RULE: 1}}], "run": _no_action}}
         ruleset = _SafeRuleset(name, self, definition, frozenset(numeric_fields))
         self._ruleset_directory[name] = ruleset
         self._ruleset_list.append(ruleset)
@@ -433,8 +444,11 @@ class SafeHost(_dr.Host):
     def _guard(self, ruleset: str, rule: str, action: Callable[[Any], None]) -> Callable[[Any], None]:
         faults, dirty = self._faults, self._dirty
 
+        acted = self._acted
+
         def guarded(c: Any) -> None:
             dirty.add((ruleset, c.s.sid))  # its facts now have stale frame locations (see _rebuild)
+            acted.add((ruleset, c.s.sid))
             if self._muted:
                 return
             try:
@@ -501,8 +515,9 @@ class SafeHost(_dr.Host):
         """
         ruleset: _SafeRuleset = self.get_ruleset(ruleset_name)
         facts = ruleset.get_facts(sid)
-        ruleset.delete_state(sid)
+        ruleset.delete_state(sid)  # an action ran in it (it is dirty): safe to delete, see delete_state
         self._dirty.discard((ruleset_name, sid))
+        self._acted.discard((ruleset_name, sid))
         errors: list[Any] = []
         self._muted = True
         try:
@@ -524,10 +539,30 @@ class SafeHost(_dr.Host):
     assert_facts = retract_facts = post_batch
 
     def delete_state(self, ruleset_name: str, sid: str | None = None) -> None:
-        """Evict a sid (frees one of the 1,024 slots) and forget its message ids."""
+        """Evict a sid (frees one of the 1,024 slots) and forget its message ids.
+
+        The core does not initialise a new state's action context (``createStateNode`` leaves
+        ``context.messages`` and ``context.stateFact`` as the pool's memory was) and
+        ``deleteStateNode`` frees both: evicting a state in which no action ever ran freed
+        garbage pointers (``double free or corruption``, ``free(): invalid pointer`` or a
+        SIGSEGV; docs/rete.md). An action that completes sets both to NULL
+        (``freeActionContext``). So a state that has run no action first runs the host's own
+        rule (``rectify_init_context``, registered with every ruleset, matching only an event
+        that carries that key, whose action does nothing), then is deleted.
+        """
         validate_sid(sid)
-        self.get_ruleset(ruleset_name).delete_state(sid)
-        self._ids.pop((ruleset_name, sid), None)  # type: ignore[arg-type]
+        ruleset = self.get_ruleset(ruleset_name)
+        key = (ruleset_name, str(sid))
+        if key not in self._acted:
+            errors: list[Any] = []
+            code, handle = ruleset.call(_core.assert_event, dumps({"sid": sid, "id": _INIT_RULE, _INIT_RULE: 1}))
+            if code == 0 and handle:
+                ruleset.do_actions(handle, lambda e, _s: errors.append(e) if e else None)
+            self._check(ruleset_name, str(sid), errors)
+        ruleset.delete_state(sid)
+        self._acted.discard(key)
+        self._dirty.discard(key)
+        self._ids.pop(key, None)
 
     def get_state(self, ruleset_name: str, sid: str | None = None) -> dict[str, Any]:
         return self.get_ruleset(ruleset_name).get_state(validate_sid(sid))
