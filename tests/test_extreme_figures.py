@@ -32,6 +32,7 @@ from engine.audit import explain, explain_text
 from engine.decide import MethodError, load_method
 from engine.judge.judge import Judge
 from engine.judge.rulepacks import compile_rules, parse_pack
+from engine.normalise.readings import Reading
 from engine.plugins.types import RulePackSource
 from engine.validate import make_uscc
 
@@ -328,3 +329,46 @@ def test_a_limit_past_the_float_range_is_a_data_gap():
                                         "the limit data.energy_tce * 1e308 is not a finite number for this event's figures")
     (finding,) = judge.fact(energy(0.5, 1.0))
     assert finding.limit == {"max": 5e307, "unit": "tce"} and _record_problem(finding.to_dict()) is None
+
+
+PROBE_READING_PACK = """
+pack: probe
+version: "1"
+title: {zh: 测试, en: probe}
+rules:
+  - id: probe.stack.scaled
+    version: 1
+    title: {zh: 测试, en: a reading's measure that leaves the float range}
+    category: emission
+    severity: minor
+    verified: false
+    applies_to: {type: emission.measured, pollutant: a21026}
+    period: hour
+    measure: data.value * 1e300
+    unit: mg/m3
+    condition: data.kind == 'probe' and judged > 10
+    basis: {standard: probe}
+    examples:
+      - name: at its bound
+        given:
+          - {type: emission.measured, time: "2024-04-01T00:00:00+08:00", data: {value: 1e-299, unit: mg/m3, pollutant: a21026, kind: probe}}
+        expect: [{judged: 10.0}]
+"""
+
+
+def test_a_readings_measure_past_the_float_range_is_a_data_gap():
+    rules, _ = compile_rules([parse_pack(RulePackSource("probe", "probe.yaml", PROBE_READING_PACK))])
+    judge = Judge(rules, [], "sha256:" + "0" * 64, lambda code: {"industry": "foundry"})
+
+    def reading(value: float, kind: str = "probe") -> Reading:
+        return Reading(enterprise=SUBJECT, type="emission.measured", time="2024-04-01T00:00:00+08:00", epoch=0.0,
+                       event_ids=("e1",), outlet="DA001", process=None, point=None, destination=None, pollutant="a21026",
+                       value=value, unit="mg/m3", raw_unit="mg/m3", o2=None, period="hour", flag="N",
+                       data={"value": value, "kind": kind})
+
+    (gap,) = judge.reading(reading(1e10), "hour")
+    assert _record_problem(gap.to_dict()) is None
+    assert (gap.reason, gap.period, gap.measured) == ("figure_out_of_range", "hour", {"value": 1e10, "unit": "mg/m3"})
+    assert judge.reading(reading(1e10, kind="other"), "hour") == []  # the rule does not apply
+    (finding,) = judge.reading(reading(1e-290), "hour")
+    assert finding.judged == pytest.approx(1e10)
