@@ -34,6 +34,7 @@ from engine.ingest.hj212 import (
     reply_for,
 )
 from engine.records import Quarantined
+from engine.validate.formats import check_date_time
 
 DATA = Path(__file__).parent / "data" / "hj212"
 REGISTRY = DATA / "registry.yaml"
@@ -272,6 +273,14 @@ CORRUPTIONS: dict[str, tuple[bytes, str, int]] = {
     "missing value": (frame(packet_text(CUPOLA, "2061", ["DataTime=20240301100000", "a34013-Max=1"])), "no -Avg value", 100),
     "no CP": (frame(packet_text(CUPOLA, "2061", GOOD_ITEMS).split("CP=")[0]), "no CP=&&", 100),
     "oversize": (b"##9999" + b"A" * 10_100 + b"\r\n", "longer than", 100),
+    # a number past the float range was read as inf, written as null and answered 9014 (the reading lost)
+    "value past the float range": (frame(packet_text(CUPOLA, "2061", ["DataTime=20240301100000", "a34013-Avg=1e309"])),
+                                   "value out of range: a34013-Avg '1e309'", 100),
+    "a 400-digit value": (frame(packet_text(CUPOLA, "2061", ["DataTime=20240301100000", "a34013-Avg=" + "9" * 400])),
+                          "value out of range: a34013-Avg '9999", 100),
+    "O2 past the float range": (frame(packet_text(CUPOLA, "2061", [
+        "DataTime=20240301100000", "a34013-Avg=1,a34013-Flag=N", "a19001-Avg=-1e999,a19001-Flag=N"])),
+        "value out of range: a19001-Avg '-1e999'", 100),
 }
 
 
@@ -288,6 +297,15 @@ def test_each_corruption_is_quarantined_with_its_reason_and_the_stream_goes_on(k
     assert reason in record.error and record.error.endswith(f"(QnRtn {qn_rtn})"), record.error
     assert record.raw and bad.decode(errors="replace").startswith(record.raw[:50])
     assert [(n, e["time"]) for n, e in events] == [(1, "2024-03-01T09:00:00+08:00"), (3, "2024-03-01T11:00:00+08:00")]
+
+
+def test_a_data_time_in_year_one_is_a_well_formed_time(registry):
+    """strftime's %Y wrote year 1 as '1': '1-01-01T00:00:00+08:00', not RFC 3339, yet accepted and answered."""
+    packet = frame(packet_text(CUPOLA, "2061", ["DataTime=00010101000000", "a34013-Avg=1,a34013-Flag=N"],
+                               qn="00010101000000123"))
+    (event,) = ingest(packet, registry)
+    assert event["time"] == "0001-01-01T00:00:00+08:00"
+    assert check_date_time(event["time"])
 
 
 def test_at_least_ten_kinds_of_corruption_are_covered():

@@ -115,6 +115,17 @@ def test_fragments_are_reassembled_and_replied_byte_for_byte(running):
     assert event["id"] == f"hj212:{MN}:2061:20240301100000:a34013" and event["data"]["value"] == 35.0
 
 
+def test_a_packet_with_a_non_ascii_pw_is_quarantined_and_the_connection_goes_on(running):
+    """A PW of non-ASCII bytes was echoed into the reply: UnicodeEncodeError, no reply, the connection dropped."""
+    bad = upload("20240301090000001", pw="密码")
+    with running.connect() as client:
+        client.sendall(bad + upload("20240301100000002"))
+        assert read_reply(client) == data_reply("20240301100000002")  # no reply can carry that PW; the next is answered
+    quarantined, event = running.records
+    assert isinstance(quarantined, Quarantined) and "non-ASCII" in quarantined.error
+    assert event["id"] == f"hj212:{MN}:2061:20240301100000:a34013"
+
+
 def test_replies_for_rejected_packets_carry_qnrtn_and_no_reply_without_the_a_bit(running):
     bad_crc = upload("20240301100000001").replace(b"a34013-Avg=35", b"a34013-Avg=36")
     with running.connect() as client:

@@ -93,7 +93,8 @@ DATATIME = re.compile(r"\d{14}")
 _ST = re.compile(r"\d{2}")
 _CN = re.compile(r"\d{4}")
 MN_PATTERN = re.compile(r"[0-9A-Za-z]{1,24}")
-_PW = re.compile(r"[^;,=&\s]{1,16}")
+# printable ASCII but the separators ; , = & (a reply echoes PW, and a reply is ASCII)
+_PW = re.compile(r"[!-%'-+\--:<>-~]{1,16}")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 POLLUTANT_CODE = re.compile(r"[aw]\d{5}")
 _HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
@@ -406,7 +407,7 @@ def beijing_time(stamp: str) -> str | None:
         moment = datetime.strptime(stamp, "%Y%m%d%H%M%S")
     except ValueError:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + "+08:00"
+    return moment.isoformat(timespec="seconds") + "+08:00"  # strftime's %Y does not pad year 1 to 0001
 
 
 # ---- replies ----------------------------------------------------------------------------
