@@ -8,6 +8,7 @@ OS picks and reads the addresses from its stderr.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -26,8 +27,10 @@ import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
+from engine import Engine
 from engine.devtools.demo import generate_city, write_jsonl
 from engine.output import Store
+from engine.serve.service import Service
 from test_hj212 import frame
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
@@ -466,3 +469,30 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(tmp_path):
         assert store.last_event() == 6000
     with pytest.raises(httpx.TransportError):  # and it no longer listens
         httpx.get(f"{server.url}/health", timeout=2)
+
+
+def test_checkpoints_are_taken_while_the_queue_never_empties(tmp_path, city):
+    """A checkpoint was started only when no group waited: under a sustained load (a loaded
+    machine, senders that never pause) none came, and a kill replayed every kept event (seen as
+    'replayed 7622 after checkpoint 0' in test_serve_crash on a busy machine)."""
+    lines = [orjson.dumps(event) for event in city[:2000]]
+    service = Service(tmp_path / "q.db", Engine, checkpoint_every=200, group=100)
+    loop = asyncio.new_event_loop()
+    try:
+        service.attach(loop)
+        service.start()
+        futures = [service.submit_lines(lines[at:at + 100], [None] * 100) for at in range(0, len(lines), 100)]
+        stored: list[int] = []
+
+        async def watch() -> None:  # the stored checkpoint after every callback, until all is written and named
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (all(f.done() for f in futures) and stored and stored[-1]):
+                stored.append(service.status().get("store", {}).get("checkpoint", 0))
+                await asyncio.sleep(0 if not all(f.done() for f in futures) else 0.05)
+
+        loop.run_until_complete(watch())
+        assert all(f.result() for f in futures)
+        assert 0 < min(c for c in stored if c) < len(lines), sorted(set(stored))
+    finally:
+        service.stop()
+        loop.close()

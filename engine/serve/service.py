@@ -486,12 +486,14 @@ class Service:
             if self._wal is not None and not self._wal.alive:  # it failed: commits checkpoint again
                 self._store.manual_checkpoints(False)
                 self._wal = None
+            if self._seq - self._checkpointed >= self.checkpoint_every:
+                # between groups, whether or not more wait: under a sustained load the queue never
+                # empties, and a checkpoint that waited for it never came (a restart replayed all)
+                self._checkpoint_in_background()
             if self._waiting:
                 self._scheduled = True
                 assert self._loop is not None
                 self._loop.call_soon(self._drain)
-            elif self._seq - self._checkpointed >= self.checkpoint_every:
-                self._checkpoint_in_background()
         except BaseException as exc:  # noqa: BLE001 - a fault in the engine or the store: stop, loudly
             self._fail(exc)
 
