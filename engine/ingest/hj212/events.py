@@ -83,11 +83,11 @@ def to_events(packet: Packet, station: Station) -> list[dict[str, Any]]:
             raise PacketError(f"malformed CP: {code} has no -{value_suffix} value", QNRTN_UNKNOWN, header)
         if not NUMBER.fullmatch(text):
             raise PacketError(f"malformed CP: {code}-{value_suffix} {text!r} is not a number", QNRTN_UNKNOWN, header)
-        value = float(text)
-        if not math.isfinite(value) and code not in FLOW_CODES:  # flows become no event
+        number = float(text)
+        if not math.isfinite(number) and code not in FLOW_CODES:  # flows become no event
             raise PacketError(f"value out of range: {code}-{value_suffix} {text[:40]!r} is past the float range",
                               QNRTN_UNKNOWN, header)
-        readings.append((code, value, flag))
+        readings.append((code, number, flag))
     o2 = next((value for code, value, flag in readings if code == O2_CODE and flag == "N"), None)
     events: list[dict[str, Any]] = []
     for code, value, flag in readings:
