@@ -58,7 +58,7 @@ import heapq
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -77,19 +77,62 @@ ESCALATION = {"standard": "Environmental Protection Law of the PRC (2014)",
               "note": "a closure proposal: the order's deadline passed without a passing verification, or a verification failed at or after it"}
 
 
-@dataclass(slots=True)
 class Order:
     """An open order: the decision, its deadline (epoch seconds), the basis an escalation cites,
     and the failing inspections and verifications seen while it ran; `remedy`: the action its
     escalation proposes. A watch (`watch`: the rule id) is an order without a record: `decision`
-    is the decision the rule makes when the deadline passes (time = the deadline)."""
+    is the decision the rule makes when the deadline passes (time = the deadline).
 
-    decision: Decision
-    deadline: float
-    escalation: Mapping[str, str]
-    evidence: list[str] = field(default_factory=list)
-    remedy: str = CLOSE
-    watch: str | None = None
+    `id`, `enterprise` and `parcel` are the decision's, kept beside it for the layer's indexes
+    and the detectors. A watch opened by `Order.watching` makes its `Decision` only when
+    `decision` is first read (when it decides, completes, or is written to a snapshot): most
+    watches end or outlive the input without deciding. A plain slotted class, compared by
+    identity (the layer never compares orders)."""
+
+    __slots__ = ("_decision", "_pending", "deadline", "enterprise", "escalation", "evidence", "id", "parcel", "remedy",
+                 "watch")
+
+    def __init__(self, decision: Decision, deadline: float, escalation: Mapping[str, str],
+                 evidence: list[str] | None = None, remedy: str = CLOSE, watch: str | None = None) -> None:
+        self.id = decision.id
+        self.enterprise = decision.enterprise
+        self.parcel = decision.parcel
+        self.deadline = deadline
+        self.escalation = escalation
+        self.evidence = [] if evidence is None else evidence
+        self.remedy = remedy
+        self.watch = watch
+        self._decision: Decision | None = decision
+        self._pending: Callable[[], Decision] | None = None
+
+    @classmethod
+    def watching(cls, rule: str, decision_id: str, enterprise: str, parcel: str | None, deadline: float,
+                 make: Callable[[], Decision]) -> Order:
+        """A watch of `rule` whose decision (id `decision_id`) `make` gives when first read."""
+        order = cls.__new__(cls)
+        order.id = decision_id
+        order.enterprise = enterprise
+        order.parcel = parcel
+        order.deadline = deadline
+        order.escalation = {}
+        order.evidence = []
+        order.remedy = CLOSE
+        order.watch = rule
+        order._decision = None
+        order._pending = make
+        return order
+
+    @property
+    def decision(self) -> Decision:
+        made = self._decision
+        if made is None:
+            assert self._pending is not None
+            made = self._decision = self._pending()
+            self._pending = None
+        return made
+
+    def __repr__(self) -> str:
+        return f"Order(id={self.id!r}, enterprise={self.enterprise!r}, parcel={self.parcel!r}, deadline={self.deadline!r}, watch={self.watch!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +155,45 @@ def watch_deadline(day: str, years: int, days: float, time: str) -> str | None:
     """The end (23:59:59, in the offset of `time`) of the local day `years` and `days` after the
     date `day` (YYYY-MM-DD); 29 February plus whole years falls on 28 February. None when `day`
     is not a date."""
-    moved = _day_after(day[:10], years, days) if isinstance(day, str) else None
-    if moved is None:
+    found = watch_deadline_epoch(day, years, days, time)
+    return None if found is None else found[0]
+
+
+def watch_deadline_epoch(day: str, years: int, days: float, time: str) -> tuple[str, float] | None:
+    """`watch_deadline` and its epoch seconds (what `epoch_of` reads from it), the epoch by
+    arithmetic on the date's ordinal and the offset instead of parsing the text again."""
+    if not isinstance(day, str):
         return None
-    found = _OFFSET.search(time, max(len(time) - 7, 0))  # the offset ends the time (a newline may follow `$`)
-    offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
-    return f"{moved}T23:59:59{offset}"
+    return _deadline(day[:10], years, days, time[max(len(time) - 7, 0):])
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @functools.lru_cache(maxsize=4096)
-def _day_after(day: str, years: int, days: float) -> str | None:
-    """`watch_deadline`'s date (ISO), or None when `day` is not one; one past the calendar the
-    records can hold (years 1 to 9999) is its first or last day. Cached: a parcel's watches share
-    their dates (the lease's review and refusal both count from its expiry)."""
+def _deadline(day: str, years: int, days: float, tail: str) -> tuple[str, float] | None:
+    """`watch_deadline_epoch` of the date `day` and a time ending in `tail` (its last seven
+    characters, where its offset is). Cached, one cache for every watch rule: a parcel's watches
+    share their deadlines (the lease's review and refusal both count from its expiry)."""
+    moved = _day_after(day, years, days)
+    if moved is None:
+        return None
+    offset, east = _offset(tail)
+    return f"{moved.isoformat()}T23:59:59{offset}", float((moved.toordinal() - _EPOCH_ORDINAL) * 86400 + 86399 - east)
+
+
+@functools.lru_cache(maxsize=256)
+def _offset(tail: str) -> tuple[str, int]:
+    """The offset ending a time (its last seven characters: `tail`) as a deadline writes it ("Z"
+    and none as +00:00), and in seconds east of UTC."""
+    found = _OFFSET.search(tail)  # the offset ends the time (a newline may follow `$`)
+    offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
+    return offset, (-1 if offset[0] == "-" else 1) * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+
+
+def _day_after(day: str, years: int, days: float) -> date | None:
+    """`watch_deadline`'s date, or None when `day` is not a date; one past the calendar the
+    records can hold (years 1 to 9999) is its first or last day."""
     try:
         start = date.fromisoformat(day)
     except ValueError:
@@ -134,9 +203,18 @@ def _day_after(day: str, years: int, days: float) -> str | None:
             moved = start.replace(year=start.year + years)
         except ValueError:  # 29 February in a common year, or a year out of range (raised again)
             moved = start.replace(year=start.year + years, day=28)
-        return (moved + timedelta(days=days)).isoformat()
+        return moved + timedelta(days=days)
     except (ValueError, OverflowError):
-        return calendar_edge(years * 366 + days > 0).date().isoformat()
+        return calendar_edge(years * 366 + days > 0).date()
+
+
+def record_id(rule: str, version: int, enterprise: str, time: str, action: str, findings: tuple[str, ...],
+              events: tuple[str, ...], supersedes: str | None, status: str, parcel: str | None) -> str:
+    """A decision's id: the digest of what it decides (the same inputs give the same id on
+    every replay); a watch's is known when it opens, before its decision is made."""
+    key = "|".join((rule, str(version), enterprise, time, action, ",".join(findings), ",".join(events), supersedes or "",
+                    "" if status == "effective" else status) + (() if parcel is None else (parcel,)))
+    return "D-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 class Detector(Protocol):
@@ -147,7 +225,10 @@ class Detector(Protocol):
 
     def count_reached(self, rule: DecisionRule, enterprise: str, window: list[Entry], entry: Entry) -> bool: ...
 
-    def due(self, orders: Mapping[str, Order], epoch: float) -> list[str]: ...
+    def due(self, orders: Mapping[str, Order], epoch: float) -> list[str]:
+        """The orders due at `epoch` (deadline before it). The layer passes the open orders whose
+        deadline is before `epoch` (found through its heap of deadlines), not all open orders."""
+        ...
 
     def verified(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None: ...
 
@@ -156,7 +237,8 @@ class Detector(Protocol):
     def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]: ...
 
     def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
-        """Open watches of `rule` on (enterprise, parcel) whose deadline is at or after `epoch`."""
+        """Open watches of `rule` on (enterprise, parcel) whose deadline is at or after `epoch`. The
+        layer passes the open watches of `rule` on (enterprise, parcel) (its index), not all open orders."""
         ...
 
     def entry_added(self, rule: DecisionRule, enterprise: str, entry: Entry) -> None: ...
@@ -186,22 +268,22 @@ class PlainDetector:
 
     def verified(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None:
         order = orders.get(decision)
-        if order is not None and order.decision.enterprise == enterprise and epoch <= order.deadline:
+        if order is not None and order.enterprise == enterprise and epoch <= order.deadline:
             return decision
         return None
 
     def failed_late(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None:
         order = orders.get(decision)
-        if order is not None and order.decision.enterprise == enterprise and epoch >= order.deadline:
+        if order is not None and order.enterprise == enterprise and epoch >= order.deadline:
             return decision
         return None
 
     def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
-        return [i for i, o in orders.items() if o.decision.enterprise == enterprise and epoch <= o.deadline]
+        return [i for i, o in orders.items() if o.enterprise == enterprise and epoch <= o.deadline]
 
     def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
-        return [i for i, o in orders.items() if o.watch == rule and o.decision.enterprise == enterprise
-                and (o.decision.parcel or "") == parcel and epoch <= o.deadline]
+        return [i for i, o in orders.items() if o.watch == rule and o.enterprise == enterprise
+                and (o.parcel or "") == parcel and epoch <= o.deadline]
 
     def entry_added(self, rule: DecisionRule, enterprise: str, entry: Entry) -> None:
         pass
@@ -260,6 +342,11 @@ class DecisionLayer:
         self._watches = tuple(r for r in self.rules if r.kind == "watch")
         self._by_decisions = tuple(r for r in self.rules if r.kind == "decisions")
         self._land_types = frozenset(t for r in self._watches for t in (*(r.event_types or ()), *(r.unless_types or ())))
+        # the watch rules an event type ends (`unless`) and opens, in rule order; built once
+        self._ending = {t: tuple(r for r in self._watches if r.unless_types is not None and t in r.unless_types)
+                        for t in self._land_types}
+        self._opening = {t: tuple(r for r in self._watches if r.event_types is not None and t in r.event_types)
+                         for t in self._land_types}
         self._rules = {r.id: r for r in self.rules}
         self._categories = categories
         self._counting: dict[tuple[str, str], tuple[DecisionRule, ...]] = {}  # (finding rule, plugin) -> rules it counts for
@@ -274,6 +361,8 @@ class DecisionLayer:
         self._newest: dict[tuple[str, str], float] = {}
         self._open: dict[str, Order] = {}
         self._heap: list[tuple[float, str]] = []  # (deadline, order id) of open orders; ended ones popped lazily
+        # (watch rule, enterprise, parcel or "") -> its open watches by id (what `prevented` is asked about)
+        self._watching: dict[tuple[str, str, str], dict[str, Order]] = {}
         self._open_key: dict[tuple[str, str], str] = {}  # (rule, unit) -> open order or watch
         self._done: set[tuple[str, str]] = set()
         self._proposals: dict[str, Decision] = {}
@@ -316,8 +405,8 @@ class DecisionLayer:
 
     def orders_of(self, enterprise: str) -> list[Decision]:
         """The open `rectify` orders of one enterprise (their decisions, deadline included), by deadline."""
-        orders = sorted((o for o in self._open.values() if o.decision.enterprise == enterprise),
-                        key=lambda o: (o.deadline, o.decision.id))
+        orders = sorted((o for o in self._open.values() if o.enterprise == enterprise),
+                        key=lambda o: (o.deadline, o.id))
         return [o.decision for o in orders]
 
     def is_closed(self, enterprise: str) -> bool:
@@ -334,8 +423,8 @@ class DecisionLayer:
         self.clock = epoch
         if not self._open or self._earliest() >= epoch:
             return []
-        due = sorted((self._open[i] for i in self.detector.due(self._open, epoch)),
-                     key=lambda o: (o.deadline, o.decision.enterprise, o.decision.id))
+        due = sorted((self._open[i] for i in self.detector.due(self._before(epoch), epoch)),
+                     key=lambda o: (o.deadline, o.enterprise, o.id))
         out = []
         for order in due:
             made = self._fire(order) if order.watch is not None else \
@@ -343,6 +432,22 @@ class DecisionLayer:
             if made is not None:
                 out.append(made)
         return out
+
+    def _before(self, epoch: float) -> dict[str, Order]:
+        """The open orders whose deadline is before `epoch`, by id: the heap's entries below
+        `epoch` (a subtree at its root), those of ended orders left out."""
+        heap, found, size = self._heap, {}, len(self._heap)
+        stack = [0] if size and heap[0][0] < epoch else []
+        while stack:
+            at = stack.pop()
+            deadline, order_id = heap[at]
+            order = self._open.get(order_id)
+            if order is not None and order.deadline == deadline:
+                found[order_id] = order
+            for child in (2 * at + 1, 2 * at + 2):
+                if child < size and heap[child][0] < epoch:
+                    stack.append(child)
+        return found
 
     def quiet_until(self) -> float:
         """The latest event time the clock can move to without an order falling due (the batch path)."""
@@ -514,45 +619,53 @@ class DecisionLayer:
         event_type, holder, data = event["type"], event["subject"], event["data"]
         parcel = data.get("parcel") if isinstance(data.get("parcel"), str) else None
         if event_type in TRANSFER_TYPES:
-            for order in sorted((o for o in self._open.values() if o.decision.enterprise == holder
-                                 and o.decision.parcel == parcel), key=lambda o: o.decision.id):
+            for order in sorted((o for o in self._open.values() if o.enterprise == holder and o.parcel == parcel),
+                                key=lambda o: o.id):
                 self._end(order)
             return
+        ending, opening = self._ending.get(event_type, ()), self._opening.get(event_type, ())
+        if not ending and not opening:
+            return
         record = self._parcels.get(holder, parcel) if parcel is not None else None
-        scope = {"enterprise": self._registration(holder), "data": data, "parcel": record}
+        # what `where` and `unless` read; "params" is each rule's own, set before each is asked
+        scope = {"enterprise": self._registration(holder), "data": data, "parcel": record, "params": None}
         unit = unit_of(holder, parcel)
-        for rule in self._watches:
-            if rule.unless_types is None or event_type not in rule.unless_types:
-                continue
+        for rule in ending:
             if (rule.id, unit) not in self._open_key:
                 continue
-            if rule.unless is not None and rule.unless({**scope, "params": rule.params}) is not True:
-                continue
-            for order_id in sorted(self.detector.prevented(self._open, holder, parcel or "", rule.id, epoch)):
+            if rule.unless is not None:
+                scope["params"] = rule.params
+                if rule.unless(scope) is not True:
+                    continue
+            watches = self._watching.get((rule.id, holder, parcel or ""), {})
+            for order_id in sorted(self.detector.prevented(watches, holder, parcel or "", rule.id, epoch)):
                 self._end(self._open[order_id])
-        for rule in self._watches:
-            if rule.event_types is None or event_type not in rule.event_types:
-                continue
-            if rule.where is not None and rule.where({**scope, "params": rule.params}) is not True:
-                continue
+        for rule in opening:
+            if rule.where is not None:
+                scope["params"] = rule.params
+                if rule.where(scope) is not True:
+                    continue
             value: Any = {"data": data}
-            for part in rule.deadline_from or ():
-                value = value.get(part) if isinstance(value, Mapping) else None
-            deadline = watch_deadline(value, rule.deadline_years, rule.deadline_offset_days, event["time"]) \
+            for part in rule.deadline_from or ():  # a dict is a Mapping: spares the ABC's isinstance
+                value = value.get(part) if type(value) is dict or isinstance(value, Mapping) else None
+            found = watch_deadline_epoch(value, rule.deadline_years, rule.deadline_offset_days, event["time"]) \
                 if isinstance(value, str) else None
-            if deadline is None:
+            if found is None:
                 continue
-            if epoch_of(deadline) < epoch:  # already past when the engine learns of it: decided at once, never backdated
+            deadline, due = found
+            if due < epoch:  # already past when the engine learns of it: decided at once, never backdated
                 deadline = event["time"]
+                due = epoch_of(deadline)
             key = (rule.id, unit)
             replaced = self._open.get(self._open_key.get(key, ""))
             if replaced is not None:
                 self._end(replaced)
-            decision = self._record(rule.id, rule.version, rule.list, holder, deadline, rule.action, None, rule.basis, (),
-                                    (event["id"],), None, "proposed" if rule.approval else "effective", parcel,
-                                    amount_of(rule, record))
-            self._open_key[key] = decision.id
-            self._open_order(Order(decision, epoch_of(deadline), {}, watch=rule.id))
+            status, events = "proposed" if rule.approval else "effective", (event["id"],)
+            decision_id = record_id(rule.id, rule.version, holder, deadline, rule.action, (), events, None, status, parcel)
+            self._open_key[key] = decision_id
+            make = functools.partial(self._record, rule.id, rule.version, rule.list, holder, deadline, rule.action, None,
+                                     rule.basis, (), events, None, status, parcel, amount_of(rule, record))
+            self._open_order(Order.watching(rule.id, decision_id, holder, parcel, due, make))
 
     def _fire(self, order: Order) -> Decision | None:
         """A watch whose deadline passed: its decision, if `when_due` holds then."""
@@ -709,10 +822,9 @@ class DecisionLayer:
                 deadline: str | None, basis: Mapping[str, str], findings: tuple[str, ...], events: tuple[str, ...],
                 supersedes: str | None, status: str, parcel: str | None = None,
                 amount: Mapping[str, Any] | None = None) -> Decision:
-        key = "|".join((rule, str(version), enterprise, time, action, ",".join(findings), ",".join(events), supersedes or "",
-                        "" if status == "effective" else status) + (() if parcel is None else (parcel,)))
         return Decision(
-            id="D-" + hashlib.sha256(key.encode()).hexdigest()[:24], rule=rule, rule_version=version,
+            id=record_id(rule, version, enterprise, time, action, findings, events, supersedes, status, parcel),
+            rule=rule, rule_version=version,
             enterprise=enterprise, time=time, list=listed, action=action, deadline=deadline, basis=basis,
             findings=findings, events=events, supersedes=supersedes, ruleset=self._ruleset, status=status,
             parcel=parcel, amount=amount,
@@ -752,17 +864,25 @@ class DecisionLayer:
         return decision
 
     def _open_order(self, order: Order) -> None:
-        self._open[order.decision.id] = order
+        self._open[order.id] = order
+        if order.watch is not None:
+            self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[order.id] = order
         if len(self._heap) > 2 * len(self._open) + 64:  # mostly ended orders: rebuild
-            self._heap = [(o.deadline, i) for i, o in self._open.items() if i != order.decision.id]
+            self._heap = [(o.deadline, i) for i, o in self._open.items() if i != order.id]
             heapq.heapify(self._heap)
-        heapq.heappush(self._heap, (order.deadline, order.decision.id))
+        heapq.heappush(self._heap, (order.deadline, order.id))
         self.detector.order_opened(order)
 
     def _end(self, order: Order) -> None:
-        del self._open[order.decision.id]
-        key = (order.watch or order.decision.rule, unit_of(order.decision.enterprise, order.decision.parcel))
-        if self._open_key.get(key) == order.decision.id:
+        del self._open[order.id]
+        if order.watch is not None:
+            where = (order.watch, order.enterprise, order.parcel or "")
+            watches = self._watching[where]
+            del watches[order.id]
+            if not watches:
+                del self._watching[where]
+        key = (order.watch or order.decision.rule, unit_of(order.enterprise, order.parcel))
+        if self._open_key.get(key) == order.id:
             del self._open_key[key]
         self.detector.order_ended(order)
 
@@ -828,6 +948,10 @@ class DecisionLayer:
                       for oid, d, deadline, escalation, evidence, remedy, watch in state["open"]}
         self._heap = [(o.deadline, i) for i, o in self._open.items()]
         heapq.heapify(self._heap)
+        self._watching = {}
+        for oid, order in self._open.items():
+            if order.watch is not None:
+                self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[oid] = order
         self._open_key = {(k[0], k[1]): v for k, v in state["open_key"]}
         self._done = {(k[0], k[1]) for k in state["done"]}
         self._proposals = {pid: _restore_decision(d) for pid, d in state["proposals"]}

@@ -101,6 +101,7 @@ class ReteDetector:
         self._entries: dict[int, dict[str, Any]] = {}
         self._orders: dict[str, dict[str, Any]] = {}
         self._clocks: dict[str, dict[str, Any]] = {}
+        self._held: dict[str, int] = {}  # enterprise -> its order facts in `_orders` (its clock goes with the last)
         self._ids = 0
 
     def _signal(self, kind: str, value: Any) -> None:
@@ -138,18 +139,25 @@ class ReteDetector:
             self.rete.retract_fact(enterprise, self._entries.pop(entry.seq))
 
     def order_opened(self, order: Order) -> None:
-        enterprise = order.decision.enterprise
-        fact = {"id": self._id("o"), "kind": "order", "oid": order.decision.id, "enterprise": enterprise,
-                "p": _parcel(order.decision.parcel), "r": order.watch or "", "d": float(order.deadline)}
-        self._orders[order.decision.id] = fact
+        enterprise = order.enterprise
+        fact = {"id": self._id("o"), "kind": "order", "oid": order.id, "enterprise": enterprise,
+                "p": _parcel(order.parcel), "r": order.watch or "", "d": float(order.deadline)}
+        if order.id not in self._orders:
+            self._held[enterprise] = self._held.get(enterprise, 0) + 1
+        self._orders[order.id] = fact
         self._assert(enterprise, fact)
         self._take("due")  # a stale clock cannot be past a new deadline; keep the signal list clean
 
     def order_ended(self, order: Order) -> None:
-        enterprise = order.decision.enterprise
-        self.rete.retract_fact(enterprise, self._orders.pop(order.decision.id))
-        if not any(f["enterprise"] == enterprise for f in self._orders.values()) and enterprise in self._clocks:
-            self.rete.retract_fact(enterprise, self._clocks.pop(enterprise))
+        enterprise = order.enterprise
+        self.rete.retract_fact(enterprise, self._orders.pop(order.id))
+        held = self._held[enterprise] - 1
+        if held:
+            self._held[enterprise] = held
+        else:
+            del self._held[enterprise]
+            if enterprise in self._clocks:
+                self.rete.retract_fact(enterprise, self._clocks.pop(enterprise))
 
     # ---- detection on durable_rules ------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class ReteDetector:
     def due(self, orders: Mapping[str, Order], epoch: float) -> list[str]:
         # only the clocks of enterprises with a deadline before `epoch` move (the others cannot fire):
         # spares thousands of clock updates when parcels are watched for years ahead
-        for enterprise in sorted({o.decision.enterprise for o in orders.values() if o.deadline < epoch}):
+        for enterprise in sorted({o.enterprise for o in orders.values() if o.deadline < epoch}):
             old = self._clocks.get(enterprise)
             if old is not None:
                 self.rete.retract_fact(enterprise, old)
@@ -208,6 +216,9 @@ class ReteDetector:
         self._entries = {seq: fact for seq, fact in state["entries"]}
         self._orders = {oid: fact for oid, fact in state["orders"]}
         self._clocks = {e: fact for e, fact in state["clocks"]}
+        self._held = {}
+        for fact in self._orders.values():
+            self._held[fact["enterprise"]] = self._held.get(fact["enterprise"], 0) + 1
         self._ids = state["ids"]
         for facts in (self._entries, self._orders, self._clocks):
             for _, fact in sorted(facts.items()):
