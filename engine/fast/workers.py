@@ -318,7 +318,8 @@ def sorted_windows(lane: ColumnLane, archive: Archive, skip: int = 0) -> Windows
     without copying and removes; at most `_AHEAD` windows are written ahead. A window that
     cannot be written there comes through the pipe."""
     context = multiprocessing.get_context("fork")
-    folder = tempfile.mkdtemp(prefix="rectify-windows-", dir=_shared_memory())
+    # the engine's process id in the name: whose folder it is (a killed replay's, or a running one's)
+    folder = tempfile.mkdtemp(prefix=f"rectify-windows-{os.getpid()}-", dir=_shared_memory())
     receiving, sending = context.Pipe(duplex=False)
     room = context.Semaphore(_AHEAD)
     process = context.Process(target=_sort_windows, args=(lane, archive, skip, folder, room, sending, receiving),
