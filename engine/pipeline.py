@@ -47,7 +47,7 @@ from engine.plugins import PluginInfo, PluginSet, RulePackSource, load_plugins
 from engine.records import DataGap, Decision, Finding, InputLine, InvalidEvent, Quarantined, Record, RunSummary
 from engine.state import CheckpointError
 from engine.units import UnitError
-from engine.validate import EventValidator, wide_integer
+from engine.validate import EventValidator, first_unwritable, wide_integer, without_surrogates
 from engine.version import __version__
 
 BACKENDS = ("compiled", "rete")
@@ -243,6 +243,8 @@ class Engine:
         try:
             event = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
+            if isinstance(text, str) and without_surrogates(text) is not text:  # a lone surrogate: read as
+                return self.prepare_line(text.encode("utf-8", "surrogatepass"), source, line)  # the batch path does
             return quarantined(text, source, line, json_problem(text, exc))
         try:
             return self.prepare(event, True, text, source, line)
@@ -345,7 +347,11 @@ class Engine:
         if problem is not None or digest is not None:
             canonical = b""
         elif canonical is None:
-            canonical = canonical_json(event)
+            try:
+                canonical = canonical_json(event)
+            except TypeError as exc:  # orjson's JSONEncodeError: a mapping (never parsed JSON) no JSON text holds
+                problem = first_unwritable(event) or f"(event): not writable as JSON ({exc})"
+                canonical = b""
         if problem is None and from_json and isinstance(raw, (str, bytes)) and may_repeat_keys(raw, canonical):
             repeated = repeated_key(raw)
             if repeated is not None:
@@ -589,7 +595,7 @@ def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
     if isinstance(raw, bytes):
         text = raw.decode("utf-8", errors="replace")
     elif isinstance(raw, str):
-        text = raw
+        text = without_surrogates(raw)
     else:
         try:
             text = orjson.dumps(raw, default=str).decode()
@@ -600,11 +606,13 @@ def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
 
 def _wide_integers_named(value: Any) -> Any:
     """`value` with each integer outside the 64-bit range as the text '<an integer of N bits>' (its
-    digits may be more than Python will even print)."""
+    digits may be more than Python will even print), and each lone surrogate in text as its escape."""
     if wide_integer(value):
         return f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, str):  # a lone surrogate (Python's json module makes them) as its escape
+        return without_surrogates(value)
     if isinstance(value, Mapping):
-        return {str(key): _wide_integers_named(item) for key, item in value.items()}
+        return {without_surrogates(str(key)): _wide_integers_named(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_wide_integers_named(item) for item in value]
     return value

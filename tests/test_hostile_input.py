@@ -12,6 +12,7 @@ What main (69b045b) did (the issue's probe, re-run with these tests against it):
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -302,3 +303,43 @@ def test_integers_past_64_bits_in_event_mappings_are_quarantined_with_their_path
         ("quarantine", f"data.contract.price_yuan: {why}"), ("quarantine", f"data.value: {why}"), ("quarantine", f"id: {why}")]
     assert '"value":"<an integer of 16610 bits>"' in records[1]["raw"] and '"id":"<an integer of 100 bits>"' in records[2]["raw"]
     assert engine.summary.quarantined == 3 and engine.summary.balanced()
+
+
+def test_lone_surrogates_in_event_mappings_and_text_lines_are_quarantined_on_every_path(plugins):
+    """Python's json module reads '"\\ud800"' as a lone surrogate, which orjson cannot write. Before
+    2026-12-03 such a mapping raised TypeError out of `Engine.process` (not InvalidEvent), `run` and
+    `run_batch` (the content digest's JSON); a str line holding one was quarantined by `run` but
+    raised UnicodeEncodeError out of `run_batch`, and its record could not be written. Found by the
+    differential fuzzer (fz4)."""
+    from engine import InvalidEvent
+    from engine.output import JsonlSink
+    from engine.run import Outputs
+
+    text = json.dumps(event("m-1", 35.0)).replace('"m-1"', '"\\ud800m-1"')  # escaped, as JSON writers do
+    parsed = json.loads(text)
+    assert parsed["id"] == "\ud800m-1"
+    named = {**event("m-2", 35.0), "data": {**event("m-2", 35.0)["data"], "outlet": "DA\udfff1"}}
+    keyed = {**event("m-3", 35.0), "data": {**event("m-3", 35.0)["data"], "\udc00": 1}}
+    source = {**event("m-4", 35.0), "source": "cems/\ud83d"}
+    raw_line = json.dumps(event("m-5", 35.0), ensure_ascii=False).replace('"m-5"', '"\ud800m-5"')  # a str line
+    items = [REG, parsed, named, keyed, source, raw_line]
+    outputs = []
+    for path in ("run", "run_batch"):
+        engine, written = Engine(plugins=plugins), io.BytesIO()
+        Outputs(JsonlSink(written)).write_all(getattr(engine, path)(items))  # every record writable, chained
+        assert engine.summary.quarantined == 5 and engine.summary.balanced()
+        outputs.append(written.getvalue())
+    assert outputs[0] == outputs[1]
+    records = [orjson.loads(line) for line in outputs[0].splitlines()]
+    errors = [r["error"] for r in records if r["record"] == "quarantine"]
+    assert errors[:4] == ["id: text with a lone surrogate ('\\\\ud800m-1') is not Unicode text (no UTF-8)",
+                          "data.outlet: text with a lone surrogate ('DA\\\\udfff1') is not Unicode text (no UTF-8)",
+                          "data: Additional properties are not allowed ('\\udc00' was unexpected)",  # the schema's
+                          "source: text with a lone surrogate ('cems/\\\\ud83d') is not Unicode text (no UTF-8)"]
+    assert errors[4].startswith("(line): not valid UTF-8 at byte")  # its bytes, as on the batch path
+    assert '"id":"\\\\ud800m-1"' in records[0]["raw"]
+    engine = Engine(plugins=plugins)
+    for item in (parsed, named, keyed, source):
+        with pytest.raises(InvalidEvent):
+            engine.process(item)
+    assert engine.summary.quarantined == 4 and engine.summary.balanced()

@@ -11,8 +11,10 @@ from engine.validate.formats import FORMATS, check_date, check_date_time, check_
 from engine.validate.schemas import (
     core_validator,
     describe,
+    first_unwritable,
     load_core_schema,
     wide_integer,
+    without_surrogates,
 )
 from engine.validate.uscc import is_uscc, make_uscc, uscc_problem
 
@@ -25,9 +27,11 @@ __all__ = [
     "check_uscc",
     "core_validator",
     "describe",
+    "first_unwritable",
     "is_uscc",
     "load_core_schema",
     "make_uscc",
     "uscc_problem",
     "wide_integer",
+    "without_surrogates",
 ]

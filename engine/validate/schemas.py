@@ -163,6 +163,58 @@ def _locate(value: Any, path: str) -> str | None:
     return None
 
 
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def first_unwritable(value: Any, path: str = "") -> str | None:
+    """'path: why' for the first part of `value` no JSON text can hold, which a JSON writer
+    (orjson) refuses: text with a lone surrogate (Python's json module reads '"\\ud800"' as
+    one), as a value or a key, or a value of no JSON type (a Decimal, a set). None when there is
+    none. Called only once orjson has refused `value`: the happy path never walks."""
+    if isinstance(value, str):
+        if _lone_surrogate(value):
+            return f"{path or '(event)'}: text with a lone surrogate ({_surrogate_shown(value)}) is not Unicode text (no UTF-8)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or '(event)'}: a key must be text, got the {type(key).__name__} {shown(key)}"
+            if _lone_surrogate(key):
+                return f"{path or '(event)'}: the key {_surrogate_shown(key)} has a lone surrogate: not Unicode text (no UTF-8)"
+            found = first_unwritable(item, f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_unwritable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if not isinstance(value, JSON_SCALARS):
+        return f"{path or '(event)'}: a {type(value).__name__} is not a JSON value"
+    return None
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate written as its escape ('\\ud800'): text a JSON writer takes."""
+    if not _lone_surrogate(text):
+        return text
+    return "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def _surrogate_shown(text: str) -> str:
+    return shown(without_surrogates(text))
+
+
 def _path(error: jsonschema.ValidationError) -> str:
     parts: list[str] = []
     for part in error.absolute_path:
