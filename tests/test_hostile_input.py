@@ -343,3 +343,37 @@ def test_lone_surrogates_in_event_mappings_and_text_lines_are_quarantined_on_eve
         with pytest.raises(InvalidEvent):
             engine.process(item)
     assert engine.summary.quarantined == 4 and engine.summary.balanced()
+
+
+def test_numbers_of_no_json_type_in_event_mappings_are_quarantined_with_their_path(plugins):
+    """JSON Schema's `number` takes a Decimal (and a complex reaches its comparisons), so before
+    2026-12-03 a reading with `value: Decimal('35.5')` raised TypeError out of `Engine.process`,
+    `run` and `run_batch` (the unit conversion), a registration with one raised in the content
+    digest's JSON, and a complex equipment attribute raised inside jsonschema. Tuples are still
+    arrays. Found by the differential fuzzer (fz4)."""
+    from decimal import Decimal
+
+    from engine import InvalidEvent
+
+    reading = {**event("m-1", 35.0), "data": {**event("m-1", 35.0)["data"], "value": Decimal("35.5")}}
+    land = {**json.loads(REG), "id": "r-2", "data": {**json.loads(REG)["data"], "land_area_mu": Decimal("1.5")}}
+    furnace = {"specversion": "1.0", "id": "q-1", "source": "registry", "type": "equipment.declared", "subject": SUBJECT,
+               "time": "2024-03-01T09:00:00+08:00",
+               "data": {"equipment_id": "IF01", "kind": "induction_furnace", "status": "active",
+                        "attributes": {"capacity_t": 1 + 2j}}}
+    listed = {"specversion": "1.0", "id": "i-1", "source": "inspect", "type": "inspection.recorded", "subject": SUBJECT,
+              "time": "2024-03-02T10:00:00+08:00", "data": {"result": "fail", "violations": ("x", Decimal("1"))}}
+    why = {"data.value": "Decimal", "data.land_area_mu": "Decimal", "data.attributes.capacity_t": "complex",
+           "data.violations[1]": "Decimal"}
+    expected = [("quarantine", f"{path}: a {kind} is not a JSON value") for path, kind in why.items()]
+    for path in ("run", "run_batch"):
+        engine = Engine(plugins=plugins)
+        records = [r.to_dict() for r in getattr(engine, path)([REG, reading, land, furnace, listed])]
+        assert [(r["record"], r["error"]) for r in records if r["record"] == "quarantine"] == expected
+        assert engine.summary.quarantined == 4 and engine.summary.balanced()
+    engine = Engine(plugins=plugins)
+    engine.process(json.loads(REG))
+    for item in (reading, land, furnace, listed):
+        with pytest.raises(InvalidEvent):
+            engine.process(item)
+    assert engine.process({**listed, "data": {"result": "fail", "violations": ("x", "y")}}) == []  # a tuple is an array

@@ -106,7 +106,8 @@ INT_RANGE = (-(2**63), 2**64 - 1)  # the integers JSON tools keep exactly (orjso
 def first_unrepresentable(value: Any, path: str = "") -> str | None:
     """'path: why' for the first number in `value` that is not data: NaN or infinite, or an
     integer outside INT_RANGE (Python's json module makes any length; orjson and the compiled
-    validator cannot hold them). None when there is none.
+    validator cannot hold them), or a value of no JSON type (a Decimal, a complex: JSON Schema's
+    `number` takes them, the arithmetic after it does not). None when there is none.
 
     Data without such numbers (nearly always) is proven so by one quick walk that builds no paths."""
     if not _unrepresentable_inside(value):
@@ -126,7 +127,7 @@ def _bad_number(value: Any) -> bool:
 def _unrepresentable_inside(value: Any) -> bool:
     if isinstance(value, dict):
         items: Any = value.values()
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         items = value
     else:
         return _bad_number(value)
@@ -140,12 +141,17 @@ def _unrepresentable_inside(value: Any) -> bool:
         elif type(item) is int:
             if not low <= item <= high:
                 return True
-        elif isinstance(item, (dict, list)) and _unrepresentable_inside(item):
-            return True
+        elif isinstance(item, (dict, list, tuple)):
+            if _unrepresentable_inside(item):
+                return True
+        elif not (item is None or item is True or item is False or isinstance(item, (str, int))):
+            return True  # a number of no JSON type (a Decimal, a complex) or another object
     return False
 
 
 def _locate(value: Any, path: str) -> str | None:
+    if not isinstance(value, (dict, list, tuple, str, int, float, type(None))):  # bool is an int
+        return f"{path or '(event)'}: a {type(value).__name__} is not a JSON value"
     if _bad_number(value):
         if isinstance(value, float):
             return f"{path or '(event)'}: numbers must be finite (NaN and infinity are not data)"
@@ -155,7 +161,7 @@ def _locate(value: Any, path: str) -> str | None:
             found = _locate(item, f"{path}.{key}" if path else str(key))
             if found:
                 return found
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             found = _locate(item, f"{path}[{index}]")
             if found:
