@@ -193,7 +193,8 @@ class Engine:
         Decisions that fell due because this event moved the event-time clock come first.
 
         Raises InvalidEvent for a bad event (counted as quarantined). A duplicate (same id,
-        same content) returns [] and is counted as duplicate.
+        same content) returns [] and is counted as duplicate. The engine keeps no reference to
+        `event`: the caller may refill the same mapping for its next event.
         """
         self.summary.read += 1
         try:

@@ -8,12 +8,17 @@ Every stateful stage owns its state and offers two methods:
 The Engine composes them (`Engine.snapshot()` / `Engine.restore()`); nothing outside a stage
 reads or writes its private attributes. Snapshots are JSON, never pickle: a store may come
 from elsewhere, and loading it must not run code.
+
+A stage that keeps part of an event beyond the call keeps its own copy (`kept_copy`): a caller
+of `Engine.process` may refill one mapping for each event it passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+import orjson
 
 
 class CheckpointError(RuntimeError):
@@ -42,3 +47,9 @@ def infinite(value: float | None) -> float:
 def pairs(mapping: Mapping[Any, Any]) -> list[list[Any]]:
     """A mapping with tuple keys as a JSON list of [key, value] pairs (insertion order kept)."""
     return [[list(k) if isinstance(k, tuple) else k, v] for k, v in mapping.items()]
+
+
+def kept_copy(data: Mapping[str, Any]) -> Any:
+    """A copy of valid event data that a stage keeps, as JSON reads it (lists for arrays, new
+    dicts): the caller's mapping may change after the call."""
+    return orjson.loads(orjson.dumps(data))

@@ -36,6 +36,7 @@ from engine.judge.expressions import Compiled, ExpressionError, compile_expressi
 from engine.judge.rulepacks import ParameterError, cached_by_parameters, parameter_problem
 from engine.normalise.readings import epoch_of, plus_days
 from engine.records import Decision
+from engine.state import kept_copy
 from engine.validate.schemas import core_validator
 from engine.validate.yamlsafe import YamlError, load_yaml
 
@@ -393,7 +394,7 @@ class Evaluation:
         per_year = self._finance.setdefault(year, {})
         current = per_year.get(event["subject"])
         if current is None or (epoch, event["id"]) > (current[0], current[1]):
-            per_year[event["subject"]] = (epoch, event["id"], event["data"])
+            per_year[event["subject"]] = (epoch, event["id"], kept_copy(event["data"]))
 
     # ---- ranking --------------------------------------------------------------------------
 
