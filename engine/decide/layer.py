@@ -160,14 +160,10 @@ def watch_deadline(day: str, years: int, days: float, time: str) -> str | None:
 
 
 def watch_deadline_epoch(day: str, years: int, days: float, time: str) -> tuple[str, float] | None:
-    """`watch_deadline` and its epoch seconds (what `epoch_of` reads from it), the epoch by
-    arithmetic on the date's ordinal and the offset instead of parsing the text again."""
+    """`watch_deadline` and its epoch seconds."""
     if not isinstance(day, str):
         return None
     return _deadline(day[:10], years, days, time[max(len(time) - 7, 0):])
-
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -178,17 +174,10 @@ def _deadline(day: str, years: int, days: float, tail: str) -> tuple[str, float]
     moved = _day_after(day, years, days)
     if moved is None:
         return None
-    offset, east = _offset(tail)
-    return f"{moved.isoformat()}T23:59:59{offset}", float((moved.toordinal() - _EPOCH_ORDINAL) * 86400 + 86399 - east)
-
-
-@functools.lru_cache(maxsize=256)
-def _offset(tail: str) -> tuple[str, int]:
-    """The offset ending a time (its last seven characters: `tail`) as a deadline writes it ("Z"
-    and none as +00:00), and in seconds east of UTC."""
     found = _OFFSET.search(tail)  # the offset ends the time (a newline may follow `$`)
     offset = "+00:00" if found is None or found.group(0) == "Z" else found.group(0)
-    return offset, (-1 if offset[0] == "-" else 1) * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+    deadline = f"{moved.isoformat()}T23:59:59{offset}"
+    return deadline, epoch_of(deadline)
 
 
 def _day_after(day: str, years: int, days: float) -> date | None:
@@ -865,13 +854,17 @@ class DecisionLayer:
 
     def _open_order(self, order: Order) -> None:
         self._open[order.id] = order
-        if order.watch is not None:
-            self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[order.id] = order
+        self._index_watch(order)
         if len(self._heap) > 2 * len(self._open) + 64:  # mostly ended orders: rebuild
             self._heap = [(o.deadline, i) for i, o in self._open.items() if i != order.id]
             heapq.heapify(self._heap)
         heapq.heappush(self._heap, (order.deadline, order.id))
         self.detector.order_opened(order)
+
+    def _index_watch(self, order: Order) -> None:
+        """Note a watch in `_watching` (what `prevented` is asked about); an order is not noted."""
+        if order.watch is not None:
+            self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[order.id] = order
 
     def _end(self, order: Order) -> None:
         del self._open[order.id]
@@ -949,9 +942,8 @@ class DecisionLayer:
         self._heap = [(o.deadline, i) for i, o in self._open.items()]
         heapq.heapify(self._heap)
         self._watching = {}
-        for oid, order in self._open.items():
-            if order.watch is not None:
-                self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[oid] = order
+        for order in self._open.values():
+            self._index_watch(order)
         self._open_key = {(k[0], k[1]): v for k, v in state["open_key"]}
         self._done = {(k[0], k[1]) for k in state["done"]}
         self._proposals = {pid: _restore_decision(d) for pid, d in state["proposals"]}
