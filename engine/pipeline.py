@@ -37,7 +37,7 @@ from engine.decide import (
     programme_parameters,
 )
 from engine.fast import batches
-from engine.ingest import json_problem, may_repeat_keys, repeated_key
+from engine.ingest import json_problem, may_repeat_keys, overlong_parts, repeated_key
 from engine.ingest.archive import rebuild
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
     cached_by_parameters, parse_pack, route
@@ -592,9 +592,10 @@ class Engine:
 
 
 def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
-    """The quarantine record of an input line: the raw text as far as it can be shown, and why."""
+    """The quarantine record of an input line: the raw text as far as it can be shown, and why
+    (of a line too long to read, its start: engine/ingest/jsonl.py)."""
     if isinstance(raw, bytes):
-        text = raw.decode("utf-8", errors="replace")
+        text = ((parts := overlong_parts(raw)) and parts[0] or raw).decode("utf-8", errors="replace")
     elif isinstance(raw, str):
         text = without_surrogates(raw)
     else:

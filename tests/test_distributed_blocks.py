@@ -10,6 +10,7 @@ derandomized in CI).
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from engine.ingest import JsonlFiles, read_jsonl
 from engine.distributed.blocks import plan
-from engine.ingest.jsonl import byte_ranges, read_range
+from engine.ingest.jsonl import KEPT_BYTES, byte_ranges, overlong_parts, read_range
 from engine.normalise import DedupeIndex, EventClock, Seen
 
 DAY = 86400.0
@@ -131,6 +132,62 @@ def test_byte_ranges_read_the_lines_read_jsonl_reads(tmp_path_factory, lines, bo
     for start, stop in ranges:
         got.extend(read_range(str(path), start, stop))
     assert got == expected
+
+
+long_pieces = st.lists(st.one_of(st.sampled_from([b'{"a":1}', b"", b"\xff", "é".encode()]),
+                                 st.integers(0, 60).map(lambda n: b"x" * n)), max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(long_pieces, st.booleans(), st.booleans(), st.integers(1, 40), st.integers(1, 50), st.integers(1, 30))
+def test_every_reader_gives_a_line_past_the_limit_as_its_start_and_length(tmp_path_factory, lines, bom, trailing,
+                                                                         limit, block, size):
+    """`JsonlFiles.chunks`, `read_jsonl` and `read_range` agree line for line with a `max_line_bytes`,
+    however blocks and ranges fall, and each line is the line itself or, past the limit, its start
+    with its length and the limit (engine/ingest/jsonl.py)."""
+    path = tmp_path_factory.mktemp("long") / "log.jsonl"
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if trailing and lines else b"")
+    path.write_bytes(data)
+    chunked = [line for _, _, chunk in JsonlFiles([path], block_bytes=block, max_line_bytes=limit).chunks(3)
+               for line in chunk]
+    ranged = [line for start, stop in byte_ranges(str(path), size) for line in read_range(str(path), start, stop, limit)]
+    assert chunked == ranged
+    if data != b"\xef\xbb\xbf":
+        assert chunked == [item.text for item in read_jsonl([path], max_line_bytes=limit)]
+    if lines and not lines[-1] and not trailing:  # the file ends with the newline before it: no line after
+        lines = lines[:-1]
+    assert len(chunked) == len(lines)
+    for got, line in zip(chunked, lines):
+        if len(line) <= limit:
+            assert got == line
+        else:
+            assert overlong_parts(got) == (line[:KEPT_BYTES], len(line), limit)
+
+
+def test_a_line_past_the_limit_is_not_held(tmp_path):
+    """A 48 MiB line with no newline (a disk image, say) read with a 1 MiB limit: no reader holds
+    more than a few MiB of it (tracemalloc's peak); each keeps its start and counts the rest."""
+    path = tmp_path / "image.jsonl"
+    with path.open("wb") as handle:
+        handle.write(b'{"id":"before"}\n')
+        for _ in range(48):
+            handle.write(b"\0" * (1 << 20))
+        handle.write(b'\n{"id":"after"}\n')
+    readers = {
+        "chunks": lambda: [x for _, _, c in JsonlFiles([path], max_line_bytes=1 << 20).chunks(256) for x in c],
+        "read_jsonl": lambda: [item.text for item in read_jsonl([path], max_line_bytes=1 << 20)],
+        "read_range": lambda: [x for a, b in byte_ranges(path, 1 << 22) for x in read_range(path, a, b, 1 << 20)],
+    }
+    for name, read in readers.items():
+        tracemalloc.start()
+        try:
+            lines = read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 12 << 20, (name, peak)
+        assert lines[0] == b'{"id":"before"}' and lines[2] == b'{"id":"after"}' and len(lines) == 3, name
+        assert overlong_parts(lines[1]) == (b"\0" * KEPT_BYTES, 48 << 20, 1 << 20), name
 
 
 def test_a_line_split_across_ranges_belongs_to_the_range_it_starts_in(tmp_path):

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from conftest import SUBJECT, registration
 from engine import Engine, Finding, InputLine, JsonlFiles, Quarantined
 from engine.devtools.demo import generate_city
-from engine.ingest.jsonl import may_repeat_keys, repeated_key
+from engine.ingest.jsonl import MAX_LINE_BYTES, may_repeat_keys, repeated_key
 
 RECTIFY = [sys.executable, "-c", "from engine.cli import main; main()"]
 
@@ -226,6 +226,28 @@ def test_a_byte_order_mark_is_not_part_of_the_first_line(plugins, tmp_path):
 def test_invalid_utf8_is_named_by_byte(plugins, tmp_path):
     records = run_all_paths(plugins, [REG, b'{"id": "caf\xe9"}', json.dumps(event("e-1", 45))], tmp_path)
     assert quarantines(records) == {2: "(line): not valid UTF-8 at byte 12 of 14 (0xe9): invalid continuation byte"}
+
+
+def test_a_line_past_the_limit_is_quarantined_by_its_start_and_length_on_every_path(plugins, tmp_path):
+    """A line longer than `max_line_bytes` (16 MiB) is never read whole (engine/ingest/jsonl.py):
+    its record keeps its first 4,096 bytes and says how long it was, on the per-event path, the
+    batch path, with a sorting process, and from an archive made of the log; the lines after it
+    are read as before. On d62715f every reader held the whole line (a 256 MiB line: 1.17 GB
+    resident), and a file with no newline at all was one line of its size."""
+    long = b'{"id":"' + b"x" * MAX_LINE_BYTES + b'"}'
+    records = run_all_paths(plugins, [REG, long, json.dumps(event("e-1", 45))], tmp_path)
+    assert quarantines(records) == {2: f"(line): {len(long)} bytes, longer than the limit of {MAX_LINE_BYTES} "
+                                       "(max_line_bytes): not read; the record keeps its first 4096"}
+    (record,) = [r for r in map(orjson.loads, records) if r["record"] == "quarantine"]
+    assert record["raw"] == long[:4096].decode()
+    assert [r["event"] for r in map(orjson.loads, records) if r["record"] == "finding"] == [["e-1"]]
+    log, archive = tmp_path / "events.jsonl", tmp_path / "archive"
+    for args in (("archive", str(log), "--out", str(archive)), ("run", str(log), "--out", str(tmp_path / "a.jsonl")),
+                 ("run", str(archive), "--out", str(tmp_path / "b.jsonl"))):
+        result = rectify(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert b"longer than the limit" in (tmp_path / "b.jsonl").read_bytes()
 
 
 def test_a_huge_bad_value_is_not_repeated_whole_in_the_error(engine):

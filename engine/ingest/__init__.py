@@ -6,6 +6,15 @@ dicts, each tagged with where it came from so a bad one can be quarantined with 
 Nothing here judges an event: validation is the next stage.
 """
 
-from engine.ingest.jsonl import JsonlFiles, count_lines, json_problem, may_repeat_keys, opened, read_jsonl, repeated_key
+from engine.ingest.jsonl import (
+                                 JsonlFiles,
+                                 count_lines,
+                                 json_problem,
+                                 may_repeat_keys,
+                                 opened,
+                                 overlong_parts,
+                                 read_jsonl,
+                                 repeated_key,
+)
 
-__all__ = ["JsonlFiles", "count_lines", "json_problem", "may_repeat_keys", "opened", "read_jsonl", "repeated_key"]
+__all__ = ["JsonlFiles", "count_lines", "json_problem", "may_repeat_keys", "opened", "overlong_parts", "read_jsonl", "repeated_key"]
