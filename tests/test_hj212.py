@@ -308,6 +308,19 @@ def test_a_data_time_in_year_one_is_a_well_formed_time(registry):
     assert check_date_time(event["time"])
 
 
+def test_a_value_the_schemas_do_not_take_is_acknowledged_and_the_engine_quarantines_its_event(registry, plugins):
+    """A well-formed packet is not refused for its values (docs/hj212.md): its events are written,
+    and running them quarantines each one the schemas refuse, with the schema's reason."""
+    packets = (frame(packet_text(CUPOLA, "2061", ["DataTime=20240301100000;a34013-Avg=35,a34013-Flag=N;"
+                                                  "a19001-Avg=25,a19001-Flag=N"]))
+               + frame(packet_text(CUPOLA, "2061", ["DataTime=20240301110000;a34013-Avg=-5,a34013-Flag=N"])))
+    events = list(ingest(packets, registry))
+    assert [type(e) for e in events] == [dict, dict]
+    records = [r for r in Engine(plugins=plugins).run(events) if isinstance(r, Quarantined)]
+    assert [(r.line, r.error.split(":")[0]) for r in records] == [(1, "data.o2_percent"), (2, "data.value")]
+    assert "25.0 is greater than or equal to the maximum of 21" in records[0].error
+
+
 def test_at_least_ten_kinds_of_corruption_are_covered():
     assert len(CORRUPTIONS) >= 10
     assert len({reason for _, reason, _ in CORRUPTIONS.values()}) == len(CORRUPTIONS)
