@@ -9,7 +9,8 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
 (c) the batch path end to end as `rectify run` does it (`Run`: records written as JSON lines,
     hash-chained, to /dev/null) from the JSONL file: in one process, and with chunks sorted in
     1 and 2 forked processes (`Engine.run_batch(workers=N)`; `rectify run --jobs` uses them only
-    on cores nothing else is using);
+    on cores nothing else is using; its default, `--jobs auto`, asks for one on JSONL files of
+    64 MiB or more, so `rectify run` on these logs is the one-process case only with `--jobs 0`);
 (e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane), in
     one process and with its windows read and sorted by 1 forked process (`workers=1`);
     writing the archive is timed apart (once);
@@ -192,14 +193,15 @@ def _run(benchmark, results, name: str, source, log: Path, workers: int = 0) -> 
 
 @pytest.mark.parametrize("log", LOGS)
 def test_c_batch_path(benchmark, request, results, log):
-    """The batch path in one process (what `rectify run EVENTS.jsonl` does)."""
+    """The batch path in one process (what `rectify run EVENTS.jsonl --jobs 0` does)."""
     path = _log(request, log)
     _run(benchmark, results, f"{log}/c_batch_path", JsonlFiles([path]), path)
 
 
 @pytest.mark.parametrize("log", LOGS)
 def test_c_batch_path_1_job(benchmark, request, results, log):
-    """Chunks sorted by 1 forked process as well (`Engine.run_batch(workers=1)`)."""
+    """Chunks sorted by 1 forked process as well (`Engine.run_batch(workers=1)`; what `rectify run
+    EVENTS.jsonl` does by default on a log this size when a core is free)."""
     path = _log(request, log)
     _run(benchmark, results, f"{log}/c_batch_path_1_job", JsonlFiles([path]), path, workers=1)
 

@@ -204,6 +204,59 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
         assert "jobs_ignored" in capsys.readouterr().err
 
 
+def test_jobs_auto_asks_for_one_sorting_process_on_large_jsonl_files_only(monkeypatch, capsys, small_archive, tmp_path):
+    """`--jobs auto`, the default: one sorting process for JSONL files of AUTO_JOBS_BYTES (64 MiB)
+    or more, on the same terms as `--jobs 1` (a free core); none, without a word, for smaller
+    files, archives, standard input and packets."""
+    import os
+
+    import psutil
+
+    from engine.cli.logs import configure
+    from engine.cli.run import AUTO_JOBS_BYTES, _usable_jobs
+
+    configure("info")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    load = {"cores": 0.1}
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 100 * load["cores"] / 2)
+    large, half = tmp_path / "large.jsonl", tmp_path / "half.jsonl"
+    with large.open("wb") as handle:
+        handle.truncate(AUTO_JOBS_BYTES)  # sparse: only its size matters here
+    with half.open("wb") as handle:
+        handle.truncate(AUTO_JOBS_BYTES // 2)
+    assert _usable_jobs(None, [JsonlFiles([large])]) == 1
+    assert _usable_jobs(None, [JsonlFiles([half, half])]) == 1  # the files together
+    for inputs in ([JsonlFiles([half])], [Archive(small_archive)], [JsonlFiles([large]), Archive(small_archive)],
+                   [JsonlFiles([large, "-"])], [JsonlFiles([large]), iter([])]):
+        assert _usable_jobs(None, inputs) == 0
+    assert capsys.readouterr().err == ""  # auto says nothing where it does not ask
+    load["cores"] = 1.2  # the other core busy: as `--jobs 1`, it says so and runs in this process
+    assert _usable_jobs(None, [JsonlFiles([large])]) == 0
+    assert "jobs_ignored" in capsys.readouterr().err
+
+
+def test_the_default_run_of_a_large_log_is_the_run_with_no_sorting_process(city_log, tmp_path):
+    """A log past 64 MiB (the city's events, then a line of zeros as long as the threshold: a disk
+    image's tail) gives the same bytes by default (`--jobs auto`) as with `--jobs 0`, and the log
+    says which it ran (one sorting process, or none because no core was free)."""
+    from engine.cli.run import AUTO_JOBS_BYTES
+
+    log = tmp_path / "large.jsonl"
+    with log.open("wb") as handle:
+        handle.write(city_log.read_bytes())
+        handle.write(b"\0" * AUTO_JOBS_BYTES + b"\n")
+    runs = {}
+    for jobs in ("auto", "0"):
+        done = subprocess.run([*RECTIFY, "run", str(log), "--no-progress", "--jobs", jobs], capture_output=True, check=True)
+        logged = [orjson.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
+        runs[jobs] = done.stdout, [entry["jobs"] for entry in logged if entry["event"] == "batch_path"], \
+            [entry for entry in logged if entry["event"] == "jobs_ignored"]
+    assert runs["auto"][0] == runs["0"][0]
+    assert b"longer than the limit" in runs["auto"][0]
+    assert runs["0"][1:] == ([0], [])
+    assert runs["auto"][1] == [1] and runs["auto"][2] == [] or runs["auto"][1] == [0] and len(runs["auto"][2]) == 1
+
+
 def test_jobs_with_a_store_say_they_run_in_this_process(city_log, tmp_path):
     done = subprocess.run([*RECTIFY, "run", str(city_log), "--store", str(tmp_path / "d.db"), "--no-progress",
                            "--jobs", "1"], capture_output=True, check=True)

@@ -46,6 +46,33 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
 # `--jobs` runs sorting processes only on cores nothing else is using: on an idle 2-core machine
 # one sorting process made the batch path 1.31-1.48x faster (3 pairs), on the same machine with
 # a load average of 3-4 it was 0.35x the speed of none (docs/batch-path.md, "Worker processes").
+# `--jobs auto` (the default) asks for one on JSONL files of AUTO_JOBS_BYTES or more: on JSONL one
+# was the faster in every benchmark run on the demo log (README, "--jobs"); below that size what it
+# saves is about the 0.2 s load sample taken first (docs/batch-path.md). Archives get one only
+# when asked: on the finding-heavy archive it was not the faster (README).
+AUTO_JOBS_BYTES = 64 << 20
+
+
+class _Jobs(click.ParamType):
+    """`--jobs`: a number of sorting processes (0 or more), or `auto` (None)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = -1
+        if number < 0:
+            self.fail(f"{value!r} is not a number of processes (0 or more) or 'auto'", param, ctx)
+        return number
+
+
+JOBS = _Jobs()
 
 
 @click.command()
@@ -73,17 +100,18 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
               help="With --scheduler: seconds to wait for the scheduler before giving up (exit 2).")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
-@click.option("--jobs", "jobs", type=click.IntRange(0), default=0, show_default=True,
-              help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process. "
-                   "An archive uses one, which reads and sorts its windows of rows. Used only on cores nothing "
-                   "else is using. Same output; more throughput on more cores.")
+@click.option("--jobs", "jobs", type=JOBS, default="auto", show_default=True,
+              help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process; "
+                   f"auto = one for JSONL files of {AUTO_JOBS_BYTES >> 20} MiB or more, else none. An archive uses "
+                   "one, which reads and sorts its windows of rows. Used only on cores nothing else is using. "
+                   "Same output; more throughput on more cores.")
 @lang_option
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
         hj212: tuple[str, ...], hj212_registry: str | None,
         as_of: str | None, disable: tuple[str, ...], options: tuple[str, ...], params: str | None, strict: bool, backend: str,
         store: str | None = None, checkpoint_every: int = 5000, chain: bool = True,
-        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int = 0,
+        cluster: str | None = None, scheduler: str | None = None, workers: int | None = None, jobs: int | None = None,
         connect_timeout: float = 10.0, lang: str = "en") -> None:
     """Run EVENTS (JSONL files, '-' for stdin, or archives from `rectify archive`) and --hj212 packets
     through the rules; write findings."""
@@ -163,8 +191,14 @@ def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
     return total
 
 
-def _usable_jobs(jobs: int, inputs: Sequence[Any]) -> int:
-    """`--jobs` where sorting processes can help, else 0 (in this process), saying why."""
+def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
+    """`--jobs` where sorting processes can help, else 0 (in this process), saying why. `auto`
+    (None): one for JSONL files of AUTO_JOBS_BYTES or more, else none, quietly."""
+    if jobs is None:
+        if not all(isinstance(source, JsonlFiles) and source.rereadable for source in inputs) \
+                or sum(os.path.getsize(path) for source in inputs for path in source.paths) < AUTO_JOBS_BYTES:
+            return 0
+        jobs = 1
     if not jobs:
         return 0
     log = get_logger()
