@@ -46,6 +46,7 @@ import os
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +360,18 @@ class Manifest:
 
 # ---- writing ---------------------------------------------------------------------------------
 
+_envelope = itemgetter(*ENVELOPE)
+_NO_ENVELOPE = (None,) * len(ENVELOPE)
+_NO_DATA = (None,) * len(DATA_COLUMNS)
+_NO_PRODUCTION: dict[str, Any] = {}
+
+
+def _batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    """Rows (tuples in SCHEMA's order) as one Arrow batch: transposed in C, each column typed by SCHEMA."""
+    return pa.RecordBatch.from_arrays([pa.array(column, type=field.type) for column, field in zip(zip(*rows), SCHEMA)],
+                                      schema=SCHEMA)
+
+
 class ArchiveWriter:
     """Appends rows to an archive directory (created when missing). `close()` writes the manifest.
 
@@ -389,7 +402,7 @@ class ArchiveWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.manifest = Manifest(fingerprint=fingerprint, buckets=buckets, digest=digest)
         self.rows_per_file = rows_per_file
-        self._pending: dict[tuple[str, int], dict[str, list[Any]]] = {}  # partition -> column -> values
+        self._pending: dict[tuple[str, int], list[tuple[Any, ...]]] = {}  # partition -> rows, in SCHEMA's order
         self._batches: dict[tuple[str, int], list[pa.RecordBatch]] = {}  # partition -> rows made compact
         self._shapes: dict[tuple[Any, ...], str | None] = {}
         self._buckets: dict[str, int] = {}
@@ -405,7 +418,11 @@ class ArchiveWriter:
     def add(self, file: str, line: int, raw: bytes, event: Mapping[str, Any] | None, *, valid: bool,
             epoch: float | None = None, digest: int | None = None, id_hash: int | None = None) -> None:
         """One input line: `event` its parsed event (None when it did not parse); for a valid
-        event, its event time, content digest and id hash."""
+        event, its event time, content digest and id hash.
+
+        A row is kept as one tuple in SCHEMA's column order (made in C where it can be: the
+        envelope by one itemgetter, the data by one map) and the rows of a batch are turned into
+        columns at once (`_batch`)."""
         shape = self._shape(event) if valid and event is not None else None
         if shape is not None and orjson.dumps(event) != raw:
             shape = None  # spelt differently from what orjson writes: keep the bytes
@@ -417,44 +434,31 @@ class ArchiveWriter:
             key: tuple[str, int] = (event["time"][:7], bucket)
         else:
             key = ("unknown", 0)
-        columns = self._pending.get(key)
-        if columns is None:
-            columns = self._pending[key] = {name: [] for name in SCHEMA.names}
-        columns["seq"].append(self.manifest.rows)
-        columns["file"].append(file)
-        columns["line"].append(line)
-        columns["valid"].append(valid)
-        columns["epoch"].append(epoch)
-        columns["digest"].append(digest)
-        columns["id_hash"].append(id_hash)
-        columns["shape"].append(shape)
+        rows = self._pending.get(key)
+        if rows is None:
+            rows = self._pending[key] = []
+        head = (self.manifest.rows, file, line, valid)
         if shape is None:
-            columns["raw"].append(raw)
-            for name in ENVELOPE:  # a valid event's envelope as columns too (ids: de-duplication by column)
-                value = event.get(name) if valid and event is not None else None
-                columns[name].append(value if type(value) is str else None)
-            for name in DATA_COLUMNS:
-                columns[name].append(None)
+            if valid and event is not None:
+                envelope = tuple(value if type(value) is str else None for value in map(event.get, ENVELOPE))
+            else:
+                envelope = _NO_ENVELOPE
+            rows.append((*head, raw, None, epoch, digest, id_hash, *envelope, *_NO_DATA))
         else:
             self.typed += 1
-            columns["raw"].append(None)
-            for name in ENVELOPE:
-                columns[name].append(event[name])  # type: ignore[index]
             data = event["data"]  # type: ignore[index]
-            for name in _DATA_COLUMNS:
-                columns[name].append(data.get(name))
-            production = data.get("production") or {}
-            for inner, name in PRODUCTION.items():
-                columns[name].append(production.get(inner))
+            production = data.get("production") or _NO_PRODUCTION
+            rows.append((*head, None, shape, epoch, digest, id_hash, *_envelope(event), *map(data.get, _DATA_COLUMNS),
+                         *map(production.get, PRODUCTION)))
         if file != self._last_source:
             if file not in self.manifest.sources:
                 self.manifest.sources.append(file)
             self._last_source = file
         self.manifest.rows += 1
         self._buffered += 1
-        if len(columns["seq"]) >= _BATCH_ROWS:  # Python values to a compact Arrow batch
-            self._batches.setdefault(key, []).append(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
-            self._pending[key] = {name: [] for name in SCHEMA.names}
+        if len(rows) >= _BATCH_ROWS:  # Python values to a compact Arrow batch
+            self._batches.setdefault(key, []).append(_batch(rows))
+            self._pending[key] = []
         if self._buffered >= self.rows_per_file:
             self.flush()
 
@@ -484,9 +488,9 @@ class ArchiveWriter:
         for key in sorted(set(self._pending) | set(self._batches)):
             month, bucket = key
             batches = self._batches.get(key, [])
-            columns = self._pending.get(key)
-            if columns is not None and columns["seq"]:
-                batches.append(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
+            rows = self._pending.get(key)
+            if rows:
+                batches.append(_batch(rows))
             if not batches:
                 continue
             folder = self.directory / f"month={month}" / f"bucket={bucket:02d}"
