@@ -184,8 +184,10 @@ class Judge:
                 corrections.append({"kind": "o2", "reference": reference, "measured": reading.o2, "factor": _round(factor)})
             if note:
                 corrections.append({**note, "kind": "benchmark_volume"})
+            # nothing corrected the measured value (the same float) and no measure replaced `rounded`: it is rounded already
+            measured_rounded = rounded if judged is measured and rule.threshold is not None else _round(measured)
             out.append(self.finding(rule, reading.enterprise, reading.time, reading.event_ids, reading.pollutant,
-                                    {"value": _round(measured), "unit": rule.unit}, rounded, corrections))
+                                    {"value": measured_rounded, "unit": rule.unit}, rounded, corrections))
         return out
 
     def gap(self, rule: Rule, reading: Reading, period: str, reason: str, detail: str, measured: float) -> DataGap:
