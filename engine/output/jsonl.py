@@ -9,8 +9,9 @@ import orjson
 
 
 def dumps(record: dict[str, Any]) -> bytes:
-    """One record as a JSON line: key order as built, shortest round-trip floats, UTF-8."""
-    return orjson.dumps(record) + b"\n"
+    """One record as a JSON line: key order as built, shortest round-trip floats, UTF-8 (the
+    newline written by orjson, not appended to a copy)."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class JsonlSink:
