@@ -276,23 +276,25 @@ class Judge:
                 measured: Mapping[str, Any] | None, judged: float | None, corrections: list[dict[str, Any]],
                 limit: Mapping[str, Any] | None = None, parcel: str | None = None) -> Finding:
         key = "|".join((rule.id, str(rule.version), enterprise, time, ",".join(events)))
+        # the fields in their order, by position: keywords make the class call build a dict of them
+        # first (one per reading that fires)
         return Finding(
-            id="F-" + hashlib.sha256(key.encode()).hexdigest()[:24],
-            rule=rule.id,
-            rule_version=rule.version,
-            plugin=rule.plugin,
-            enterprise=enterprise,
-            time=time,
-            event=events,
-            pollutant=pollutant,
-            measured=measured,
-            judged=judged,
-            limit=limit if limit is not None else rule.limit,
-            basis=rule.basis,
-            verified=rule.verified,
-            ruleset=self.ruleset,
-            corrections=tuple(corrections),
-            parcel=parcel,
+            "F-" + hashlib.sha256(key.encode()).hexdigest()[:24],  # id
+            rule.id,  # rule
+            rule.version,  # rule_version
+            rule.plugin,  # plugin
+            enterprise,  # enterprise
+            time,  # time
+            events,  # event
+            pollutant,  # pollutant
+            measured,  # measured
+            judged,  # judged
+            limit if limit is not None else rule.limit,  # limit
+            rule.basis,  # basis
+            rule.verified,  # verified
+            self.ruleset,  # ruleset
+            tuple(corrections),  # corrections
+            parcel,  # parcel
         )
 
     # ---- the batch path ---------------------------------------------------------------------
