@@ -74,22 +74,23 @@ def reading_from_event(event: Mapping[str, Any]) -> Reading:
     """Lift a validated emission/discharge event into a Reading (UnitError on a wrong unit)."""
     data = event["data"]
     value, unit = to_canonical(data["pollutant"], data["value"], data["unit"])
+    # the fields in their order, by position: keywords make the class call build a dict of them first
     return Reading(
-        enterprise=event["subject"],
-        type=event["type"],
-        time=event["time"],
-        epoch=epoch_of(event["time"]),
-        event_ids=(event["id"],),
-        outlet=data["outlet"],
-        process=data.get("process"),
-        point=data.get("point"),
-        destination=data.get("destination"),
-        pollutant=data["pollutant"],
-        value=value,
-        unit=unit,
-        raw_unit=data["unit"],
-        o2=data.get("o2_percent"),
-        period=data["period"],
-        flag=data.get("flag", "N"),
-        data=data,
+        event["subject"],  # enterprise
+        event["type"],  # type
+        event["time"],  # time
+        epoch_of(event["time"]),  # epoch
+        (event["id"],),  # event_ids
+        data["outlet"],  # outlet
+        data.get("process"),  # process
+        data.get("point"),  # point
+        data.get("destination"),  # destination
+        data["pollutant"],  # pollutant
+        value,  # value
+        unit,  # unit
+        data["unit"],  # raw_unit
+        data.get("o2_percent"),  # o2
+        data["period"],  # period
+        data.get("flag", "N"),  # flag
+        data,  # data
     )
