@@ -448,7 +448,7 @@ class ArchiveWriter:
             self.typed += 1
             data = event["data"]  # type: ignore[index]
             production = data.get("production") or _NO_PRODUCTION
-            rows.append((*head, None, shape, epoch, digest, id_hash, *_envelope(event), *map(data.get, _DATA_COLUMNS),
+            rows.append((*head, None, shape, epoch, digest, id_hash, *_envelope(event), *map(data.get, _DATA_COLUMNS),  # type: ignore[arg-type]
                          *map(production.get, PRODUCTION)))
         if file != self._last_source:
             if file not in self.manifest.sources:
