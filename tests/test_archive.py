@@ -757,6 +757,84 @@ def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
     assert threading.active_count() == threads
 
 
+@pytest.fixture
+def mimalloc_default(monkeypatch):
+    """Arrow's default pool as its Linux wheels have it (mimalloc), and as it was afterwards."""
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+    except NotImplementedError:
+        pytest.skip("this pyarrow has no mimalloc")
+    yield
+    pa.set_memory_pool(before)
+
+
+def test_an_archive_is_read_with_the_system_allocator_and_mimalloc_is_put_back(tmp_path, mimalloc_default):
+    """While an archive is read Arrow allocates from the system allocator (mimalloc hands freed
+    pages back and faults them in again, window after window); the default comes back when the
+    last reading ends, finished, stopped, failed or in another thread, and the records are the
+    same as with mimalloc throughout."""
+    import threading
+
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    archive = Archive(tmp_path / "archive", window=100)
+    backends = []
+    for _ in archive.tables():
+        backends.append(pa.default_memory_pool().backend_name)
+    assert set(backends) == {"system"}
+    assert pa.default_memory_pool().backend_name == "mimalloc"
+
+    first, second = archive.tables(), archive.tables()  # two readings at once: the last one out restores
+    next(first), next(second)
+    first.close()
+    assert pa.default_memory_pool().backend_name == "system"
+    second.close()
+    assert pa.default_memory_pool().backend_name == "mimalloc"
+
+    stopped = Engine(plugins=PLUGINS).run_batch(archive)  # the windows read by a thread
+    next(stopped)
+    assert pa.default_memory_pool().backend_name == "system"
+    stopped.close()
+    assert pa.default_memory_pool().backend_name == "mimalloc"
+
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(pa.default_memory_pool().backend_name
+                                                         for _ in archive.tables()))
+    reader.start()
+    reader.join()
+    assert set(seen) == {"system"} and pa.default_memory_pool().backend_name == "mimalloc"
+
+    expected = records(Engine(plugins=PLUGINS), read_jsonl([log]), batch=False)
+    assert records(Engine(plugins=PLUGINS), archive, batch=True) == expected
+    assert records(Engine(plugins=PLUGINS), archive, batch=True, workers=1) == expected
+    assert pa.default_memory_pool().backend_name == "mimalloc"
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "archive", damaged)
+    max(damaged.glob("*/*/*.parquet")).write_bytes(b"not parquet")
+    with pytest.raises(ArchiveError, match="unreadable part file"):
+        list(Archive(damaged, window=100).tables())
+    assert pa.default_memory_pool().backend_name == "mimalloc"
+
+
+def test_a_pool_the_process_chose_is_kept_while_an_archive_is_read(tmp_path, monkeypatch, mimalloc_default):
+    """Only mimalloc is replaced, and nothing when ARROW_DEFAULT_MEMORY_POOL names a pool."""
+    log = write(tmp_path / "events.jsonl", [orjson.dumps(e) for e in CITY.events[:300]])
+    archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=2)
+    archive = Archive(tmp_path / "archive", window=100)
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    assert {pa.default_memory_pool().backend_name for _ in archive.tables()} == {"mimalloc"}
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pytest.skip("this pyarrow has no jemalloc")
+    assert {pa.default_memory_pool().backend_name for _ in archive.tables()} == {"jemalloc"}
+    assert pa.default_memory_pool().backend_name == "jemalloc"
+
+
 def test_sorting_processes_leave_the_garbage_collector_as_they_found_it(tmp_path):
     """While a sorting process runs, what existed when it was forked is frozen out of the collector
     (engine/fast/workers.py `freeze_existing`); once it is done, stopped or not, nothing is, and a

@@ -189,6 +189,9 @@ class _ReadAhead:
         with contextlib.suppress(queue.Empty):
             self._handed.get_nowait()  # a reader waiting to hand over one more sees `stop` at once
         self._thread.join()
+        close = getattr(self._tables, "close", None)
+        if close is not None:  # a generator (`Archive.tables`): its reading ends now, not when it is dropped
+            close()
 
 
 def _days(times: pa.ChunkedArray) -> tuple[str, str] | None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -564,7 +565,12 @@ class Archive:
 
     def tables(self, skip: int = 0, columns: Sequence[str] | None = None, stop: int | None = None) -> Iterator[pa.Table]:
         """The rows from `skip` on (up to `stop`, a distributed reader's range), in input order,
-        `window` rows per table."""
+        `window` rows per table. While it reads, Arrow allocates from the system allocator
+        (`SYSTEM_ALLOCATOR`)."""
+        with SYSTEM_ALLOCATOR:
+            yield from self._tables(skip, columns, stop)
+
+    def _tables(self, skip: int, columns: Sequence[str] | None, stop: int | None) -> Iterator[pa.Table]:
         files = sorted(self.manifest.files, key=lambda f: f["seq_min"])
         readers: list[_FileRows] = []
         upcoming = 0
@@ -591,6 +597,47 @@ class Archive:
                 table = table.take(_input_order(seq, low, self.directory))
             yield table.combine_chunks()
             low = high
+
+
+class _SystemAllocator:
+    """Arrow's default memory pool set to the system allocator (glibc's malloc) while archives
+    are read, and put back when the last reading ends; entered by `Archive.tables`.
+
+    Arrow's wheels allocate from mimalloc by default, which hands the pages of freed buffers
+    back to the kernel soon after and faults them in again for the next window: reading an
+    archive spent most of its extra time in the kernel that way (docs/performance.md). The
+    pool is process-wide, so the engine's own Arrow work during a replay uses it too; a buffer
+    is always freed by the pool that made it, so other Arrow work of the process meanwhile is
+    only allocated elsewhere. A pool the process chose is kept: only mimalloc is replaced, and
+    nothing when ARROW_DEFAULT_MEMORY_POOL is set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._before: pa.MemoryPool | None = None
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a forked sorting process (engine/fast/workers.py) never waits on the parent's
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._readers:
+                pool = pa.default_memory_pool()
+                if pool.backend_name == "mimalloc" and "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+                    self._before = pool
+                    pa.set_memory_pool(pa.system_memory_pool())
+            self._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._readers -= 1
+            if not self._readers and self._before is not None:
+                pa.set_memory_pool(self._before)
+                self._before = None
+
+
+SYSTEM_ALLOCATOR = _SystemAllocator()
 
 
 def _input_order(seq: np.ndarray, low: int, directory: Path) -> np.ndarray:
