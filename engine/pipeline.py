@@ -595,7 +595,8 @@ def quarantined(raw: Any, source: str, line: int, error: str) -> Quarantined:
     """The quarantine record of an input line: the raw text as far as it can be shown, and why
     (of a line too long to read, its start: engine/ingest/jsonl.py)."""
     if isinstance(raw, bytes):
-        text = ((parts := overlong_parts(raw)) and parts[0] or raw).decode("utf-8", errors="replace")
+        parts = overlong_parts(raw)
+        text = (raw if parts is None else parts[0]).decode("utf-8", errors="replace")
     elif isinstance(raw, str):
         text = without_surrogates(raw)
     else:
