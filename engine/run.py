@@ -255,6 +255,9 @@ def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[
     return engine.summary, found is not None
 
 
+_CHUNK = 256  # lines validated and archived at a time: a chunk this size stays in the processor's cache
+
+
 @dataclass(slots=True)
 class ArchiveSummary:
     """What `archive_files` did: lines read, valid, quarantined; rows typed (the rest kept raw)."""
@@ -286,42 +289,40 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
     writer = ArchiveWriter(directory, engine.validation, DIGEST, buckets=buckets)
     summary = ArchiveSummary()
     lane = FastLane(engine)  # shape plans validate most readings by column, with their digests
-    for places, texts in _numbered_chunks(sources, 4096):
+    for files, lines, texts in _numbered_chunks(sources, _CHUNK):
         events = parse_lines(texts)
-        sorting = lane.sort(events)
-        for offset, (text, event) in enumerate(zip(texts, events)):
-            source, line = places[offset]
-            summary.read += 1
-            if sorting.lane[offset] != EXACT:  # valid (a shape plan), digest and event time known
-                summary.valid += 1
-                writer.add(source, line, text, event, valid=True, epoch=sorting.epochs[offset],
-                           digest=sorting.digests[offset], id_hash=id_hash(event["id"]))
-                continue
-            prepared = engine.prepare_line(text, source, line) if not sorting.valid[offset] else \
-                engine.prepare_checked(event, text, source, line)
+        sorting = lane.sort(events, texts)  # with the bytes: a line that may repeat a key is checked one by one
+        epochs: list[float | None] = list(sorting.epochs)
+        digests = list(sorting.digests)
+        for offset in [i for i, kind in enumerate(sorting.lane) if kind == EXACT]:  # not valid by column alone
+            prepared = engine.prepare_checked(events[offset], texts[offset], files[offset], lines[offset]) \
+                if sorting.valid[offset] else engine.prepare_line(texts[offset], files[offset], lines[offset])
             if isinstance(prepared, Prepared):
-                summary.valid += 1
-                writer.add(source, line, text, prepared.event, valid=True, epoch=prepared.epoch, digest=prepared.digest,
-                           id_hash=id_hash(prepared.id))
+                events[offset], epochs[offset], digests[offset] = prepared.event, prepared.epoch, prepared.digest
                 continue
+            events[offset] = epochs[offset] = digests[offset] = None
             summary.quarantined += 1
-            writer.add(source, line, text, None, valid=False)
             if quarantine is not None:
                 quarantine.write(prepared.to_dict())
+        hashes = [None if event is None else id_hash(event["id"]) for event in events]
+        writer.add_rows(files, lines, texts, events, epochs, digests, hashes)
+        summary.read += len(texts)
     writer.close()
+    summary.valid = summary.read - summary.quarantined
     summary.rows, summary.typed = writer.manifest.rows, writer.typed
     return summary
 
 
 def _numbered_chunks(sources: Sequence[JsonlFiles | Archive],
-                     size: int) -> Iterator[tuple[list[tuple[str, int]], list[bytes]]]:
-    """(file and line of each, lines) in chunks of up to `size` lines, in input order; an
+                     size: int) -> Iterator[tuple[list[str], list[int], list[bytes]]]:
+    """(file and line number of each, lines) in chunks of up to `size` lines, in input order; an
     archive's lines with the file and line they were archived from."""
     for source in sources:
         if isinstance(source, Archive):
             lines = iter(source)  # the lines it was made from (bytes), with their file and line
             while piece := list(islice(lines, size)):
-                yield [(item.source, item.number) for item in piece], [item.text for item in piece]  # type: ignore[misc]
+                yield [item.source for item in piece], [item.number for item in piece], \
+                    [item.text for item in piece]  # type: ignore[misc]
         else:
             for name, first, texts in source.chunks(size):
-                yield [(name, first + offset) for offset in range(len(texts))], texts
+                yield [name] * len(texts), list(range(first, first + len(texts))), texts

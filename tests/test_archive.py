@@ -138,6 +138,25 @@ def test_adversarial_logs_with_bad_lines_replay_byte_for_byte(tmp_path, seed, ba
     assert {(r["source"], r["line"]): r for r in quarantine.records} == invalid
 
 
+def test_a_quiet_reading_with_a_repeated_key_is_quarantined_when_archived(tmp_path):
+    """A reading inside its limits whose line repeats a key (the value kept is the reader's
+    choice: ambiguous) is invalid on its own: `archive_files` counts it quarantined and writes
+    the quarantine record `rectify run` writes for it, and the replay quarantines it too.
+    Until 2026-12-03 the writer sorted lines without their bytes, so such a line was counted
+    valid and left out of `--quarantine` (only the replay quarantined it)."""
+    lines = [orjson.dumps(e) for e in CITY.events]
+    row = next(n for n, e in enumerate(CITY.events) if e["type"] == "emission.measured" and n > 200)
+    lines[row] = lines[row].replace(b'"data":{', b'"data":{"unit":"mg/m3",', 1)
+    log = write(tmp_path / "events.jsonl", lines)
+    expected = [r.to_dict() for r in Engine(plugins=PLUGINS).run(read_jsonl([log])) if getattr(r, "error", None)]
+    assert len(expected) == 1 and "appears twice" in expected[0]["error"] and expected[0]["line"] == row + 1
+    quarantine = ListSink()
+    summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", quarantine, buckets=2)
+    assert (summary.quarantined, summary.valid, summary.read) == (1, len(lines) - 1, len(lines))
+    assert quarantine.records == expected
+    compare([log], tmp_path / "archive", window=200)
+
+
 def test_every_threshold_rule_at_its_bounds_replays_by_column(tmp_path):
     events, count = bound_events()
     log = write(tmp_path / "bounds.jsonl", [orjson.dumps(e) for e in events])
@@ -1078,8 +1097,8 @@ def test_an_archive_of_format_2_replays_and_is_not_appended_to(tmp_path, monkeyp
 
 
 def test_more_rows_than_a_batch_holds_come_back_in_order(tmp_path):
-    """A partition buffers rows as Python values and turns them into an Arrow batch every 8,192
-    rows: one partition (one bucket, one month) of 2.5 batches, typed and raw rows mixed."""
+    """Rows become an Arrow batch a chunk at a time and are split by partition when written: one
+    partition (one bucket, one month) of some 20,000 rows, typed and raw rows mixed."""
     lines = []
     for copy in range(9):
         lines += [orjson.dumps({**e, "id": f"{e['id']}-{copy}"}) for e in CITY.events[:2300]
@@ -1088,6 +1107,67 @@ def test_more_rows_than_a_batch_holds_come_back_in_order(tmp_path):
     summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
     assert summary.rows == len(lines) > 2 * 8192 and summary.typed > 8192
     assert [line.text for line in Archive(tmp_path / "archive")] == lines
+
+
+def test_a_write_holds_at_most_rows_per_file_rows_and_each_part_keeps_input_order(tmp_path):
+    """`rows_per_file` bounds what a write buffers: a chunk that crosses it is split there, so
+    each flush writes exactly that many rows (the last the rest), every part file holds its
+    partition's rows in input order, and the archive replays as its JSONL."""
+    from engine.ingest.archive import ArchiveWriter
+    from engine.normalise import id_hash
+
+    engine = Engine(plugins=PLUGINS)
+    lines = [orjson.dumps(e) for e in CITY.events[:1000]] + [b"{broken", b"[]"]
+    log = write(tmp_path / "events.jsonl", lines)
+    writer = ArchiveWriter(tmp_path / "archive", engine.validation, DIGEST, buckets=3, rows_per_file=100)
+    prepared = [engine.prepare_line(line, str(log), n) for n, line in enumerate(lines, 1)]
+    events = [getattr(p, "event", None) for p in prepared]
+    for start in range(0, len(lines), 256):  # chunks of the size `archive_files` hands over
+        piece = slice(start, start + 256)
+        writer.add_rows([str(log)] * len(lines[piece]), list(range(start + 1, start + 1 + len(lines[piece]))),
+                        lines[piece], events[piece], [getattr(p, "epoch", None) for p in prepared[piece]],
+                        [getattr(p, "digest", None) for p in prepared[piece]],
+                        [None if e is None else id_hash(e["id"]) for e in events[piece]])
+    writer.close()
+    files = Archive(tmp_path / "archive").manifest.files
+    flushed, total = [], 0
+    for entry in files:  # the part files of one flush cover its seq range
+        if not flushed or total == 100:
+            flushed.append(0)
+            total = 0
+        flushed[-1] += entry["rows"]
+        total += entry["rows"]
+    assert flushed == [100] * 10 + [2]
+    for entry in files:
+        seq = pa.parquet.read_table(tmp_path / "archive" / entry["path"], columns=["seq"]).column("seq").to_pylist()
+        assert seq == sorted(seq) and len(seq) == entry["rows"]
+    assert [line.text for line in Archive(tmp_path / "archive")] == lines
+    compare([log], tmp_path / "archive", window=300)
+
+
+def test_a_line_spelt_otherwise_among_typed_ones_is_kept_raw_and_the_rest_typed(tmp_path):
+    """The writer checks a chunk's readings against what orjson writes for them all at once; a
+    line spelt otherwise (a space, `12.50`, an escaped character) is kept as its bytes, and only it."""
+    readings = [e for e in CITY.events if e["type"] == "emission.measured"][:600]
+    lines = [orjson.dumps(e) for e in readings]
+    decimal = next(n for n in range(400, 600) if b"." in orjson.dumps(readings[n]["data"]["value"]))
+    value = b'"value":' + orjson.dumps(readings[decimal]["data"]["value"])
+    odd = {100: lines[100].replace(b'":', b'": ', 1),  # a space
+           300: lines[300].replace(b'"specversion"', b'"spec\\u0076ersion"', 1),  # an escaped character
+           301: json.dumps(readings[301]).encode(),  # another writer's separators
+           decimal: lines[decimal].replace(value, value + b"0", 1)}  # 12.50 for 12.5
+    for row, text in odd.items():
+        assert text != lines[row] and orjson.loads(text) == readings[row]
+        lines[row] = text
+    log = write(tmp_path / "events.jsonl", lines)
+    summary = archive_files(Engine(plugins=PLUGINS), [log], tmp_path / "archive", buckets=1)
+    table = pa.concat_tables(Archive(tmp_path / "archive").tables(columns=["seq", "raw"]))
+    raw = dict(zip(table.column("seq").to_pylist(), table.column("raw").to_pylist()))
+    assert {seq for seq, text in raw.items() if text is not None} == set(odd)
+    assert all(raw[seq] == lines[seq] for seq in odd)
+    assert summary.typed == len(lines) - len(odd)
+    assert [line.text for line in Archive(tmp_path / "archive")] == lines
+    compare([log], tmp_path / "archive", window=250)
 
 
 def test_a_changed_value_in_a_part_file_is_caught_by_its_page_checksum(tmp_path):

@@ -10,7 +10,7 @@ from engine.cli.common import EXIT_USAGE, build_engine, engine_options
 from engine.cli.logs import get_logger
 from engine.ingest.archive import ArchiveError
 from engine.output import JsonlSink
-from engine.run import archive_files
+from engine.run import archive_files, long_run_collector
 
 
 @click.command()
@@ -32,15 +32,16 @@ def archive(events: tuple[str, ...], out: str, quarantine: str | None, buckets: 
     """
     engine = build_engine(disable, options, params, strict, backend)
     started = time.perf_counter()
-    try:
-        if quarantine:
-            with open(quarantine, "wb") as handle, JsonlSink(handle) as sink:
-                summary = archive_files(engine, events, out, sink, buckets=buckets)
-        else:
-            summary = archive_files(engine, events, out, buckets=buckets)
-    except ArchiveError as exc:
-        click.echo(f"rectify: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
+    with long_run_collector():  # this process is rectify's (engine/run.py)
+        try:
+            if quarantine:
+                with open(quarantine, "wb") as handle, JsonlSink(handle) as sink:
+                    summary = archive_files(engine, events, out, sink, buckets=buckets)
+            else:
+                summary = archive_files(engine, events, out, buckets=buckets)
+        except ArchiveError as exc:
+            click.echo(f"rectify: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
     seconds = time.perf_counter() - started
     get_logger().info("archived", read=summary.read, valid=summary.valid, quarantined=summary.quarantined,
                       typed=summary.typed, rows=summary.rows, seconds=round(seconds, 3))

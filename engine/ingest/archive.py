@@ -47,7 +47,8 @@ import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import getitem
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,6 @@ SCHEMA = pa.schema(
     + [("production_quantity", pa.float64()), ("production_unit", pa.string()), ("production_category", pa.string())]
 )
 _DATA_COLUMNS = STRINGS + NUMBERS
-_BATCH_ROWS = 8192  # a partition's buffered rows become an Arrow batch at this many (bounded memory)
 _PRODUCTION = tuple(PRODUCTION.values())  # columns since format 3
 DATA_COLUMNS = (*_DATA_COLUMNS, *_PRODUCTION)  # a typed row's data (`data_of`)
 _DICTIONARY = ["file", "shape", "specversion", "source", "type", "subject", "time", *STRINGS, "production_unit",
@@ -361,25 +361,22 @@ class Manifest:
 
 # ---- writing ---------------------------------------------------------------------------------
 
-_envelope = itemgetter(*ENVELOPE)
-_NO_ENVELOPE = (None,) * len(ENVELOPE)
-_NO_DATA = (None,) * len(DATA_COLUMNS)
-_NO_PRODUCTION: dict[str, Any] = {}
-
-
-def _batch(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
-    """Rows (tuples in SCHEMA's order) as one Arrow batch: transposed in C, each column typed by SCHEMA."""
-    return pa.RecordBatch.from_arrays([pa.array(column, type=field.type) for column, field in zip(zip(*rows), SCHEMA)],
-                                      schema=SCHEMA)
+_NO_DATA: dict[str, Any] = {}
+_UNKNOWN_PARTITION = ("unknown", 0)  # lines without a valid event
+_STRING_OR_NONE = frozenset({str, type(None)})
+_DICT = frozenset({dict})
+_MONTH = slice(0, 7)  # of an event time: its partition's month
+_UNSEEN = object()
 
 
 class ArchiveWriter:
     """Appends rows to an archive directory (created when missing). `close()` writes the manifest.
 
     `fingerprint` names how rows were validated (engine/run.py); appending to an archive
-    validated another way is refused. `digest` names the content digest function. Rows are
-    buffered per partition as compact Arrow batches and written every `rows_per_file` rows (one
-    part file per partition touched), so a write holds at most that many rows in memory.
+    validated another way is refused. `digest` names the content digest function. Rows come a
+    chunk of lines at a time (`add_rows`) and each chunk becomes one Arrow batch at once, in
+    input order; every `rows_per_file` rows they are split by partition and written (one part
+    file per partition touched), so a write holds at most that many rows in memory.
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, digest: str, *, buckets: int = 16,
@@ -403,12 +400,11 @@ class ArchiveWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.manifest = Manifest(fingerprint=fingerprint, buckets=buckets, digest=digest)
         self.rows_per_file = rows_per_file
-        self._pending: dict[tuple[str, int], list[tuple[Any, ...]]] = {}  # partition -> rows, in SCHEMA's order
-        self._batches: dict[tuple[str, int], list[pa.RecordBatch]] = {}  # partition -> rows made compact
-        self._shapes: dict[tuple[Any, ...], str | None] = {}
+        self._pending: list[pa.RecordBatch] = []  # rows not written yet, in input order
+        self._partitions: list[tuple[str, int]] = []  # the partition of each
+        self._shapes: dict[tuple[Any, ...], str | None] = {}  # `_shape`'s
+        self._simple_shapes: dict[tuple[Any, ...], str | None] = {}  # `_shapes_of`'s
         self._buckets: dict[str, int] = {}
-        self._last_source: str | None = None
-        self._buffered = 0
         self._part = len(self.manifest.files)
         self.typed = 0  # rows of this write kept as typed columns
 
@@ -416,52 +412,104 @@ class ArchiveWriter:
     def next_seq(self) -> int:
         return self.manifest.rows
 
-    def add(self, file: str, line: int, raw: bytes, event: Mapping[str, Any] | None, *, valid: bool,
-            epoch: float | None = None, digest: int | None = None, id_hash: int | None = None) -> None:
-        """One input line: `event` its parsed event (None when it did not parse); for a valid
-        event, its event time, content digest and id hash.
+    def add_rows(self, files: Sequence[str], lines: Sequence[int], raws: Sequence[bytes], events: Sequence[Any],
+                 epochs: Sequence[float | None], digests: Sequence[int | None],
+                 id_hashes: Sequence[int | None]) -> None:
+        """Input lines in input order, one row each: where the line came from (`files`, `lines`),
+        its bytes, and `events[i]` the valid event line i holds (parsed), or None for a line that
+        is not valid (kept raw, quarantined when replayed); for a valid event its event time,
+        content digest and id hash. Written out whenever `rows_per_file` rows are buffered."""
+        start = 0
+        while start < len(raws):
+            stop = min(len(raws), start + self.rows_per_file - len(self._partitions))
+            self._add(files[start:stop], lines[start:stop], raws[start:stop], events[start:stop], epochs[start:stop],
+                      digests[start:stop], id_hashes[start:stop])
+            start = stop
+            if len(self._partitions) >= self.rows_per_file:
+                self.flush()
 
-        A row is kept as one tuple in SCHEMA's column order (made in C where it can be: the
-        envelope by one itemgetter, the data by one map) and the rows of a batch are turned into
-        columns at once (`_batch`)."""
-        shape = self._shape(event) if valid and event is not None else None
-        if shape is not None and orjson.dumps(event) != raw:
-            shape = None  # spelt differently from what orjson writes: keep the bytes
-        if valid and event is not None:
-            subject = event["subject"]
-            bucket = self._buckets.get(subject)
-            if bucket is None:
-                bucket = self._buckets[subject] = zlib.crc32(str(subject).encode()) % self.manifest.buckets
-            key: tuple[str, int] = (event["time"][:7], bucket)
-        else:
-            key = ("unknown", 0)
-        rows = self._pending.get(key)
-        if rows is None:
-            rows = self._pending[key] = []
-        head = (self.manifest.rows, file, line, valid)
-        if shape is None:
-            if valid and event is not None:
-                envelope = tuple(value if type(value) is str else None for value in map(event.get, ENVELOPE))
-            else:
-                envelope = _NO_ENVELOPE
-            rows.append((*head, raw, None, epoch, digest, id_hash, *envelope, *_NO_DATA))
-        else:
-            self.typed += 1
-            data = event["data"]  # type: ignore[index]
-            production = data.get("production") or _NO_PRODUCTION
-            rows.append((*head, None, shape, epoch, digest, id_hash, *_envelope(event), *map(data.get, _DATA_COLUMNS),  # type: ignore[arg-type]
-                         *map(production.get, PRODUCTION)))
-        if file != self._last_source:
-            if file not in self.manifest.sources:
-                self.manifest.sources.append(file)
-            self._last_source = file
-        self.manifest.rows += 1
-        self._buffered += 1
-        if len(rows) >= _BATCH_ROWS:  # Python values to a compact Arrow batch
-            self._batches.setdefault(key, []).append(_batch(rows))
-            self._pending[key] = []
-        if self._buffered >= self.rows_per_file:
-            self.flush()
+    def _add(self, files: Sequence[str], lines: Sequence[int], raws: Sequence[bytes], events: Sequence[Any],
+             epochs: Sequence[float | None], digests: Sequence[int | None], id_hashes: Sequence[int | None]) -> None:
+        """A chunk's rows as one Arrow batch, column by column (C loops over the chunk: `map(dict.get,
+        ...)`, one `pa.array` per column), and the partition of each row for `flush`."""
+        n = len(raws)
+        present = [_NO_DATA if event is None else event for event in events]  # valid events are objects
+        shapes = self._shapes_of(present, raws)
+        typed = [shape is not None for shape in shapes]
+        self.typed += typed.count(True)
+        columns: dict[str, Any] = {
+            "seq": np.arange(self.manifest.rows, self.manifest.rows + n, dtype=np.int64), "file": files,
+            "line": lines, "valid": [event is not None for event in events],
+            "raw": [None if kept else raw for kept, raw in zip(typed, raws)], "shape": shapes, "epoch": epochs,
+            "digest": digests, "id_hash": id_hashes}
+        for name in ENVELOPE:  # a valid event's envelope strings (anything else a raw row's bytes hold)
+            column = list(map(dict.get, present, repeat(name)))
+            if not _STRING_OR_NONE.issuperset(map(type, column)):
+                column = [value if type(value) is str else None for value in column]
+            columns[name] = column
+        datas = [event["data"] if kept else _NO_DATA for event, kept in zip(present, typed)]
+        for name in _DATA_COLUMNS:
+            columns[name] = list(map(dict.get, datas, repeat(name)))
+        productions = [data.get("production") or _NO_DATA for data in datas]
+        for key, name in PRODUCTION.items():
+            columns[name] = list(map(dict.get, productions, repeat(key)))
+        batch = pa.RecordBatch.from_arrays([pa.array(columns[field.name], type=field.type) for field in SCHEMA],
+                                           schema=SCHEMA)
+        self._pending.append(batch)
+        self._partitions.extend(self._partitions_of(events, columns["time"], columns["subject"]))
+        sources = self.manifest.sources
+        for file in dict.fromkeys(files):
+            if file not in sources:
+                sources.append(file)
+        self.manifest.rows += n
+
+    def _partitions_of(self, events: Sequence[Any], times: list[Any], subjects: list[Any]) -> list[tuple[str, int]]:
+        """Each row's partition: the month of a valid event's time (as written) and its
+        enterprise's bucket (crc32 of the subject, remembered per subject); "unknown" for the rest."""
+        buckets: list[Any] = list(map(self._buckets.get, subjects))
+        for i in [i for i, bucket in enumerate(buckets) if bucket is None and events[i] is not None]:
+            buckets[i] = self._buckets[subjects[i]] = zlib.crc32(str(subjects[i]).encode()) % self.manifest.buckets
+        if None not in events:
+            return list(zip(map(getitem, times, repeat(_MONTH)), buckets))
+        return [_UNKNOWN_PARTITION if event is None else (time[:7], bucket)
+                for event, time, bucket in zip(events, times, buckets)]
+
+    def _shapes_of(self, events: list[dict[str, Any]], raws: Sequence[bytes]) -> list[str | None]:
+        """Each row's shape (`shape_of`), None for a row kept raw: not a valid reading that fits the
+        typed columns, or a line spelt otherwise than orjson writes its event (checked for the
+        whole chunk at once: equal joined texts are equal lines, each line being one JSON value).
+
+        A shape is remembered by the key order and value types of the event and its data, which
+        decide it unless the data holds an object or an integer (then `_shape` looks at the values)."""
+        shapes: list[str | None] = [None] * len(events)
+        candidates = list(compress(range(len(events)), map(TYPED_TYPES.__contains__,
+                                                              map(dict.get, events, repeat("type")))))
+        picked = list(map(events.__getitem__, candidates))
+        datas: list[Any] = list(map(dict.get, picked, repeat("data")))
+        if not _DICT.issuperset(map(type, datas)):
+            kept = [p for p, data in enumerate(datas) if type(data) is dict]
+            candidates, picked, datas = [candidates[p] for p in kept], [picked[p] for p in kept], [datas[p] for p in kept]
+        keys = list(zip(map(tuple, picked), map(tuple, map(map, repeat(type), map(dict.values, picked))),
+                        map(tuple, datas), map(tuple, map(map, repeat(type), map(dict.values, datas)))))
+        chosen = []
+        found: Any
+        for i, key, found in zip(candidates, keys, map(self._simple_shapes.get, keys, repeat(_UNSEEN))):
+            shape: str | None = found
+            if found is _UNSEEN:
+                if dict in key[3] or int in key[3]:  # decided by values too: never remembered here
+                    shape = self._shape(events[i])
+                else:
+                    shape = shape_of(events[i])
+                    if len(self._simple_shapes) < 4096:
+                        self._simple_shapes[key] = shape
+            if shape is not None:
+                shapes[i] = shape
+                chosen.append(i)
+        if chosen and orjson.dumps([events[i] for i in chosen]) != b"[" + b",".join([raws[i] for i in chosen]) + b"]":
+            for i in chosen:
+                if orjson.dumps(events[i]) != raws[i]:
+                    shapes[i] = None  # spelt differently from what orjson writes: keep the bytes
+        return shapes
 
     def _shape(self, event: Mapping[str, Any]) -> str | None:
         """`shape_of`, remembered by key order and value types (a log has a handful of shapes)."""
@@ -485,20 +533,23 @@ class ArchiveWriter:
         return found  # type: ignore[return-value]
 
     def flush(self) -> None:
-        """Write the buffered rows: one new part file per partition touched."""
-        for key in sorted(set(self._pending) | set(self._batches)):
-            month, bucket = key
-            batches = self._batches.get(key, [])
-            rows = self._pending.get(key)
-            if rows:
-                batches.append(_batch(rows))
-            if not batches:
-                continue
+        """Write the buffered rows: one new part file per partition touched (its rows in input order)."""
+        if not self._pending:
+            return
+        rows = pa.Table.from_batches(self._pending, schema=SCHEMA)
+        distinct: dict[tuple[str, int], Any] = dict.fromkeys(sorted(set(self._partitions)))
+        for number, partition in enumerate(distinct):
+            distinct[partition] = number
+        codes = np.fromiter(map(distinct.__getitem__, self._partitions), dtype=np.intp, count=len(self._partitions))
+        if len(distinct) > 1:  # one take puts each partition's rows together, then zero-copy slices
+            rows = rows.take(pa.array(np.argsort(codes, kind="stable")))
+        ends = np.cumsum(np.bincount(codes, minlength=len(distinct))).tolist()
+        for (month, bucket), start, end in zip(distinct, [0, *ends], ends):
             folder = self.directory / f"month={month}" / f"bucket={bucket:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{self._part:05d}.parquet"
             self._part += 1
-            table = pa.Table.from_batches(batches, schema=SCHEMA).replace_schema_metadata(
+            table = rows.slice(start, end - start).replace_schema_metadata(
                 {"rectify.archive.format": str(ARCHIVE_FORMAT), "rectify.version": __version__})
             pq.write_table(table, folder / name, compression="zstd", row_group_size=1 << 16,
                            use_dictionary=_DICTIONARY, write_statistics=["seq"], write_page_checksum=True)
@@ -507,8 +558,7 @@ class ArchiveWriter:
                                         "seq_min": seq[0].as_py(), "seq_max": seq[-1].as_py(), "month": month,
                                         "bucket": bucket})
         self._pending.clear()
-        self._batches.clear()
-        self._buffered = 0
+        self._partitions.clear()
 
     def close(self) -> None:
         self.flush()
