@@ -307,7 +307,10 @@ def test_z_ratios(benchmark, results, capsys):
             lines.append(f"  {log}: batch and archive paths end on {'the same chain head' if len(heads) == 1 else 'DIFFERENT chain heads'}")
     for name in sorted(n for n in rate if n.startswith("archive_write_")):
         r = results[name]
-        lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s   (validating and writing {r['events']:,.0f} lines once, {r['seconds']:.1f} s)")
+        floor = rate.get(f"{name.removeprefix('archive_write_')}/d_floor_orjson")
+        vs_floor = f"{rate[name] / floor:6.3f}x d" if floor else ""
+        lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s  {vs_floor}   (validating and writing {r['events']:,.0f} lines once, "
+                     f"{r['seconds']:.1f} s)")
     if "a_durable_rules_alone" in rate and "demo/c_batch_path" in rate:
         lines.append(f"  demo/c_batch_path vs (a) durable_rules alone: {rate['demo/c_batch_path'] / rate['a_durable_rules_alone']:.2f}x")
     pairs = [name for name in results if "/j_" in name]
