@@ -101,6 +101,23 @@ def test_usage_errors_exit_2(tmp_path):
     assert rectify("frobnicate").returncode == 2
 
 
+@pytest.mark.parametrize("command", ["run", "archive"])
+def test_an_output_that_cannot_be_made_is_a_message_not_a_traceback(city_log, tmp_path, command):
+    """An output under a path that is a file (or in a directory the user may not write, or on a
+    full device): the file and the system's reason, exit 1, no traceback (until 2026-12-03 both
+    commands ended with the OSError's traceback)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / ("findings.jsonl" if command == "run" else "archive")
+    args = ["run", str(city_log), "--out", str(out), "--no-progress"] if command == "run" else \
+        ["archive", str(city_log), "--out", str(out)]
+    result = rectify(*args)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rectify: {blocker}/") and last.endswith(": Not a directory"), last
+
+
 def test_unknown_option_is_a_configuration_error_exit_3(city_log):
     result = rectify("run", str(city_log), "--option", "dyeing.gb4287.table9")
     assert result.returncode == 3

@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -59,24 +61,32 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """A command; an archive found damaged while it is read (a part file unreadable, rows
-        missing), or a helper process that ended before its work was handed over (killed, or
-        failed: its traceback is logged at debug level), ends it with the message, exit 1, as a
-        damaged store does."""
+        missing), a helper process that ended before its work was handed over (killed, or
+        failed: its traceback is logged at debug level), or a file the command could not make,
+        open or write (an output in a directory that cannot be made, no room left on the device:
+        the file and the system's reason; the traceback at debug level) ends it with the
+        message, exit 1, as a damaged store does."""
         try:
             return super().invoke(ctx)
         except Exception as exc:
             archive = sys.modules.get("engine.ingest.archive")  # imported by whatever read an archive
             workers = sys.modules.get("engine.fast.workers")  # imported by whatever forks helpers
+            unwritable = isinstance(exc, OSError) and (exc.filename is not None or exc.errno == errno.ENOSPC)
             if not (archive is not None and isinstance(exc, archive.ArchiveError)
-                    or workers is not None and isinstance(exc, workers.HelperFailed)):
+                    or workers is not None and isinstance(exc, workers.HelperFailed) or unwritable):
                 raise
             from engine.cli.common import EXIT_INVALID
 
-            if getattr(exc, "detail", ""):
+            if getattr(exc, "detail", "") or unwritable:
                 from engine.cli.logs import get_logger
 
-                get_logger().debug("helper_traceback", traceback=exc.detail)
-            click.echo(f"rectify: {exc}", err=True)
+                get_logger().debug("helper_traceback" if not unwritable else "file_traceback",
+                                   traceback=getattr(exc, "detail", "") or "".join(traceback.format_exception(exc)))
+            if unwritable:
+                place = f"{exc.filename}: " if exc.filename is not None else ""  # type: ignore[attr-defined]
+                click.echo(f"rectify: {place}{exc.strerror or exc}", err=True)  # type: ignore[attr-defined]
+            else:
+                click.echo(f"rectify: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
 
 
