@@ -36,7 +36,7 @@ from engine.decide import (
     load_method,
     programme_parameters,
 )
-from engine.fast import batches
+from engine.fast import CHUNK_LINES, batches
 from engine.ingest import json_problem, may_repeat_keys, overlong_parts, repeated_key
 from engine.ingest.archive import rebuild
 from engine.judge import JUDGE, READING_TYPES, UNAVAILABLE, InactiveRule, Judge, Rule, compile_rules, fingerprint, \
@@ -214,7 +214,7 @@ class Engine:
             yield from self.process_line(item, number)
         yield from self.flush(as_of)
 
-    def run_batch(self, lines: Iterable[Line], as_of: str | None = None, batch_size: int = 256,
+    def run_batch(self, lines: Iterable[Line], as_of: str | None = None, batch_size: int = CHUNK_LINES,
                   workers: int = 0) -> Iterator[Record]:
         """The batch path for replays and bulk ingestion: same output as `run`, much faster.
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.decide import load_method
-from engine.fast import FastLane, batches, parse_lines
+from engine.fast import CHUNK_LINES, FastLane, batches, parse_lines
 from engine.fast.lane import EXACT
 from engine.fast.workers import freeze_existing, thaw
 from engine.ingest import JsonlFiles
@@ -166,7 +166,7 @@ class Run:
     """
 
     def __init__(self, engine: Engine, outputs: Outputs, *, as_of: str | None = None, workers: int = 0,
-                 batch_size: int = 256, progress: Progress | None = None,
+                 batch_size: int = CHUNK_LINES, progress: Progress | None = None,
                  checkpoint: Callable[[int], None] | None = None, every: int = 5000) -> None:
         self.engine = engine
         self.outputs = outputs
@@ -255,9 +255,6 @@ def run_into_store(engine: Engine, lines: Any, store: Store, *, config: Mapping[
     return engine.summary, found is not None
 
 
-_CHUNK = 256  # lines validated and archived at a time: a chunk this size stays in the processor's cache
-
-
 @dataclass(slots=True)
 class ArchiveSummary:
     """What `archive_files` did: lines read, valid, quarantined; rows typed (the rest kept raw)."""
@@ -289,7 +286,7 @@ def archive_files(engine: Engine, paths: Sequence[str | Path], directory: str | 
     writer = ArchiveWriter(directory, engine.validation, DIGEST, buckets=buckets)
     summary = ArchiveSummary()
     lane = FastLane(engine)  # shape plans validate most readings by column, with their digests
-    for files, lines, texts in _numbered_chunks(sources, _CHUNK):
+    for files, lines, texts in _numbered_chunks(sources, CHUNK_LINES):
         events = parse_lines(texts)
         sorting = lane.sort(events, texts)  # with the bytes: a line that may repeat a key is checked one by one
         epochs: list[float | None] = list(sorting.epochs)

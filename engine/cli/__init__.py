@@ -69,24 +69,22 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
+            from engine.cli.common import EXIT_INVALID
+            from engine.cli.logs import get_logger
+
+            if isinstance(exc, OSError) and (exc.filename is not None or exc.errno == errno.ENOSPC):
+                get_logger().debug("file_traceback", traceback="".join(traceback.format_exception(exc)))
+                place = f"{exc.filename}: " if exc.filename is not None else ""
+                click.echo(f"rectify: {place}{exc.strerror or exc}", err=True)
+                ctx.exit(EXIT_INVALID)
             archive = sys.modules.get("engine.ingest.archive")  # imported by whatever read an archive
             workers = sys.modules.get("engine.fast.workers")  # imported by whatever forks helpers
-            unwritable = isinstance(exc, OSError) and (exc.filename is not None or exc.errno == errno.ENOSPC)
             if not (archive is not None and isinstance(exc, archive.ArchiveError)
-                    or workers is not None and isinstance(exc, workers.HelperFailed) or unwritable):
+                    or workers is not None and isinstance(exc, workers.HelperFailed)):
                 raise
-            from engine.cli.common import EXIT_INVALID
-
-            if getattr(exc, "detail", "") or unwritable:
-                from engine.cli.logs import get_logger
-
-                get_logger().debug("helper_traceback" if not unwritable else "file_traceback",
-                                   traceback=getattr(exc, "detail", "") or "".join(traceback.format_exception(exc)))
-            if unwritable:
-                place = f"{exc.filename}: " if exc.filename is not None else ""  # type: ignore[attr-defined]
-                click.echo(f"rectify: {place}{exc.strerror or exc}", err=True)  # type: ignore[attr-defined]
-            else:
-                click.echo(f"rectify: {exc}", err=True)
+            if getattr(exc, "detail", ""):
+                get_logger().debug("helper_traceback", traceback=exc.detail)
+            click.echo(f"rectify: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
 
 

@@ -10,7 +10,7 @@ through the narrow `Host` interface, so this package sits below engine/pipeline.
 """
 
 from engine.fast.batch import batches, chunks_of
-from engine.fast.lane import UNPARSED, FastLane, Host, Sorting, parse_lines
+from engine.fast.lane import CHUNK_LINES, UNPARSED, FastLane, Host, Sorting, parse_lines
 from engine.fast.workers import HelperFailed, can_share
 
-__all__ = ["UNPARSED", "FastLane", "HelperFailed", "Host", "Sorting", "batches", "can_share", "chunks_of", "parse_lines"]
+__all__ = ["CHUNK_LINES", "UNPARSED", "FastLane", "HelperFailed", "Host", "Sorting", "batches", "can_share", "chunks_of", "parse_lines"]

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from engine.fast.columns import archive_batches
-from engine.fast.lane import FastLane, Host, parse_lines
+from engine.fast.lane import CHUNK_LINES, FastLane, Host, parse_lines
 from engine.ingest.archive import Archive
 from engine.fast.workers import can_share, sorted_file_chunks, sorted_windows
 from engine.records import InputLine, Quarantined, Record
@@ -65,7 +65,7 @@ def chunks_of(lines: Iterable[Item], batch_size: int,
             yield source, first, texts  # type: ignore[misc]
 
 
-def batches(engine: Host, lines: Iterable[Item], *, batch_size: int = 256, workers: int = 0,
+def batches(engine: Host, lines: Iterable[Item], *, batch_size: int = CHUNK_LINES, workers: int = 0,
             skip: int = 0) -> Iterator[tuple[int, list[Record]]]:
     """The records of `lines` through `engine`, a chunk at a time: (lines consumed so far, the
     chunk's records), in input order; what `engine.run` yields before its flush. An archive's

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.fast.lane import (
+    CHUNK_LINES,
     EXACT,
     FLAGGED,
     QUIET,
@@ -66,7 +67,7 @@ from engine.records import Record
 
 _READING_TYPES = pa.array(sorted(READING_TYPES))
 _GATE_COLUMNS = ("type", "pollutant", "unit", "process", "point", "destination", "period", "flag")
-_LINES = 256  # raw readings sorted at a time (the JSONL batch path's chunk)
+_LINES = CHUNK_LINES  # raw readings sorted at a time (the JSONL batch path's chunk)
 _EXACT, _QUIET, _UNAVAILABLE = EXACT, QUIET, FLAGGED  # the fast lane's kinds (`ColumnLane.sort` gives them)
 
 

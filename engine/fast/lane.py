@@ -51,6 +51,7 @@ EXACT = _EXACT  # `Sorting.lane` of a line the per-event stages must take
 QUIET, FLAGGED = _QUIET, _UNAVAILABLE  # of a quiet line; of a reading flagged unavailable (counted, never judged)
 _READING_TYPES = frozenset(READING_TYPES)
 _GATE_FIELDS = ("pollutant", "unit", "process", "point", "destination", "period", "flag")
+CHUNK_LINES = 256  # lines in a chunk of the batch path: its lines, events and per-line lists stay in the processor's cache
 
 
 class Host(Protocol):

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import yaml
 
 from engine.i18n import translator
-from engine.fast import parse_lines
+from engine.fast import CHUNK_LINES, parse_lines
 from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive, event_sources
 from engine.normalise.readings import epoch_of
@@ -33,7 +33,7 @@ from engine.report.summary import programme_report
 from engine.run import Outputs, Run
 
 # event types kept in an enterprise's file, beside its findings and decisions
-_LINES = 256  # lines parsed at a time (the batch path's chunk: the parsed events stay in the CPU cache)
+_LINES = CHUNK_LINES  # lines parsed at a time (the batch path's chunk: the parsed events stay in the CPU cache)
 HISTORY_TYPES = ("enterprise.registered", "equipment.declared", "inspection.recorded", "rectification.verified",
                  "approval.recorded")
 
