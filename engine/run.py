@@ -177,11 +177,13 @@ class Run:
         self.checkpoint = checkpoint
         self.every = every
 
-    def feed(self, lines: Iterable[Line], skip: int = 0) -> Run:
-        """Run input lines (files, lines or events) through the batch path; `skip` lines already done."""
+    def feed(self, lines: Iterable[Line], skip: int = 0, *, workers: int | None = None) -> Run:
+        """Run input lines (files, lines or events) through the batch path; `skip` lines already
+        done. `workers`: sorting processes for this input (by default the run's)."""
         engine, write = self.engine, self.outputs.write
         last = skip
-        for done, records in batches(engine, lines, batch_size=self.batch_size, workers=self.workers, skip=skip):
+        workers = self.workers if workers is None else workers
+        for done, records in batches(engine, lines, batch_size=self.batch_size, workers=workers, skip=skip):
             for record in records:
                 write(record)
             if self.progress is not None and engine.summary.read - self.progress.n >= 4096:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,14 +212,53 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 100 * load / cores)
     files = [JsonlFiles([__file__])]  # files another process can read again
     assert _usable_jobs(jobs, files) == used
-    assert ("jobs_ignored" in capsys.readouterr().err) == (used == 0)
-    # an archive is read and sorted by one process; with JSONL files too, those get the rest
-    assert _usable_jobs(jobs, [Archive(small_archive)]) == min(used, 1)
-    assert ("jobs_capped" in capsys.readouterr().err) == (used > 1)
+    err = capsys.readouterr().err
+    assert ("jobs_ignored" in err) == (used == 0)
+    assert ("jobs_capped" in err) == (0 < used < jobs)  # fewer than asked, and it says so
+    # an archive runs in this process, which says so; JSONL files beside it get the sorting processes
+    assert _usable_jobs(jobs, [Archive(small_archive)]) == 0
+    assert "jobs_ignored" in capsys.readouterr().err
     assert _usable_jobs(jobs, [Archive(small_archive)] + files) == used
+    assert "jobs_ignored" in capsys.readouterr().err  # for the archive, or for want of a free core
     for inputs in ([JsonlFiles(["-"])], files + [JsonlFiles(["-"])], [iter([])]):
         assert _usable_jobs(jobs, inputs) == 0  # standard input, --hj212 packets: in this process
         assert "jobs_ignored" in capsys.readouterr().err
+
+
+def test_rectify_run_with_its_sorting_process_killed_says_so_and_exits_1(city_log, tmp_path, monkeypatch):
+    """`rectify run EVENTS.jsonl --jobs 1` whose sorting process is killed in the first chunk it
+    took (the out-of-memory killer sends SIGKILL): one line naming the process, the chunk and the
+    signal; exit 1, no traceback, no process left."""
+    import multiprocessing
+    import os
+    import signal
+
+    import psutil
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+    from engine.fast import workers
+
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(city_log.read_bytes() * 6)  # more chunks than the engine's process sorts before one is taken
+    original = workers._sort_share
+
+    def killed_in_its_first_chunk(lane, *args):  # in the forked sorting process, as it sorts the chunk it took
+        def die(*a, **k):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        lane.sort = die
+        original(lane, *args)
+
+    monkeypatch.setattr(workers, "_sort_share", killed_in_its_first_chunk)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)  # a free core: --jobs 1 is used
+    result = CliRunner().invoke(cli, ["run", str(log), "--out", str(tmp_path / "o.jsonl"), "--no-progress",
+                                      "--jobs", "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert re.search(r"rectify: rectify-sort-0 ended before it handed over chunk \d+ \(killed by SIGKILL",
+                     result.output), result.output
+    assert "Traceback" not in result.output and not multiprocessing.active_children()
 
 
 def test_jobs_auto_asks_for_one_sorting_process_on_large_jsonl_files_only(monkeypatch, capsys, small_archive, tmp_path):

@@ -48,9 +48,12 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
 # a load average of 3-4 it was 0.35x the speed of none (docs/batch-path.md, "Worker processes").
 # `--jobs auto` (the default) asks for one on JSONL files of AUTO_JOBS_BYTES or more: on JSONL one
 # was the faster in every benchmark run on the demo log (README, "--jobs"); below that size what it
-# saves is about the 0.2 s load sample taken first (docs/batch-path.md). Archives get one only
-# when asked: on the finding-heavy archive it was not the faster (README).
+# saves is about the 0.2 s load sample taken first (docs/batch-path.md). Archives get none: a
+# thread reads the next window beside the engine, and a sorting process was not reliably the
+# faster on either benchmark archive (docs/archive.md, "One process").
 AUTO_JOBS_BYTES = 64 << 20
+ARCHIVE_JOBS = ("an archive is replayed in this process, its next window read by a thread beside the engine: "
+                "a sorting process was measured no faster there (docs/archive.md)")
 
 
 class _Jobs(click.ParamType):
@@ -102,9 +105,9 @@ JOBS = _Jobs()
               help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
 @click.option("--jobs", "jobs", type=JOBS, default="auto", show_default=True,
               help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process; "
-                   f"auto = one for JSONL files of {AUTO_JOBS_BYTES >> 20} MiB or more, else none. An archive uses "
-                   "one, which reads and sorts its windows of rows. Used only on cores nothing else is using. "
-                   "Same output; more throughput on more cores.")
+                   f"auto = one for JSONL files of {AUTO_JOBS_BYTES >> 20} MiB or more, else none. Archives run in "
+                   "this process (a sorting process was measured no faster there). Used only on cores nothing "
+                   "else is using. Same output; more throughput on more cores.")
 @lang_option
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
@@ -163,20 +166,14 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         try:
             with long_run_collector():  # this process is rectify's (engine/run.py)
                 driver = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar)
-                for source in inputs:
-                    driver.feed(source)
+                for source in inputs:  # an archive in this process (`_usable_jobs`)
+                    driver.feed(source, workers=0 if isinstance(source, Archive) else jobs)
                 summary = driver.finish()
         finally:
             bar.close()
             outputs.close()
     stats = engine.lane_stats
     get_logger().info("batch_path", quiet=stats["quiet"], exact=stats["exact"], jobs=jobs)
-    if stats["windows_sorted_apart"] and stats["windows_sorted_here"]:
-        get_logger().info("jobs_stopped", jobs=jobs, windows_sorted_apart=stats["windows_sorted_apart"],
-                          windows_sorted_here=stats["windows_sorted_here"],
-                          reason="the archive's first window is finding-heavy: the engine's process is busy with "
-                                 "the findings and a sorting process cannot take enough off it (docs/archive.md); "
-                                 "the rest ran in this process")
     report_run(engine.ruleset, summary, outputs, time.perf_counter() - started, summary_json, lang)
 
 
@@ -202,6 +199,9 @@ def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
     if not jobs:
         return 0
     log = get_logger()
+    if all(isinstance(source, Archive) for source in inputs):
+        log.info("jobs_ignored", jobs=jobs, reason=ARCHIVE_JOBS)
+        return 0
     if not all(can_share(source) for source in inputs):
         log.info("jobs_ignored", jobs=jobs,
                  reason="sorting processes read the input files or archives again themselves: not standard "
@@ -215,11 +215,12 @@ def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
                  reason="no core is free beside the engine's own (measured over 0.2 s), "
                         "where a sorting process is slower than none (docs/batch-path.md)")
         return 0
-    jobs = min(jobs, free)
-    if jobs > 1 and all(isinstance(source, Archive) for source in inputs):
-        log.info("jobs_capped", jobs=1, reason="an archive is read and sorted by one process beside the engine's")
-        return 1
-    return jobs
+    if jobs > free:
+        log.info("jobs_capped", jobs=free, asked=jobs, cores=usable, busy=round(busy, 2),
+                 reason="one sorting process for each core free beside the engine's (measured over 0.2 s)")
+    if any(isinstance(source, Archive) for source in inputs):
+        log.info("jobs_ignored", jobs=jobs, inputs="archives", reason=ARCHIVE_JOBS)
+    return min(jobs, free)
 
 
 def _with_hj212(lines: Iterable[Any], files: Sequence[str], registry: Any) -> Iterator[Any]:
