@@ -22,9 +22,11 @@ Paths (c) and (e) of a log must end on the same chain head (the same bytes). Eac
 also set against the floor of its log timed just before it (d'), which the machine's drift
 during the run cannot move apart from it as it can the floor timed once, later (d).
 
-(j) `--jobs` in pairs: each log and its archive replayed with no sorting process and with one,
-    alternately (one pair in each order), so that every pair ran side by side in time; the
-    ratio of each pair says whether one sorting process was the slower.
+(j) `--jobs` in pairs: each log and its archive replayed with no sorting process and with one
+    (`workers=0/1`), alternately (one pair in each order), so that every pair ran side by side
+    in time; the ratio of each pair says whether one sorting process was the slower. `rectify
+    run --jobs` starts one on JSONL only: on archives it was not reliably the faster
+    (docs/archive.md), and these pairs are what would show a change.
 
 Tests are named so that pytest runs them in this order; the last prints the table.
 """
@@ -315,7 +317,8 @@ def test_z_ratios(benchmark, results, capsys):
         lines.append(f"  demo/c_batch_path vs (a) durable_rules alone: {rate['demo/c_batch_path'] / rate['a_durable_rules_alone']:.2f}x")
     pairs = [name for name in results if "/j_" in name]
     if pairs:
-        lines.append("--jobs in pairs (j): seconds with no sorting process / with one, and their ratio (< 1: one was faster)")
+        lines.append("--jobs in pairs (j): seconds with no sorting process / with one (workers=0/1; rectify run --jobs "
+                     "starts one on JSONL only), and their ratio (< 1: one was faster)")
         for name in sorted(pairs):
             r = results[name]
             cells = [f"{r[f'{o}_0']:.2f} / {r[f'{o}_1']:.2f} s = {r[f'{o}_1'] / r[f'{o}_0']:.3f}" for o in (0, 1)]

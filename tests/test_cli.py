@@ -195,22 +195,31 @@ def test_demo_small_city_reports_all_three_plugins(tmp_path):
 
 @pytest.mark.parametrize("cores,load,jobs,used", [(1, 0.0, 2, 0), (2, 0.1, 1, 1), (2, 0.1, 4, 1), (2, 1.2, 1, 0),
                                                    (3, 0.0, 1, 1), (4, 0.0, 8, 3), (4, 1.5, 8, 2), (4, 3.5, 2, 0)])
-def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys, small_archive, cores, load, jobs, used):
+def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys, small_archive, tmp_path, cores, load,
+                                                             jobs, used):
     """A sorting process helps only on a core nobody else uses (measured: 1.31-1.48x on an idle
     2-core machine, 0.35x on the same machine at load 3-4): `--jobs` uses at most the cores
     beyond the engine's own that other processes leave free (psutil over 0.2 s); with none it says so
-    (jobs_ignored) and runs in this process."""
+    (jobs_ignored) and runs in this process. So it does for files under AUTO_JOBS_BYTES in all,
+    where a sorting process saves about what the core sample costs, without sampling."""
     import os
 
     import psutil
 
     from engine.cli.logs import configure
-    from engine.cli.run import _usable_jobs
+    from engine.cli.run import AUTO_JOBS_BYTES, _usable_jobs
 
     configure("info")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 100 * load / cores)
-    files = [JsonlFiles([__file__])]  # files another process can read again
+    samples = []
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: samples.append(interval) or 100 * load / cores)
+    large = tmp_path / "large.jsonl"
+    with large.open("wb") as handle:
+        handle.truncate(AUTO_JOBS_BYTES)  # sparse: only its size matters here
+    assert _usable_jobs(jobs, [JsonlFiles([__file__])]) == 0 and samples == []
+    err = capsys.readouterr().err
+    assert "jobs_ignored" in err and f"under {AUTO_JOBS_BYTES >> 20} MiB" in err
+    files = [JsonlFiles([large])]  # files another process can read again
     assert _usable_jobs(jobs, files) == used
     err = capsys.readouterr().err
     assert ("jobs_ignored" in err) == (used == 0)
@@ -251,6 +260,7 @@ def test_rectify_run_with_its_sorting_process_killed_says_so_and_exits_1(city_lo
         original(lane, *args)
 
     monkeypatch.setattr(workers, "_sort_share", killed_in_its_first_chunk)
+    monkeypatch.setattr("engine.cli.run.AUTO_JOBS_BYTES", 0)  # a sorting process for a small log too
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)  # a free core: --jobs 1 is used
     result = CliRunner().invoke(cli, ["run", str(log), "--out", str(tmp_path / "o.jsonl"), "--no-progress",

@@ -48,7 +48,8 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
 # a load average of 3-4 it was 0.35x the speed of none (docs/batch-path.md, "Worker processes").
 # `--jobs auto` (the default) asks for one on JSONL files of AUTO_JOBS_BYTES or more: on JSONL one
 # was the faster in every benchmark run on the demo log (README, "--jobs"); below that size what it
-# saves is about the 0.2 s load sample taken first (docs/batch-path.md). Archives get none: a
+# saves is about the 0.2 s load sample taken first (docs/batch-path.md), so `--jobs N` starts none
+# below it either, and says so. Archives get none: a
 # thread reads the next window beside the engine, and a sorting process was not reliably the
 # faster on either benchmark archive (docs/archive.md, "One process").
 AUTO_JOBS_BYTES = 64 << 20
@@ -104,10 +105,10 @@ JOBS = _Jobs()
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="With --cluster dask: local worker processes (default 2), or how many of the cluster's to use.")
 @click.option("--jobs", "jobs", type=JOBS, default="auto", show_default=True,
-              help="Processes that sort chunks for the batch path (parse, validate, gate); 0 = in this process; "
-                   f"auto = one for JSONL files of {AUTO_JOBS_BYTES >> 20} MiB or more, else none. Archives run in "
-                   "this process (a sorting process was measured no faster there). Used only on cores nothing "
-                   "else is using. Same output; more throughput on more cores.")
+              help="Processes that sort chunks of JSONL files for the batch path (parse, validate, gate), on "
+                   f"files of {AUTO_JOBS_BYTES >> 20} MiB or more in all and cores nothing else is using; "
+                   "elsewhere (smaller files, archives, stdin) the run says so and stays in this process. "
+                   "0 = in this process; auto = one where it can help, quietly. Same output.")
 @lang_option
 @engine_options
 def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json: str | None, progress: bool,
@@ -189,11 +190,13 @@ def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
 
 
 def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
-    """`--jobs` where sorting processes can help, else 0 (in this process), saying why. `auto`
-    (None): one for JSONL files of AUTO_JOBS_BYTES or more, else none, quietly."""
-    if jobs is None:
-        if not all(isinstance(source, JsonlFiles) and source.rereadable for source in inputs) \
-                or sum(os.path.getsize(path) for source in inputs for path in source.paths) < AUTO_JOBS_BYTES:
+    """`--jobs` where sorting processes can help, else 0 (in this process), saying why. They help
+    only on JSONL files another process can read again, of AUTO_JOBS_BYTES or more in all, and on
+    cores nothing else is using. `auto` (None) asks for one, and says nothing where it does not ask
+    (archives, smaller files, standard input, packets)."""
+    auto = jobs is None
+    if auto:
+        if not all(isinstance(source, JsonlFiles) and source.rereadable for source in inputs):
             return 0
         jobs = 1
     if not jobs:
@@ -206,6 +209,13 @@ def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
         log.info("jobs_ignored", jobs=jobs,
                  reason="sorting processes read the input files or archives again themselves: not standard "
                         "input, not --hj212 packets, and only where processes can be forked")
+        return 0
+    size = sum(os.path.getsize(path) for source in inputs if isinstance(source, JsonlFiles) for path in source.paths)
+    if size < AUTO_JOBS_BYTES:
+        if not auto:
+            log.info("jobs_ignored", jobs=jobs, mib=round(size / (1 << 20), 1),
+                     reason=f"JSONL files under {AUTO_JOBS_BYTES >> 20} MiB in all, where a sorting process saves "
+                            "about what sampling the cores (0.2 s) costs, or less (docs/batch-path.md)")
         return 0
     usable = cores()
     busy = psutil.cpu_percent(interval=0.2) / 100 * usable  # cores in use now by other processes (0.2 s sample)
