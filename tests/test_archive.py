@@ -759,6 +759,40 @@ def test_rectify_run_of_an_archive_with_jobs_runs_in_this_process_and_says_so(tm
     assert engine.lane_stats["windows_sorted_apart"] > 0
 
 
+def test_rectify_run_of_jsonl_and_an_archive_with_jobs_sorts_the_jsonl_apart_only(tmp_path, monkeypatch):
+    """`rectify run EVENTS.jsonl ARCHIVE --jobs 1`: the JSONL file gets its sorting process (files
+    of AUTO_JOBS_BYTES or more, here lowered), the archive runs in this process; the output is that
+    of `--jobs 0`."""
+    import os
+
+    import psutil
+
+    from engine.cli.logs import configure
+    from engine.fast import batch
+
+    events = [orjson.dumps(e) for e in CITY.events]
+    first = write(tmp_path / "first.jsonl", events[:400])
+    archive_files(Engine(plugins=PLUGINS), [write(tmp_path / "rest.jsonl", events[400:])], tmp_path / "archive",
+                  buckets=2)
+    monkeypatch.setattr("engine.cli.run.AUTO_JOBS_BYTES", 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 0.0)
+    monkeypatch.setattr(batch, "sorted_windows", lambda *a: pytest.fail("an archive was sorted in another process"))
+    chunked = []
+    apart = batch.sorted_file_chunks
+    monkeypatch.setattr(batch, "sorted_file_chunks", lambda lane, files, *a: chunked.append(files.paths) or
+                        apart(lane, files, *a))
+    outputs = {}
+    for jobs in ("0", "1"):
+        configure("info")
+        result = CliRunner().invoke(cli, ["run", str(first), str(tmp_path / "archive"), "--no-progress", "--jobs", jobs,
+                                          "--out", str(tmp_path / f"{jobs}.jsonl")])
+        assert result.exit_code == 0, result.output
+        outputs[jobs] = (tmp_path / f"{jobs}.jsonl").read_bytes()
+    assert chunked == [[str(first)]]
+    assert outputs["0"] == outputs["1"] and outputs["0"].count(b"\n") > 10
+
+
 def test_windows_read_ahead_by_a_thread_leave_no_thread_behind(tmp_path):
     """In one process a thread reads the next window while this one is applied: the replay stopped
     half way, finished, or failed on a damaged part file leaves no thread running, and the error
