@@ -223,7 +223,7 @@ def test_e_archive(benchmark, request, results, log):
 @pytest.mark.parametrize("log", LOGS)
 def test_e_archive_1_job(benchmark, request, results, log):
     """Its windows read and sorted by 1 forked process (`Engine.run_batch(workers=1)`; `rectify run
-    ARCHIVE --jobs 1` runs in one process instead, since this was measured no faster: docs/archive.md)."""
+    ARCHIVE --jobs 1` runs in one process instead: not reliably faster, docs/archive.md)."""
     directory = request.getfixturevalue("million_archive" if log == "demo" else "heavy_archive")
     _run(benchmark, results, f"{log}/e_archive_1_job", Archive(directory), _log(request, log), workers=1)
 

@@ -724,7 +724,7 @@ def test_the_sorting_process_killed_mid_replay_stops_it_with_a_message(tmp_path)
 
 
 def test_rectify_run_of_an_archive_with_jobs_runs_in_this_process_and_says_so(tmp_path, monkeypatch):
-    """`rectify run ARCHIVE --jobs N` on a free core: no sorting process (one was measured no
+    """`rectify run ARCHIVE --jobs N` on a free core: no sorting process (one was not reliably
     faster on the benchmark archives, docs/archive.md); the log says so (`jobs_ignored`) and the
     output is that of `--jobs 0`. `Engine.run_batch(workers=1)` still sorts an archive apart."""
     import os

@@ -54,7 +54,8 @@ from engine.run import Outputs, Run, long_run_collector, manifest, manifest_path
 # faster on either benchmark archive (docs/archive.md, "One process").
 AUTO_JOBS_BYTES = 64 << 20
 ARCHIVE_JOBS = ("an archive is replayed in this process, its next window read by a thread beside the engine: "
-                "a sorting process was measured no faster there (docs/archive.md)")
+                "a sorting process was not reliably faster there, and slower in some of the pairs measured "
+                "(docs/archive.md)")
 
 
 class _Jobs(click.ParamType):
