@@ -520,8 +520,8 @@ class ArchiveWriter:
         key = (tuple(event), tuple(map(type, event.values())), tuple(data), tuple(map(type, data.values())),
                event.get("type"), tuple(production) if type(production) is dict else None,
                tuple(map(type, production.values())) if type(production) is dict else None)
-        found = self._shapes.get(key, self)
-        if found is self:
+        found = self._shapes.get(key, _UNSEEN)
+        if found is _UNSEEN:
             found = shape_of(event)
             if len(self._shapes) < 4096:
                 self._shapes[key] = found
