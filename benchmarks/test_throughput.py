@@ -14,6 +14,10 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
 (e) the same from the Parquet archive of the log (`rectify run ARCHIVE`: the columnar lane), in
     one process and with its windows read and sorted by 1 forked process (`workers=1`);
     writing the archive is timed apart (once);
+(e') the archive of a log of the same city over four times the days (`long`, benchmarks/
+    conftest.py: LONG), against the floor of its own log: how much the archive's fixed costs
+    (the registrations, reports and declarations of the first window, the year's evaluation)
+    weigh as the log grows;
 (d) the floor: reading the file and orjson.loads per line, no validation, no rules;
 (d2) the floor with each line's content digest as well (what de-duplication needs of every
     JSONL event): the most one process reading JSONL can do.
@@ -228,6 +232,12 @@ def test_e_archive_1_job(benchmark, request, results, log):
     _run(benchmark, results, f"{log}/e_archive_1_job", Archive(directory), _log(request, log), workers=1)
 
 
+def test_e_archive_long(benchmark, long_log, long_archive, log_days, results):
+    """(e') the archive of the long log, in one process, against the floor of that log (d')."""
+    _run(benchmark, results, "long/e_archive", Archive(long_archive), long_log)
+    results["long/e_archive"].update(days=log_days["long"], demo_days=log_days["demo"])
+
+
 @pytest.mark.parametrize("log", LOGS)
 def test_f_floor_orjson_parse(benchmark, request, results, log):
     """(d) the floor."""
@@ -307,10 +317,19 @@ def test_z_ratios(benchmark, results, capsys):
                          f"{r['seconds']:.2f} s){extra}")
         if heads:
             lines.append(f"  {log}: batch and archive paths end on {'the same chain head' if len(heads) == 1 else 'DIFFERENT chain heads'}")
+    if "long/e_archive" in results:
+        r, demo = results["long/e_archive"], results.get("demo/e_archive")
+        lines.append(f"  {'long/e_archive':<28}{rate['long/e_archive']:>12,.0f}/s  "
+                     f"{rate['long/e_archive'] / r['floor_adjacent']:6.3f}x d'   ({r['events']:,.0f} events, "
+                     f"{r['seconds']:.2f} s; the demo log's city over {r['days']} days, not {r['demo_days']})"
+                     + (f"; demo/e_archive {rate['demo/e_archive'] / demo['floor_adjacent']:.3f}x d'" if demo else ""))
     for name in sorted(n for n in rate if n.startswith("archive_write_")):
         r = results[name]
-        floor = rate.get(f"{name.removeprefix('archive_write_')}/d_floor_orjson")
-        vs_floor = f"{rate[name] / floor:6.3f}x d" if floor else ""
+        log = name.removeprefix("archive_write_")
+        floor, mark = rate.get(f"{log}/d_floor_orjson"), "d"
+        if not floor:
+            floor, mark = results.get(f"{log}/e_archive", {}).get("floor_adjacent"), "d'"
+        vs_floor = f"{rate[name] / floor:6.3f}x {mark}" if floor else ""
         lines.append(f"  {name:<28}{rate[name]:>12,.0f}/s  {vs_floor}   (validating and writing {r['events']:,.0f} lines once, "
                      f"{r['seconds']:.1f} s)")
     if "a_durable_rules_alone" in rate and "demo/c_batch_path" in rate:
