@@ -3,8 +3,9 @@ same log made finding-heavy, and Parquet archives of both; and a log of the same
 LONG times as many days, with its archive (how an archive replay's rate depends on the log's length).
 
 Run with `pytest benchmarks --benchmark-only -s` (not part of the default test run). The
-logs are generated once per session into a temporary folder (about 300 MB each); the
-archives are written once (`rectify archive`'s code path) and their writing time recorded.
+logs are generated once per session into a temporary folder (about 300 MB each, the long one
+about 1.2 GB); the archives are written once (`rectify archive`'s code path) and their writing
+time recorded.
 """
 
 from __future__ import annotations
