@@ -22,8 +22,8 @@ import pytest
 
 from engine import Engine
 from engine.devtools.demo import generate_city, write_jsonl
-from engine.output import dumps
 from engine.ingest import read_jsonl
+from engine.output import dumps
 
 pytest.importorskip("dask.distributed")
 
@@ -106,7 +106,7 @@ def test_z_report(benchmark):
         print(f"{name}: driver {serial:.3f} µs/line (main thread; of which {rounds:.3f} in the rounds after the "
               f"engines are built; {process:.2f} µs/line with the scheduler in its process), "
               f"workers {parallel:.2f} µs/line in total, {parallel_rounds:.2f} in the rounds")
-        print(f"  driver's main thread by phase (CPU s): " + ", ".join(
+        print("  driver's main thread by phase (CPU s): " + ", ".join(
             f"{phase} {seconds:.3f}" for phase, seconds in usage["driver_phases_cpu_s"].items()))
         # Amdahl from the measured CPU: T(N) = serial + parallel / N (round trips and waiting not counted)
         for label, part, whole in (
