@@ -1,5 +1,10 @@
 """Single-event latency of Engine.process (p50, p99) and memory of a 100,000-enterprise replay:
-per event, through the batch path from JSONL, and from the Parquet archive."""
+per event, through the batch path from JSONL, and from the Parquet archive; and the peak memory
+of `rectify run`'s replay of the benchmark log and of the log four times as long.
+
+Peak memory is the child's own VmHWM (/proc/self/status), not `getrusage`'s ru_maxrss: on Linux
+a child keeps the maxrss of the process it was forked from (here pytest's, with the logs it
+generated), which exec does not reset."""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ def test_latency_p50_p99(benchmark, million_log, capsys):
 
 
 MEMORY_PROBE = r"""
-import json, resource, sys, tracemalloc
+import json, sys, tracemalloc
 from datetime import datetime, timedelta, timezone
 from engine import Engine
 start = datetime(2024, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
@@ -86,8 +91,9 @@ else:
         engine.process(event)
     engine.flush()
 current, peak = tracemalloc.get_traced_memory()
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"enterprises": enterprises, "events": engine.summary.read, "traced_bytes": current,
-                  "peak_traced_bytes": peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "peak_traced_bytes": peak, "max_rss_kb": hwm}))
 """
 
 
@@ -112,3 +118,51 @@ def test_memory_100k_enterprises(benchmark, capsys, path):
                   f"peak traced {probe['peak_traced_bytes'] / 2**20:.0f} MiB, peak RSS {probe['max_rss_kb'] / 1024:.0f} MiB")
         growth = (long["traced_bytes"] - short["traced_bytes"]) / (long["events"] - short["events"])
         print(f"{path}: state growth with log length: {growth:,.0f} B per additional event")
+
+
+REPLAY_PROBE = r"""
+import json, os, sys, time
+from engine import Engine, JsonlFiles
+from engine.ingest.archive import Archive
+from engine.output import JsonlSink
+from engine.run import Outputs, Run, long_run_collector
+kind, path = sys.argv[1], sys.argv[2]
+engine = Engine()
+with open(os.devnull, "wb") as sink, long_run_collector():  # `rectify run PATH --jobs 0`'s driver
+    outputs = Outputs(JsonlSink(sink))
+    started = time.perf_counter()
+    Run(engine, outputs, workers=0).feed(Archive(path) if kind == "archive" else JsonlFiles([path])).finish()
+    seconds = time.perf_counter() - started
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"events": engine.summary.read, "seconds": seconds, "head": outputs.head, "peak_rss_kb": hwm}))
+"""
+
+
+def _replay_probe(kind: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", REPLAY_PROBE, kind, str(path)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    return json.loads(out.stdout)
+
+
+def test_peak_memory_by_log_length(benchmark, capsys, million_log, million_archive, long_log, long_archive, log_days):
+    """The peak memory of one replay in a fresh process (JSONL in one process, and the archive),
+    of the benchmark log and of the same city over four times the days: "flat in log length"
+    means the second is about the first. The JSONL and archive replays of a log must end on the
+    same chain head (the same bytes), here at four times the length too."""
+    logs = {"demo": (million_log, million_archive), "long": (long_log, long_archive)}
+
+    def run() -> dict[tuple[str, str], dict]:
+        return {(log, kind): _replay_probe(kind, paths[kind == "archive"])
+                for log, paths in logs.items() for kind in ("jsonl", "archive")}
+
+    probes = benchmark.pedantic(run, rounds=1, iterations=1)
+    with capsys.disabled():
+        print(f"\npeak memory of one replay (a fresh process each, VmHWM), {log_days['demo']} days / "
+              f"{log_days['long']} days of the same city:")
+        for kind in ("jsonl", "archive"):
+            short, long = probes["demo", kind], probes["long", kind]
+            print(f"  {kind:<8}{short['peak_rss_kb'] / 1024:8.0f} MiB ({short['events']:,} events, {short['seconds']:.2f} s)"
+                  f" / {long['peak_rss_kb'] / 1024:.0f} MiB ({long['events']:,} events, {long['seconds']:.2f} s):"
+                  f" {long['peak_rss_kb'] / short['peak_rss_kb']:.2f}x for {long['events'] / short['events']:.2f}x the events")
+    for log in logs:
+        assert probes[log, "jsonl"]["head"] == probes[log, "archive"]["head"], f"{log}: JSONL and archive wrote different records"
