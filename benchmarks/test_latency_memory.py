@@ -1,6 +1,6 @@
 """Single-event latency of Engine.process (p50, p99) and memory of a 100,000-enterprise replay:
 per event, through the batch path from JSONL, and from the Parquet archive; and the peak memory
-of `rectify run`'s replay of the benchmark log and of the log four times as long.
+of `rectify run`'s replay of the benchmark log and of the log LONG times as long (conftest.py).
 
 Peak memory is the child's own VmHWM (/proc/self/status), not `getrusage`'s ru_maxrss: on Linux
 a child keeps the maxrss of the process it was forked from (here pytest's, with the logs it
@@ -146,8 +146,8 @@ def _replay_probe(kind: str, path: Path) -> dict:
 
 def test_peak_memory_by_log_length(benchmark, capsys, million_log, million_archive, long_log, long_archive, log_days):
     """The peak memory of one replay in a fresh process (JSONL in one process, and the archive),
-    of the benchmark log and of the same city over four times the days: "flat in log length"
-    means the second is about the first. The JSONL and archive replays of a log must end on the
+    of the benchmark log and of the same city over LONG times the days (four by default): "flat
+    in log length" means the second is about the first. The JSONL and archive replays of a log must end on the
     same chain head (the same bytes), here at four times the length too."""
     logs = {"demo": (million_log, million_archive), "long": (long_log, long_archive)}
 

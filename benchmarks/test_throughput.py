@@ -15,9 +15,9 @@ same log finding-heavy (every fourth reading above its limits, benchmarks/confte
     one process and with its windows read and sorted by 1 forked process (`workers=1`);
     writing the archive is timed apart (once);
 (e') the archive of a log of the same city over four times the days (`long`, benchmarks/
-    conftest.py: LONG), against the floor of its own log: how much the archive's fixed costs
-    (the registrations, reports and declarations of the first window, the year's evaluation)
-    weigh as the log grows;
+    conftest.py: LONG), against the floor of its own log: how much what does not grow with the
+    log (the registrations, reports and declarations taken exactly, the year's evaluation, the
+    ends of the replay) weighs as the log grows;
 (d) the floor: reading the file and orjson.loads per line, no validation, no rules;
 (d2) the floor with each line's content digest as well (what de-duplication needs of every
     JSONL event): the most one process reading JSONL can do.
