@@ -223,7 +223,10 @@ class Detector(Protocol):
 
     def failed_late(self, orders: Mapping[str, Order], enterprise: str, decision: str, epoch: float) -> str | None: ...
 
-    def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]: ...
+    def running(self, orders: Mapping[str, Order], enterprise: str, epoch: float) -> list[str]:
+        """The enterprise's open orders and watches whose deadline is at or after `epoch`. The layer
+        passes the enterprise's open orders and watches (its index), not all open orders."""
+        ...
 
     def prevented(self, orders: Mapping[str, Order], enterprise: str, parcel: str, rule: str, epoch: float) -> list[str]:
         """Open watches of `rule` on (enterprise, parcel) whose deadline is at or after `epoch`. The
@@ -352,6 +355,7 @@ class DecisionLayer:
         self._heap: list[tuple[float, str]] = []  # (deadline, order id) of open orders; ended ones popped lazily
         # (watch rule, enterprise, parcel or "") -> its open watches by id (what `prevented` is asked about)
         self._watching: dict[tuple[str, str, str], dict[str, Order]] = {}
+        self._of: dict[str, dict[str, Order]] = {}  # enterprise -> its open orders and watches by id
         self._open_key: dict[tuple[str, str], str] = {}  # (rule, unit) -> open order or watch
         self._done: set[tuple[str, str]] = set()
         self._proposals: dict[str, Decision] = {}
@@ -394,8 +398,7 @@ class DecisionLayer:
 
     def orders_of(self, enterprise: str) -> list[Decision]:
         """The open `rectify` orders of one enterprise (their decisions, deadline included), by deadline."""
-        orders = sorted((o for o in self._open.values() if o.enterprise == enterprise),
-                        key=lambda o: (o.deadline, o.id))
+        orders = sorted(self._of.get(enterprise, {}).values(), key=lambda o: (o.deadline, o.id))
         return [o.decision for o in orders]
 
     def is_closed(self, enterprise: str) -> bool:
@@ -460,7 +463,7 @@ class DecisionLayer:
             out.extend(self._on_verification(event, epoch))
         elif event_type == "inspection.recorded":
             if data["result"] == "fail" and self._open:
-                for order_id in sorted(self.detector.running(self._open, subject, epoch)):
+                for order_id in sorted(self.detector.running(self._of.get(subject, {}), subject, epoch)):
                     if self._open[order_id].watch is None:
                         self._open[order_id].evidence.append(event["id"])
         elif event_type == "approval.recorded":
@@ -490,7 +493,7 @@ class DecisionLayer:
         if late is not None:
             order = self._open[late]
             return [self._escalate(order, event["time"], (*order.evidence, event["id"]))]
-        if data["decision"] in self.detector.running(self._open, subject, epoch):
+        if data["decision"] in self.detector.running(self._of.get(subject, {}), subject, epoch):
             self._open[data["decision"]].evidence.append(event["id"])
         return []
 
@@ -608,8 +611,7 @@ class DecisionLayer:
         event_type, holder, data = event["type"], event["subject"], event["data"]
         parcel = data.get("parcel") if isinstance(data.get("parcel"), str) else None
         if event_type in TRANSFER_TYPES:
-            for order in sorted((o for o in self._open.values() if o.enterprise == holder and o.parcel == parcel),
-                                key=lambda o: o.id):
+            for order in sorted((o for o in self._of.get(holder, {}).values() if o.parcel == parcel), key=lambda o: o.id):
                 self._end(order)
             return
         ending, opening = self._ending.get(event_type, ()), self._opening.get(event_type, ())
@@ -854,20 +856,26 @@ class DecisionLayer:
 
     def _open_order(self, order: Order) -> None:
         self._open[order.id] = order
-        self._index_watch(order)
+        self._index(order)
         if len(self._heap) > 2 * len(self._open) + 64:  # mostly ended orders: rebuild
             self._heap = [(o.deadline, i) for i, o in self._open.items() if i != order.id]
             heapq.heapify(self._heap)
         heapq.heappush(self._heap, (order.deadline, order.id))
         self.detector.order_opened(order)
 
-    def _index_watch(self, order: Order) -> None:
-        """Note a watch in `_watching` (what `prevented` is asked about); an order is not noted."""
+    def _index(self, order: Order) -> None:
+        """Note an open order or watch in `_of` (its enterprise's: what `running`, `orders_of` and a
+        transfer look at), and a watch in `_watching` too (what `prevented` is asked about)."""
+        self._of.setdefault(order.enterprise, {})[order.id] = order
         if order.watch is not None:
             self._watching.setdefault((order.watch, order.enterprise, order.parcel or ""), {})[order.id] = order
 
     def _end(self, order: Order) -> None:
         del self._open[order.id]
+        mine = self._of[order.enterprise]
+        del mine[order.id]
+        if not mine:
+            del self._of[order.enterprise]
         if order.watch is not None:
             where = (order.watch, order.enterprise, order.parcel or "")
             watches = self._watching[where]
@@ -941,9 +949,9 @@ class DecisionLayer:
                       for oid, d, deadline, escalation, evidence, remedy, watch in state["open"]}
         self._heap = [(o.deadline, i) for i, o in self._open.items()]
         heapq.heapify(self._heap)
-        self._watching = {}
+        self._watching, self._of = {}, {}
         for order in self._open.values():
-            self._index_watch(order)
+            self._index(order)
         self._open_key = {(k[0], k[1]): v for k, v in state["open_key"]}
         self._done = {(k[0], k[1]) for k in state["done"]}
         self._proposals = {pid: _restore_decision(d) for pid, d in state["proposals"]}
