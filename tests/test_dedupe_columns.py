@@ -219,3 +219,30 @@ def test_rows_added_after_a_checkpoint_in_the_middle_of_a_window_are_found_in_th
     probe = [(f"w{w}-{n}", n, 20.0) for w in range(10) for n in (2, 7)] + [("w3-10", 0, 20.0)]
     assert index.remembered(columns_of(probe)).tolist() == [True] * 20 + [False]
     assert len(index._blocks) == 20 and remembered(index) == remembered(reference)
+
+
+def test_a_purge_leaves_the_marks_of_the_ids_it_drops_until_they_outnumber_those_kept():
+    """A purge drops whole blocks (a window's ids all older than the horizon) without making the
+    bitmap afresh: the blocks keep their bits, and the dropped ids' marks only make false alarms
+    that the search clears. The bitmap is made afresh when such marks outnumber the live ones,
+    so a replay purging every half horizon remakes it at some purges, not at each."""
+    reference, index = DedupeIndex(1.0), DedupeIndex(1.0)
+    made, purges = [], []
+    mark_all, purge = index._mark_all, index._purge
+    index._mark_all = lambda: (made.append(len(index)), mark_all())[1]
+    index._purge = lambda step: (purges.append(step), purge(step))[1]
+    for window in range(24):  # half a day each: the clock reaches a new purge step in every window
+        rows = [(f"w{window}-{n}", n % 3, (window + n / 50) * DAY / 2) for n in range(50)]
+        columns = columns_of(rows)
+        assert not index.remembered(columns).any()
+        epochs = [r[2] for r in rows]
+        assert index.add_columns(columns, 0, 50, max(epochs), min(epochs)) == \
+            reference.add_new([r[0] for r in rows], [r[1] for r in rows], epochs)
+        assert remembered(index) == remembered(reference)
+        probe = [f"w{w}-{n}" for w in range(window + 1) for n in (0, 17, 49)]  # dropped ones too
+        assert index.remembers(probe) == reference.remembers(probe)
+        assert index.remembered(columns_of([(i, 0, 0.0) for i in probe])).tolist() == \
+            [i in reference.remembers(probe) for i in probe]
+        assert [index.check(i, 1, epochs[-1]) for i in probe[-6:]] == [reference.check(i, 1, epochs[-1]) for i in probe[-6:]]
+    assert len(purges) >= 20
+    assert 0 < len(made) <= 1 + len(purges) // 2  # the first makes the bitmap

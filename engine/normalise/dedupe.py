@@ -158,16 +158,17 @@ class IdColumns:
 
 
 class _Block:
-    """Ids remembered as columns, sorted by `id_hash`."""
+    """Ids remembered as columns, sorted by `id_hash`; `lane` the bit its ids are marked with in
+    the index's bitmap (`_lane`)."""
 
-    __slots__ = ("digests", "epochs", "ids", "keys")
+    __slots__ = ("digests", "epochs", "ids", "keys", "lane")
 
-    def __init__(self, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> None:
-        self.keys, self.ids, self.digests, self.epochs = keys, ids, digests, epochs
+    def __init__(self, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray, lane: int = 0) -> None:
+        self.keys, self.ids, self.digests, self.epochs, self.lane = keys, ids, digests, epochs, lane
 
     @classmethod
     def by_hash(cls, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> _Block:
-        """A block of these ids (`keys` their hashes), sorted by hash."""
+        """A block of these ids (`keys` their hashes), sorted by hash (marked by `_mark_all`)."""
         order = hash_order(keys)
         return cls(keys[order], ids.take(pa.array(order)), digests[order], epochs[order])
 
@@ -196,11 +197,11 @@ def _digest_of(key: np.uint64, event_id: str, hashes: np.ndarray, order: np.ndar
 
 
 _MAX_BLOCKS = 64  # more blocks than this are merged into one (a lookup visits each)
-_LANES = 8  # bits of a bitmap slot: block b (and the window that will become it) sets bit b % 8
+_LANES = 8  # bits of a bitmap slot: the block numbered b (and the window that will become it) sets bit b % 8
 
 
 def _lane(index: int) -> int:
-    """The bit that block `index` sets in the bitmap slots of its hashes."""
+    """The bit that the block numbered `index` sets in the bitmap slots of its hashes."""
     return 1 << (index % _LANES)
 
 
@@ -232,9 +233,12 @@ class DedupeIndex:
         self._columns: IdColumns | None = None  # the window whose rows `add_columns` is adding
         self._pending = 0  # rows of `_columns` added and not yet in a block
         self._in_columns = 0  # ids in blocks and pending
-        # per hash prefix, a bit per lane: may block b (bit b % 8), or `_columns` (the next block's bit), hold it
+        # per hash prefix, a bit per lane: may a block with that `lane`, or `_columns` (the next block's
+        # bit), hold it. A superset: a purge leaves the marks of the ids it drops (`_stale`)
         self._bits: np.ndarray | None = None
-        self._columns_block = -1  # the block `_columns` is marked for (its bit: `_lane`)
+        self._serial = 0  # the number the next block gets (its bit: `_lane`)
+        self._columns_block = -1  # the number of the block `_columns` is marked for
+        self._marked = 0  # hashes marked since the bitmap was made afresh, those purged since too
         self._shift = np.uint64(64)
 
     def __len__(self) -> int:
@@ -276,8 +280,8 @@ class DedupeIndex:
             # by hash: numpy's searchsorted of sorted keys starts each one where the last ended
             candidates = candidates[np.argsort(columns.hashes[candidates])]  # (which row is found is all that counts)
             keys, lanes = columns.hashes[candidates], slots[candidates]
-            for index, block in enumerate(self._blocks):
-                mine = (lanes & _lane(index)) != 0  # only the rows whose slot has this block's bit
+            for block in self._blocks:
+                mine = (lanes & block.lane) != 0  # only the rows whose slot has this block's bit
                 if not mine.any():
                     continue
                 block_rows, block_keys = candidates[mine], keys[mine]
@@ -304,8 +308,8 @@ class DedupeIndex:
     def _find(self, key: np.uint64, event_id: str, slot: int) -> int | None:
         """The digest of `event_id`, whose hash is `key`, among the ids kept as columns: in the
         blocks whose bit its bitmap `slot` has, and the rows of `_columns` added so far."""
-        for index, block in enumerate(self._blocks):
-            if slot & _lane(index):
+        for block in self._blocks:
+            if slot & block.lane:
                 found = block.find(key, event_id)
                 if found is not None:
                     return found
@@ -412,12 +416,13 @@ class DedupeIndex:
 
     def _take(self, columns: IdColumns, first: int, last: int) -> None:
         if last > first:
-            if self._columns_block != len(self._blocks):  # the rows added so far became a block (`state`)
+            if self._columns_block != self._serial:  # the rows added so far became a block (`state`, a purge)
                 self._mark_columns()
             late = columns.late_among(first, last)
             if late is not None:
                 assert self._bits is not None
                 self._bits[late >> self._shift] |= _lane(self._columns_block)
+                self._marked += len(late)
             columns.added[first:last] = True
             self._pending += last - first
             self._in_columns += last - first
@@ -429,8 +434,10 @@ class DedupeIndex:
             return
         order = columns.order()  # made once per window: a lookup among the pending rows uses it too
         rows = order[columns.added[order]]  # the added rows, by hash
+        assert self._columns_block == self._serial  # `_take` marked them for this block
         self._blocks.append(_Block(columns.hashes[rows], columns.ids.take(pa.array(rows)), columns.digests[rows],
-                                   columns.epochs[rows]))
+                                   columns.epochs[rows], _lane(self._serial)))
+        self._serial += 1
         columns.added[:] = False
         self._pending = 0
         if len(self._blocks) > _MAX_BLOCKS:
@@ -448,18 +455,30 @@ class DedupeIndex:
             self._mark_all()
 
     def _mark_all(self) -> None:
+        """The bitmap made afresh: block b numbered b, its hashes marked with its bit, nothing stale."""
         assert self._bits is not None
         self._bits[:] = 0
         for index, block in enumerate(self._blocks):
-            self._bits[block.keys >> self._shift] |= _lane(index)
+            block.lane = _lane(index)
+            self._bits[block.keys >> self._shift] |= block.lane
+        self._serial = len(self._blocks)
+        self._marked = self._in_columns - self._pending
         if self._columns is not None:
             self._mark_columns()
 
     def _mark_columns(self) -> None:
         """`_columns`' hashes (`IdColumns.marked`) get the bit of the block their rows will go to."""
         assert self._bits is not None and self._columns is not None
-        self._columns_block = len(self._blocks)
-        self._bits[self._columns.marked() >> self._shift] |= _lane(self._columns_block)
+        self._columns_block = self._serial
+        marked = self._columns.marked()
+        self._bits[marked >> self._shift] |= _lane(self._columns_block)
+        self._marked += len(marked)
+
+    def _stale(self) -> bool:
+        """Whether the marks of ids no longer kept outnumber those kept: a lookup then meets more
+        slots marked for nothing, and a purge makes the bitmap afresh. Until then the marks a
+        purge leaves cost a lookup only a slot that is a false alarm (the blocks keep their bits)."""
+        return self._marked > 2 * self._in_columns
 
     def remember(self, ids: list[str], digests: list[int], epochs: list[float]) -> None:
         """Remember ids known to be new (remembered by no one), in order, as `check` would; the
@@ -486,10 +505,11 @@ class DedupeIndex:
                     kept.append(block)
                 elif keep.any():
                     kept.append(_Block(block.keys[keep], block.ids.filter(pa.array(keep)), block.digests[keep],
-                                       block.epochs[keep]))
+                                       block.epochs[keep], block.lane))
             self._blocks = kept
             self._in_columns = sum(map(len, kept))
-            self._mark_all()
+            if self._stale():
+                self._mark_all()
         cut = bisect_left(self._queue_epochs, oldest)
         if cut:
             ids = self._ids
