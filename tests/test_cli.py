@@ -216,21 +216,21 @@ def test_jobs_run_sorting_processes_only_where_they_can_help(monkeypatch, capsys
     large = tmp_path / "large.jsonl"
     with large.open("wb") as handle:
         handle.truncate(AUTO_JOBS_BYTES)  # sparse: only its size matters here
-    assert _usable_jobs(jobs, [JsonlFiles([__file__])]) == 0 and samples == []
+    assert _usable_jobs(jobs, [JsonlFiles([__file__])]) == [0] and samples == []
     err = capsys.readouterr().err
     assert "jobs_ignored" in err and f"under {AUTO_JOBS_BYTES >> 20} MiB" in err
     files = [JsonlFiles([large])]  # files another process can read again
-    assert _usable_jobs(jobs, files) == used
+    assert _usable_jobs(jobs, files) == [used]
     err = capsys.readouterr().err
     assert ("jobs_ignored" in err) == (used == 0)
     assert ("jobs_capped" in err) == (0 < used < jobs)  # fewer than asked, and it says so
     # an archive runs in this process, which says so; JSONL files beside it get the sorting processes
-    assert _usable_jobs(jobs, [Archive(small_archive)]) == 0
+    assert _usable_jobs(jobs, [Archive(small_archive)]) == [0]
     assert "jobs_ignored" in capsys.readouterr().err
-    assert _usable_jobs(jobs, [Archive(small_archive)] + files) == used
+    assert _usable_jobs(jobs, [Archive(small_archive)] + files) == [0, used]
     assert "jobs_ignored" in capsys.readouterr().err  # for the archive, or for want of a free core
     for inputs in ([JsonlFiles(["-"])], files + [JsonlFiles(["-"])], [iter([])]):
-        assert _usable_jobs(jobs, inputs) == 0  # standard input, --hj212 packets: in this process
+        assert set(_usable_jobs(jobs, inputs)) == {0}  # standard input, --hj212 packets: in this process
         assert "jobs_ignored" in capsys.readouterr().err
 
 
@@ -291,14 +291,14 @@ def test_jobs_auto_asks_for_one_sorting_process_on_large_jsonl_files_only(monkey
         handle.truncate(AUTO_JOBS_BYTES)  # sparse: only its size matters here
     with half.open("wb") as handle:
         handle.truncate(AUTO_JOBS_BYTES // 2)
-    assert _usable_jobs(None, [JsonlFiles([large])]) == 1
-    assert _usable_jobs(None, [JsonlFiles([half, half])]) == 1  # the files together
+    assert _usable_jobs(None, [JsonlFiles([large])]) == [1]
+    assert _usable_jobs(None, [JsonlFiles([half, half])]) == [1]  # the files together
     for inputs in ([JsonlFiles([half])], [Archive(small_archive)], [JsonlFiles([large]), Archive(small_archive)],
                    [JsonlFiles([large, "-"])], [JsonlFiles([large]), iter([])]):
-        assert _usable_jobs(None, inputs) == 0
+        assert set(_usable_jobs(None, inputs)) == {0}
     assert capsys.readouterr().err == ""  # auto says nothing where it does not ask
     load["cores"] = 1.2  # the other core busy: as `--jobs 1`, it says so and runs in this process
-    assert _usable_jobs(None, [JsonlFiles([large])]) == 0
+    assert _usable_jobs(None, [JsonlFiles([large])]) == [0]
     assert "jobs_ignored" in capsys.readouterr().err
 
 

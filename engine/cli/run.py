@@ -163,13 +163,14 @@ def run(events: tuple[str, ...], out: str, quarantine: str | None, summary_json:
         inputs: list[Any] = list(sources)
         if hj212:
             inputs = [_with_hj212(read_jsonl(events), hj212, stations)]
-        jobs = _usable_jobs(jobs, inputs)
+        each = _usable_jobs(jobs, inputs)
+        jobs = max(each, default=0)
         bar = progress_bar(None if hj212 else _count(sources), progress)
         try:
             with long_run_collector():  # this process is rectify's (engine/run.py)
                 driver = Run(engine, outputs, as_of=as_of, workers=jobs, progress=bar)
-                for source in inputs:  # an archive in this process (`_usable_jobs`)
-                    driver.feed(source, workers=0 if isinstance(source, Archive) else jobs)
+                for source, workers_of_source in zip(inputs, each):
+                    driver.feed(source, workers=workers_of_source)
                 summary = driver.finish()
         finally:
             bar.close()
@@ -190,11 +191,18 @@ def _count(sources: Sequence[JsonlFiles | Archive]) -> int | None:
     return total
 
 
-def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> int:
-    """`--jobs` where sorting processes can help, else 0 (in this process), saying why. They help
-    only on JSONL files another process can read again, of AUTO_JOBS_BYTES or more in all, and on
-    cores nothing else is using. `auto` (None) asks for one, and says nothing where it does not ask
-    (archives, smaller files, standard input, packets)."""
+def _usable_jobs(jobs: int | None, inputs: Sequence[Any]) -> list[int]:
+    """The sorting processes for each input: `--jobs` where they can help, else 0 (in this
+    process), saying why. They help only on JSONL files another process can read again, of
+    AUTO_JOBS_BYTES or more in all, and on cores nothing else is using; an archive is replayed in
+    this process. `auto` (None) asks for one, and says nothing where it does not ask (archives,
+    smaller files, standard input, packets)."""
+    usable = _sorting_processes(jobs, inputs)
+    return [0 if isinstance(source, Archive) else usable for source in inputs]
+
+
+def _sorting_processes(jobs: int | None, inputs: Sequence[Any]) -> int:
+    """`_usable_jobs` for the JSONL inputs among `inputs`."""
     auto = jobs is None
     if auto:
         if not all(isinstance(source, JsonlFiles) and source.rereadable for source in inputs):
