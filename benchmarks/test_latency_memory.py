@@ -2,13 +2,14 @@
 per event, through the batch path from JSONL, and from the Parquet archive; and the peak memory
 of `rectify run`'s replay of the benchmark log and of the log LONG times as long (conftest.py).
 
-Peak memory is the child's own VmHWM (/proc/self/status), not `getrusage`'s ru_maxrss: on Linux
-a child keeps the maxrss of the process it was forked from (here pytest's, with the logs it
+Peak memory is the child's own VmHWM (replay.py `peak_rss_kb`), not `getrusage`'s ru_maxrss: on
+Linux a child keeps the maxrss of the process it was forked from (here pytest's, with the logs it
 generated), which exec does not reset."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,16 +92,23 @@ else:
         engine.process(event)
     engine.flush()
 current, peak = tracemalloc.get_traced_memory()
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+from replay import peak_rss_kb
 print(json.dumps({"enterprises": enterprises, "events": engine.summary.read, "traced_bytes": current,
-                  "peak_traced_bytes": peak, "max_rss_kb": hwm}))
+                  "peak_traced_bytes": peak, "max_rss_kb": peak_rss_kb()}))
 """
 
 
-def _probe(enterprises: int, days: int, path: str = "process") -> dict:
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(enterprises), str(days), path],
-                         capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+def _child(script: str, *args: str) -> dict:
+    """Run `script` in a fresh Python at the project's root, the `replay` module importable; its JSON line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                        os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent, env=env)
     return json.loads(out.stdout)
+
+
+def _probe(enterprises: int, days: int, path: str = "process") -> dict:
+    return _child(MEMORY_PROBE, str(enterprises), str(days), path)
 
 
 @pytest.mark.parametrize("path", ["process", "batch", "archive"])
@@ -121,27 +129,23 @@ def test_memory_100k_enterprises(benchmark, capsys, path):
 
 
 REPLAY_PROBE = r"""
-import json, os, sys, time
+import json, sys, time
 from engine import Engine, JsonlFiles
 from engine.ingest.archive import Archive
-from engine.output import JsonlSink
-from engine.run import Outputs, Run, long_run_collector
+from engine.run import long_run_collector
+from replay import feed, peak_rss_kb
 kind, path = sys.argv[1], sys.argv[2]
 engine = Engine()
-with open(os.devnull, "wb") as sink, long_run_collector():  # `rectify run PATH --jobs 0`'s driver
-    outputs = Outputs(JsonlSink(sink))
+with long_run_collector():  # `rectify run PATH --jobs 0`, in its own process
     started = time.perf_counter()
-    Run(engine, outputs, workers=0).feed(Archive(path) if kind == "archive" else JsonlFiles([path])).finish()
+    outputs = feed(engine, Archive(path) if kind == "archive" else JsonlFiles([path]))
     seconds = time.perf_counter() - started
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"events": engine.summary.read, "seconds": seconds, "head": outputs.head, "peak_rss_kb": hwm}))
+print(json.dumps({"events": engine.summary.read, "seconds": seconds, "head": outputs.head, "peak_rss_kb": peak_rss_kb()}))
 """
 
 
 def _replay_probe(kind: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", REPLAY_PROBE, kind, str(path)],
-                         capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
-    return json.loads(out.stdout)
+    return _child(REPLAY_PROBE, kind, str(path))
 
 
 def test_peak_memory_by_log_length(benchmark, capsys, million_log, million_archive, long_log, long_archive, log_days):

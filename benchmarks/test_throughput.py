@@ -37,12 +37,12 @@ Tests are named so that pytest runs them in this order; the last prints the tabl
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import orjson
 import pytest
+from replay import feed as _feed
 
 from engine import Engine
 from engine.decide.rete import SafeHost
@@ -50,8 +50,6 @@ from engine.ingest import JsonlFiles
 from engine.ingest.archive import Archive
 from engine.judge import READING_TYPES, Rule
 from engine.normalise import content_digest
-from engine.output import JsonlSink
-from engine.run import Outputs, Run
 
 LOGS = ["demo", "heavy"]
 
@@ -152,14 +150,6 @@ def _floor_rate(path: Path) -> float:
     started = time.perf_counter()
     count = _floor(path)
     return count / (time.perf_counter() - started)
-
-
-def _feed(engine: Engine, source, workers: int) -> Outputs:
-    """`rectify run` in-process: the batch path, records as chained JSON lines to /dev/null."""
-    with open(os.devnull, "wb") as sink:
-        outputs = Outputs(JsonlSink(sink))
-        Run(engine, outputs, workers=workers).feed(source).finish()
-    return outputs
 
 
 def _replay(source, workers: int) -> tuple[str, float]:
