@@ -246,3 +246,23 @@ def test_a_purge_leaves_the_marks_of_the_ids_it_drops_until_they_outnumber_those
         assert [index.check(i, 1, epochs[-1]) for i in probe[-6:]] == [reference.check(i, 1, epochs[-1]) for i in probe[-6:]]
     assert len(purges) >= 20
     assert 0 < len(made) <= 1 + len(purges) // 2  # the first makes the bitmap
+
+
+def test_a_block_keeps_its_window_s_strings_and_a_purge_frees_what_it_forgets():
+    """A window's ids become a block without a copy of their strings (the block keeps positions
+    into the window's array); a purge that keeps fewer than half of a block's strings copies those
+    it keeps, so the strings of the ids it forgot are freed with the window's array."""
+    reference, index = DedupeIndex(1.0), DedupeIndex(1.0)
+    rows = [(f"e{n}", n, n * 0.04 * DAY) for n in range(60)]  # 2.4 days in one window
+    columns = columns_of(rows)
+    index.add_columns(columns, 0, 30, rows[29][2], 0.0)
+    reference.add_new([r[0] for r in rows[:30]], [r[1] for r in rows[:30]], [r[2] for r in rows[:30]])
+    index.state()  # the 30 rows added so far become a block
+    assert index._blocks[0].ids is columns.ids
+    index.add_columns(columns, 30, 60, rows[-1][2], rows[30][2])  # the clock passes 2 days: ids before 1 are purged
+    reference.add_new([r[0] for r in rows[30:]], [r[1] for r in rows[30:]], [r[2] for r in rows[30:]])
+    assert remembered(index) == remembered(reference)
+    kept = [block for block in index._blocks if block.ids is not columns.ids]
+    assert kept and all(len(block.ids) == len(block) < 30 for block in kept)
+    probe = [r[0] for r in rows] + ["x"]
+    assert index.remembers(probe) == reference.remembers(probe)

@@ -158,39 +158,64 @@ class IdColumns:
 
 
 class _Block:
-    """Ids remembered as columns, sorted by `id_hash`; `lane` the bit its ids are marked with in
-    the index's bitmap (`_lane`)."""
+    """Ids remembered as columns, sorted by `id_hash` (`keys`, with their `digests` and `epochs`);
+    the ids themselves stay where they came (a window's Arrow strings, copied by nobody): the
+    key at i is the hash of `ids[rows[i]]`. `lane`: the bit its ids are marked with in the
+    index's bitmap (`_lane`)."""
 
-    __slots__ = ("digests", "epochs", "ids", "keys", "lane")
+    __slots__ = ("digests", "epochs", "ids", "keys", "lane", "rows")
 
-    def __init__(self, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray, lane: int = 0) -> None:
-        self.keys, self.ids, self.digests, self.epochs, self.lane = keys, ids, digests, epochs, lane
+    def __init__(self, keys: np.ndarray, ids: pa.Array, rows: np.ndarray, digests: np.ndarray, epochs: np.ndarray,
+                 lane: int = 0) -> None:
+        self.keys, self.ids, self.rows, self.digests, self.epochs, self.lane = keys, ids, rows, digests, epochs, lane
 
     @classmethod
     def by_hash(cls, keys: np.ndarray, ids: pa.Array, digests: np.ndarray, epochs: np.ndarray) -> _Block:
         """A block of these ids (`keys` their hashes), sorted by hash (marked by `_mark_all`)."""
         order = hash_order(keys)
-        return cls(keys[order], ids.take(pa.array(order)), digests[order], epochs[order])
+        return cls(keys[order], ids, order, digests[order], epochs[order])
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    def ids_at(self, positions: np.ndarray) -> pa.Array:
+        """The ids of these positions (in hash order)."""
+        return self.ids.take(self.rows[positions])
+
+    def listed(self) -> pa.Array:
+        """The block's ids in hash order."""
+        return self.ids_at(np.arange(len(self.keys)))
+
+    def kept(self, keep: np.ndarray) -> _Block:
+        """The block with the ids `keep` marks (a purge). Their strings are copied only when the
+        ids kept are fewer than half of those `ids` holds, so what is forgotten is freed."""
+        rows = self.rows[keep]
+        ids = self.ids
+        if 2 * len(rows) < len(ids):
+            ids, rows = ids.take(rows), np.arange(len(rows))
+        return _Block(self.keys[keep], ids, rows, self.digests[keep], self.epochs[keep], self.lane)
+
     def find(self, key: np.uint64, event_id: str) -> int | None:
         """The digest of `event_id`, whose hash is `key`, if this block holds it."""
-        return _digest_of(key, event_id, self.keys, None, self.ids, self.digests)
+        keys = self.keys
+        i = int(np.searchsorted(keys, key))
+        while i < len(keys) and keys[i] == key:
+            if self.ids[int(self.rows[i])].as_py() == event_id:
+                return int(self.digests[i])
+            i += 1
+        return None
 
 
-def _digest_of(key: np.uint64, event_id: str, hashes: np.ndarray, order: np.ndarray | None, ids: pa.Array,
-               digests: np.ndarray, added: np.ndarray | None = None) -> int | None:
-    """The digest of `event_id`, whose hash is `key`, among rows whose `hashes` are sorted (in
-    `order`, when given) and that are `added` (all when None): the rows with its hash, their ids
-    compared."""
+def _digest_of(key: np.uint64, event_id: str, hashes: np.ndarray, order: np.ndarray, ids: pa.Array,
+               digests: np.ndarray, added: np.ndarray) -> int | None:
+    """The digest of `event_id`, whose hash is `key`, among a window's rows (`hashes` sorted in
+    `order`) that are `added`: the rows with its hash, their ids compared (as `_Block.find`)."""
     i = int(np.searchsorted(hashes, key, sorter=order))
     while i < len(hashes):
-        row = i if order is None else int(order[i])
+        row = int(order[i])
         if hashes[row] != key:
             break
-        if (added is None or added[row]) and ids[row].as_py() == event_id:
+        if added[row] and ids[row].as_py() == event_id:
             return int(digests[row])
         i += 1
     return None
@@ -290,7 +315,7 @@ class DedupeIndex:
                 if not hit.any():
                     continue
                 rows = block_rows[hit]
-                same = pc.equal(block.ids.take(at[hit]), columns.ids.take(rows)).to_numpy(zero_copy_only=False)
+                same = pc.equal(block.ids_at(at[hit]), columns.ids.take(rows)).to_numpy(zero_copy_only=False)
                 found[rows[same]] = True
                 for row in rows[~same].tolist():  # two ids with one hash: look at each
                     found[row] |= self._find(columns.hashes[row], columns.ids[row].as_py(), int(slots[row])) is not None
@@ -435,8 +460,8 @@ class DedupeIndex:
         order = columns.order()  # made once per window: a lookup among the pending rows uses it too
         rows = order[columns.added[order]]  # the added rows, by hash
         assert self._columns_block == self._serial  # `_take` marked them for this block
-        self._blocks.append(_Block(columns.hashes[rows], columns.ids.take(pa.array(rows)), columns.digests[rows],
-                                   columns.epochs[rows], _lane(self._serial)))
+        self._blocks.append(_Block(columns.hashes[rows], columns.ids, rows, columns.digests[rows], columns.epochs[rows],
+                                   _lane(self._serial)))
         self._serial += 1
         columns.added[:] = False
         self._pending = 0
@@ -504,8 +529,7 @@ class DedupeIndex:
                 if keep.all():
                     kept.append(block)
                 elif keep.any():
-                    kept.append(_Block(block.keys[keep], block.ids.filter(pa.array(keep)), block.digests[keep],
-                                       block.epochs[keep], block.lane))
+                    kept.append(block.kept(keep))
             self._blocks = kept
             self._in_columns = sum(map(len, kept))
             if self._stale():
@@ -534,7 +558,7 @@ class DedupeIndex:
         entries += [[k, f"{ids[k]:016x}", e] for k, e in self._late.items()]
         for block in self._blocks:
             entries += [[k, f"{d:016x}", e] for k, d, e in
-                        zip(block.ids.to_pylist(), block.digests.tolist(), block.epochs.tolist())]
+                        zip(block.listed().to_pylist(), block.digests.tolist(), block.epochs.tolist())]
         return {"ids": entries, "late": len(entries) - len(self._queue), "newest": finite(self._newest),
                 "purged_at": finite(self._purged_at)}
 
@@ -566,5 +590,5 @@ _AS_COLUMNS = 4096  # a restored index keeps more late ids than this as a block
 
 
 def _merged(blocks: list[_Block]) -> _Block:
-    return _Block.by_hash(np.concatenate([b.keys for b in blocks]), pa.concat_arrays([b.ids for b in blocks]),
+    return _Block.by_hash(np.concatenate([b.keys for b in blocks]), pa.concat_arrays([b.listed() for b in blocks]),
                           np.concatenate([b.digests for b in blocks]), np.concatenate([b.epochs for b in blocks]))
